@@ -1,0 +1,42 @@
+# Two commands: `make run` serves the app on http://localhost:$(PORT); `make test` runs the whole suite.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 5000
+
+.PHONY: run test dev chromium clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.run-installed: $(BIN)/python requirements.txt pyproject.toml
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.run-installed requirements-dev.txt
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+## Serve the shipped model under gunicorn on port $(PORT).
+run: $(VENV)/.run-installed
+	PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py
+
+## Install test requirements (and Chromium for the browser test) and run every test.
+test: $(VENV)/.dev-installed chromium
+	$(BIN)/python -m pytest
+
+## The development server (Flask's reloader) on port 5000.
+dev: $(VENV)/.run-installed
+	$(BIN)/python app.py
+
+## Debian's Chromium for the real-browser test; installed when missing and we may use apt.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -q && apt-get install -y -q chromium chromium-driver) >/dev/null; \
+	  else echo "chromium not found and cannot be installed here: the browser test will be skipped"; fi; }
+
+clean:
+	rm -rf $(VENV) .pytest_cache

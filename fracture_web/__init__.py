@@ -1,0 +1,30 @@
+"""Fracture-detection assistant: a Flask app around a SavedModel (a decision aid, not a diagnosis)."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from .config import PROJECT_ROOT, defaults
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Application factory: config, the model extension, blueprints and error handlers."""
+    from .web import errors, extension, security, uploads, views
+
+    app = Flask(__name__, instance_relative_config=True,
+                template_folder=str(PROJECT_ROOT / "templates"),
+                static_folder=str(PROJECT_ROOT / "static"))
+    app.config.from_mapping(defaults())
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env("FRACTURE")
+    if test_config:
+        app.config.from_mapping(test_config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    app.request_class = uploads.InMemoryRequest
+    extension.init_app(app)
+    security.init_app(app)
+    errors.init_app(app)
+    app.register_blueprint(views.bp)
+    return app

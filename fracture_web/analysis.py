@@ -1,0 +1,40 @@
+"""One upload, start to finish: bytes -> preprocessing -> model -> heatmap overlay.
+
+Shared by the page, the JSON API and the command line; no Flask.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import overlay
+from .imaging import decode_image, to_model_input
+from .inference import FractureModel, Prediction
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """A prediction with what a person needs to read it: images and warnings."""
+
+    prediction: Prediction
+    warnings: tuple[str, ...]
+    xray_png: bytes | None = None
+    overlay_png: bytes | None = None
+
+
+def analyse(data: bytes, model: FractureModel, operating_point: str | None = None,
+            images: bool = True, display_max_side: int = 640) -> Analysis:
+    """Run the model on image bytes; with ``images``, also render the X-ray and its heatmap overlay.
+
+    Raises ``InvalidImageError`` for bytes that are not a usable image and
+    ``UnknownOperatingPointError`` for an operating point the model lacks.
+    """
+    model.resolve(operating_point)  # refuse a bad operating point before the work
+    decoded = decode_image(data)
+    image = decoded.pixels
+    prediction = model.predict(to_model_input(image, model.input_size), operating_point)
+    if not images:
+        return Analysis(prediction, decoded.warnings)
+    shown = overlay.display_image(image, display_max_side)
+    heat = overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2], model.input_size)
+    return Analysis(prediction, decoded.warnings, overlay.encode_png(shown),
+                    overlay.encode_png(overlay.blend(shown, heat)))

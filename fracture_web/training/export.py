@@ -1,0 +1,41 @@
+"""Write the trained network as a TensorFlow SavedModel whose ``serving_default``
+signature returns the calibrated probability and the class activation map together.
+
+This is the one step that needs the TensorFlow backend.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from .network import HEAD
+
+INPUT_NAME = "image"
+
+
+def export_savedmodel(network: keras.Model, platt: tuple[float, float], out_dir: Path) -> None:
+    """Export ``image (B, S, S, 1) float32 in [0, 1] -> {probability (B,), heatmap (B, h, w)}``.
+
+    The heatmap is the class activation map of the fracture logit: for a
+    GAP -> Dense head it equals Grad-CAM on the last feature map. It is ReLU'd and
+    scaled to [0, 1] per image, with a guard so an all-zero map stays zero.
+    """
+    size = network.input_shape[1]
+    slope, intercept = (float(v) for v in platt)
+    kernel = network.get_layer(HEAD).kernel
+
+    def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
+        logit, features = network(image, training=False)
+        probability = tf.sigmoid(slope * logit[:, 0] + intercept)
+        cam = tf.nn.relu(tf.einsum("bhwc,c->bhw", features, tf.cast(kernel[:, 0], features.dtype)))
+        peak = tf.reduce_max(cam, axis=[1, 2], keepdims=True)
+        heatmap = tf.math.divide_no_nan(cam, peak)
+        return {"probability": probability, "heatmap": heatmap}
+
+    archive = keras.export.ExportArchive()
+    archive.track(network)
+    archive.add_endpoint("serving_default", serve,
+                         input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32, name=INPUT_NAME)])
+    archive.write_out(str(out_dir), verbose=False)

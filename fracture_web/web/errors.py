@@ -1,0 +1,47 @@
+"""HTTP errors as a page for people and as JSON for the API; never a traceback."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from .extension import get_model
+
+log = logging.getLogger(__name__)
+
+MESSAGES = {
+    400: "The request could not be understood.",
+    404: "There is no page at this address.",
+    405: "This address does not accept that kind of request.",
+    413: "The file is too large to upload.",
+    503: "The model is not loaded yet; try again in a moment.",
+}
+
+
+def init_app(app: Flask) -> None:
+    """Register the handlers."""
+    app.register_error_handler(HTTPException, handle_http_error)
+    app.register_error_handler(Exception, handle_unexpected)
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def handle_http_error(err: HTTPException):
+    """A clear message with the right status."""
+    status = err.code or 500
+    message = MESSAGES.get(status, err.description or "Something went wrong.")
+    if status == 413:
+        limit = request.max_content_length or 0
+        message = f"The file is too large to upload (the limit is {limit // (1024 * 1024)} MB)."
+    if _wants_json():
+        return jsonify(error=message), status
+    return render_template("index.html", model=get_model(), error=message), status
+
+
+def handle_unexpected(err: Exception):
+    """Log the error (no request content) and answer 500 without a traceback."""
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return handle_http_error(InternalServerError())

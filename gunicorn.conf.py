@@ -1,0 +1,27 @@
+"""gunicorn settings for a clinic intranet: `gunicorn -c gunicorn.conf.py`.
+
+Each worker loads and warms up its own copy of the model (~0.5 GB RAM).
+Environment: PORT (5000), BIND (0.0.0.0:$PORT), WEB_CONCURRENCY (workers, 2),
+GUNICORN_THREADS (threads per worker, 4), GUNICORN_TIMEOUT (seconds, 60).
+"""
+import os
+
+wsgi_app = "fracture_web:create_app()"
+bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '5000')}")
+# Two workers: one can die or restart while the other serves. TensorFlow uses
+# both cores for one request, so more workers than cores only add memory.
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# A prediction takes well under a second; the timeout covers model loading at start.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
+graceful_timeout = 30
+# Never preload: TensorFlow started before fork can hang the workers.
+preload_app = False
+# Recycle workers now and then as a guard against slow memory growth.
+max_requests = 2000
+max_requests_jitter = 200
+# Access log to stdout; it holds paths and status codes, never uploads or filenames.
+accesslog = "-"
+errorlog = "-"
+loglevel = "info"

@@ -1,0 +1,63 @@
+"""Print the verdict and probability for one or more X-ray files.
+
+    python scripts/predict.py --image PATH [PATH ...] [--json] [--model model/] [--operating-point NAME]
+
+One line per file. Exits 1 if any file could not be analysed (each says why on stderr).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from fracture_web.analysis import analyse
+from fracture_web.config import defaults
+from fracture_web.imaging import InvalidImageError
+from fracture_web.inference import FractureModel, ModelLoadError, UnknownOperatingPointError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--image", "--images", dest="images", type=Path, nargs="+", required=True)
+    parser.add_argument("--model", type=Path, default=Path(defaults()["MODEL_DIR"]), help="model directory")
+    parser.add_argument("--operating-point", help="e.g. balanced or high_sensitivity (default: the model's)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    return parser.parse_args(argv)
+
+
+def describe(path: Path, model: FractureModel, operating_point: str | None, as_json: bool) -> str:
+    """The result line for one file (raises the domain errors)."""
+    result = analyse(path.read_bytes(), model, operating_point, images=False)
+    p = result.prediction
+    if as_json:
+        return json.dumps({"file": str(path), "label": p.label, "probability": round(p.probability, 6),
+                           "threshold": p.threshold, "operating_point": p.operating_point,
+                           "model_version": p.model_version, "warnings": list(result.warnings)})
+    verdict = "FRACTURE SUSPECTED" if p.fractured else "no fracture detected"
+    return (f"{path}: {verdict} (probability {p.probability:.1%}, threshold {p.threshold:.1%}, "
+            f"{p.operating_point})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        model = FractureModel(args.model)
+        model.resolve(args.operating_point)
+    except (ModelLoadError, UnknownOperatingPointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    failures = 0
+    for path in args.images:
+        try:
+            print(describe(path, model, args.operating_point, args.json), flush=True)
+        except (InvalidImageError, OSError) as err:
+            failures += 1
+            print(f"{path}: error: {getattr(err, 'strerror', None) or err}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

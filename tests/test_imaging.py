@@ -1,0 +1,122 @@
+"""The one preprocessing path, without Flask: bytes in, model input out."""
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from fracture_web.imaging import (InvalidImageError, decode_image, letterbox_geometry, preprocess,
+                                  to_model_input)
+
+
+def png(image: np.ndarray) -> bytes:
+    ok, buffer = cv2.imencode(".png", image)
+    assert ok
+    return buffer.tobytes()
+
+
+def gradient(height: int = 120, width: int = 90) -> np.ndarray:
+    return np.tile(np.linspace(0, 255, width), (height, 1)).astype(np.uint8)
+
+
+def test_8_and_16_bit_pngs_of_the_same_image_give_the_same_input():
+    image = gradient()
+    eight = preprocess(png(image), 64)
+    sixteen = preprocess(png(image.astype(np.uint16) * 257), 64)
+    np.testing.assert_allclose(eight, sixteen, atol=1e-5)
+
+
+def test_a_12_bit_radiograph_in_a_16_bit_png_is_stretched_to_full_range():
+    image = (gradient().astype(np.uint16) * 16)  # 0..4080, as many detectors store
+    pixels = decode_image(png(image)).pixels
+    assert pixels.min() == 0.0 and pixels.max() == pytest.approx(1.0)
+
+
+def test_colour_image_becomes_grayscale():
+    rgb = np.dstack([gradient()] * 3)
+    assert decode_image(png(rgb)).pixels.shape == (120, 90)
+
+
+def test_model_input_is_square_letterboxed_and_normalised():
+    model_input = preprocess(png(gradient(200, 100)), 64)
+    assert model_input.shape == (64, 64, 1) and model_input.dtype == np.float32
+    assert 0.0 <= model_input.min() and model_input.max() <= 1.0
+    # a tall image is centred with black bars left and right
+    assert np.all(model_input[:, :10] == 0) and np.all(model_input[:, -10:] == 0)
+
+
+def test_letterbox_geometry_fits_the_long_side():
+    box = letterbox_geometry(454, 373, 384)
+    assert box.height == 384 and box.width == 315 and box.left == 34 and box.top == 0
+
+
+def test_small_images_are_enlarged_to_the_model_input():
+    image = np.random.default_rng(0).random((70, 70)).astype(np.float32)
+    assert to_model_input(image, 128).shape == (128, 128, 1)
+
+
+def test_jpeg_exif_orientation_is_honoured():
+    image = np.zeros((100, 200), np.uint8)
+    image[:, :100] = 255  # left half white when upright
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: viewers turn it 90 degrees clockwise
+    Image.fromarray(image).save(buffer, format="JPEG", exif=exif, quality=95)
+    pixels = decode_image(buffer.getvalue()).pixels
+    assert pixels.shape == (200, 100)  # portrait after rotation
+    assert pixels[:100].mean() > 0.9 and pixels[100:].mean() < 0.1  # white half now on top
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"),
+    (b"patient notes, not an image", "not an image"),
+    (b"<html><body>hello</body></html>", "not an image"),
+    (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n", "not an image"),
+])
+def test_non_images_are_refused_with_a_clear_message(data, message):
+    with pytest.raises(InvalidImageError, match=message):
+        decode_image(data)
+
+
+def test_tiny_and_blank_images_are_refused():
+    with pytest.raises(InvalidImageError, match="too small"):
+        decode_image(png(np.zeros((20, 20), np.uint8)))
+    with pytest.raises(InvalidImageError, match="blank"):
+        decode_image(png(np.full((100, 100), 7, np.uint8)))
+
+
+def test_gif_is_refused_by_its_bytes_not_its_name():
+    buffer = io.BytesIO()
+    Image.fromarray(gradient()).save(buffer, format="GIF")
+    with pytest.raises(InvalidImageError, match="not supported"):
+        decode_image(buffer.getvalue())
+
+
+def jpeg(image: np.ndarray) -> bytes:
+    ok, buffer = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    return buffer.tobytes()
+
+
+def test_a_slightly_truncated_jpeg_is_read_with_a_warning():
+    rng = np.random.default_rng(1)
+    data = jpeg(rng.integers(0, 255, (400, 300), dtype=np.uint8))
+    decoded = decode_image(data[: int(len(data) * 0.93)])
+    assert decoded.pixels.shape == (400, 300)
+    assert any("incomplete" in warning for warning in decoded.warnings)
+
+
+def test_a_mostly_missing_jpeg_is_refused():
+    rng = np.random.default_rng(1)
+    data = jpeg(rng.integers(0, 255, (400, 300), dtype=np.uint8))
+    with pytest.raises(InvalidImageError, match="incomplete"):
+        decode_image(data[: len(data) // 3])
+
+
+def test_real_fracatlas_sample_decodes(sample_bytes):
+    model_input = preprocess(sample_bytes, 384)
+    assert model_input.shape == (384, 384, 1)
+    assert 0.2 < model_input.max() <= 1.0

@@ -1,0 +1,49 @@
+"""Heatmap rendering, without Flask."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from fracture_web import overlay
+
+
+def test_heatmap_is_mapped_back_onto_the_image_frame_without_the_letterbox_bars():
+    # A hot spot in the top-left of the square input lands in the image's top-left,
+    # not in the black bar of a tall image.
+    heat = np.zeros((8, 8), np.float32)
+    box_left = 2  # a 200x100 image in a 8x8 grid occupies columns 2..5
+    heat[0, box_left] = 1.0
+    mapped = overlay.heatmap_on_image(heat, (200, 100), input_size=64)
+    assert mapped.shape == (200, 100)
+    assert 0.0 <= mapped.min() and mapped.max() <= 1.0
+    y, x = np.unravel_index(np.argmax(mapped), mapped.shape)
+    assert y < 50 and x < 50
+
+
+def test_colormap_is_viridis_not_jet():
+    low, high = overlay.colorize(np.array([[0.0, 1.0]], np.float32))[0]
+    assert tuple(low) == (68, 1, 84)  # viridis starts dark purple (jet starts dark blue)
+    assert high[0] > 200 and high[1] > 200 and high[2] < 80  # and ends yellow
+
+
+def test_blend_leaves_the_xray_untouched_where_the_heatmap_is_zero():
+    gray = np.full((10, 10), 100, np.uint8)
+    heat = np.zeros((10, 10), np.float32)
+    heat[5:, 5:] = 1.0
+    out = overlay.blend(gray, heat)
+    assert out.shape == (10, 10, 3)
+    assert np.all(out[:5, :5] == 100)
+    assert not np.all(out[5:, 5:] == 100)
+
+
+def test_display_image_is_downscaled_uint8():
+    image = np.random.default_rng(0).random((1000, 800)).astype(np.float32)
+    shown = overlay.display_image(image, max_side=500)
+    assert shown.shape == (500, 400) and shown.dtype == np.uint8
+
+
+def test_png_encoding_round_trips():
+    rgb = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(overlay.encode_png(rgb), np.uint8), cv2.IMREAD_COLOR),
+                           cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(decoded, rgb)

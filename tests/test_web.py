@@ -1,0 +1,159 @@
+"""A clinician's and an integrator's story through the Flask test client, against a real small model."""
+from __future__ import annotations
+
+import base64
+import io
+import re
+
+import cv2
+import numpy as np
+import pytest
+
+from fracture_web import create_app
+
+
+def upload(data: bytes, name: str = "xray.jpg", field: str = "file") -> dict:
+    return {field: (io.BytesIO(data), name)}
+
+
+def test_the_upload_form_is_the_first_form_on_the_page(client):
+    page = client.get("/").get_data(as_text=True)
+    first_form = page[page.index("<form"):page.index("</form>")]
+    assert 'enctype="multipart/form-data"' in first_form and 'name="file"' in first_form
+    assert "Decision aid, not a diagnosis" in page
+    assert "hand, leg, hip and shoulder" in page and "children" in page
+
+
+def test_uploading_an_xray_shows_verdict_confidence_bar_and_heatmap(client, sample_bytes):
+    response = client.post("/", data=upload(sample_bytes), content_type="multipart/form-data")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert re.search(r"Fracture suspected|No fracture detected", page)
+    assert re.search(r"Probability of a fracture: <strong>\d+%</strong>", page)
+    assert 'class="confidence"' in page and 'class="threshold"' in page
+    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    assert len(images) == 2  # the plain X-ray and the overlay
+    overlay = cv2.imdecode(np.frombuffer(base64.b64decode(images[1]), np.uint8), cv2.IMREAD_COLOR)
+    assert overlay is not None and overlay.shape[2] == 3
+    assert "where the model looked" in page and "not where a fracture is" in page
+    assert "Not validated on children" in page
+
+
+def test_page_can_use_the_high_sensitivity_operating_point(client, sample_bytes):
+    data = upload(sample_bytes) | {"operating_point": "high_sensitivity"}
+    page = client.post("/", data=data, content_type="multipart/form-data").get_data(as_text=True)
+    assert "<em>high sensitivity</em>" in page
+
+
+def test_api_returns_the_verdict_as_json(client, app, sample_bytes):
+    response = client.post("/api/v1/predict", data=upload(sample_bytes))
+    body = response.get_json()
+    assert response.status_code == 200
+    assert set(body) == {"label", "probability", "threshold", "operating_point", "model_version", "warnings"}
+    assert body["label"] in ("fractured", "not_fractured")
+    assert 0.0 <= body["probability"] <= 1.0 and body["warnings"] == []
+    assert (body["probability"] >= body["threshold"]) == (body["label"] == "fractured")
+    assert body["model_version"] == app.extensions["fracture_model"].version
+
+
+def test_api_heatmap_is_a_png_on_request(client, sample_bytes):
+    body = client.post("/api/v1/predict?heatmap=1", data=upload(sample_bytes)).get_json()
+    png = base64.b64decode(body["heatmap_png"])
+    assert png.startswith(b"\x89PNG")
+
+
+def test_api_and_page_agree_with_the_model_called_directly(client, app, sample_bytes):
+    from fracture_web.imaging import preprocess
+
+    model = app.extensions["fracture_model"]
+    expected = model.predict(preprocess(sample_bytes, model.input_size)).probability
+    body = client.post("/api/v1/predict", data=upload(sample_bytes)).get_json()
+    assert body["probability"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_file_format_comes_from_the_bytes_not_the_name(client, sample_bytes):
+    body = client.post("/api/v1/predict", data=upload(sample_bytes, name="scan.txt")).get_json()
+    assert "label" in body
+    response = client.post("/api/v1/predict", data=upload(b"not an image at all", name="scan.png"))
+    assert response.status_code == 400 and "not an image" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"", "empty"),
+    (b"hello, this is text", "not an image"),
+])
+def test_bad_files_get_a_clear_message_on_the_page_and_in_the_api(client, data, message):
+    page = client.post("/", data=upload(data), content_type="multipart/form-data")
+    assert page.status_code == 400 and message in page.get_data(as_text=True)
+    api = client.post("/api/v1/predict", data=upload(data))
+    assert api.status_code == 400 and message in api.get_json()["error"]
+
+
+def test_missing_or_misnamed_field_is_explained(client, sample_bytes):
+    response = client.post("/api/v1/predict", data=upload(sample_bytes, field="image"))
+    assert response.status_code == 400 and "'file'" in response.get_json()["error"]
+    assert "'image'" in response.get_json()["error"]
+
+
+def test_several_files_are_refused(client, sample_bytes):
+    data = {"file": [(io.BytesIO(sample_bytes), "a.jpg"), (io.BytesIO(sample_bytes), "b.jpg")]}
+    response = client.post("/api/v1/predict", data=data)
+    assert response.status_code == 400 and "one image" in response.get_json()["error"]
+
+
+def test_unknown_operating_point_is_refused(client, sample_bytes):
+    response = client.post("/api/v1/predict?operating_point=lucky", data=upload(sample_bytes))
+    assert response.status_code == 400 and "balanced" in response.get_json()["error"]
+
+
+def test_oversized_upload_gets_413_with_a_message(tiny_model_dir, sample_bytes):
+    app = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "MAX_CONTENT_LENGTH": 1024 * 1024})
+    client = app.test_client()
+    big = sample_bytes + b"\0" * (2 * 1024 * 1024)
+    api = client.post("/api/v1/predict", data=upload(big))
+    assert api.status_code == 413 and "too large" in api.get_json()["error"]
+    page = client.post("/", data=upload(big), content_type="multipart/form-data")
+    assert page.status_code == 413 and "too large" in page.get_data(as_text=True)
+
+
+def test_healthz_reports_the_model_version_when_loaded(client, app):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.get_json()["model_version"] == app.extensions["fracture_model"].version
+
+
+def test_healthz_is_503_and_predictions_refused_without_a_model(sample_bytes):
+    client = create_app({"TESTING": True, "LOAD_MODEL": False}).test_client()
+    assert client.get("/healthz").status_code == 503
+    response = client.post("/api/v1/predict", data=upload(sample_bytes))
+    assert response.status_code == 503 and "not loaded" in response.get_json()["error"]
+
+
+def test_a_missing_model_directory_fails_at_startup(tmp_path):
+    from fracture_web.inference import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="metadata.json"):
+        create_app({"MODEL_DIR": str(tmp_path / "nowhere")})
+
+
+def test_unknown_pages_get_a_404_page_not_a_traceback(client):
+    response = client.get("/no-such-page")
+    assert response.status_code == 404 and "no page at this address" in response.get_data(as_text=True)
+
+
+def test_every_response_has_security_headers_and_the_page_loads_nothing_external(client):
+    response = client.get("/")
+    csp = response.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert not re.search(r'(src|href)="(https?:)?//', response.get_data(as_text=True))
+
+
+def test_large_uploads_stay_in_memory(app, sample_bytes):
+    from flask import request
+
+    big = sample_bytes + b"\0" * (1024 * 1024)  # over Werkzeug's 500 KB limit for in-memory files
+    with app.test_request_context("/api/v1/predict", method="POST", data=upload(big)):
+        stream = request.files["file"].stream
+        assert isinstance(stream, io.BytesIO)  # Werkzeug's default would spool to a temp file
+        assert stream.getvalue() == big
