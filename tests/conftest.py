@@ -38,7 +38,7 @@ def tiny_dataset(tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     for label, folder in ((1, "Fractured"), (0, "Non_fractured")):
         (root / folder).mkdir()
-        for i in range(8):
+        for i in range(24):
             image = synthetic_xray(rng, crack=bool(label))
             cv2.imwrite(str(root / folder / f"{i}.png"), image)
     return root
@@ -56,10 +56,10 @@ def synthetic_xray(rng: np.random.Generator, crack: bool, size: tuple[int, int] 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_dataset: Path, tmp_path_factory) -> Path:
-    """A real SavedModel trained for one epoch by scripts/train_model.py (seconds, 64 px)."""
+    """A real SavedModel trained by scripts/train_model.py on the tiny dataset (seconds, 64 px)."""
     out = tmp_path_factory.mktemp("tiny_model") / "model"
-    done = run_script("train_model.py", "--data-dir", str(tiny_dataset), "--out", str(out), "--epochs", "2",
-                      "--head-epochs", "1", "--image-size", "64", "--batch-size", "8", "--no-imagenet")
+    done = run_script("train_model.py", "--data-dir", str(tiny_dataset), "--out", str(out), "--epochs", "4",
+                      "--head-epochs", "2", "--image-size", "64", "--batch-size", "8")
     assert done.returncode == 0, done.stdout + done.stderr
     return out
 

@@ -34,8 +34,9 @@ def export_savedmodel(network: keras.Model, platt: tuple[float, float], out_dir:
         heatmap = tf.math.divide_no_nan(cam, peak)
         return {"probability": probability, "heatmap": heatmap}
 
-    archive = keras.export.ExportArchive()
-    archive.track(network)
-    archive.add_endpoint("serving_default", serve,
-                         input_signature=[tf.TensorSpec([None, size, size, 1], tf.float32, name=INPUT_NAME)])
-    archive.write_out(str(out_dir), verbose=False)
+    # A plain tf.Module (not keras.export.ExportArchive, which stores every variable twice).
+    module = tf.Module()
+    module.network = network
+    module.serve = tf.function(serve, input_signature=[
+        tf.TensorSpec([None, size, size, 1], tf.float32, name=INPUT_NAME)])
+    tf.saved_model.save(module, str(out_dir), signatures={"serving_default": module.serve})

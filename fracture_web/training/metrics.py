@@ -2,6 +2,9 @@
 calibration (Platt scaling) and expected calibration error. numpy + scikit-learn."""
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score, roc_curve
@@ -95,3 +98,19 @@ def report(labels: np.ndarray, probs: np.ndarray, thresholds: dict[str, float],
         result["by_hardware"] = subgroup_aucs(
             labels, probs, ["with_hardware" if h == "1" else "without_hardware" for h in columns["hardware"]])
     return result
+
+
+def to_json(summary: dict) -> str:
+    """The report as strict JSON: undefined rates (NaN, e.g. PPV with no positive calls) become null."""
+    return json.dumps(_finite(summary), indent=2, allow_nan=False)
+
+
+def _finite(value):
+    """A copy of ``value`` with every non-finite float replaced by None."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

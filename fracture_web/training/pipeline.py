@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -12,7 +13,7 @@ import keras
 import numpy as np
 
 from .data import Records, load_images, read_records, split_train_val
-from .metrics import choose_operating_points, expected_calibration_error, fit_platt, report, sigmoid
+from .metrics import choose_operating_points, expected_calibration_error, fit_platt, report, sigmoid, to_json
 from .network import build_network, classifier
 from .train import TrainConfig, train
 
@@ -54,6 +55,7 @@ def subsample(records: Records, limit: int, seed: int) -> Records:
 
 def fit_and_checkpoint(data_dir: Path, config: TrainConfig, checkpoint_dir: Path, limit: int = 0) -> dict:
     """Train on ``data_dir``; save the best weights and a summary (calibration, thresholds, metrics)."""
+    started = time.monotonic()
     train_rec, val_rec = split_train_val(read_records(data_dir), seed=config.seed)
     train_rec, val_rec = subsample(train_rec, limit, config.seed), subsample(val_rec, limit // 2, config.seed)
     log.info("train %d images (%d fractured), validation %d (%d fractured)", len(train_rec),
@@ -65,10 +67,11 @@ def fit_and_checkpoint(data_dir: Path, config: TrainConfig, checkpoint_dir: Path
     summary.update(config=config.as_dict(), history=history, data_dir=str(data_dir),
                    n_train=len(train_split.labels), n_val=len(val_split.labels),
                    trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   keras_backend=keras.backend.backend())
+                   keras_backend=keras.backend.backend(),
+                   wall_time_min=round((time.monotonic() - started) / 60, 1))
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     network.save_weights(checkpoint_dir / WEIGHTS)
-    (checkpoint_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+    (checkpoint_dir / SUMMARY).write_text(to_json(summary))
     return summary
 
 
@@ -93,7 +96,7 @@ def export(checkpoint_dir: Path, out_dir: Path) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     export_savedmodel(network, summary["platt"], out_dir)
     metadata = build_metadata(summary)
-    (out_dir / "metadata.json").write_text(json.dumps(metadata, indent=2))
+    (out_dir / "metadata.json").write_text(to_json(metadata))
     return metadata
 
 
@@ -116,6 +119,7 @@ def build_metadata(summary: dict) -> dict:
                      if config["imagenet"] else "random",
                      "data_dir": summary["data_dir"], "n_train": summary["n_train"], "n_val": summary["n_val"],
                      "trained_at": summary["trained_at"], "keras_backend": summary["keras_backend"],
+                     "wall_time_min": summary.get("wall_time_min"),
                      "config": config, "history": summary["history"]},
         "validation_metrics": val,
     }

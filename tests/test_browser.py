@@ -1,0 +1,81 @@
+"""A clinician in a real browser: headless Chromium against the app served by gunicorn."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, SAMPLES
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (make test installs it)")]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url():
+    """gunicorn with the repo's gunicorn.conf.py and the shipped model, on a free loopback port."""
+    port = free_port()
+    env = os.environ | {"BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1"}
+    process = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py"],
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url + "/healthz", process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "gunicorn exited during start-up"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} not ready after {timeout} s")
+
+
+def test_clinician_uploads_an_xray_and_sees_verdict_bar_and_heatmap(server_url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        page = browser.new_page(viewport={"width": 1200, "height": 1400})
+        external = []
+        page.on("request", lambda r: external.append(r.url) if not r.url.startswith((server_url, "data:", "blob:")) else None)
+        page.goto(server_url)
+        assert "Decision aid, not a diagnosis" in page.inner_text("header")
+        page.locator("form").first.locator("input[type=file]").set_input_files(str(SAMPLES[0]))
+        page.locator("form").first.locator("button[type=submit]").click()
+        page.wait_for_selector(".verdict", timeout=30_000)
+        verdict = page.inner_text(".verdict")
+        assert verdict in ("Fracture suspected", "No fracture detected")
+        assert page.locator("svg.confidence rect.fill").count() == 1
+        assert page.locator("svg.confidence line.threshold").count() == 1
+        heatmap = page.locator("img[alt*='heatmap']")
+        assert heatmap.evaluate("img => img.complete && img.naturalWidth > 0")
+        shot = tmp_path / "result.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 10_000
+    assert external == []  # nothing loaded from outside the app

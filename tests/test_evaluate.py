@@ -1,0 +1,191 @@
+"""Evaluation on a labelled folder: scripts/evaluate.py and fracture_web.evaluation."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from conftest import run_script, synthetic_xray
+from fracture_web.evaluation import EvaluationError, evaluate, reliability_bins, score_folder
+from fracture_web.imaging import preprocess
+from fracture_web.inference import FractureModel
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+RATE_KEYS = {"sensitivity", "specificity", "ppv", "npv", "threshold"}
+
+
+def write_labels(root: Path, rows: list[tuple[str, int, str]]) -> None:
+    with (root / "labels.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "body_part"])
+        writer.writerows(rows)
+
+
+@pytest.fixture()
+def labelled_folder(tmp_path: Path) -> Path:
+    """8 synthetic radiographs (4 with a crack, sizes varying) and one text file named .png."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for i in range(8):
+        label = i % 2
+        size = (160 + 40 * i, 128 + 16 * i)  # the CLI must take any size
+        cv2.imwrite(str(tmp_path / f"img{i}.png"), synthetic_xray(rng, crack=bool(label), size=size))
+        rows.append((f"img{i}.png", label, "hand" if i < 4 else "leg"))
+    (tmp_path / "broken.png").write_text("this is not an image")
+    rows.insert(3, ("broken.png", 1, "hand"))
+    write_labels(tmp_path, rows)
+    return tmp_path
+
+
+def test_cli_scores_folder_like_the_app(tiny_model_dir, labelled_folder, tmp_path_factory):
+    out_dir = tmp_path_factory.mktemp("evaluate_out")
+    done = run_script("evaluate.py", "--data-dir", str(labelled_folder), "--model", str(tiny_model_dir),
+                      "--out", str(out_dir / "metrics.json"), "--plots", str(out_dir / "plots"),
+                      "--batch-size", "16")
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((out_dir / "metrics.json").read_text())
+    assert result["n"] == 8 and result["positives"] == 4
+    assert result["unreadable"] == 1 and result["unreadable_files"] == ["broken.png"]
+    assert "broken.png" in done.stderr  # logged as a warning too
+
+    model = FractureModel(tiny_model_dir)
+    paths = [labelled_folder / f"img{i}.png" for i in range(8)]
+    probs, _ = model.infer(np.stack([preprocess(p.read_bytes(), model.input_size) for p in paths]))
+    assert result["auc"] == pytest.approx(roc_auc_score([i % 2 for i in range(8)], probs), abs=1e-6)
+    assert result["model_version"] == model.version and result["data_dir"] == str(labelled_folder)
+
+    assert set(result["operating_points"]) == set(model.thresholds)
+    for name, point in result["operating_points"].items():
+        assert RATE_KEYS <= set(point)
+        assert point["threshold"] == pytest.approx(model.thresholds[name])
+    assert set(result["by_body_part"]) == {"hand", "leg"}
+    for png in ("roc.png", "reliability.png"):
+        assert (out_dir / "plots" / png).read_bytes()[:8] == PNG_SIGNATURE
+
+    assert f"AUC {result['auc']:.3f}" in done.stdout and "Unreadable: 1 (broken.png)" in done.stdout
+    assert all(name in done.stdout for name in model.thresholds)
+
+
+class FakeModel:
+    """Stands in for FractureModel: the probability is the mean of the model input.
+
+    The thing under test is the scoring and metrics logic, so the probabilities are made
+    known in advance: each test image is black with its top rows white, their share chosen.
+    """
+
+    input_size = 64
+    version = "fake-1"
+
+    def __init__(self, thresholds: dict[str, float]) -> None:
+        self.thresholds = thresholds
+        self.batch_sizes: list[int] = []
+
+    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert batch.shape[1:] == (64, 64, 1) and batch.dtype == np.float32
+        self.batch_sizes.append(len(batch))
+        return batch.mean(axis=(1, 2, 3)), np.zeros((len(batch), 8, 8), np.float32)
+
+
+def bar_image(share: float, side: int = 128) -> np.ndarray:
+    """A square image whose preprocessed mean is ``share`` (top rows white, rest black)."""
+    image = np.zeros((side, side), np.uint8)
+    image[:round(share * side)] = 255
+    return image
+
+
+# Shares are multiples of 1/16, exact after the 128 -> 64 px downsample.
+SEPARABLE = {1: (0.625, 0.75, 0.875, 0.9375), 0: (0.125, 0.25, 0.375, 0.5)}
+ONE_SWAP = {1: (0.3125, 0.75, 0.875, 0.9375), 0: (0.125, 0.25, 0.375, 0.5)}  # one positive below two negatives
+
+
+def make_folder(root: Path, shares: dict[int, tuple[float, ...]], unreadable: str | None = "notes.png") -> Path:
+    """labels.csv + one bar image per share (positives first), and optionally a text file named .png."""
+    rows = []
+    for label in (1, 0):
+        for share in shares.get(label, ()):
+            name = f"{label}_{share}.png"
+            cv2.imwrite(str(root / name), bar_image(share))
+            rows.append((name, label, "arm"))
+    if unreadable:
+        (root / unreadable).write_text("not an image")
+        rows.insert(2, (unreadable, 0, "arm"))
+    write_labels(root, rows)
+    return root
+
+
+def test_score_folder_returns_readable_records_in_order(tmp_path):
+    model = FakeModel({"balanced": 0.5})
+    records, probs, unreadable = score_folder(make_folder(tmp_path, SEPARABLE), model, batch_size=3)
+    assert [p.name for p in unreadable] == ["notes.png"]
+    assert len(records) == len(probs) == 8 and "notes.png" not in [p.name for p in records.paths]
+    assert probs == pytest.approx([*SEPARABLE[1], *SEPARABLE[0]], abs=1e-6)
+    assert records.labels.tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
+    assert records.columns["body_part"] == ["arm"] * 8
+    assert model.batch_sizes == [3, 3, 2]  # batches of readable images only, none bigger than asked
+
+
+def test_known_answers_for_metrics(tmp_path):
+    thresholds = {"balanced": 0.55, "strict": 0.8, "lenient": 0.3}
+    result = evaluate(make_folder(tmp_path, SEPARABLE), FakeModel(thresholds), batch_size=4).report
+    assert result["auc"] == 1.0 and result["auc_ci95"] == [1.0, 1.0]
+    assert result["n"] == 8 and result["positives"] == 4
+    assert result["unreadable"] == 1 and result["unreadable_files"] == ["notes.png"]
+    assert result["model_version"] == "fake-1" and result["by_body_part"]["arm"]["auc"] == 1.0
+    points = result["operating_points"]
+    counts = {name: (p["tp"], p["fn"], p["tn"], p["fp"]) for name, p in points.items()}
+    assert counts == {"balanced": (4, 0, 4, 0), "strict": (2, 2, 4, 0), "lenient": (4, 0, 2, 2)}
+    assert (points["strict"]["sensitivity"], points["strict"]["specificity"]) == (0.5, 1.0)
+    assert (points["strict"]["ppv"], points["strict"]["npv"]) == (1.0, pytest.approx(4 / 6))
+    assert (points["lenient"]["ppv"], points["lenient"]["threshold"]) == (4 / 6, 0.3)
+
+
+def test_auc_counts_misordered_pairs(tmp_path):
+    result = evaluate(make_folder(tmp_path, ONE_SWAP), FakeModel({"balanced": 0.55})).report
+    assert result["auc"] == pytest.approx(14 / 16)  # 0.3125 ranks below the negatives 0.375 and 0.5
+    assert result["operating_points"]["balanced"]["fn"] == 1
+
+
+def test_reliability_bins_are_mean_prediction_and_observed_fraction():
+    labels = np.array([0, 0, 1, 1, 1])
+    probs = np.array([0.05, 0.15, 0.12, 0.95, 0.91])
+    mean_pred, observed, counts = reliability_bins(labels, probs, bins=10)
+    assert counts.tolist() == [1, 2, 0, 0, 0, 0, 0, 0, 0, 2]
+    assert mean_pred[1] == pytest.approx(0.135) and observed[1] == 0.5 and observed[9] == 1.0
+    assert np.isnan(mean_pred[2]) and np.isnan(observed[5])
+
+
+def test_only_one_readable_class_is_refused(tmp_path):
+    shares = {1: (0.75,), 0: (0.25, 0.5)}
+    folder = make_folder(tmp_path, shares, unreadable=None)
+    (folder / "1_0.75.png").write_text("corrupted")  # the only positive becomes unreadable
+    with pytest.raises(EvaluationError, match="Only not fractured images .* could be read"):
+        evaluate(folder, FakeModel({"balanced": 0.5}))
+
+
+def test_nothing_readable_is_refused(tmp_path):
+    write_labels(tmp_path, [("a.png", 1, "arm"), ("b.png", 0, "arm")])
+    with pytest.raises(EvaluationError, match="None of the 2 images"):
+        evaluate(tmp_path, FakeModel({"balanced": 0.5}))
+
+
+@pytest.mark.parametrize("layout", ["empty", "one_class_csv", "one_class_folders", "none_readable"])
+def test_cli_exits_2_on_unusable_folder(layout, tiny_model_dir, tmp_path):
+    if layout == "one_class_csv":
+        make_folder(tmp_path, {1: (0.5, 0.75)}, unreadable=None)
+    elif layout == "one_class_folders":
+        (tmp_path / "Fractured").mkdir()
+        cv2.imwrite(str(tmp_path / "Fractured" / "a.png"), bar_image(0.5))
+    elif layout == "none_readable":
+        write_labels(tmp_path, [("a.png", 1, "arm"), ("b.png", 0, "arm")])
+    done = run_script("evaluate.py", "--data-dir", str(tmp_path), "--model", str(tiny_model_dir))
+    assert done.returncode == 2, done.stdout + done.stderr
+    message = done.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: ") and str(tmp_path) in message
+    assert ("No labelled images" in message or "only one class" in message
+            or "None of the 2 images" in message), message
+    assert "Traceback" not in done.stderr and done.stdout == ""

@@ -1,0 +1,32 @@
+"""The model that ships in model/ loads and gives sane output on a real radiograph."""
+from __future__ import annotations
+
+import numpy as np
+
+from fracture_web.config import PROJECT_ROOT
+from fracture_web.imaging import preprocess
+from fracture_web.inference import FractureModel
+
+from conftest import SAMPLES
+
+MODEL_DIR = PROJECT_ROOT / "model"
+
+
+def test_shipped_model_gives_sane_output_for_every_sample():
+    model = FractureModel(MODEL_DIR)
+    assert model.input_size <= 384 and set(model.thresholds) >= {"balanced", "high_sensitivity"}
+    batch = np.stack([preprocess(path.read_bytes(), model.input_size) for path in SAMPLES])
+    probs, heatmaps = model.infer(batch)
+    side = model.input_size // 32
+    assert probs.shape == (len(SAMPLES),) and heatmaps.shape == (len(SAMPLES), side, side)
+    assert np.all(np.isfinite(probs)) and np.all((probs >= 0) & (probs <= 1))
+    assert np.all(np.isfinite(heatmaps)) and np.all((heatmaps >= 0) & (heatmaps <= 1))
+    assert np.all(heatmaps.max(axis=(1, 2)) == 1.0)  # each map is scaled to its own peak
+    assert probs.std() > 1e-3  # different radiographs get different scores
+
+
+def test_shipped_model_metadata_was_written_by_the_training_script():
+    model = FractureModel(MODEL_DIR)
+    training = model.metadata["training"]
+    assert "FracAtlas" in training["data"] and "ImageNet" in training["initial_weights"]
+    assert training["n_train"] > 2000 and model.metadata["validation_metrics"]["n"] > 400

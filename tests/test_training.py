@@ -1,0 +1,99 @@
+"""The ML engineer's story: read a dataset, train a small model, calibrate, choose operating points."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fracture_web.training.data import DatasetError, read_records, split_train_val
+from fracture_web.training.metrics import (choose_operating_points, confusion_rates, expected_calibration_error,
+                                           fit_platt, sigmoid)
+
+from conftest import FRACATLAS, run_script
+
+
+def test_training_script_writes_a_servable_model_with_metadata(tiny_model_dir):
+    metadata = json.loads((tiny_model_dir / "metadata.json").read_text())
+    assert metadata["input_size"] == 64
+    assert set(metadata["operating_points"]) == {"balanced", "high_sensitivity"}
+    assert metadata["default_operating_point"] == "balanced"
+    assert "FracAtlas" in metadata["training"]["data"] and metadata["training"]["trained_at"]
+    assert (tiny_model_dir / "saved_model.pb").is_file()
+    assert 0 <= metadata["validation_metrics"]["auc"] <= 1
+
+
+def test_served_model_outputs_probability_and_heatmap_together(tiny_model_dir):
+    from fracture_web.inference import FractureModel
+
+    model = FractureModel(tiny_model_dir)
+    probs, heatmaps = model.infer(np.random.default_rng(0).random((3, 64, 64, 1)).astype(np.float32))
+    assert probs.shape == (3,) and heatmaps.shape == (3, 2, 2)
+    assert np.all((probs >= 0) & (probs <= 1)) and np.all((heatmaps >= 0) & (heatmaps <= 1))
+
+
+def test_batch_size_is_accepted_with_an_underscore_too(tmp_path):
+    done = run_script("train_model.py", "--data-dir", str(tmp_path / "none"), "--batch_size", "4")
+    assert done.returncode == 2 and "not found" in done.stdout
+
+
+def test_one_class_dataset_is_refused_clearly(tmp_path):
+    (tmp_path / "Fractured").mkdir()
+    (tmp_path / "Fractured" / "a.png").write_bytes(b"")
+    with pytest.raises(DatasetError, match="only one class"):
+        read_records(tmp_path)
+    with pytest.raises(DatasetError, match="No labelled images"):
+        read_records(tmp_path / "Fractured")
+
+
+def test_folder_per_class_layout_is_read(tiny_dataset):
+    records = read_records(tiny_dataset)
+    assert len(records) == 48 and records.labels.sum() == 24
+
+
+def test_split_without_a_split_column_keeps_duplicate_groups_together(tmp_path):
+    rows = ["path,label,dup_group"] + [f"{i}.png,{i % 2},{i // 4 + 1}" for i in range(80)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows))
+    train, val = split_train_val(read_records(tmp_path))
+    train_groups, val_groups = set(train.columns["dup_group"]), set(val.columns["dup_group"])
+    assert train_groups.isdisjoint(val_groups) and len(val) > 0 and set(val.labels) == {0, 1}
+
+
+@pytest.mark.skipif(not FRACATLAS.is_dir(), reason="FracAtlas is only on the project's machines")
+def test_fracatlas_suggested_split_is_used():
+    train, val = split_train_val(read_records(FRACATLAS))
+    assert (len(train), len(val)) == (2942, 515)
+    assert set(train.columns["dup_group"]).isdisjoint(val.columns["dup_group"])
+
+
+def test_operating_points_meet_their_definition():
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(400, int), np.ones(100, int)]
+    probs = np.clip(rng.normal(0.3 + 0.3 * labels, 0.15), 0, 1)
+    points = choose_operating_points(labels, probs)
+    high = confusion_rates(labels, probs, points["high_sensitivity"])
+    balanced = confusion_rates(labels, probs, points["balanced"])
+    assert high["sensitivity"] >= 0.90
+    assert points["high_sensitivity"] <= points["balanced"]
+    j = balanced["sensitivity"] + balanced["specificity"]
+    for t in np.linspace(0.05, 0.95, 19):  # Youden's J is maximal at the balanced point
+        other = confusion_rates(labels, probs, t)
+        assert other["sensitivity"] + other["specificity"] <= j + 1e-9
+
+
+def test_platt_scaling_calibrates_overconfident_scores():
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(0, 2, 5000)
+    labels = (rng.random(5000) < sigmoid(true_logits)).astype(int)
+    overconfident = 3 * true_logits + 1
+    slope, intercept = fit_platt(overconfident, labels)
+    assert slope == pytest.approx(1 / 3, rel=0.1) and intercept == pytest.approx(-1 / 3, abs=0.15)
+    before = expected_calibration_error(labels, sigmoid(overconfident))
+    after = expected_calibration_error(labels, sigmoid(slope * overconfident + intercept))
+    assert after < 0.03 < before
+
+
+def test_confusion_rates_count_correctly():
+    rates = confusion_rates(np.array([1, 1, 0, 0, 0]), np.array([0.9, 0.2, 0.8, 0.1, 0.3]), 0.5)
+    assert (rates["tp"], rates["fn"], rates["fp"], rates["tn"]) == (1, 1, 1, 2)
+    assert rates["sensitivity"] == 0.5 and rates["specificity"] == pytest.approx(2 / 3)
