@@ -54,18 +54,27 @@ def score_folder(data_dir: Path, model: Scorer, batch_size: int = 16,
                  split: str | None = None) -> tuple[Records, np.ndarray, list[Path]]:
     """Probability of fracture for every readable image listed in ``data_dir``.
 
-    Returns the records of the readable images (in listing order), their probabilities,
-    and the paths that could not be read. Only ``batch_size`` inputs are held at once,
-    so folders of full-size radiographs fit in memory. With ``split``, only the rows whose
-    ``split`` column has that value (e.g. FracAtlas's ``val``) are scored.
+    With ``split``, only the rows whose ``split`` column has that value (e.g. FracAtlas's
+    ``val``) are scored. See :func:`score_records` for what is returned.
     """
-    if batch_size < 1:
-        raise EvaluationError(f"batch size must be at least 1, not {batch_size}")
     records = read_records(Path(data_dir))
     if split is not None:
         if "split" not in records.columns:
             raise EvaluationError(f"{data_dir} has no split column to select {split!r} from")
         records = records.subset(np.array(records.columns["split"]) == split)
+    return score_records(records, model, batch_size)
+
+
+def score_records(records: Records, model: Scorer,
+                  batch_size: int = 16) -> tuple[Records, np.ndarray, list[Path]]:
+    """Score the images through the app's preprocessing and model, ``batch_size`` at a time.
+
+    Returns the records of the readable images (in listing order), their probabilities,
+    and the paths that could not be read. Only ``batch_size`` inputs are held at once,
+    so folders of full-size radiographs fit in memory.
+    """
+    if batch_size < 1:
+        raise EvaluationError(f"batch size must be at least 1, not {batch_size}")
     readable = np.zeros(len(records), dtype=bool)
     unreadable: list[Path] = []
     batch: list[np.ndarray] = []
@@ -92,8 +101,14 @@ def _infer(model: Scorer, batch: list[np.ndarray]) -> np.ndarray:
 
 def evaluate(data_dir: Path, model: Scorer, batch_size: int = 16, split: str | None = None) -> Evaluation:
     """Score the folder and compute the metrics report at the model's own operating points."""
-    records, probs, unreadable = score_folder(data_dir, model, batch_size, split)
-    _check_scorable(records, unreadable, Path(data_dir))
+    scored = score_folder(data_dir, model, batch_size, split)
+    return summarise(*scored, model=model, data_dir=Path(data_dir), split=split)
+
+
+def summarise(records: Records, probs: np.ndarray, unreadable: list[Path], *, model: Scorer,
+              data_dir: Path, split: str | None = None) -> Evaluation:
+    """The metrics report of scored images (refusing empty or one-class results)."""
+    _check_scorable(records, unreadable, data_dir)
     summary = report(records.labels, probs, model.thresholds, records.columns)
     summary.update(unreadable=len(unreadable), unreadable_files=[_name(p, data_dir) for p in unreadable],
                    model_version=model.version, data_dir=str(data_dir), split=split)

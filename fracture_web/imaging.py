@@ -20,6 +20,8 @@ SUPPORTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "TIFF", "BMP"})
 MAX_PIXELS = 60_000_000
 #: Smallest side we accept; smaller images carry no usable detail.
 MIN_SIDE = 64
+#: Longest side over shortest side; beyond this it is a strip, not a radiograph.
+MAX_ASPECT = 8.0
 
 
 class InvalidImageError(ValueError):
@@ -37,14 +39,30 @@ class Letterbox:
     height: int
 
 
-def sniff_format(data: bytes) -> str:
-    """Return the image format recognised from the bytes (never the name)."""
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the file's header says, read without decoding the pixels."""
+
+    format: str
+    width: int
+    height: int
+    frames: int
+
+
+def sniff_format(data: bytes) -> ImageHeader:
+    """Recognise the format from the bytes (never the name) and check the size before decoding.
+
+    Pixel bombs (a small file that would decode to a huge image) are refused here,
+    before any pixel memory is allocated.
+    """
     if not data:
         raise InvalidImageError("The file is empty.")
     try:
         with Image.open(io.BytesIO(data)) as img:
-            fmt, (width, height) = img.format or "", img.size
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as err:
+            fmt, (width, height), frames = img.format or "", img.size, getattr(img, "n_frames", 1)
+    except Image.DecompressionBombError as err:
+        raise InvalidImageError("The image is too large (it would decode to too many pixels).") from err
+    except (UnidentifiedImageError, OSError, ValueError) as err:
         raise InvalidImageError("The file is not an image we can read (PNG, JPEG or TIFF).") from err
     if fmt not in SUPPORTED_FORMATS:
         raise InvalidImageError(f"{fmt or 'This'} images are not supported; upload a PNG, JPEG or TIFF.")
@@ -52,7 +70,9 @@ def sniff_format(data: bytes) -> str:
         raise InvalidImageError(f"The image is too large ({width}x{height} pixels).")
     if min(width, height) < MIN_SIDE:
         raise InvalidImageError(f"The image is too small ({width}x{height}); at least {MIN_SIDE} px a side is needed.")
-    return fmt
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise InvalidImageError(f"The image is too narrow ({width}x{height}) to be a radiograph.")
+    return ImageHeader(fmt, width, height, frames)
 
 
 @dataclass(frozen=True)
@@ -71,15 +91,17 @@ def decode_image(data: bytes) -> DecodedImage:
     files of the same radiograph give the same array. A truncated JPEG is
     accepted, with a warning, when at least 3/4 of its rows decode.
     """
-    fmt = sniff_format(data)
+    header = sniff_format(data)
     gray = _imdecode(data)
     warnings: tuple[str, ...] = ()
-    if gray is None and fmt == "JPEG":
+    if header.frames > 1:
+        warnings += (f"The file holds {header.frames} images; only the first was analysed.",)
+    if gray is None and header.format == "JPEG":
         # libjpeg stops at a missing end marker; with one appended it decodes what is
         # there and fills the missing rows with mid-grey.
         gray = _imdecode(data + b"\xff\xd9")
         if gray is not None:
-            warnings = (_check_truncated(gray),)
+            warnings += (_check_truncated(gray),)
     if gray is None or gray.size == 0:
         raise InvalidImageError("The image data could not be decoded; the file may be damaged.")
     return DecodedImage(normalise(gray), warnings)

@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 
 from fracture_web.training.data import DatasetError
-from fracture_web.training.pipeline import export, fit_and_checkpoint
+from fracture_web.training.pipeline import export, fit_and_checkpoint, write_validation_report
 from fracture_web.training.train import TrainConfig
 
 log = logging.getLogger("train_model")
@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--checkpoint-dir", type=Path,
                         help="where weights + summary go (default: OUT/../checkpoints/OUT-name)")
     parser.add_argument("--export-only", type=Path, metavar="CHECKPOINT_DIR",
-                        help="skip training; export this checkpoint to --out")
+                        help="skip training; export this checkpoint to --out (with --data-dir: and validate it)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--head-epochs", type=int, default=defaults.head_epochs,
                         help="epochs training only the new head before fine-tuning")
@@ -74,6 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         metadata = export(checkpoint, args.out)
         log.info("wrote %s (model %s)", args.out, metadata["model_version"])
+        if args.data_dir:
+            metrics = write_validation_report(args.data_dir, args.out, args.seed)
+            log.info("validation through the SavedModel: AUC %.4f (95%% CI %.3f-%.3f); model card in %s",
+                     metrics["auc"], *metrics["auc_ci95"], args.out / "MODEL_CARD.md")
     log.info("wall time %.1f min", (time.monotonic() - started) / 60)
     return 0
 

@@ -120,3 +120,31 @@ def test_real_fracatlas_sample_decodes(sample_bytes):
     model_input = preprocess(sample_bytes, 384)
     assert model_input.shape == (384, 384, 1)
     assert 0.2 < model_input.max() <= 1.0
+
+
+def test_a_strip_is_not_a_radiograph():
+    with pytest.raises(InvalidImageError, match="too narrow"):
+        decode_image(png(np.tile(np.arange(900, dtype=np.uint8) % 255, (100, 1))))
+
+
+def test_a_pixel_bomb_is_refused_from_its_header():
+    # A PNG header announcing 40000 x 40000 pixels: refused before any decoding.
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", 40000, 40000, 8, 0, 0, 0, 0)
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    with pytest.raises(InvalidImageError, match="too large"):
+        decode_image(bomb)
+
+
+def test_a_multi_page_tiff_is_read_from_its_first_page_with_a_warning():
+    buffer = io.BytesIO()
+    first, second = Image.fromarray(gradient()), Image.fromarray(255 - gradient())
+    first.save(buffer, format="TIFF", save_all=True, append_images=[second])
+    decoded = decode_image(buffer.getvalue())
+    assert decoded.pixels[0, -1] > 0.9  # the first page's gradient, bright on the right
+    assert any("only the first" in warning for warning in decoded.warnings)

@@ -30,3 +30,15 @@ def test_shipped_model_metadata_was_written_by_the_training_script():
     training = model.metadata["training"]
     assert "FracAtlas" in training["data"] and "ImageNet" in training["initial_weights"]
     assert training["n_train"] > 2000 and model.metadata["validation_metrics"]["n"] > 400
+
+
+def test_shipped_model_card_and_metrics_were_generated_for_this_model():
+    import json
+
+    metadata = json.loads((MODEL_DIR / "metadata.json").read_text())
+    metrics = json.loads((MODEL_DIR / "metrics.json").read_text())
+    card = (MODEL_DIR / "MODEL_CARD.md").read_text()
+    assert metrics["model_version"] == metadata["model_version"] and metrics["split"] == "val"
+    assert metadata["model_version"] in card and f"AUC {metrics['auc']:.3f}" in card
+    assert "not a medical" in card.lower() and "children" in card and "hardware" in card
+    assert (MODEL_DIR / "plots" / "roc.png").is_file() and (MODEL_DIR / "plots" / "reliability.png").is_file()

@@ -21,6 +21,12 @@ def test_training_script_writes_a_servable_model_with_metadata(tiny_model_dir):
     assert "FracAtlas" in metadata["training"]["data"] and metadata["training"]["trained_at"]
     assert (tiny_model_dir / "saved_model.pb").is_file()
     assert 0 <= metadata["validation_metrics"]["auc"] <= 1
+    metrics = json.loads((tiny_model_dir / "metrics.json").read_text())  # scored through the SavedModel
+    assert metrics["model_version"] == metadata["model_version"]
+    assert metrics["n"] == metadata["training"]["n_val"]
+    assert metrics["auc"] == pytest.approx(metadata["validation_metrics"]["auc"], abs=1e-3)
+    card = (tiny_model_dir / "MODEL_CARD.md").read_text()
+    assert f"AUC {metrics['auc']:.3f}" in card and "Intended use" in card
 
 
 def test_served_model_outputs_probability_and_heatmap_together(tiny_model_dir):
@@ -97,3 +103,10 @@ def test_confusion_rates_count_correctly():
     rates = confusion_rates(np.array([1, 1, 0, 0, 0]), np.array([0.9, 0.2, 0.8, 0.1, 0.3]), 0.5)
     assert (rates["tp"], rates["fn"], rates["fp"], rates["tn"]) == (1, 1, 1, 2)
     assert rates["sensitivity"] == 0.5 and rates["specificity"] == pytest.approx(2 / 3)
+
+
+def test_wilson_interval_matches_a_known_value():
+    from fracture_web.training.metrics import wilson_interval
+
+    low, high = wilson_interval(81, 90)  # 0.9 of 90: the textbook interval is about 0.821-0.946
+    assert low == pytest.approx(0.8211, abs=1e-3) and high == pytest.approx(0.9464, abs=1e-3)

@@ -34,7 +34,18 @@ def confusion_rates(labels: np.ndarray, probs: np.ndarray, threshold: float) -> 
     ratio = lambda a, b: float(a / b) if b else float("nan")  # noqa: E731
     return {"threshold": float(threshold), "sensitivity": ratio(tp, tp + fn),
             "specificity": ratio(tn, tn + fp), "ppv": ratio(tp, tp + fp), "npv": ratio(tn, tn + fn),
+            "sensitivity_ci95": wilson_interval(tp, tp + fn), "specificity_ci95": wilson_interval(tn, tn + fp),
             "tp": tp, "fp": fp, "tn": tn, "fn": fn}
+
+
+def wilson_interval(successes: int, total: int, z: float = 1.959964) -> list[float]:
+    """95% Wilson score interval of a proportion (NaNs when there is nothing to count)."""
+    if total == 0:
+        return [float("nan"), float("nan")]
+    p = successes / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def choose_operating_points(labels: np.ndarray, probs: np.ndarray,
@@ -72,8 +83,10 @@ def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int 
     return float(ece)
 
 
-def subgroup_aucs(labels: np.ndarray, probs: np.ndarray, groups: list[str]) -> dict[str, dict]:
-    """AUC per subgroup value (e.g. body part), where the subgroup holds both classes."""
+def subgroup_aucs(labels: np.ndarray, probs: np.ndarray, groups: list[str],
+                  thresholds: dict[str, float] | None = None) -> dict[str, dict]:
+    """AUC per subgroup value (e.g. body part), where the subgroup holds both classes,
+    and sensitivity/specificity at each threshold given."""
     groups_arr = np.array(groups)
     out = {}
     for value in sorted(set(groups)):
@@ -81,6 +94,9 @@ def subgroup_aucs(labels: np.ndarray, probs: np.ndarray, groups: list[str]) -> d
         both = 0 < labels[mask].sum() < mask.sum()
         out[value] = {"n": int(mask.sum()), "positives": int(labels[mask].sum()),
                       "auc": float(roc_auc_score(labels[mask], probs[mask])) if both else None}
+        for name, threshold in (thresholds or {}).items():
+            rates = confusion_rates(labels[mask], probs[mask], threshold)
+            out[value][name] = {"sensitivity": rates["sensitivity"], "specificity": rates["specificity"]}
     return out
 
 
@@ -93,10 +109,11 @@ def report(labels: np.ndarray, probs: np.ndarray, thresholds: dict[str, float],
               "operating_points": {name: confusion_rates(labels, probs, t) for name, t in thresholds.items()}}
     columns = columns or {}
     if "body_part" in columns:
-        result["by_body_part"] = subgroup_aucs(labels, probs, columns["body_part"])
+        result["by_body_part"] = subgroup_aucs(labels, probs, columns["body_part"], thresholds)
     if "hardware" in columns:
         result["by_hardware"] = subgroup_aucs(
-            labels, probs, ["with_hardware" if h == "1" else "without_hardware" for h in columns["hardware"]])
+            labels, probs, ["with_hardware" if h == "1" else "without_hardware" for h in columns["hardware"]],
+            thresholds)
     return result
 
 

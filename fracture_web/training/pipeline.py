@@ -123,3 +123,19 @@ def build_metadata(summary: dict) -> dict:
                      "config": config, "history": summary["history"]},
         "validation_metrics": val,
     }
+
+
+def write_validation_report(data_dir: Path, out_dir: Path, seed: int = 0) -> dict:
+    """Score the validation split through the exported SavedModel (the app's path) and write
+    ``metrics.json``, ``plots/`` and ``MODEL_CARD.md`` beside it."""
+    from ..evaluation import score_records, summarise, write_plots
+    from ..inference import FractureModel
+    from .model_card import render
+
+    _, val = split_train_val(read_records(data_dir), seed=seed)
+    model = FractureModel(out_dir)
+    evaluation = summarise(*score_records(val, model), model=model, data_dir=Path(data_dir), split="val")
+    (out_dir / "metrics.json").write_text(to_json(evaluation.report) + "\n")
+    write_plots(evaluation, out_dir / "plots")
+    (out_dir / "MODEL_CARD.md").write_text(render(model.metadata, json.loads(to_json(evaluation.report))))
+    return evaluation.report
