@@ -2,14 +2,22 @@
 from __future__ import annotations
 
 import logging
-
-from flask import Flask
+from typing import TYPE_CHECKING
 
 from .config import PROJECT_ROOT, defaults
 
+if TYPE_CHECKING:
+    from flask import Flask
+
 
 def create_app(test_config: dict | None = None) -> Flask:
-    """Application factory: config, the model extension, blueprints and error handlers."""
+    """Application factory: config, the model extension, blueprints and error handlers.
+
+    Flask is imported here, not at package import, so the training and command-line
+    tools (which import ``fracture_web.imaging`` and friends) do not need it.
+    """
+    from flask import Flask
+
     from .web import errors, extension, security, uploads, views
 
     app = Flask(__name__, instance_relative_config=True,

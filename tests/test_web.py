@@ -157,3 +157,15 @@ def test_large_uploads_stay_in_memory(app, sample_bytes):
         stream = request.files["file"].stream
         assert isinstance(stream, io.BytesIO)  # Werkzeug's default would spool to a temp file
         assert stream.getvalue() == big
+
+
+def test_16_bit_and_rgb_versions_of_an_xray_get_the_same_answer(client, sample_bytes):
+    gray = cv2.imdecode(np.frombuffer(sample_bytes, np.uint8), cv2.IMREAD_GRAYSCALE)
+    versions = {"8-bit": gray, "16-bit": gray.astype(np.uint16) * 257, "rgb": cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)}
+    probabilities = {}
+    for name, image in versions.items():
+        data = cv2.imencode(".png", image)[1].tobytes()
+        body = client.post("/api/v1/predict", data=upload(data, name="xray.png")).get_json()
+        probabilities[name] = body["probability"]
+    assert probabilities["16-bit"] == pytest.approx(probabilities["8-bit"], abs=1e-4)
+    assert probabilities["rgb"] == pytest.approx(probabilities["8-bit"], abs=1e-4)

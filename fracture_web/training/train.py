@@ -70,7 +70,8 @@ def _fit(model: keras.Model, data: AugmentedImages, val: tuple, epochs: int, rat
     stop = keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=patience,
                                          restore_best_weights=True)
     return model.fit(data, validation_data=val, epochs=epochs, verbose=1,
-                     callbacks=[stop, EpochSummary(phase, epochs)])
+                     # The progress bar first, so each summary line starts on a line of its own.
+                     callbacks=[stop, keras.callbacks.ProgbarLogger(), EpochSummary(phase, epochs)])
 
 
 def train(train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+from datetime import datetime
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
 
@@ -56,6 +57,7 @@ def predict_page():
     except (InvalidImageError, UploadError, UnknownOperatingPointError) as err:
         return _page(400, error=str(err))
     return _page(result=result, chosen=result.prediction.operating_point,
+                 analysed_at=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
                  xray_uri=_data_uri(result.xray_png), overlay_uri=_data_uri(result.overlay_png))
 
 
