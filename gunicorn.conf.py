@@ -1,10 +1,13 @@
 """gunicorn settings for a clinic intranet: `gunicorn -c gunicorn.conf.py`.
 
-Each worker loads and warms up its own copy of the model (~0.5 GB RAM).
+Each worker loads and warms up its own copy of the model (about 0.9 GB resident).
 Environment: PORT (5000), BIND (0.0.0.0:$PORT), WEB_CONCURRENCY (workers, 2),
 GUNICORN_THREADS (threads per worker, 4), GUNICORN_TIMEOUT (seconds, 60).
 """
 import os
+
+# Keep TensorFlow's C++ start-up chatter out of the log (workers inherit this).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 wsgi_app = "fracture_web:create_app()"
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '5000')}")

@@ -15,9 +15,9 @@ from pathlib import Path
 
 from fracture_web.config import defaults
 from fracture_web.evaluation import EvaluationError, evaluate, format_table, write_plots
-from fracture_web.training.metrics import to_json
 from fracture_web.inference import FractureModel, ModelLoadError
 from fracture_web.training.data import DatasetError, read_records
+from fracture_web.training.metrics import to_json
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
