@@ -10,6 +10,9 @@ from . import overlay
 from .imaging import decode_image, to_model_input
 from .inference import FractureModel, Prediction
 
+OUT_OF_SCOPE = ("This image is unlike the radiographs the model was trained on (adult hand, leg, hip or "
+                "shoulder X-rays); treat the verdict with extra caution.")
+
 
 @dataclass(frozen=True)
 class Analysis:
@@ -32,9 +35,10 @@ def analyse(data: bytes, model: FractureModel, operating_point: str | None = Non
     decoded = decode_image(data)
     image = decoded.pixels
     prediction = model.predict(to_model_input(image, model.input_size), operating_point)
+    warnings = decoded.warnings + (() if prediction.in_scope else (OUT_OF_SCOPE,))
     if not images:
-        return Analysis(prediction, decoded.warnings)
+        return Analysis(prediction, warnings)
     shown = overlay.display_image(image, display_max_side)
     heat = overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2], model.input_size)
-    return Analysis(prediction, decoded.warnings, overlay.encode_png(shown),
+    return Analysis(prediction, warnings, overlay.encode_png(shown),
                     overlay.encode_png(overlay.blend(shown, heat)))

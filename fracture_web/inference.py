@@ -35,11 +35,17 @@ class Prediction:
     operating_point: str
     model_version: str
     heatmap: np.ndarray  # (h, w) float32 in [0, 1], over the square model input
+    atypicality: float = 0.0  # feature distance from the training images / threshold; > 1 is out of scope
 
     @property
     def fractured(self) -> bool:
         """True when the verdict is 'fractured'."""
         return self.label == LABELS[1]
+
+    @property
+    def in_scope(self) -> bool:
+        """False when the image is unlike the radiographs the model was trained on."""
+        return self.atypicality <= 1.0
 
 
 def read_metadata(model_dir: Path) -> dict:
@@ -81,16 +87,21 @@ class FractureModel:
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw outputs for a (B, S, S, 1) float32 batch: probabilities (B,) and heatmaps (B, h, w)."""
+        outputs = self._call(batch)
+        return outputs["probability"], outputs["heatmap"]
+
+    def _call(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self._serve(image=batch.astype(np.float32, copy=False))
-        return outputs["probability"].numpy(), outputs["heatmap"].numpy()
+        return {name: tensor.numpy() for name, tensor in outputs.items()}
 
     def predict(self, model_input: np.ndarray, operating_point: str | None = None) -> Prediction:
         """Verdict for one (S, S, 1) model input at the chosen operating point."""
         name = self.resolve(operating_point)
-        probabilities, heatmaps = self.infer(model_input[np.newaxis])
-        probability, threshold = float(probabilities[0]), self.thresholds[name]
+        outputs = self._call(model_input[np.newaxis])
+        probability, threshold = float(outputs["probability"][0]), self.thresholds[name]
         label = LABELS[int(probability >= threshold)]
-        return Prediction(label, probability, threshold, name, self.version, heatmaps[0])
+        atypicality = float(outputs["atypicality"][0]) if "atypicality" in outputs else 0.0
+        return Prediction(label, probability, threshold, name, self.version, outputs["heatmap"][0], atypicality)
 
     def warm_up(self) -> None:
         """Run one blank image so the first real request does not pay for graph tracing."""

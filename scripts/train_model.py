@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 
 from fracture_web.training.data import DatasetError
-from fracture_web.training.pipeline import export, fit_and_checkpoint, write_validation_report
+from fracture_web.training.pipeline import SCOPE, add_scope, export, fit_and_checkpoint, write_validation_report
 from fracture_web.training.train import TrainConfig
 
 log = logging.getLogger("train_model")
@@ -72,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
         log.info("backend %s: export with TensorFlow: python scripts/train_model.py --export-only %s --out %s",
                  keras.backend.backend(), checkpoint, args.out)
     else:
+        if not (checkpoint / SCOPE).is_file():
+            if not args.data_dir:
+                log.error("error: %s has no %s; give --data-dir to fit it", checkpoint, SCOPE)
+                return 2
+            add_scope(checkpoint, args.data_dir)
         metadata = export(checkpoint, args.out)
         log.info("wrote %s (model %s)", args.out, metadata["model_version"])
         if args.data_dir:

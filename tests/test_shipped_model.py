@@ -42,3 +42,24 @@ def test_shipped_model_card_and_metrics_were_generated_for_this_model():
     assert metadata["model_version"] in card and f"AUC {metrics['auc']:.3f}" in card
     assert "not a medical" in card.lower() and "children" in card and "hardware" in card
     assert (MODEL_DIR / "plots" / "roc.png").is_file() and (MODEL_DIR / "plots" / "reliability.png").is_file()
+
+
+def test_shipped_model_warns_about_images_unlike_its_training_radiographs():
+    import cv2
+
+    from fracture_web.analysis import OUT_OF_SCOPE, analyse
+
+    model = FractureModel(MODEL_DIR)
+    for path in SAMPLES:  # radiographs like the training ones: no warning
+        assert analyse(path.read_bytes(), model, images=False).warnings == ()
+    rng = np.random.default_rng(0)
+    text = np.full((400, 600), 255, np.uint8)
+    for i in range(15):
+        cv2.putText(text, f"Patient report line {i} lorem ipsum", (10, 25 * i + 25),
+                    cv2.FONT_HERSHEY_SIMPLEX, 0.6, 0, 1)
+    strangers = {"a text screenshot": text, "noise": rng.integers(0, 255, (400, 300), dtype=np.uint8),
+                 "a checkerboard": ((np.indices((400, 400)).sum(0) // 40 % 2) * 255).astype(np.uint8),
+                 "a cat photo": cv2.imread(str(PROJECT_ROOT / "tests/resources/lite0_chelsea_224.png"))}
+    for name, image in strangers.items():
+        result = analyse(cv2.imencode(".png", image)[1].tobytes(), model, images=False)
+        assert OUT_OF_SCOPE in result.warnings, name

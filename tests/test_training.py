@@ -110,3 +110,25 @@ def test_wilson_interval_matches_a_known_value():
 
     low, high = wilson_interval(81, 90)  # 0.9 of 90: the textbook interval is about 0.821-0.946
     assert low == pytest.approx(0.8211, abs=1e-3) and high == pytest.approx(0.9464, abs=1e-3)
+
+
+def test_scope_flags_features_far_from_the_training_cloud():
+    from fracture_web.training.scope import fit_scope
+
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(8, 40))
+    train = rng.normal(size=(500, 8)) @ basis + 3.0
+    val = rng.normal(size=(200, 8)) @ basis + 3.0
+    scope = fit_scope(train, val)
+    assert np.mean(scope.distance(val) > scope.threshold) == pytest.approx(0.01, abs=0.006)
+    elsewhere = rng.normal(size=(50, 8)) @ basis * 4 + 3.0  # same directions, far larger spread
+    assert np.all(scope.distance(elsewhere) > scope.threshold)
+
+
+def test_scope_round_trips_through_a_file(tmp_path):
+    from fracture_web.training.scope import Scope
+
+    scope = Scope(np.zeros(4, np.float32), np.eye(4, dtype=np.float32), 2.5)
+    scope.save(tmp_path / "scope.npz")
+    loaded = Scope.load(tmp_path / "scope.npz")
+    assert loaded.threshold == 2.5 and np.array_equal(loaded.projection, scope.projection)

@@ -11,20 +11,25 @@ import keras
 import tensorflow as tf
 
 from .network import HEAD
+from .scope import Scope
 
 INPUT_NAME = "image"
 
 
-def export_savedmodel(network: keras.Model, platt: tuple[float, float], out_dir: Path) -> None:
-    """Export ``image (B, S, S, 1) float32 in [0, 1] -> {probability (B,), heatmap (B, h, w)}``.
+def export_savedmodel(network: keras.Model, platt: tuple[float, float], scope: Scope, out_dir: Path) -> None:
+    """Export ``image (B, S, S, 1) float32 in [0, 1] -> {probability (B,), heatmap (B, h, w), atypicality (B,)}``.
 
     The heatmap is the class activation map of the fracture logit: for a
     GAP -> Dense head it equals Grad-CAM on the last feature map. It is ReLU'd and
     scaled to [0, 1] per image, with a guard so an all-zero map stays zero.
+    ``atypicality`` is the image's feature-space distance from the training images
+    divided by the in-scope threshold: above 1 means "unlike what the model was trained on".
     """
     size = network.input_shape[1]
     slope, intercept = (float(v) for v in platt)
     kernel = network.get_layer(HEAD).kernel
+    mean = tf.constant(scope.mean)
+    projection = tf.constant(scope.projection)
 
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
         logit, features = network(image, training=False)
@@ -32,7 +37,9 @@ def export_savedmodel(network: keras.Model, platt: tuple[float, float], out_dir:
         cam = tf.nn.relu(tf.einsum("bhwc,c->bhw", features, tf.cast(kernel[:, 0], features.dtype)))
         peak = tf.reduce_max(cam, axis=[1, 2], keepdims=True)
         heatmap = tf.math.divide_no_nan(cam, peak)
-        return {"probability": probability, "heatmap": heatmap}
+        pooled = tf.reduce_mean(features, axis=[1, 2])
+        distance = tf.norm(tf.matmul(pooled - mean, projection), axis=1)
+        return {"probability": probability, "heatmap": heatmap, "atypicality": distance / scope.threshold}
 
     # A plain tf.Module (not keras.export.ExportArchive, which stores every variable twice).
     module = tf.Module()

@@ -91,6 +91,13 @@ def render(metadata: dict, metrics: dict) -> str:
                   "\"metal means fracture\". The rows below show how it does on images without hardware,",
                   "which is the honest measure of fracture detection.", "",
                   *_subgroups(metrics["by_hardware"], points), ""]
+    if "scope" in metadata:
+        lines += ["## Out-of-scope warning",
+                  "The app warns when an image is unlike the training radiographs: the Mahalanobis distance of its",
+                  "pooled features from the training split exceeds the 99th percentile of the validation split",
+                  f"(threshold {metadata['scope']['threshold']:.1f}), so about 1 in 100 in-scope images is flagged too.",
+                  "It catches gross mismatches (photographs, screenshots, noise); it cannot be relied on to",
+                  "recognise every other body part or a child's X-ray.", ""]
     lines += [
         "## Known failure modes",
         "- Children (open growth plates look like fracture lines to an untrained eye and to a model).",

@@ -15,11 +15,13 @@ import numpy as np
 from .data import Records, load_images, read_records, split_train_val
 from .metrics import choose_operating_points, expected_calibration_error, fit_platt, report, sigmoid, to_json
 from .network import build_network, classifier
+from .scope import Scope, fit_scope, pooled_features
 from .train import TrainConfig, train
 
 log = logging.getLogger(__name__)
 WEIGHTS = "network.weights.h5"
 SUMMARY = "summary.json"
+SCOPE = "scope.npz"
 
 
 @dataclass
@@ -64,6 +66,7 @@ def fit_and_checkpoint(data_dir: Path, config: TrainConfig, checkpoint_dir: Path
     network, history = train(train_split.images, train_split.labels, val_split.images, val_split.labels, config)
     logits = classifier(network).predict(val_split.images, batch_size=32, verbose=0)[:, 0]
     summary = calibrate(val_split, logits)
+    scope = fit_scope(pooled_features(network, train_split.images), pooled_features(network, val_split.images))
     summary.update(config=config.as_dict(), history=history, data_dir=str(data_dir),
                    n_train=len(train_split.labels), n_val=len(val_split.labels),
                    trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -71,8 +74,20 @@ def fit_and_checkpoint(data_dir: Path, config: TrainConfig, checkpoint_dir: Path
                    wall_time_min=round((time.monotonic() - started) / 60, 1))
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     network.save_weights(checkpoint_dir / WEIGHTS)
+    scope.save(checkpoint_dir / SCOPE)
     (checkpoint_dir / SUMMARY).write_text(to_json(summary))
     return summary
+
+
+def add_scope(checkpoint_dir: Path, data_dir: Path) -> None:
+    """Fit the in-scope detector for a checkpoint trained before it existed (needs the data)."""
+    summary = json.loads((checkpoint_dir / SUMMARY).read_text())
+    config = TrainConfig(**summary["config"])
+    network = build_network(config.image_size, imagenet=False)
+    network.load_weights(checkpoint_dir / WEIGHTS)
+    train_rec, val_rec = split_train_val(read_records(data_dir), seed=config.seed)
+    features = [pooled_features(network, load_split(rec, config.image_size).images) for rec in (train_rec, val_rec)]
+    fit_scope(*features).save(checkpoint_dir / SCOPE)
 
 
 def calibrate(val: Split, logits: np.ndarray) -> dict:
@@ -93,14 +108,15 @@ def export(checkpoint_dir: Path, out_dir: Path) -> dict:
     config = TrainConfig(**summary["config"])
     network = build_network(config.image_size, imagenet=False)
     network.load_weights(checkpoint_dir / WEIGHTS)
+    scope = Scope.load(checkpoint_dir / SCOPE)
     out_dir.mkdir(parents=True, exist_ok=True)
-    export_savedmodel(network, summary["platt"], out_dir)
-    metadata = build_metadata(summary)
+    export_savedmodel(network, summary["platt"], scope, out_dir)
+    metadata = build_metadata(summary, scope)
     (out_dir / "metadata.json").write_text(to_json(metadata))
     return metadata
 
 
-def build_metadata(summary: dict) -> dict:
+def build_metadata(summary: dict, scope: Scope) -> dict:
     """metadata.json: what the app and the model card read. Nothing here is typed by hand."""
     config, val = summary["config"], summary["validation"]
     stamp = summary["trained_at"].replace("-", "").replace(":", "")[:13]
@@ -112,6 +128,9 @@ def build_metadata(summary: dict) -> dict:
         "outputs": {"probability": "calibrated P(fractured)", "heatmap": "class activation map in [0, 1]"},
         "operating_points": {name: val["operating_points"][name] for name in summary["thresholds"]},
         "default_operating_point": "balanced",
+        "scope": {"threshold": scope.threshold,
+                  "method": "Mahalanobis distance of the pooled features from the training split (Ledoit-Wolf "
+                            "covariance); threshold = 99th percentile of the validation split"},
         "calibration": {"method": "platt", "slope_intercept": summary["platt"],
                         "ece_before": val["ece_uncalibrated"], "ece_after": val["ece"]},
         "training": {"data": "FracAtlas (Abedeen et al. 2023, CC BY 4.0), doi:10.6084/m9.figshare.22363012",
