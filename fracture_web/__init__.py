@@ -18,7 +18,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     """
     from flask import Flask
 
-    from .web import errors, extension, security, uploads, views
+    from .web import audit, errors, extension, security, uploads, views
 
     app = Flask(__name__, instance_relative_config=True,
                 template_folder=str(PROJECT_ROOT / "templates"),
@@ -32,6 +32,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.request_class = uploads.InMemoryRequest
     extension.init_app(app)
+    audit.init_app(app)
     security.init_app(app)
     errors.init_app(app)
     app.register_blueprint(views.bp)

@@ -20,4 +20,6 @@ def defaults() -> dict:
         "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,
         # Longest side of the images shown on the result page.
         "DISPLAY_MAX_SIDE": 640,
+        # File for the audit trail (one JSON line per prediction); None = stdout.
+        "AUDIT_LOG": None,
     }

@@ -172,3 +172,36 @@ def test_16_bit_and_rgb_versions_of_an_xray_get_the_same_answer(client, sample_b
         probabilities[name] = body["probability"]
     assert probabilities["16-bit"] == pytest.approx(probabilities["8-bit"], abs=1e-4)
     assert probabilities["rgb"] == pytest.approx(probabilities["8-bit"], abs=1e-4)
+
+
+def test_each_prediction_leaves_one_audit_line_without_patient_data(tiny_model_dir, sample_bytes, tmp_path):
+    import hashlib
+    import json
+
+    audit_file = tmp_path / "audit.log"
+    client = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "AUDIT_LOG": str(audit_file)}).test_client()
+    response = client.post("/api/v1/predict", data=upload(sample_bytes, name="Doe_John_1970-01-01.jpg"))
+    client.post("/api/v1/predict", data=upload(b"not an image"))  # refused: no prediction, no audit line
+    lines = audit_file.read_text().splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["sha256"] == hashlib.sha256(sample_bytes).hexdigest()
+    assert entry["request_id"] == response.headers["X-Request-ID"]
+    assert entry["verdict"] == response.get_json()["label"]
+    assert entry["probability"] == response.get_json()["probability"]
+    assert set(entry) == {"time", "request_id", "sha256", "model_version", "operating_point", "probability", "verdict"}
+    assert "Doe" not in lines[0]
+
+
+def test_cross_site_browser_posts_are_refused_but_scripts_and_the_page_itself_work(client, sample_bytes):
+    def post(headers):
+        return client.post("/api/v1/predict", data=upload(sample_bytes), headers=headers).status_code
+
+    assert post({"Sec-Fetch-Site": "cross-site"}) == 403
+    assert post({"Origin": "http://evil.example"}) == 403
+    assert post({"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}) == 200
+    assert post({"Origin": "http://localhost"}) == 200  # the test client's own host
+    assert post({}) == 200  # curl and scripts send neither header
+    page = client.post("/", data=upload(sample_bytes), headers={"Origin": "http://evil.example"},
+                       content_type="multipart/form-data")
+    assert page.status_code == 403 and "other web sites" in page.get_data(as_text=True)

@@ -9,6 +9,7 @@ from flask import Blueprint, abort, current_app, jsonify, render_template, reque
 from ..analysis import Analysis, analyse
 from ..imaging import InvalidImageError
 from ..inference import UnknownOperatingPointError
+from . import audit
 from .extension import get_model
 
 bp = Blueprint("fracture", __name__)
@@ -35,8 +36,11 @@ def _run(images: bool) -> Analysis:
     model = get_model()
     if model is None:
         abort(503)
-    return analyse(_uploaded_bytes(), model, request.values.get("operating_point") or None,
-                   images=images, display_max_side=current_app.config["DISPLAY_MAX_SIDE"])
+    upload = _uploaded_bytes()
+    result = analyse(upload, model, request.values.get("operating_point") or None,
+                     images=images, display_max_side=current_app.config["DISPLAY_MAX_SIDE"])
+    audit.record(upload, result.prediction)
+    return result
 
 
 def _page(status: int = 200, **context):

@@ -1,0 +1,57 @@
+"""The audit trail: one JSON line per prediction, for the clinic's records.
+
+It holds the time, a request id (also sent back as ``X-Request-ID``), the SHA-256 of the
+upload, the model version, the operating point, the probability and the verdict; never
+pixels, file names or anything else that could identify a patient.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import sys
+import uuid
+from datetime import datetime, timezone
+
+from flask import Flask, Response, g
+
+from ..inference import Prediction
+
+log = logging.getLogger("fracture_web.audit")
+
+
+def init_app(app: Flask) -> None:
+    """Send audit lines to ``AUDIT_LOG`` (a file path) or, when unset, to stdout."""
+    target = app.config.get("AUDIT_LOG")
+    if not any(getattr(h, "audit_target", None) == target for h in log.handlers):
+        handler = logging.FileHandler(target) if target else logging.StreamHandler(sys.stdout)
+        handler.audit_target = target
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    app.before_request(_assign_request_id)
+    app.after_request(_send_request_id)
+
+
+def _assign_request_id() -> None:
+    g.request_id = uuid.uuid4().hex
+
+
+def _send_request_id(response: Response) -> Response:
+    if "request_id" in g:
+        response.headers["X-Request-ID"] = g.request_id
+    return response
+
+
+def record(upload: bytes, prediction: Prediction) -> None:
+    """Write the audit line for one prediction."""
+    log.info(json.dumps({
+        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+        "request_id": g.get("request_id"),
+        "sha256": hashlib.sha256(upload).hexdigest(),
+        "model_version": prediction.model_version,
+        "operating_point": prediction.operating_point,
+        "probability": round(prediction.probability, 6),
+        "verdict": prediction.label,
+    }))

@@ -1,0 +1,45 @@
+"""Property-based fuzzing of the decode/preprocess path: whatever the bytes, either a valid
+model input or InvalidImageError, never another exception."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fracture_web.imaging import InvalidImageError, preprocess
+
+
+def _seed_files() -> list[bytes]:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (96, 80), dtype=np.uint8)
+    return [cv2.imencode(ext, image)[1].tobytes() for ext in (".png", ".jpg", ".tif", ".bmp")]
+
+
+SEEDS = _seed_files()
+
+
+def check(data: bytes) -> None:
+    try:
+        model_input = preprocess(data, 64)
+    except InvalidImageError:
+        return
+    assert model_input.shape == (64, 64, 1) and model_input.dtype == np.float32
+    assert np.all(np.isfinite(model_input)) and 0.0 <= model_input.min() and model_input.max() <= 1.0
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(max_size=2048))
+def test_random_bytes_never_crash_the_decoder(data):
+    check(data)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(SEEDS), st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=12),
+       st.integers(8, 10_000))
+def test_mutated_and_cut_images_never_crash_the_decoder(seed, flips, cut):
+    data = bytearray(seed[:cut])
+    for position, value in flips:  # overwrite a few bytes, headers included
+        if data:
+            data[position % len(data)] = value
+    check(bytes(data))
