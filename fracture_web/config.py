@@ -22,4 +22,6 @@ def defaults() -> dict:
         "DISPLAY_MAX_SIDE": 640,
         # File for the audit trail (one JSON line per prediction); None = stdout.
         "AUDIT_LOG": None,
+        # When set, the JSON API requires "Authorization: Bearer <API_TOKEN>"; the page does not.
+        "API_TOKEN": None,
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -205,3 +206,29 @@ def test_cross_site_browser_posts_are_refused_but_scripts_and_the_page_itself_wo
     page = client.post("/", data=upload(sample_bytes), headers={"Origin": "http://evil.example"},
                        content_type="multipart/form-data")
     assert page.status_code == 403 and "other web sites" in page.get_data(as_text=True)
+
+
+def test_the_api_can_require_a_bearer_token(tiny_model_dir, sample_bytes):
+    client = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "API_TOKEN": "s3cret"}).test_client()
+    assert client.post("/api/v1/predict", data=upload(sample_bytes)).status_code == 401
+    wrong = client.post("/api/v1/predict", data=upload(sample_bytes), headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and "Bearer" in wrong.get_json()["error"]
+    right = client.post("/api/v1/predict", data=upload(sample_bytes), headers={"Authorization": "Bearer s3cret"})
+    assert right.status_code == 200
+
+
+def test_a_batch_of_uploads_leaves_no_file_behind(client, sample_bytes, tmp_path_factory):
+    import tempfile
+
+    from fracture_web.config import PROJECT_ROOT
+
+    def files() -> set:
+        places = [PROJECT_ROOT / name for name in ("fracture_web", "templates", "static", "model", "data")]
+        return {p for place in places + [Path(tempfile.gettempdir())] for p in place.rglob("*") if p.is_file()}
+
+    before = files()
+    big = sample_bytes + b"\0" * (1024 * 1024)  # over Werkzeug's threshold for spooling to disk
+    for data in (sample_bytes, big, b"garbage", b""):
+        client.post("/api/v1/predict", data=upload(data, name="../../etc/evil name.jpg"))
+        client.post("/", data=upload(data, name="../../etc/evil name.jpg"), content_type="multipart/form-data")
+    assert {p for p in files() - before if "__pycache__" not in p.parts and "pytest-of" not in str(p)} == set()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import hmac
 from datetime import datetime
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
@@ -65,9 +66,20 @@ def predict_page():
                  xray_uri=_data_uri(result.xray_png), overlay_uri=_data_uri(result.overlay_png))
 
 
+def _api_token_ok() -> bool:
+    """True unless ``API_TOKEN`` is configured and the request lacks ``Authorization: Bearer <it>``."""
+    token = current_app.config.get("API_TOKEN")
+    if not token:
+        return True
+    sent = request.headers.get("Authorization", "")
+    return hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
+
+
 @bp.post("/api/v1/predict")
 def predict_api():
     """Multipart ``file`` -> JSON verdict; ``?heatmap=1`` adds the overlay as base64 PNG."""
+    if not _api_token_ok():
+        return jsonify(error="This API needs the header 'Authorization: Bearer <token>'."), 401
     want_heatmap = request.args.get("heatmap", "0").lower() in ("1", "true", "yes")
     try:
         result = _run(images=want_heatmap)
