@@ -9,7 +9,7 @@ import os
 # Keep TensorFlow's C++ start-up chatter out of the log (workers inherit this).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-wsgi_app = "fracture_web:create_app()"
+wsgi_app = "fracture_web.wsgi:app"
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '5000')}")
 # Two workers: one can die or restart while the other serves. TensorFlow uses
 # both cores for one request, so more workers than cores only add memory.

@@ -1,6 +1,6 @@
 """Score a labelled radiograph folder with the shipped model and summarise how it does.
 
-The images go through the app's own preprocessing (:func:`fracture_web.imaging.preprocess`)
+The images go through the app's own preprocessing (``decode_image`` + ``to_model_input``)
 and the app's own model class (:meth:`FractureModel.infer`), so the numbers describe what
 a clinician would actually see. No Flask, no argparse: ``scripts/evaluate.py`` is the CLI.
 """
@@ -14,7 +14,9 @@ from typing import Protocol
 
 import numpy as np
 
-from .imaging import InvalidImageError, preprocess
+from collections import Counter
+
+from .imaging import InvalidImageError, decode_image, to_model_input
 from .training.data import Records, read_records
 from .training.metrics import report
 
@@ -51,7 +53,7 @@ class Evaluation:
 
 
 def score_folder(data_dir: Path, model: Scorer, batch_size: int = 16,
-                 split: str | None = None) -> tuple[Records, np.ndarray, list[Path]]:
+                 split: str | None = None) -> tuple[Records, np.ndarray, list[Path], Counter]:
     """Probability of fracture for every readable image listed in ``data_dir``.
 
     With ``split``, only the rows whose ``split`` column has that value (e.g. FracAtlas's
@@ -66,22 +68,25 @@ def score_folder(data_dir: Path, model: Scorer, batch_size: int = 16,
 
 
 def score_records(records: Records, model: Scorer,
-                  batch_size: int = 16) -> tuple[Records, np.ndarray, list[Path]]:
+                  batch_size: int = 16) -> tuple[Records, np.ndarray, list[Path], Counter]:
     """Score the images through the app's preprocessing and model, ``batch_size`` at a time.
 
     Returns the records of the readable images (in listing order), their probabilities,
-    and the paths that could not be read. Only ``batch_size`` inputs are held at once,
-    so folders of full-size radiographs fit in memory.
+    the paths that could not be read, and how often each preprocessing warning was given.
+    Only ``batch_size`` inputs are held at once, so folders of full-size radiographs fit in memory.
     """
     if batch_size < 1:
         raise EvaluationError(f"batch size must be at least 1, not {batch_size}")
     readable = np.zeros(len(records), dtype=bool)
     unreadable: list[Path] = []
+    warnings: Counter = Counter()
     batch: list[np.ndarray] = []
     scores: list[np.ndarray] = []
     for i, path in enumerate(records.paths):
         try:
-            batch.append(preprocess(path.read_bytes(), model.input_size))
+            decoded = decode_image(path.read_bytes())
+            batch.append(to_model_input(decoded.pixels, model.input_size))
+            warnings.update(decoded.warnings)
             readable[i] = True
         except (InvalidImageError, OSError) as err:
             log.warning("unreadable image %s: %s", path.name, getattr(err, "strerror", None) or err)
@@ -90,7 +95,7 @@ def score_records(records: Records, model: Scorer,
             scores.append(_infer(model, batch))
             batch = []
     probs = np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
-    return records.subset(readable), probs, unreadable
+    return records.subset(readable), probs, unreadable, warnings
 
 
 def _infer(model: Scorer, batch: list[np.ndarray]) -> np.ndarray:
@@ -105,13 +110,13 @@ def evaluate(data_dir: Path, model: Scorer, batch_size: int = 16, split: str | N
     return summarise(*scored, model=model, data_dir=Path(data_dir), split=split)
 
 
-def summarise(records: Records, probs: np.ndarray, unreadable: list[Path], *, model: Scorer,
-              data_dir: Path, split: str | None = None) -> Evaluation:
+def summarise(records: Records, probs: np.ndarray, unreadable: list[Path], warnings: Counter, *,
+              model: Scorer, data_dir: Path, split: str | None = None) -> Evaluation:
     """The metrics report of scored images (refusing empty or one-class results)."""
     _check_scorable(records, unreadable, data_dir)
     summary = report(records.labels, probs, model.thresholds, records.columns)
     summary.update(unreadable=len(unreadable), unreadable_files=[_name(p, data_dir) for p in unreadable],
-                   model_version=model.version, data_dir=str(data_dir), split=split)
+                   warnings=dict(warnings), model_version=model.version, data_dir=str(data_dir), split=split)
     return Evaluation(records, probs, unreadable, summary)
 
 
@@ -140,6 +145,7 @@ def format_table(summary: dict) -> str:
              f"Images scored: {summary['n']} ({summary['positives']} fractured, "
              f"{summary['n'] - summary['positives']} not fractured)",
              _unreadable_line(summary),
+             *(f"Warned {count}x: {text}" for text, count in summary.get("warnings", {}).items()),
              f"AUC {summary['auc']:.3f} (95% CI {low:.3f}-{high:.3f})    ECE {summary['ece']:.3f}", ""]
     lines += _operating_point_rows(summary["operating_points"])
     for key, title in (("by_body_part", "body part"), ("by_hardware", "hardware")):

@@ -22,6 +22,10 @@ MAX_PIXELS = 60_000_000
 MIN_SIDE = 64
 #: Longest side over shortest side; beyond this it is a strip, not a radiograph.
 MAX_ASPECT = 8.0
+#: Share of clearly coloured pixels above which an image is not taken for an X-ray.
+MAX_COLOURED_SHARE = 0.05
+COLOUR_WARNING = ("This does not look like an X-ray: it has strong colours (a photograph or a screenshot?). "
+                  "The verdict is unreliable.")
 
 
 class InvalidImageError(ValueError):
@@ -47,6 +51,7 @@ class ImageHeader:
     width: int
     height: int
     frames: int
+    mode: str
 
 
 def sniff_format(data: bytes) -> ImageHeader:
@@ -60,6 +65,7 @@ def sniff_format(data: bytes) -> ImageHeader:
     try:
         with Image.open(io.BytesIO(data)) as img:
             fmt, (width, height), frames = img.format or "", img.size, getattr(img, "n_frames", 1)
+            mode = img.mode
     except Image.DecompressionBombError as err:
         raise InvalidImageError("The image is too large (it would decode to too many pixels).") from err
     except (UnidentifiedImageError, OSError, ValueError) as err:
@@ -72,7 +78,7 @@ def sniff_format(data: bytes) -> ImageHeader:
         raise InvalidImageError(f"The image is too small ({width}x{height}); at least {MIN_SIDE} px a side is needed.")
     if max(width, height) > MAX_ASPECT * min(width, height):
         raise InvalidImageError(f"The image is too narrow ({width}x{height}) to be a radiograph.")
-    return ImageHeader(fmt, width, height, frames)
+    return ImageHeader(fmt, width, height, frames, mode)
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,8 @@ def decode_image(data: bytes) -> DecodedImage:
     warnings: tuple[str, ...] = ()
     if header.frames > 1:
         warnings += (f"The file holds {header.frames} images; only the first was analysed.",)
+    if header.mode not in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F") and _coloured_share(data) > MAX_COLOURED_SHARE:
+        warnings += (COLOUR_WARNING,)
     if gray is None and header.format == "JPEG":
         # libjpeg stops at a missing end marker; with one appended it decodes what is
         # there and fills the missing rows with mid-grey.
@@ -110,6 +118,15 @@ def decode_image(data: bytes) -> DecodedImage:
 def _imdecode(data: bytes) -> np.ndarray | None:
     # IMREAD_GRAYSCALE (not UNCHANGED) keeps OpenCV's EXIF rotation; ANYDEPTH keeps 16 bit.
     return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
+
+
+def _coloured_share(data: bytes) -> float:
+    """Share of pixels that are clearly coloured (saturated and not dark); 0 for any radiograph."""
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        return 0.0
+    hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
+    return float(np.mean((hsv[..., 1] > 64) & (hsv[..., 2] > 32)))
 
 
 def _check_truncated(gray: np.ndarray) -> str:

@@ -70,10 +70,13 @@ class FractureModel:
             self._serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
         except (OSError, ValueError, KeyError, tf.errors.OpError) as err:
             raise ModelLoadError(f"SavedModel in {model_dir} cannot be loaded: {err}") from err
-        self.input_size = int(self.metadata["input_size"])
-        self.version = str(self.metadata["model_version"])
-        self.thresholds = {name: float(point["threshold"])
-                           for name, point in self.metadata["operating_points"].items()}
+        try:
+            self.input_size = int(self.metadata["input_size"])
+            self.version = str(self.metadata["model_version"])
+            self.thresholds = {name: float(point["threshold"])
+                               for name, point in self.metadata["operating_points"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise ModelLoadError(f"Model metadata in {model_dir} lacks or garbles {err}") from err
         self.default_operating_point = self.resolve(default_operating_point
                                                     or self.metadata["default_operating_point"])
 

@@ -120,7 +120,7 @@ def make_folder(root: Path, shares: dict[int, tuple[float, ...]], unreadable: st
 
 def test_score_folder_returns_readable_records_in_order(tmp_path):
     model = FakeModel({"balanced": 0.5})
-    records, probs, unreadable = score_folder(make_folder(tmp_path, SEPARABLE), model, batch_size=3)
+    records, probs, unreadable, _warnings = score_folder(make_folder(tmp_path, SEPARABLE), model, batch_size=3)
     assert [p.name for p in unreadable] == ["notes.png"]
     assert len(records) == len(probs) == 8 and "notes.png" not in [p.name for p in records.paths]
     assert probs == pytest.approx([*SEPARABLE[1], *SEPARABLE[0]], abs=1e-6)

@@ -148,3 +148,14 @@ def test_a_multi_page_tiff_is_read_from_its_first_page_with_a_warning():
     decoded = decode_image(buffer.getvalue())
     assert decoded.pixels[0, -1] > 0.9  # the first page's gradient, bright on the right
     assert any("only the first" in warning for warning in decoded.warnings)
+
+
+def test_a_colour_photograph_is_flagged_but_a_grey_xray_saved_as_rgb_is_not(sample_bytes):
+    from pathlib import Path
+
+    from fracture_web.imaging import COLOUR_WARNING
+
+    cat = (Path(__file__).parent / "resources" / "lite0_chelsea_224.png").read_bytes()
+    assert COLOUR_WARNING in decode_image(cat).warnings
+    grey_as_rgb = cv2.imdecode(np.frombuffer(sample_bytes, np.uint8), cv2.IMREAD_COLOR)
+    assert decode_image(png(grey_as_rgb)).warnings == ()
