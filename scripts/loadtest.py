@@ -1,6 +1,7 @@
 """Load test: the app under gunicorn with the shipped model, N concurrent clients for T seconds.
 
     python scripts/loadtest.py --clients 16 --seconds 60 [--images data/samples/*.jpg] [--out load.json]
+    python scripts/loadtest.py --kill-worker-after 20      # fault: SIGKILL one worker mid-run
 
 Starts gunicorn with gunicorn.conf.py on a free loopback port, waits for /healthz, then each
 client posts real X-rays to /api/v1/predict in a loop. Reports requests, errors, latency
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -58,6 +60,15 @@ def worker_memory_mb(master_pid: int) -> list[float]:
     return [int(v) / 1024 for v in out.stdout.split()]
 
 
+def kill_a_worker(master_pid: int, after: float) -> int:
+    """SIGKILL the first worker after ``after`` seconds; returns its pid."""
+    time.sleep(after)
+    out = subprocess.run(["ps", "--ppid", str(master_pid), "-o", "pid="], capture_output=True, text=True)
+    pid = int(out.stdout.split()[0])
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
 def start_server(port: int, log_path: Path) -> subprocess.Popen:
     env = os.environ | {"BIND": f"127.0.0.1:{port}", "TF_CPP_MIN_LOG_LEVEL": "2"}
     gunicorn = Path(sys.executable).parent / "gunicorn"
@@ -84,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--images", type=Path, nargs="+", default=sorted((ROOT / "data" / "samples").glob("*.jpg")))
     parser.add_argument("--out", type=Path, help="also write the report as JSON")
+    parser.add_argument("--kill-worker-after", type=float, metavar="SECONDS",
+                        help="kill one worker this long into the run; it must be replaced and serving go on")
     args = parser.parse_args(argv)
     bodies = [multipart(path.read_bytes(), path.name) for path in args.images]
     with socket.socket() as sock:
@@ -100,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
                    for i in range(args.clients)]
         for thread in threads:
             thread.start()
+        killed = kill_a_worker(server.pid, args.kill_worker_after) if args.kill_worker_after else None
         for thread in threads:
             thread.join()
         memory_after = worker_memory_mb(server.pid)
@@ -107,15 +121,20 @@ def main(argv: list[str] | None = None) -> int:
         server.terminate()
         server.wait(timeout=60)
     boots = log_path.read_text().count("Booting worker")
+    expected_boots = len(memory_before) + (1 if killed else 0)
     latencies = np.array([r[0] for r in results]) * 1000
     report = {"clients": args.clients, "seconds": args.seconds, "requests": len(results),
               "errors": sum(1 for r in results if not r[1]), "throughput_rps": len(results) / args.seconds,
               "latency_ms": {f"p{q}": float(np.percentile(latencies, q)) for q in (50, 95, 99)} if len(results) else {},
-              "ready_after_s": ready_s, "worker_restarts": boots - len(memory_before),
+              "ready_after_s": ready_s, "killed_worker": killed,
+              "worker_replaced": boots >= expected_boots if killed else None,
+              "worker_restarts": boots - expected_boots,
               "worker_rss_mb_before": memory_before, "worker_rss_mb_after": memory_after}
     print(json.dumps(report, indent=2))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")
+    if killed:  # requests in flight on the killed worker fail; the rest must succeed
+        return 0 if report["worker_replaced"] and report["errors"] <= args.clients else 1
     return 0 if report["errors"] == 0 and report["worker_restarts"] == 0 else 1
 
 

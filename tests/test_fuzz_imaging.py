@@ -2,6 +2,8 @@
 model input or InvalidImageError, never another exception."""
 from __future__ import annotations
 
+import os
+
 import cv2
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +19,8 @@ def _seed_files() -> list[bytes]:
 
 
 SEEDS = _seed_files()
+#: A short run here; scripts/fuzz_imaging.py sets FUZZ_EXAMPLES for a long one.
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 
 
 def check(data: bytes) -> None:
@@ -28,13 +32,13 @@ def check(data: bytes) -> None:
     assert np.all(np.isfinite(model_input)) and 0.0 <= model_input.min() and model_input.max() <= 1.0
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=2048))
 def test_random_bytes_never_crash_the_decoder(data):
     check(data)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(SEEDS), st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=12),
        st.integers(8, 10_000))
 def test_mutated_and_cut_images_never_crash_the_decoder(seed, flips, cut):
