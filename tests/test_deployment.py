@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, free_port, wait_until_ready
 
 
 def start_gunicorn(model_dir: Path) -> subprocess.CompletedProcess:
@@ -32,3 +32,45 @@ def test_startup_fails_fast_with_one_clear_line_when_the_model_is_unusable(damag
     reasons = [line for line in done.stderr.splitlines() if "cannot start:" in line]
     assert reasons and str(model_dir) in reasons[0]
     assert "Traceback" not in done.stderr
+
+
+def test_a_client_that_disconnects_mid_upload_leaves_the_server_healthy(tiny_model_dir):
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    port = free_port()
+    env = os.environ | {"FRACTURE_MODEL_DIR": str(tiny_model_dir), "BIND": f"127.0.0.1:{port}",
+                        "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "2"}
+    server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}/healthz", server)
+        for _ in range(4):  # more abandoned uploads than the worker has threads
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                             b"boundary=b\r\nContent-Length: 1000000\r\n\r\n--b\r\nContent-Disposition: form-data; "
+                             b'name="file"; filename="a.jpg"\r\n\r\n' + b"\xff\xd8" * 1000)
+        time.sleep(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+            assert response.status == 200
+        body, boundary = SAMPLE_UPLOAD
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/predict", data=body,
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.loads(response.read())["label"] in ("fractured", "not_fractured")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _sample_upload() -> tuple[bytes, str]:
+    from conftest import SAMPLES
+
+    boundary = "sampleboundary"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jpg\"\r\n\r\n").encode()
+    return body + SAMPLES[0].read_bytes() + f"\r\n--{boundary}--\r\n".encode(), boundary
+
+
+SAMPLE_UPLOAD = _sample_upload()
