@@ -30,7 +30,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.from_mapping(test_config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    app.request_class = uploads.InMemoryRequest
+    uploads.init_app(app)
     extension.init_app(app)
     audit.init_app(app)
     security.init_app(app)

@@ -16,6 +16,8 @@ def defaults() -> dict:
         "LOAD_MODEL": True,
         # Operating point used when a request names none; None = the model's own default.
         "OPERATING_POINT": None,
+        # Seconds a client may pause while sending an upload before it gets 408.
+        "UPLOAD_TIMEOUT": 30,
         # Largest upload accepted, in bytes (larger gets 413).
         "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,
         # Longest side of the images shown on the result page.

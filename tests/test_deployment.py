@@ -74,3 +74,34 @@ def _sample_upload() -> tuple[bytes, str]:
 
 
 SAMPLE_UPLOAD = _sample_upload()
+
+
+def test_stalled_uploads_time_out_instead_of_blocking_the_server(tiny_model_dir):
+    import socket
+    import time
+    import urllib.request
+
+    port = free_port()
+    env = os.environ | {"FRACTURE_MODEL_DIR": str(tiny_model_dir), "BIND": f"127.0.0.1:{port}",
+                        "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "2", "FRACTURE_UPLOAD_TIMEOUT": "2"}
+    server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py"],
+                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stalled = []
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}/healthz", server)
+        for _ in range(4):  # twice as many stalled uploads as the worker has threads, left open
+            sock = socket.create_connection(("127.0.0.1", port))
+            sock.sendall(b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                         b"boundary=b\r\nContent-Length: 1000000\r\n\r\n--b\r\n")
+            stalled.append(sock)
+        started = time.monotonic()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as response:
+            assert response.status == 200
+        assert time.monotonic() - started < 15
+        stalled[0].settimeout(10)
+        assert b" 408 " in stalled[0].recv(200)  # the stalled client is told why
+    finally:
+        for sock in stalled:
+            sock.close()
+        server.terminate()
+        server.wait(timeout=30)
