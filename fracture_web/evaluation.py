@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-
-from collections import Counter
 
 from .imaging import InvalidImageError, decode_image, to_model_input
 from .training.data import Records, read_records

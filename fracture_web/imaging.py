@@ -24,6 +24,8 @@ MIN_SIDE = 64
 MAX_ASPECT = 8.0
 #: Share of clearly coloured pixels above which an image is not taken for an X-ray.
 MAX_COLOURED_SHARE = 0.05
+#: Pillow modes without colour channels: no colour check needed.
+GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 COLOUR_WARNING = ("This does not look like an X-ray: it has strong colours (a photograph or a screenshot?). "
                   "The verdict is unreliable.")
 
@@ -102,7 +104,7 @@ def decode_image(data: bytes) -> DecodedImage:
     warnings: tuple[str, ...] = ()
     if header.frames > 1:
         warnings += (f"The file holds {header.frames} images; only the first was analysed.",)
-    if header.mode not in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F") and _coloured_share(data) > MAX_COLOURED_SHARE:
+    if header.mode not in GRAY_MODES and _coloured_share(data) > MAX_COLOURED_SHARE:
         warnings += (COLOUR_WARNING,)
     if gray is None and header.format == "JPEG":
         # libjpeg stops at a missing end marker; with one appended it decodes what is

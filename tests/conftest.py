@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -100,3 +101,20 @@ def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 120) 
         except OSError:
             time.sleep(0.5)
     raise TimeoutError(f"{url} not ready after {timeout} s")
+
+
+@contextmanager
+def running_gunicorn(**env: str):
+    """gunicorn with the repo's gunicorn.conf.py on a free loopback port, one worker;
+    yields (base URL, port) once /healthz answers 200 and stops the server afterwards."""
+    port = free_port()
+    env = os.environ | {"BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1"} | env
+    process = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py"],
+                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_ready(url + "/healthz", process)
+        yield url, port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -1,15 +1,11 @@
 """A clinician in a real browser: headless Chromium against the app served by gunicorn."""
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SAMPLES, free_port, wait_until_ready
+from conftest import SAMPLES, running_gunicorn
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.browser,
@@ -18,18 +14,9 @@ pytestmark = [pytest.mark.browser,
 
 @pytest.fixture(scope="module")
 def server_url():
-    """gunicorn with the repo's gunicorn.conf.py and the shipped model, on a free loopback port."""
-    port = free_port()
-    env = os.environ | {"BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1"}
-    process = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url + "/healthz", process)
+    """gunicorn with the repo's gunicorn.conf.py and the shipped model."""
+    with running_gunicorn() as (url, _port):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_clinician_uploads_an_xray_and_sees_verdict_bar_and_heatmap(server_url, tmp_path):

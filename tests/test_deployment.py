@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, free_port, wait_until_ready
+from conftest import ROOT, running_gunicorn
 
 
 def start_gunicorn(model_dir: Path) -> subprocess.CompletedProcess:
@@ -40,29 +40,20 @@ def test_a_client_that_disconnects_mid_upload_leaves_the_server_healthy(tiny_mod
     import time
     import urllib.request
 
-    port = free_port()
-    env = os.environ | {"FRACTURE_MODEL_DIR": str(tiny_model_dir), "BIND": f"127.0.0.1:{port}",
-                        "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "2"}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until_ready(f"http://127.0.0.1:{port}/healthz", server)
+    with running_gunicorn(FRACTURE_MODEL_DIR=str(tiny_model_dir), GUNICORN_THREADS="2") as (url, port):
         for _ in range(4):  # more abandoned uploads than the worker has threads
             with socket.create_connection(("127.0.0.1", port)) as sock:
                 sock.sendall(b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
                              b"boundary=b\r\nContent-Length: 1000000\r\n\r\n--b\r\nContent-Disposition: form-data; "
                              b'name="file"; filename="a.jpg"\r\n\r\n' + b"\xff\xd8" * 1000)
         time.sleep(1)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=10) as response:
             assert response.status == 200
         body, boundary = SAMPLE_UPLOAD
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/predict", data=body,
+        request = urllib.request.Request(f"{url}/api/v1/predict", data=body,
                                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
         with urllib.request.urlopen(request, timeout=30) as response:
             assert json.loads(response.read())["label"] in ("fractured", "not_fractured")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def _sample_upload() -> tuple[bytes, str]:
@@ -81,27 +72,21 @@ def test_stalled_uploads_time_out_instead_of_blocking_the_server(tiny_model_dir)
     import time
     import urllib.request
 
-    port = free_port()
-    env = os.environ | {"FRACTURE_MODEL_DIR": str(tiny_model_dir), "BIND": f"127.0.0.1:{port}",
-                        "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "2", "FRACTURE_UPLOAD_TIMEOUT": "2"}
-    server = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py"],
-                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     stalled = []
     try:
-        wait_until_ready(f"http://127.0.0.1:{port}/healthz", server)
-        for _ in range(4):  # twice as many stalled uploads as the worker has threads, left open
-            sock = socket.create_connection(("127.0.0.1", port))
-            sock.sendall(b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
-                         b"boundary=b\r\nContent-Length: 1000000\r\n\r\n--b\r\n")
-            stalled.append(sock)
-        started = time.monotonic()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as response:
-            assert response.status == 200
-        assert time.monotonic() - started < 15
-        stalled[0].settimeout(10)
-        assert b" 408 " in stalled[0].recv(200)  # the stalled client is told why
+        with running_gunicorn(FRACTURE_MODEL_DIR=str(tiny_model_dir), GUNICORN_THREADS="2",
+                              FRACTURE_UPLOAD_TIMEOUT="2") as (url, port):
+            for _ in range(4):  # twice as many stalled uploads as the worker has threads, left open
+                sock = socket.create_connection(("127.0.0.1", port))
+                sock.sendall(b"POST /api/v1/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+                             b"boundary=b\r\nContent-Length: 1000000\r\n\r\n--b\r\n")
+                stalled.append(sock)
+            started = time.monotonic()
+            with urllib.request.urlopen(f"{url}/healthz", timeout=30) as response:
+                assert response.status == 200
+            assert time.monotonic() - started < 15
+            stalled[0].settimeout(10)
+            assert b" 408 " in stalled[0].recv(200)  # the stalled client is told why
     finally:
         for sock in stalled:
             sock.close()
-        server.terminate()
-        server.wait(timeout=30)

@@ -14,8 +14,8 @@ import numpy as np
 
 from .data import Records, load_images, read_records, split_train_val
 from .metrics import choose_operating_points, expected_calibration_error, fit_platt, report, sigmoid, to_json
-from .network import build_network, classifier
-from .scope import Scope, fit_scope, pooled_features
+from .network import build_network
+from .scope import Scope, fit_scope, logits_and_features
 from .train import TrainConfig, train
 
 log = logging.getLogger(__name__)
@@ -64,9 +64,9 @@ def fit_and_checkpoint(data_dir: Path, config: TrainConfig, checkpoint_dir: Path
              train_rec.labels.sum(), len(val_rec), val_rec.labels.sum())
     train_split, val_split = load_split(train_rec, config.image_size), load_split(val_rec, config.image_size)
     network, history = train(train_split.images, train_split.labels, val_split.images, val_split.labels, config)
-    logits = classifier(network).predict(val_split.images, batch_size=32, verbose=0)[:, 0]
+    logits, val_features = logits_and_features(network, val_split.images)  # one pass for both
     summary = calibrate(val_split, logits)
-    scope = fit_scope(pooled_features(network, train_split.images), pooled_features(network, val_split.images))
+    scope = fit_scope(logits_and_features(network, train_split.images)[1], val_features)
     summary.update(config=config.as_dict(), history=history, data_dir=str(data_dir),
                    n_train=len(train_split.labels), n_val=len(val_split.labels),
                    trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -81,13 +81,20 @@ def fit_and_checkpoint(data_dir: Path, config: TrainConfig, checkpoint_dir: Path
 
 def add_scope(checkpoint_dir: Path, data_dir: Path) -> None:
     """Fit the in-scope detector for a checkpoint trained before it existed (needs the data)."""
-    summary = json.loads((checkpoint_dir / SUMMARY).read_text())
+    summary, network = load_checkpoint(checkpoint_dir)
     config = TrainConfig(**summary["config"])
-    network = build_network(config.image_size, imagenet=False)
-    network.load_weights(checkpoint_dir / WEIGHTS)
     train_rec, val_rec = split_train_val(read_records(data_dir), seed=config.seed)
-    features = [pooled_features(network, load_split(rec, config.image_size).images) for rec in (train_rec, val_rec)]
+    features = [logits_and_features(network, load_split(rec, config.image_size).images)[1]
+                for rec in (train_rec, val_rec)]
     fit_scope(*features).save(checkpoint_dir / SCOPE)
+
+
+def load_checkpoint(checkpoint_dir: Path) -> tuple[dict, keras.Model]:
+    """The checkpoint's summary and its network, rebuilt with the trained weights."""
+    summary = json.loads((checkpoint_dir / SUMMARY).read_text())
+    network = build_network(TrainConfig(**summary["config"]).image_size, imagenet=False)
+    network.load_weights(checkpoint_dir / WEIGHTS)
+    return summary, network
 
 
 def calibrate(val: Split, logits: np.ndarray) -> dict:
@@ -104,10 +111,7 @@ def export(checkpoint_dir: Path, out_dir: Path) -> dict:
     """Rebuild the network, load the checkpoint and write the SavedModel + metadata.json."""
     from .export import export_savedmodel  # needs TensorFlow
 
-    summary = json.loads((checkpoint_dir / SUMMARY).read_text())
-    config = TrainConfig(**summary["config"])
-    network = build_network(config.image_size, imagenet=False)
-    network.load_weights(checkpoint_dir / WEIGHTS)
+    summary, network = load_checkpoint(checkpoint_dir)
     scope = Scope.load(checkpoint_dir / SCOPE)
     out_dir.mkdir(parents=True, exist_ok=True)
     export_savedmodel(network, summary["platt"], scope, out_dir)

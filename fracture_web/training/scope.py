@@ -56,7 +56,9 @@ def fit_scope(train_features: np.ndarray, val_features: np.ndarray) -> Scope:
     return Scope(unthresholded.mean, projection, threshold)
 
 
-def pooled_features(network: keras.Model, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
-    """The globally pooled last feature map (what the fracture head sees) for each image."""
-    _, features = network.predict(images, batch_size=batch_size, verbose=0)
-    return features.mean(axis=(1, 2))
+def logits_and_features(network: keras.Model, images: np.ndarray,
+                        batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """One forward pass: the fracture logits (B,) and the globally pooled last feature map
+    (B, channels), which is what the fracture head sees."""
+    logits, features = network.predict(images, batch_size=batch_size, verbose=0)
+    return logits[:, 0], features.mean(axis=(1, 2))
