@@ -17,7 +17,10 @@ COPY fracture_web ./fracture_web
 COPY templates ./templates
 COPY static ./static
 COPY model ./model
-RUN pip install --no-deps -e . && chown -R root:root /app && chmod -R a+rX /app
+RUN pip install --no-deps -e . && chown -R root:root /app && chmod -R a+rX /app \
+    && mkdir /app/instance && chown clinic /app/instance
+# instance/ holds the generated secret key; mount a volume there (or set FRACTURE_SECRET_KEY)
+# to keep it across container re-creation.
 
 USER clinic
 EXPOSE 5000

@@ -18,7 +18,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     """
     from flask import Flask
 
-    from .web import audit, errors, extension, security, uploads, views
+    from .web import audit, csrf, errors, extension, security, uploads, views
 
     app = Flask(__name__, instance_relative_config=True,
                 template_folder=str(PROJECT_ROOT / "templates"),
@@ -30,10 +30,13 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.from_mapping(test_config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    uploads.init_app(app)
     extension.init_app(app)
     audit.init_app(app)
+    # Request hooks run in this order: refuse cross-site POSTs before reading their body,
+    # read the body (in memory, with a timeout), then check the form's CSRF token.
     security.init_app(app)
+    uploads.init_app(app)
+    csrf.init_app(app)
     errors.init_app(app)
     app.register_blueprint(views.bp)
     return app

@@ -24,6 +24,13 @@ def defaults() -> dict:
         "DISPLAY_MAX_SIDE": 640,
         # File for the audit trail (one JSON line per prediction); None = stdout.
         "AUDIT_LOG": None,
+        # Signs the upload form's CSRF token. Unset: a random key generated once per install
+        # in the instance folder (instance/secret_key), shared by all workers.
+        "SECRET_KEY": None,
+        # The only cookie: a random CSRF token for the form. Set FRACTURE_SESSION_COOKIE_SECURE=true
+        # when the app is served over HTTPS (behind nginx).
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_SECURE": False,
         # When set, the JSON API requires "Authorization: Bearer <API_TOKEN>"; the page does not.
         "API_TOKEN": None,
     }

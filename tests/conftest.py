@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -82,6 +83,13 @@ def app(tiny_model_dir: Path):
 @pytest.fixture()
 def client(app):
     return app.test_client()
+
+
+def post_form(client, data: dict, **kwargs):
+    """Submit the upload form as a browser does: with the CSRF token the page carries."""
+    page = client.get("/").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    return client.post("/", data=data | {"csrf_token": token}, content_type="multipart/form-data", **kwargs)
 
 
 def free_port() -> int:

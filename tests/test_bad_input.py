@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SAMPLES, run_script
+from conftest import SAMPLES, post_form, run_script
 
 
 def xray(size=(300, 240)) -> np.ndarray:
@@ -86,8 +86,7 @@ def test_every_invalid_file_is_refused_clearly_by_api_and_page(baseline, name):
     data = invalid_corpus()[name]
     api = client.post("/api/v1/predict", data={"file": (io.BytesIO(data), "../../etc/passwd.png")})
     assert api.status_code == 400 and len(api.get_json()["error"]) > 10
-    page = client.post("/", data={"file": (io.BytesIO(data), "<script>x</script>.png")},
-                       content_type="multipart/form-data")
+    page = post_form(client, {"file": (io.BytesIO(data), "<script>x</script>.png")})
     assert page.status_code == 400 and "could not be analysed" in page.get_data(as_text=True)
     assert "<script>x</script>" not in page.get_data(as_text=True)
 

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import post_form
 from fracture_web import create_app
 from fracture_web.analysis import OUT_OF_SCOPE
 
@@ -27,7 +28,7 @@ def test_the_upload_form_is_the_first_form_on_the_page(client):
 
 
 def test_uploading_an_xray_shows_verdict_confidence_bar_and_heatmap(client, sample_bytes):
-    response = client.post("/", data=upload(sample_bytes), content_type="multipart/form-data")
+    response = post_form(client, upload(sample_bytes))
     page = response.get_data(as_text=True)
     assert response.status_code == 200
     assert re.search(r"Fracture suspected|No fracture detected", page)
@@ -43,7 +44,7 @@ def test_uploading_an_xray_shows_verdict_confidence_bar_and_heatmap(client, samp
 
 def test_page_can_use_the_high_sensitivity_operating_point(client, sample_bytes):
     data = upload(sample_bytes) | {"operating_point": "high_sensitivity"}
-    page = client.post("/", data=data, content_type="multipart/form-data").get_data(as_text=True)
+    page = post_form(client, data).get_data(as_text=True)
     assert "<em>high sensitivity</em>" in page
 
 
@@ -87,7 +88,7 @@ def test_file_format_comes_from_the_bytes_not_the_name(client, sample_bytes):
     (b"hello, this is text", "not an image"),
 ])
 def test_bad_files_get_a_clear_message_on_the_page_and_in_the_api(client, data, message):
-    page = client.post("/", data=upload(data), content_type="multipart/form-data")
+    page = post_form(client, upload(data))
     assert page.status_code == 400 and message in page.get_data(as_text=True)
     api = client.post("/api/v1/predict", data=upload(data))
     assert api.status_code == 400 and message in api.get_json()["error"]
@@ -116,7 +117,7 @@ def test_oversized_upload_gets_413_with_a_message(tiny_model_dir, sample_bytes):
     big = sample_bytes + b"\0" * (2 * 1024 * 1024)
     api = client.post("/api/v1/predict", data=upload(big))
     assert api.status_code == 413 and "too large" in api.get_json()["error"]
-    page = client.post("/", data=upload(big), content_type="multipart/form-data")
+    page = post_form(client, upload(big))
     assert page.status_code == 413 and "too large" in page.get_data(as_text=True)
 
 
@@ -203,9 +204,47 @@ def test_cross_site_browser_posts_are_refused_but_scripts_and_the_page_itself_wo
     assert post({"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}) == 200
     assert post({"Origin": "http://localhost"}) == 200  # the test client's own host
     assert post({}) == 200  # curl and scripts send neither header
-    page = client.post("/", data=upload(sample_bytes), headers={"Origin": "http://evil.example"},
-                       content_type="multipart/form-data")
+    page = post_form(client, upload(sample_bytes), headers={"Origin": "http://evil.example"})
     assert page.status_code == 403 and "other web sites" in page.get_data(as_text=True)
+
+
+def test_a_form_post_without_the_pages_token_is_refused_with_advice(client, sample_bytes):
+    forged = client.post("/", data=upload(sample_bytes), content_type="multipart/form-data")
+    assert forged.status_code == 400 and "Reload the page" in forged.get_data(as_text=True)
+    client.get("/")  # a real session cookie, but a token that this app did not sign
+    wrong = client.post("/", data=upload(sample_bytes) | {"csrf_token": "made-up"},
+                        content_type="multipart/form-data")
+    assert wrong.status_code == 400 and "Reload the page" in wrong.get_data(as_text=True)
+
+
+def test_the_api_needs_neither_token_nor_cookie(app, sample_bytes):
+    response = app.test_client(use_cookies=False).post("/api/v1/predict", data=upload(sample_bytes))
+    assert response.status_code == 200 and "Set-Cookie" not in response.headers
+
+
+def test_a_form_from_one_worker_is_accepted_by_another(tiny_model_dir, sample_bytes):
+    first, second = (create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir)}).test_client()
+                     for _ in range(2))
+    page = first.get("/")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    cookie = first.get_cookie("session")
+    assert "HttpOnly" in page.headers["Set-Cookie"] and "SameSite=Lax" in page.headers["Set-Cookie"]
+    second.set_cookie("session", cookie.value)
+    response = second.post("/", data=upload(sample_bytes) | {"csrf_token": token}, content_type="multipart/form-data")
+    assert response.status_code == 200 and "Probability of a fracture" in response.get_data(as_text=True)
+
+
+def test_the_secret_key_comes_from_the_environment_or_is_generated_once_per_install(tmp_path, monkeypatch):
+    from fracture_web.web.csrf import instance_secret
+
+    key_file = tmp_path / "instance" / "secret_key"
+    key = instance_secret(key_file)
+    assert len(key) == 64 and key_file.stat().st_mode & 0o777 == 0o600
+    assert instance_secret(key_file) == key  # every worker and every restart reads the same key
+    assert instance_secret(tmp_path / "other_install" / "secret_key") != key
+    assert list(key_file.parent.iterdir()) == [key_file]  # no temporary file left behind
+    monkeypatch.setenv("FRACTURE_SECRET_KEY", "from-the-environment")
+    assert create_app({"LOAD_MODEL": False}).config["SECRET_KEY"] == "from-the-environment"
 
 
 def test_the_api_can_require_a_bearer_token(tiny_model_dir, sample_bytes):
@@ -230,5 +269,5 @@ def test_a_batch_of_uploads_leaves_no_file_behind(client, sample_bytes, tmp_path
     big = sample_bytes + b"\0" * (1024 * 1024)  # over Werkzeug's threshold for spooling to disk
     for data in (sample_bytes, big, b"garbage", b""):
         client.post("/api/v1/predict", data=upload(data, name="../../etc/evil name.jpg"))
-        client.post("/", data=upload(data, name="../../etc/evil name.jpg"), content_type="multipart/form-data")
+        post_form(client, upload(data, name="../../etc/evil name.jpg"))
     assert {p for p in files() - before if "__pycache__" not in p.parts and "pytest-of" not in str(p)} == set()

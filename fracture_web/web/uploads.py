@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 
 from flask import Flask, Request, abort, current_app, request
-from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import ClientDisconnected
 
 
@@ -25,25 +24,23 @@ class InMemoryRequest(Request):
 def init_app(app: Flask) -> None:
     """Keep uploads in memory and bound the time a client may take to send one."""
     app.request_class = InMemoryRequest
-    app.before_request(limit_upload_time)
+    app.before_request(receive_upload)
 
 
-def limit_upload_time() -> None:
-    """Give a POST's socket a read timeout (``UPLOAD_TIMEOUT`` seconds between packets).
+def receive_upload() -> None:
+    """Read a POST's body into memory now, allowing ``UPLOAD_TIMEOUT`` seconds between packets.
 
     gunicorn's threads would otherwise wait forever on a stalled upload, and a handful of
-    them would leave no thread to serve anyone else. Under the development server there
-    is no socket to set, and nothing to do.
+    them would leave no thread to serve anyone else. A client that stalls past the timeout
+    or cuts the body off gets 408 (Werkzeug reports both as ``ClientDisconnected``). Under
+    the development server there is no socket to set a timeout on.
     """
+    if request.method != "POST":
+        return
     sock = request.environ.get("gunicorn.socket")
-    if sock is not None and request.method == "POST":
+    if sock is not None:
         sock.settimeout(current_app.config["UPLOAD_TIMEOUT"])
-
-
-def uploaded_files() -> MultiDict:
-    """The request's files (parsing the body now); 408 when the client stalls past the
-    timeout or the body is cut off (Werkzeug reports both as ``ClientDisconnected``)."""
     try:
-        return request.files
+        request.files
     except (TimeoutError, ClientDisconnected):
         abort(408)

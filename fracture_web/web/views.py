@@ -12,7 +12,6 @@ from ..imaging import InvalidImageError
 from ..inference import UnknownOperatingPointError
 from . import audit
 from .extension import get_model
-from .uploads import uploaded_files
 
 bp = Blueprint("fracture", __name__)
 
@@ -23,7 +22,7 @@ class UploadError(ValueError):
 
 def _uploaded_bytes() -> bytes:
     """The bytes of the single file in the ``file`` form field."""
-    uploads = uploaded_files()
+    uploads = request.files
     files = uploads.getlist("file")
     if not files or not files[0].filename and not files[0].content_length:
         others = [name for name in uploads if name != "file"]
