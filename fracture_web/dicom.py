@@ -31,9 +31,9 @@ MODALITY_NAMES = {"CT": "a CT scan", "MR": "an MRI scan", "US": "an ultrasound i
                   "SR": "a structured report", "PR": "a presentation state", "SEG": "a segmentation", "KO": "a key object note"}
 UNSTATED_WARNING = ("The DICOM header does not say this is a radiograph (no CR or DX modality); "
                     "check that it is a plain X-ray.")
-#: Header elements shown with the result: (keyword, label). None of them identifies the patient.
-CONTEXT_ELEMENTS = (("Modality", "Modality"), ("BodyPartExamined", "Body part"),
-                    ("ViewPosition", "View"), ("ImageLaterality", "Laterality"), ("Laterality", "Laterality"))
+#: Header elements shown with the result: (keyword, key). None of them identifies the patient.
+CONTEXT_ELEMENTS = (("Modality", "modality"), ("BodyPartExamined", "body_part"), ("ViewPosition", "view_position"),
+                    ("ImageLaterality", "laterality"), ("Laterality", "laterality"))
 #: The only elements read from an upload (plus the file meta): what the pipeline and the context need.
 READ_ELEMENTS = ["SpecificCharacterSet", "SOPClassUID", "Modality", "BodyPartExamined", "ViewPosition",
                  "ImageLaterality", "Laterality", "SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns",
@@ -159,10 +159,10 @@ def _as_lut_input(values: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
 
 
 def header_context(ds: pydicom.Dataset) -> dict[str, str]:
-    """Non-identifying header facts for the result: label -> value, only those the file has."""
+    """Non-identifying header facts for the result (e.g. ``{"modality": "DX"}``), only those the file has."""
     context: dict[str, str] = {}
-    for keyword, label in CONTEXT_ELEMENTS:
+    for keyword, key in CONTEXT_ELEMENTS:
         value = str(ds.get(keyword) or "").strip()
-        if value and label not in context:
-            context[label] = value[:64]
+        if value and key not in context:  # image laterality first, series laterality as a fallback
+            context[key] = value[:64]
     return context

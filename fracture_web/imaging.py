@@ -92,8 +92,8 @@ def check_dimensions(width: int, height: int) -> None:
 class DecodedImage:
     """A radiograph as float32 [0, 1] pixels, with anything a reader should be told.
 
-    ``context`` holds non-identifying facts from a DICOM header (modality, body part,
-    view, laterality), label -> value; empty for other formats.
+    ``context`` holds non-identifying facts from a DICOM header (``modality``, ``body_part``,
+    ``view_position``, ``laterality``); empty for other formats.
     """
 
     pixels: np.ndarray

@@ -95,7 +95,7 @@ def test_multi_frame_dicom_uses_the_first_frame_and_says_so(gray, as_png):
 
 def test_the_header_context_is_shown_but_nothing_that_identifies_the_patient(gray):
     decoded = decode_image(to_bytes(radiograph_dataset(gray)))
-    assert decoded.context == {"Modality": "DX", "Body part": "HAND", "View": "PA", "Laterality": "L"}
+    assert decoded.context == {"modality": "DX", "body_part": "HAND", "view_position": "PA", "laterality": "L"}
     text = repr(decoded)
     assert not any(value in text for value in PATIENT.values())
 
