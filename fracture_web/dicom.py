@@ -26,9 +26,10 @@ from .imaging import DecodedImage, InvalidImageError, check_dimensions, normalis
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "RG"})
 #: Modalities that say nothing either way (scanned film, secondary capture): read with a warning.
 UNSTATED_MODALITIES = frozenset({"", "OT"})
-MODALITY_NAMES = {"CT": "a CT scan", "MR": "an MRI scan", "US": "an ultrasound image", "NM": "a nuclear medicine image",
-                  "PT": "a PET scan", "XA": "an angiogram", "RF": "a fluoroscopy image", "MG": "a mammogram",
-                  "SR": "a structured report", "PR": "a presentation state", "SEG": "a segmentation", "KO": "a key object note"}
+MODALITY_NAMES = {"CT": "a CT scan", "MR": "an MRI scan", "US": "an ultrasound image", "PT": "a PET scan",
+                  "NM": "a nuclear medicine image", "XA": "an angiogram", "RF": "a fluoroscopy image",
+                  "MG": "a mammogram", "SR": "a structured report", "PR": "a presentation state",
+                  "SEG": "a segmentation", "KO": "a key object note"}
 UNSTATED_WARNING = ("The DICOM header does not say this is a radiograph (no CR or DX modality); "
                     "check that it is a plain X-ray.")
 #: Header elements shown with the result: (keyword, key). None of them identifies the patient.
@@ -69,7 +70,8 @@ def decode_dicom(data: bytes) -> DecodedImage:
     except DAMAGE as err:
         syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
         name = getattr(syntax, "name", syntax)
-        raise InvalidImageError(f"The DICOM image data could not be decoded ({name}); the file may be damaged.") from err
+        raise InvalidImageError(f"The DICOM image data could not be decoded ({name}); "
+                                "the file may be damaged.") from err
     return DecodedImage(pixels, warnings, header_context(ds))
 
 
