@@ -64,7 +64,7 @@ def decode_dicom(data: bytes) -> DecodedImage:
     if frames > 1:
         warnings += (f"The DICOM file holds {frames} frames; only the first was analysed.",)
     try:
-        pixels = grayscale_pipeline(pixel_array(ds, index=0 if frames > 1 else None), ds)
+        pixels = grayscale_pipeline(pixel_array(ds, index=0), ds)  # decodes the first frame only
     except InvalidImageError:
         raise
     except DAMAGE as err:
