@@ -209,3 +209,13 @@ def test_non_radiographs_are_accepted_and_ignored(source, model, tmp_path, caplo
     assert "ignored a CT Image Storage instance: not a radiograph" in caplog.text
     assert all(ds.SourceImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
                for ds in received if ds.Modality == "OT")
+
+
+def test_warnings_reach_the_image_and_the_report(source, model):
+    from fracture_web.dicom import UNSTATED_WARNING
+
+    unstated = copy.deepcopy(source)
+    unstated.Modality = "OT"
+    (plain_sc, _), (warned_sc, warned_sr) = results(source, model)[1], results(unstated, model)[1]
+    assert warned_sc.Rows > plain_sc.Rows  # the warning is burned in under the summary
+    assert UNSTATED_WARNING in [item.TextValue for item in warned_sr.ContentSequence]

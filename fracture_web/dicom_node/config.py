@@ -25,7 +25,7 @@ class NodeConfig:
     ae_title: str = "FRACTURE_AI"
     bind: str = "0.0.0.0"
     port: int = 11112
-    queue_dir: Path = Path.home() / ".fracture-web" / "dicom-queue"
+    queue_dir: Path = Path("~/.fracture-web/dicom-queue")  # "~" is expanded when the outbox opens it
     retries: int = 3  # tries per send before the result is queued on disk
     retry_delay: float = 1.0  # seconds before the 2nd try, doubled for each further one
     resend_interval: float = 30.0  # longest wait between attempts to resend the disk queue

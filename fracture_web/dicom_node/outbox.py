@@ -18,7 +18,7 @@ class Outbox:
     """A folder of DICOM files to resend."""
 
     def __init__(self, folder: Path) -> None:
-        self.folder = Path(folder)
+        self.folder = Path(folder).expanduser()
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.folder, 0o700)  # also when it existed, and whatever the umask
 

@@ -13,6 +13,7 @@ same image twice replaces the earlier result instead of duplicating it. Pure fun
 """
 from __future__ import annotations
 
+import textwrap
 from datetime import datetime
 
 import cv2
@@ -54,12 +55,13 @@ def verdict_text(analysis: Analysis) -> str:
 
 
 def summary_lines(analysis: Analysis) -> list[str]:
-    """The facts burned into the image and written into the report, one per line."""
+    """The facts burned into the image, one per line, and the analysis's warnings (wrapped)."""
     p = analysis.prediction
     return [f"{NOT_FOR_DIAGNOSIS} - AI decision aid",
             f"{verdict_text(analysis)}: probability {p.probability:.1%}",
             f"Operating point {p.operating_point.replace('_', ' ')} (threshold {p.threshold:.1%})",
-            f"Model {p.model_version}; heatmap = where the model looked"]
+            f"Model {p.model_version}; heatmap = where the model looked",
+            *(line for warning in analysis.warnings for line in textwrap.wrap(f"Warning: {warning}", 70))]
 
 
 
