@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 import stat
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from datetime import datetime
@@ -219,3 +222,11 @@ def test_warnings_reach_the_image_and_the_report(source, model):
     (plain_sc, _), (warned_sc, warned_sr) = results(source, model)[1], results(unstated, model)[1]
     assert warned_sc.Rows > plain_sc.Rows  # the warning is burned in under the summary
     assert UNSTATED_WARNING in [item.TextValue for item in warned_sr.ContentSequence]
+
+
+def test_the_node_refuses_to_start_without_a_destination_and_says_which_setting_is_missing():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRACTURE_DICOM_")}
+    done = subprocess.run([sys.executable, "-m", "fracture_web.dicom_node"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert "cannot start" in done.stderr and "FRACTURE_DICOM_DEST_HOST" in done.stderr
