@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
 
-.PHONY: run test dev chromium clean
+.PHONY: run test dev chromium orthanc clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,8 @@ $(VENV)/.dev-installed: $(VENV)/.run-installed requirements-dev.txt
 run: $(VENV)/.run-installed
 	PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py
 
-## Install test requirements (and Chromium for the browser test) and run every test.
-test: $(VENV)/.dev-installed chromium
+## Install test requirements (Chromium for the browser test, Orthanc for the PACS test) and run every test.
+test: $(VENV)/.dev-installed chromium orthanc
 	$(BIN)/python -m pytest
 
 ## The development server (Flask's reloader) on port 5000.
@@ -37,6 +37,15 @@ chromium:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    (apt-get update -q && apt-get install -y -q chromium chromium-driver) >/dev/null; \
 	  else echo "chromium not found and cannot be installed here: the browser test will be skipped"; fi; }
+
+## Debian's Orthanc (a real PACS) for the DICOM node's integration test; installed when missing and
+## we may use apt. If it cannot be installed, that one test is skipped and says why.
+orthanc:
+	@command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -q && apt-get install -y -q orthanc) >/dev/null \
+	      || echo "installing orthanc failed: the PACS integration test will be skipped"; \
+	  else echo "Orthanc not found and cannot be installed here: the PACS integration test will be skipped"; fi; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -4,7 +4,7 @@ Shared by the page, the JSON API and the command line; no Flask.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import overlay
 from .imaging import decode_image, to_model_input
@@ -16,12 +16,14 @@ OUT_OF_SCOPE = ("This image is unlike the radiographs the model was trained on (
 
 @dataclass(frozen=True)
 class Analysis:
-    """A prediction with what a person needs to read it: images and warnings."""
+    """A prediction with what a person needs to read it: images, warnings and, for DICOM,
+    the header's non-identifying context (modality, body part, view position, laterality)."""
 
     prediction: Prediction
     warnings: tuple[str, ...]
     xray_png: bytes | None = None
     overlay_png: bytes | None = None
+    context: dict[str, str] = field(default_factory=dict)
 
 
 def analyse(data: bytes, model: FractureModel, operating_point: str | None = None,
@@ -37,8 +39,8 @@ def analyse(data: bytes, model: FractureModel, operating_point: str | None = Non
     prediction = model.predict(to_model_input(image, model.input_size), operating_point)
     warnings = decoded.warnings + (() if prediction.in_scope else (OUT_OF_SCOPE,))
     if not images:
-        return Analysis(prediction, warnings)
+        return Analysis(prediction, warnings, context=decoded.context)
     shown = overlay.display_image(image, display_max_side)
     heat = overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2], model.input_size)
     return Analysis(prediction, warnings, overlay.encode_png(shown),
-                    overlay.encode_png(overlay.blend(shown, heat)))
+                    overlay.encode_png(overlay.blend(shown, heat)), decoded.context)

@@ -8,7 +8,7 @@ TensorFlow.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -71,24 +71,39 @@ def sniff_format(data: bytes) -> ImageHeader:
     except Image.DecompressionBombError as err:
         raise InvalidImageError("The image is too large (it would decode to too many pixels).") from err
     except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise InvalidImageError("The file is not an image we can read (PNG, JPEG or TIFF).") from err
+        raise InvalidImageError("The file is not an image we can read (PNG, JPEG, TIFF or DICOM).") from err
     if fmt not in SUPPORTED_FORMATS:
-        raise InvalidImageError(f"{fmt or 'This'} images are not supported; upload a PNG, JPEG or TIFF.")
+        raise InvalidImageError(f"{fmt or 'This'} images are not supported; upload a PNG, JPEG, TIFF or DICOM.")
+    check_dimensions(width, height)
+    return ImageHeader(fmt, width, height, frames, mode)
+
+
+def check_dimensions(width: int, height: int) -> None:
+    """Refuse, from the header's size alone, pixel bombs, tiny images and strips."""
     if width * height > MAX_PIXELS:
         raise InvalidImageError(f"The image is too large ({width}x{height} pixels).")
     if min(width, height) < MIN_SIDE:
         raise InvalidImageError(f"The image is too small ({width}x{height}); at least {MIN_SIDE} px a side is needed.")
     if max(width, height) > MAX_ASPECT * min(width, height):
         raise InvalidImageError(f"The image is too narrow ({width}x{height}) to be a radiograph.")
-    return ImageHeader(fmt, width, height, frames, mode)
 
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """A radiograph as float32 [0, 1] pixels, with anything a reader should be told."""
+    """A radiograph as float32 [0, 1] pixels, with anything a reader should be told.
+
+    ``context`` holds non-identifying facts from a DICOM header (``modality``, ``body_part``,
+    ``view_position``, ``laterality``); empty for other formats.
+    """
 
     pixels: np.ndarray
     warnings: tuple[str, ...] = ()
+    context: dict[str, str] = field(default_factory=dict)
+
+
+def is_dicom(data: bytes) -> bool:
+    """True for a DICOM file: the ``DICM`` prefix after the 128-byte preamble (PS3.10 7.1)."""
+    return data[128:132] == b"DICM"
 
 
 def decode_image(data: bytes) -> DecodedImage:
@@ -97,8 +112,13 @@ def decode_image(data: bytes) -> DecodedImage:
     Any bit depth, grayscale or colour; JPEG EXIF orientation is honoured.
     Intensities are stretched to the image's own min-max so 8- and 16-bit
     files of the same radiograph give the same array. A truncated JPEG is
-    accepted, with a warning, when at least 3/4 of its rows decode.
+    accepted, with a warning, when at least 3/4 of its rows decode. DICOM files go
+    through :func:`fracture_web.dicom.decode_dicom` (the standard's grayscale pipeline).
     """
+    if is_dicom(data):
+        # Imported here: dicom builds on this module's types, and pydicom loads only when needed.
+        from .dicom import decode_dicom
+        return decode_dicom(data)
     header = sniff_format(data)
     gray = _imdecode(data)
     warnings: tuple[str, ...] = ()

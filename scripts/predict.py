@@ -1,4 +1,4 @@
-"""Print the verdict and probability for one or more X-ray files.
+"""Print the verdict and probability for one or more X-ray files (PNG, JPEG, TIFF or DICOM).
 
     python scripts/predict.py --image PATH [PATH ...] [--json] [--model model/] [--operating-point NAME]
 
@@ -34,9 +34,11 @@ def describe(path: Path, model: FractureModel, operating_point: str | None, as_j
     if as_json:
         return json.dumps({"file": str(path), "label": p.label, "probability": round(p.probability, 6),
                            "threshold": p.threshold, "operating_point": p.operating_point,
-                           "model_version": p.model_version, "warnings": list(result.warnings)})
+                           "model_version": p.model_version, "warnings": list(result.warnings),
+                           **({"dicom": result.context} if result.context else {})})
     verdict = "FRACTURE SUSPECTED" if p.fractured else "no fracture detected"
-    return (f"{path}: {verdict} (probability {p.probability:.1%}, threshold {p.threshold:.1%}, "
+    header = f" [{' '.join(result.context.values())}]" if result.context else ""
+    return (f"{path}{header}: {verdict} (probability {p.probability:.1%}, threshold {p.threshold:.1%}, "
             f"{p.operating_point})")
 
 

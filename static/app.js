@@ -13,6 +13,7 @@ document.addEventListener("DOMContentLoaded", () => {
     preview.src = URL.createObjectURL(file);  // stays in the browser; TIFF may not preview
     preview.hidden = false;
   };
+  preview.addEventListener("error", () => { preview.hidden = true; });  // DICOM (and TIFF): no preview
   input.addEventListener("change", show);
   ["dragenter", "dragover"].forEach((type) => drop.addEventListener(type, (event) => {
     event.preventDefault();

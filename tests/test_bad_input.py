@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from conftest import SAMPLES, post_form, run_script
+from dicom_files import jpeg2000, radiograph_dataset, to_bytes
 
 
 def xray(size=(300, 240)) -> np.ndarray:
@@ -38,7 +39,22 @@ def valid_corpus() -> dict[str, bytes]:
         "progressive JPEG": pil_bytes(gray, "JPEG", progressive=True),
         "TIFF": pil_bytes(gray, "TIFF"),
         "animated PNG (first frame)": pil_bytes(frames[0], "PNG", save_all=True, append_images=frames[1:]),
+        "DICOM MONOCHROME1": to_bytes(radiograph_dataset(255 - xray(), "MONOCHROME1")),
+        "DICOM 12-bit JPEG 2000": to_bytes(jpeg2000(radiograph_dataset(xray().astype(np.uint16) * 16, bits_stored=12))),
+        "DICOM multi-frame (first frame)": to_bytes(radiograph_dataset(np.stack([xray(), 255 - xray()]))),
     }
+
+
+def invalid_dicoms() -> dict[str, bytes]:
+    ct, bomb, no_pixels = (radiograph_dataset(xray()) for _ in range(3))
+    ct.Modality = "CT"
+    bomb.Rows, bomb.Columns = 50_000, 50_000
+    del no_pixels.PixelData
+    whole = to_bytes(radiograph_dataset(xray()))
+    return {"DICOM CT": to_bytes(ct), "DICOM pixel bomb": to_bytes(bomb),
+            "DICOM without pixel data": to_bytes(no_pixels),
+            "DICOM colour": to_bytes(radiograph_dataset(np.repeat(xray()[..., None], 3, axis=2), "RGB")),
+            "DICOM cut in half": whole[:len(whole) // 2], "DICOM preamble only": whole[:132]}
 
 
 def invalid_corpus() -> dict[str, bytes]:
@@ -57,7 +73,7 @@ def invalid_corpus() -> dict[str, bytes]:
         "tiny image": pil_bytes(Image.new("L", (40, 40), 128), "PNG"),
         "8:1 strip": pil_bytes(Image.fromarray(np.tile(np.arange(900) % 256, (100, 1)).astype(np.uint8)), "PNG"),
         "GIF": pil_bytes(Image.fromarray(xray()), "GIF"),
-    }
+    } | invalid_dicoms()
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,18 @@ from hypothesis import strategies as st
 
 from fracture_web.imaging import InvalidImageError, preprocess
 
+from dicom_files import jpeg2000, jpeg_baseline, radiograph_dataset, rle, to_bytes
+
 
 def _seed_files() -> list[bytes]:
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, (96, 80), dtype=np.uint8)
-    return [cv2.imencode(ext, image)[1].tobytes() for ext in (".png", ".jpg", ".tif", ".bmp")]
+    deep = image.astype(np.uint16) * 16
+    dicoms = [radiograph_dataset(deep, bits_stored=12, WindowCenter=2000, WindowWidth=3000),
+              rle(radiograph_dataset(deep, bits_stored=12)), jpeg2000(radiograph_dataset(deep, bits_stored=12)),
+              jpeg_baseline(radiograph_dataset(image))]
+    return ([cv2.imencode(ext, image)[1].tobytes() for ext in (".png", ".jpg", ".tif", ".bmp")]
+            + [to_bytes(ds) for ds in dicoms])
 
 
 SEEDS = _seed_files()
@@ -39,7 +46,7 @@ def test_random_bytes_never_crash_the_decoder(data):
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.sampled_from(SEEDS), st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=12),
+@given(st.sampled_from(SEEDS), st.lists(st.tuples(st.integers(0, 20_000), st.integers(0, 255)), max_size=12),
        st.integers(8, 10_000))
 def test_mutated_and_cut_images_never_crash_the_decoder(seed, flips, cut):
     data = bytearray(seed[:cut])

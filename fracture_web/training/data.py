@@ -20,7 +20,7 @@ from ..imaging import InvalidImageError, preprocess
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"}
 CLASS_FOLDERS = {"fractured": 1, "positive": 1, "non_fractured": 0, "not_fractured": 0, "negative": 0}
 
 

@@ -78,7 +78,7 @@ def _api_token_ok() -> bool:
 
 @bp.post("/api/v1/predict")
 def predict_api():
-    """Multipart ``file`` -> JSON verdict; ``?heatmap=1`` adds the overlay as base64 PNG."""
+    """Multipart ``file`` (any image or DICOM) -> JSON verdict; ``?heatmap=1`` adds the overlay as base64 PNG."""
     if not _api_token_ok():
         return jsonify(error="This API needs the header 'Authorization: Bearer <token>'."), 401
     want_heatmap = request.args.get("heatmap", "0").lower() in ("1", "true", "yes")
@@ -90,6 +90,8 @@ def predict_api():
     body = {"label": p.label, "probability": round(p.probability, 6), "threshold": p.threshold,
             "operating_point": p.operating_point, "model_version": p.model_version,
             "warnings": list(result.warnings)}
+    if result.context:  # a DICOM upload: its non-identifying header context
+        body["dicom"] = result.context
     if want_heatmap:
         body["heatmap_png"] = base64.b64encode(result.overlay_png).decode("ascii")
     return jsonify(body)

@@ -1,0 +1,170 @@
+"""DICOM bytes -> the same [0, 1] grayscale array as any other upload (pydicom).
+
+The grayscale pipeline in the order PS3.3 C.11 and PS3.4 N.2 give it: Modality LUT
+(rescale slope/intercept or LUT) -> VOI LUT or window -> MONOCHROME1 / Presentation LUT
+INVERSE -> 8 bits. Only the first frame is decoded, and only the header elements the
+pipeline needs are read: patient name, ID and birth date are never parsed, so they can
+reach neither the page nor a log. Compressed transfer syntaxes are decoded by the plugins
+pydicom finds itself: pylibjpeg-libjpeg (JPEG baseline, extended, lossless, JPEG-LS),
+pylibjpeg-openjpeg (JPEG 2000) and pydicom's own RLE decoder (pylibjpeg-rle is left out on
+purpose: on damaged data it panics with an exception that cannot be caught as an error).
+No Flask, no TensorFlow.
+"""
+from __future__ import annotations
+
+import io
+import struct
+
+import numpy as np
+import pydicom
+from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+
+from .imaging import DecodedImage, InvalidImageError, check_dimensions, normalise
+
+#: Modalities of plain radiographs: computed and digital radiography, radiographic imaging.
+RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "RG"})
+#: Modalities that say nothing either way (scanned film, secondary capture): read with a warning.
+UNSTATED_MODALITIES = frozenset({"", "OT"})
+MODALITY_NAMES = {"CT": "a CT scan", "MR": "an MRI scan", "US": "an ultrasound image", "PT": "a PET scan",
+                  "NM": "a nuclear medicine image", "XA": "an angiogram", "RF": "a fluoroscopy image",
+                  "MG": "a mammogram", "SR": "a structured report", "PR": "a presentation state",
+                  "SEG": "a segmentation", "KO": "a key object note"}
+UNSTATED_WARNING = ("The DICOM header does not say this is a radiograph (no CR or DX modality); "
+                    "check that it is a plain X-ray.")
+#: Header elements shown with the result: (keyword, key). None of them identifies the patient.
+CONTEXT_ELEMENTS = (("Modality", "modality"), ("BodyPartExamined", "body_part"), ("ViewPosition", "view_position"),
+                    ("ImageLaterality", "laterality"), ("Laterality", "laterality"))
+#: The only elements read from an upload (plus the file meta): what the pipeline and the context need.
+READ_ELEMENTS = ["SpecificCharacterSet", "SOPClassUID", "Modality", "BodyPartExamined", "ViewPosition",
+                 "ImageLaterality", "Laterality", "SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns",
+                 "NumberOfFrames", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
+                 "PlanarConfiguration", "RescaleSlope", "RescaleIntercept", "RescaleType", "ModalityLUTSequence",
+                 "WindowCenter", "WindowWidth", "VOILUTFunction", "VOILUTSequence", "PresentationLUTShape",
+                 "PixelData", "FloatPixelData", "DoubleFloatPixelData"]
+
+DAMAGED = "The file looks like DICOM but could not be read; it may be damaged or incomplete."
+#: (7FE0,0010) Pixel Data as it appears in a little-endian file.
+PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
+#: What pydicom and its decoder plugins raise on damaged files (values of the wrong type included).
+DAMAGE = (InvalidDicomError, BytesLengthException, struct.error, ValueError, EOFError, OSError, KeyError, TypeError,
+          AttributeError, NotImplementedError, IndexError, OverflowError, RuntimeError)
+
+
+def decode_dicom(data: bytes) -> DecodedImage:
+    """Decode a DICOM radiograph's first frame to float32 [0, 1], with warnings and header context.
+
+    Refuses, with a message for a person: unreadable files, files without pixel data,
+    modalities other than radiography (CT, MR ...), colour images, bit depths outside
+    8-16 and, from the header alone, images too large, too small or too narrow.
+    """
+    ds = read_header(data)
+    warnings = check_radiograph(ds)
+    frames = int(ds.get("NumberOfFrames") or 1)
+    if frames > 1:
+        warnings += (f"The DICOM file holds {frames} frames; only the first was analysed.",)
+    try:
+        pixels = grayscale_pipeline(pixel_array(ds, index=0), ds)  # decodes the first frame only
+    except InvalidImageError:
+        raise
+    except DAMAGE as err:
+        syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
+        name = getattr(syntax, "name", syntax)
+        raise InvalidImageError(f"The DICOM image data could not be decoded ({name}); "
+                                "the file may be damaged.") from err
+    return DecodedImage(pixels, warnings, header_context(ds))
+
+
+def read_header(data: bytes) -> pydicom.Dataset:
+    """Parse the file (only the elements in ``READ_ELEMENTS``); refuse what is not DICOM."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), specific_tags=READ_ELEMENTS)
+        ds.walk(lambda _ds, _elem: None)  # parse every value now, so damage shows up here
+    except DAMAGE as err:
+        raise InvalidImageError(DAMAGED) from err
+    if PIXEL_DATA_TAG in data and "PixelData" not in ds:
+        raise InvalidImageError(DAMAGED)  # the pixel data is announced but cut off
+    return ds
+
+
+def check_radiograph(ds: pydicom.Dataset) -> tuple[str, ...]:
+    """Refuse what the model cannot read, from the header alone; returns warnings for the rest."""
+    if not any(name in ds for name in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise InvalidImageError("This DICOM file holds no image (no pixel data); it may be a report or a "
+                                "document. Upload the radiograph itself.")
+    modality = str(ds.get("Modality") or "").strip().upper()
+    if modality not in RADIOGRAPH_MODALITIES | UNSTATED_MODALITIES:
+        kind = MODALITY_NAMES.get(modality, "not a plain radiograph")
+        raise InvalidImageError(f"This DICOM file is {kind} (modality {modality}), not an X-ray radiograph; "
+                                "the model reads plain radiographs (CR or DX) only.")
+    photometric = str(ds.get("PhotometricInterpretation") or "").strip().upper()
+    if photometric not in ("MONOCHROME1", "MONOCHROME2") or int(ds.get("SamplesPerPixel") or 1) != 1:
+        raise InvalidImageError(f"This DICOM image is in colour ({photometric or 'unknown'}); radiographs are "
+                                "grayscale (MONOCHROME1 or MONOCHROME2).")
+    bits = int(ds.get("BitsStored") or 0)
+    if not 8 <= bits <= 16 or "PixelData" not in ds:
+        raise InvalidImageError(f"DICOM images with {bits or 'floating-point'} bits per pixel are not supported "
+                                "(8 to 16 bits are).")
+    check_dimensions(int(ds.get("Columns") or 0), int(ds.get("Rows") or 0))
+    return () if modality in RADIOGRAPH_MODALITIES else (UNSTATED_WARNING,)
+
+
+def grayscale_pipeline(stored: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+    """Stored values -> displayed brightness as float32 [0, 1] in 256 levels (the model's 8 bits).
+
+    Modality LUT, then the file's VOI LUT or first window, whose output range becomes [0, 1]
+    (outside the window is clipped, as a viewer shows it). Without either, the image's own
+    min-max is used, as for PNG and JPEG uploads, so the same radiograph gives the same
+    input in any format. MONOCHROME1 (low values white) and Presentation LUT Shape INVERSE
+    say the same thing (PS3.3 C.8.11.6.1.2), so either inverts once.
+    """
+    values = apply_modality_lut(stored, ds)
+    if _has_voi(ds):
+        low, high = _voi_output_range(ds)
+        unit = np.clip((apply_voi_lut(_as_lut_input(values, ds), ds) - low) / (high - low), 0.0, 1.0)
+        if float(unit.max() - unit.min()) < 1e-6:
+            raise InvalidImageError("The image is blank (every pixel has the same value).")
+    else:
+        unit = normalise(values)
+    inverse = str(ds.get("PresentationLUTShape") or "").strip().upper() == "INVERSE"
+    if str(ds.PhotometricInterpretation).strip().upper() == "MONOCHROME1" or inverse:
+        unit = 1.0 - unit
+    return (np.rint(unit * 255.0) / 255.0).astype(np.float32)
+
+
+def _has_voi(ds: pydicom.Dataset) -> bool:
+    """True when the file carries a usable VOI LUT or window (as pydicom's apply_voi_lut decides)."""
+    lut = ds.get("VOILUTSequence")
+    if lut and lut[0].get("LUTDescriptor") is not None and lut[0].get("LUTData") is not None:
+        return True
+    return ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None
+
+
+def _voi_output_range(ds: pydicom.Dataset) -> tuple[float, float]:
+    """What the VOI maps its lowest and highest inputs to: the output range that becomes [0, 1]."""
+    lut = ds.get("VOILUTSequence")
+    if lut and lut[0].get("LUTDescriptor") is not None and lut[0].get("LUTData") is not None:
+        entries, first, _bits = lut[0].LUTDescriptor
+        probe = np.array([first, first + (entries or 2**16) - 1], dtype=np.int64)
+    else:
+        probe = np.array([-np.inf, np.inf])  # a window maps everything below/above it to its ends
+    low, high = sorted(float(v) for v in apply_voi_lut(probe, ds))  # a LUT may run downhill
+    if not high > low:
+        raise InvalidImageError("The DICOM file's VOI LUT or window is unusable (its output range is empty).")
+    return low, high
+
+
+def _as_lut_input(values: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+    """A VOI LUT is indexed by integers; a window takes the (possibly rescaled) values as they are."""
+    lut = ds.get("VOILUTSequence")
+    return np.rint(values).astype(np.int64) if lut and values.dtype.kind == "f" else values
+
+
+def header_context(ds: pydicom.Dataset) -> dict[str, str]:
+    """Non-identifying header facts for the result (e.g. ``{"modality": "DX"}``), only those the file has."""
+    context: dict[str, str] = {}
+    for keyword, key in CONTEXT_ELEMENTS:
+        value = str(ds.get(keyword) or "").strip()
+        if value and key not in context:  # image laterality first, series laterality as a fallback
+            context[key] = value[:64]
+    return context

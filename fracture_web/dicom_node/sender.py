@@ -1,0 +1,66 @@
+"""C-STORE to the destination PACS, with retries and exponential backoff (pynetdicom)."""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from pydicom import Dataset
+from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, SecondaryCaptureImageStorage
+from pynetdicom import AE
+
+from .config import NodeConfig
+
+log = logging.getLogger(__name__)
+#: Statuses a Storage SCP answers for a stored instance: success and the 0xB000 warnings.
+STORED = {0x0000, 0xB000, 0xB006, 0xB007}
+
+
+class Sender:
+    """Sends result datasets to the configured destination."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.ae = AE(ae_title=config.ae_title)
+        for sop_class in (SecondaryCaptureImageStorage, BasicTextSRStorage):
+            self.ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+
+    def send(self, datasets: Sequence[Dataset], tries: int | None = None) -> bool:
+        """Store every dataset, trying up to ``tries`` times with doubling delays; True once all are stored."""
+        tries = tries or self.config.retries
+        for attempt in range(1, tries + 1):
+            problem = self._send_once(datasets)
+            if problem is None:
+                return True
+            delay = self.config.retry_delay * 2 ** (attempt - 1)
+            more = f"; retrying in {delay:g} s" if attempt < tries else ""
+            log.warning("sending to %s failed (try %d of %d): %s%s", self._destination(), attempt, tries, problem, more)
+            if attempt < tries:
+                time.sleep(delay)
+        return False
+
+    def _send_once(self, datasets: Sequence[Dataset]) -> str | None:
+        """One association; None when everything was stored, else what went wrong."""
+        c = self.config
+        try:
+            assoc = self.ae.associate(c.dest_host, c.dest_port, ae_title=c.dest_ae_title)
+        except (OSError, RuntimeError, ValueError) as err:
+            return f"cannot connect ({err})"
+        if not assoc.is_established:
+            return "association rejected or aborted"
+        try:
+            for ds in datasets:
+                status = assoc.send_c_store(ds)
+                code = getattr(status, "Status", None)
+                if code not in STORED:
+                    return "no answer" if code is None else f"C-STORE status 0x{code:04X}"
+            return None
+        except (OSError, RuntimeError, ValueError, AttributeError) as err:
+            return f"C-STORE failed ({err})"
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+    def _destination(self) -> str:
+        c = self.config
+        return f"{c.dest_ae_title}@{c.dest_host}:{c.dest_port}"

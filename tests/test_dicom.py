@@ -1,0 +1,143 @@
+"""DICOM radiographs through the one preprocessing path, without Flask: the standard's grayscale
+pipeline, refusals a person understands, and no patient data on the way out."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from pydicom import Dataset
+from pydicom.sequence import Sequence
+
+from fracture_web.dicom import UNSTATED_WARNING
+from fracture_web.imaging import InvalidImageError, decode_image, preprocess
+
+from dicom_files import PATIENT, jpeg2000, jpeg_baseline, radiograph_dataset, rle, to_bytes
+
+
+@pytest.fixture(scope="module")
+def gray(sample_bytes) -> np.ndarray:
+    """A real radiograph's 8-bit pixels."""
+    return cv2.imdecode(np.frombuffer(sample_bytes, np.uint8), cv2.IMREAD_GRAYSCALE)
+
+
+@pytest.fixture(scope="module")
+def as_png(gray) -> np.ndarray:
+    """What the PNG of the same radiograph decodes to."""
+    return decode_image(cv2.imencode(".png", gray)[1].tobytes()).pixels
+
+
+def test_a_monochrome2_dicom_decodes_to_the_same_pixels_as_its_png(gray, as_png):
+    decoded = decode_image(to_bytes(radiograph_dataset(gray)))
+    assert decoded.pixels.dtype == np.float32 and decoded.warnings == ()
+    np.testing.assert_array_equal(decoded.pixels, as_png)
+
+
+def test_monochrome1_is_inverted_once_even_with_presentation_lut_inverse(gray, as_png):
+    for extra in ({}, {"PresentationLUTShape": "INVERSE"}):
+        decoded = decode_image(to_bytes(radiograph_dataset(255 - gray, "MONOCHROME1", **extra)))
+        np.testing.assert_array_equal(decoded.pixels, as_png)
+
+
+def test_presentation_lut_inverse_alone_inverts_a_monochrome2_image(gray, as_png):
+    decoded = decode_image(to_bytes(radiograph_dataset(255 - gray, PresentationLUTShape="INVERSE")))
+    np.testing.assert_array_equal(decoded.pixels, as_png)
+
+
+def test_signed_12_bit_with_rescale_and_window_follows_the_standard_order(gray, as_png):
+    stored = gray.astype(np.int16) * 16 - 2048  # signed stored values
+    values = stored + 1024  # after the Modality LUT (rescale intercept 1024)
+    low, high = int(values.min()), int(values.max())
+    ds = radiograph_dataset(stored, bits_stored=12, RescaleSlope=1, RescaleIntercept=1024,
+                            WindowCenter=(low + high) / 2, WindowWidth=high - low)
+    np.testing.assert_allclose(decode_image(to_bytes(ds)).pixels, as_png, atol=1 / 255 + 1e-6)
+
+
+def test_a_narrow_window_clips_what_lies_outside_it(gray):
+    stored = gray.astype(np.uint16) * 16
+    pixels = decode_image(to_bytes(radiograph_dataset(stored, bits_stored=12, WindowCenter=2048,
+                                                      WindowWidth=1024))).pixels
+    inside = (stored > 1536 + 64) & (stored < 2560 - 64)
+    assert pixels[stored < 1536].max() == 0.0 and pixels[stored >= 2560].min() == 1.0
+    assert 0.0 < pixels[inside].min() and pixels[inside].max() < 1.0
+
+
+def test_a_voi_lut_sequence_is_applied(gray):
+    item = Dataset()
+    item.LUTDescriptor = [256, 0, 16]
+    item.LUTData = (65535 - 257 * np.arange(256, dtype=np.uint16)).tobytes()  # a 16-bit LUT that inverts
+    item["LUTData"].VR = "OW"
+    ds = radiograph_dataset(gray, VOILUTSequence=Sequence([item]))
+    np.testing.assert_allclose(decode_image(to_bytes(ds)).pixels, 1.0 - gray / 255.0, atol=1e-6)
+
+
+def test_without_window_a_12_bit_image_is_stretched_like_a_16_bit_png(gray, as_png):
+    decoded = decode_image(to_bytes(radiograph_dataset(gray.astype(np.uint16) * 16, bits_stored=12)))
+    np.testing.assert_array_equal(decoded.pixels, as_png)
+
+
+@pytest.mark.parametrize("compress", [rle, jpeg2000], ids=["RLE", "JPEG 2000"])
+def test_lossless_compressed_dicoms_decode_exactly(gray, as_png, compress):
+    ds = compress(radiograph_dataset(gray.astype(np.uint16) * 16, bits_stored=12))
+    np.testing.assert_array_equal(decode_image(to_bytes(ds)).pixels, as_png)
+
+
+def test_jpeg_baseline_dicom_decodes_close_to_the_original(gray, as_png):
+    pixels = decode_image(to_bytes(jpeg_baseline(radiograph_dataset(gray)))).pixels
+    assert np.abs(pixels - as_png).mean() < 0.01
+
+
+def test_multi_frame_dicom_uses_the_first_frame_and_says_so(gray, as_png):
+    frames = np.stack([gray, 255 - gray, gray // 2])
+    decoded = decode_image(to_bytes(radiograph_dataset(frames)))
+    np.testing.assert_array_equal(decoded.pixels, as_png)
+    assert decoded.warnings == ("The DICOM file holds 3 frames; only the first was analysed.",)
+
+
+def test_the_header_context_is_shown_but_nothing_that_identifies_the_patient(gray):
+    decoded = decode_image(to_bytes(radiograph_dataset(gray)))
+    assert decoded.context == {"modality": "DX", "body_part": "HAND", "view_position": "PA", "laterality": "L"}
+    text = repr(decoded)
+    assert not any(value in text for value in PATIENT.values())
+
+
+def test_a_dicom_without_pixel_data_is_refused(gray):
+    ds = radiograph_dataset(gray)
+    del ds.PixelData
+    with pytest.raises(InvalidImageError, match="no image"):
+        decode_image(to_bytes(ds))
+
+
+@pytest.mark.parametrize("modality, kind", [("CT", "a CT scan"), ("MR", "an MRI scan"), ("US", "an ultrasound")])
+def test_other_modalities_are_refused_by_name(gray, modality, kind):
+    with pytest.raises(InvalidImageError, match=f"{kind}.*not an X-ray radiograph"):
+        decode_image(to_bytes(radiograph_dataset(gray, Modality=modality)))
+
+
+def test_a_dicom_that_does_not_state_its_modality_is_read_with_a_warning(gray):
+    assert decode_image(to_bytes(radiograph_dataset(gray, Modality="OT"))).warnings == (UNSTATED_WARNING,)
+
+
+def test_a_colour_dicom_is_refused(gray):
+    rgb = np.repeat(gray[..., np.newaxis], 3, axis=2)
+    with pytest.raises(InvalidImageError, match="colour"):
+        decode_image(to_bytes(radiograph_dataset(rgb, "RGB")))
+
+
+def test_a_dicom_pixel_bomb_is_refused_from_its_header_before_decoding(gray):
+    ds = radiograph_dataset(gray)
+    ds.Rows, ds.Columns = 60_000, 60_000  # the pixel data stays small: only the header lies
+    with pytest.raises(InvalidImageError, match="too large"):
+        decode_image(to_bytes(ds))
+
+
+def test_a_damaged_dicom_gets_a_clear_refusal(gray):
+    data = to_bytes(radiograph_dataset(gray))
+    with pytest.raises(InvalidImageError, match="could not be"):
+        decode_image(data[:len(data) // 2])
+    with pytest.raises(InvalidImageError, match="DICOM"):
+        decode_image(bytes(128) + b"DICM" + b"\xff" * 64)
+
+
+def test_a_dicom_goes_through_the_shared_preprocessing(gray):
+    model_input = preprocess(to_bytes(rle(radiograph_dataset(gray))), 64)
+    assert model_input.shape == (64, 64, 1) and 0.0 <= model_input.min() and model_input.max() <= 1.0

@@ -1,0 +1,232 @@
+"""The DICOM node's story without a PACS product: what it sends back for a radiograph, how it is
+configured, and that nothing is lost while the destination is down (pynetdicom on both ends)."""
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import stat
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from datetime import datetime
+
+import cv2
+import numpy as np
+import pytest
+from pydicom import dcmread
+from pydicom.uid import BasicTextSRStorage, CTImageStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+from pynetdicom import AE, evt
+
+from fracture_web.analysis import analyse
+from fracture_web.dicom_node.config import NodeConfig, NodeConfigError, from_environment
+from fracture_web.dicom_node.outbox import Outbox
+from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS, result_datasets
+from fracture_web.dicom_node.server import Node
+from fracture_web.inference import FractureModel
+
+from conftest import free_port
+from dicom_files import PATIENT, radiograph_dataset, to_bytes
+
+
+@pytest.fixture(scope="module")
+def source(sample_bytes):
+    """A DX radiograph as a modality sends it (no PatientAge, no StudyDescription)."""
+    gray = cv2.imdecode(np.frombuffer(sample_bytes, np.uint8), cv2.IMREAD_GRAYSCALE)
+    return radiograph_dataset(gray)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return FractureModel(tiny_model_dir)
+
+
+def results(source, model):
+    analysis = analyse(to_bytes(source), model)
+    overlay = cv2.cvtColor(cv2.imdecode(np.frombuffer(analysis.overlay_png, np.uint8), cv2.IMREAD_COLOR),
+                           cv2.COLOR_BGR2RGB)
+    return analysis, result_datasets(source, analysis, overlay, datetime(2026, 11, 27, 1, 2, 3))
+
+
+def test_results_are_a_secondary_capture_and_a_text_sr_in_new_series_of_the_same_study(source, model):
+    analysis, (sc, sr) = results(source, model)
+    assert (sc.SOPClassUID, sr.SOPClassUID) == (SecondaryCaptureImageStorage, BasicTextSRStorage)
+    assert (sc.Modality, sr.Modality) == ("OT", "SR")
+    uids = {sc.SOPInstanceUID, sr.SOPInstanceUID, sc.SeriesInstanceUID, sr.SeriesInstanceUID,
+            source.SOPInstanceUID, source.SeriesInstanceUID}
+    assert len(uids) == 6  # every new UID is new
+    assert sc.StudyInstanceUID == sr.StudyInstanceUID == source.StudyInstanceUID
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                    "AccessionNumber", "StudyID", "ReferringPhysicianName"):
+        assert sc[keyword].value == sr[keyword].value == source[keyword].value, keyword
+    assert "PatientAge" not in sc and "StudyDescription" not in sr  # nothing invented
+    assert results(source, model)[1][0].SOPInstanceUID == sc.SOPInstanceUID  # a resend replaces, not duplicates
+
+
+def test_type_2_patient_attributes_missing_from_the_source_stay_empty(source, model):
+    anonymous = copy.deepcopy(source)
+    del anonymous.PatientSex, anonymous.PatientBirthDate
+    _analysis, (sc, sr) = results(anonymous, model)
+    assert sc.PatientSex == "" and sr.PatientBirthDate == ""
+
+
+def test_the_secondary_capture_shows_the_overlay_under_a_burned_in_banner(source, model):
+    analysis, (sc, _sr) = results(source, model)
+    overlay = cv2.imdecode(np.frombuffer(analysis.overlay_png, np.uint8), cv2.IMREAD_COLOR)
+    pixels = sc.pixel_array
+    assert sc.PhotometricInterpretation == "RGB" and sc.BurnedInAnnotation == "YES"
+    assert pixels.shape[1] == overlay.shape[1] and pixels.shape[0] > overlay.shape[0]
+    banner = pixels[:pixels.shape[0] - overlay.shape[0]]
+    red, green, blue = (banner[..., i].astype(int) for i in range(3))
+    amber = (red > 200) & (green > 120) & (green < 230) & (blue < 80)  # the NOT FOR DIAGNOSTIC USE line
+    white = banner.min(axis=2) > 200  # verdict, probability, operating point, model
+    assert amber.sum() > 100 and white.sum() > 300
+    ref = sc.SourceImageSequence[0]
+    assert (ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID) == (source.SOPClassUID, source.SOPInstanceUID)
+    assert analysis.prediction.model_version in sc.SoftwareVersions
+
+
+def test_the_report_states_verdict_probability_operating_point_and_model_and_cites_the_image(source, model):
+    analysis, (_sc, sr) = results(source, model)
+    p = analysis.prediction
+    finding, probability, point, version, disclaimer = sr.ContentSequence[:5]
+    assert sr.ValueType == "CONTAINER" and sr.CompletionFlag == "COMPLETE" and sr.VerificationFlag == "UNVERIFIED"
+    assert finding.TextValue == ("Fracture suspected" if p.fractured else "No fracture detected")
+    image = finding.ContentSequence[0]
+    assert (image.RelationshipType, image.ValueType) == ("INFERRED FROM", "IMAGE")
+    assert image.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    assert probability.TextValue.startswith(f"{p.probability:.4f}")
+    assert p.operating_point in point.TextValue and version.TextValue == p.model_version
+    assert NOT_FOR_DIAGNOSIS in disclaimer.TextValue
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
+    assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+
+
+def test_results_are_valid_dicom_files(source, model, tmp_path):
+    for ds in results(source, model)[1]:
+        path = tmp_path / f"{ds.Modality}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        assert dcmread(path).SOPInstanceUID == ds.SOPInstanceUID
+
+
+def test_the_node_is_configured_by_environment(tmp_path):
+    with pytest.raises(NodeConfigError, match="FRACTURE_DICOM_DEST_HOST and FRACTURE_DICOM_DEST_AE_TITLE"):
+        from_environment({})
+    config = from_environment({"FRACTURE_DICOM_DEST_HOST": "pacs.local", "FRACTURE_DICOM_DEST_AE_TITLE": "PACS",
+                               "FRACTURE_DICOM_DEST_PORT": "4242", "FRACTURE_DICOM_AE_TITLE": "XRAY_AI",
+                               "FRACTURE_DICOM_PORT": "11113", "FRACTURE_DICOM_QUEUE_DIR": str(tmp_path)})
+    assert (config.dest_host, config.dest_port, config.dest_ae_title) == ("pacs.local", 4242, "PACS")
+    assert (config.ae_title, config.port, config.queue_dir) == ("XRAY_AI", 11113, tmp_path)
+    with pytest.raises(NodeConfigError, match="malformed"):
+        from_environment({"FRACTURE_DICOM_DEST_HOST": "h", "FRACTURE_DICOM_DEST_AE_TITLE": "A",
+                          "FRACTURE_DICOM_PORT": "eleven"})
+
+
+def test_the_disk_queue_is_private_and_keeps_order(source, tmp_path):
+    outbox = Outbox(tmp_path / "queue")
+    first, second = outbox.put(source), outbox.put(source)
+    assert stat.S_IMODE((tmp_path / "queue").stat().st_mode) == 0o700
+    assert stat.S_IMODE(first.stat().st_mode) == 0o600
+    assert outbox.pending() == [first, second]
+    outbox.remove(first)
+    assert outbox.pending() == [second] and outbox.read(second).SOPInstanceUID == source.SOPInstanceUID
+
+
+@contextmanager
+def storage_scp(port: int):
+    """A minimal destination PACS: stores what it receives in a list."""
+    received = []
+
+    def store(event):
+        received.append(event.dataset)
+        return 0x0000
+
+    ae = AE(ae_title="DEST")
+    for sop_class in (SecondaryCaptureImageStorage, BasicTextSRStorage):
+        ae.add_supported_context(sop_class, [ExplicitVRLittleEndian])
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, store)])
+    try:
+        yield received
+    finally:
+        server.shutdown()
+
+
+def c_store(port: int, ds) -> int:
+    """Send one dataset to the node as a modality would; returns the status."""
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(ds.SOPClassUID, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title="FRACTURE_AI")
+    assert assoc.is_established
+    try:
+        return assoc.send_c_store(ds).Status
+    finally:
+        assoc.release()
+
+
+def wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_results_wait_on_disk_while_the_destination_is_down_then_are_sent_and_deleted(source, model, tmp_path,
+                                                                                      caplog):
+    node_port, dest_port = free_port(), free_port()
+    config = NodeConfig(dest_host="127.0.0.1", dest_port=dest_port, dest_ae_title="DEST", bind="127.0.0.1",
+                        port=node_port, queue_dir=tmp_path / "queue", retries=2, retry_delay=0.1, resend_interval=0.5)
+    node = Node(config, model)
+    node.start()
+    try:
+        with caplog.at_level(logging.INFO):
+            assert c_store(node_port, source) == 0x0000  # the destination is down: nothing listens there
+            wait_for(lambda: len(node.outbox.pending()) == 2)
+            assert stat.S_IMODE(config.queue_dir.stat().st_mode) == 0o700
+            with storage_scp(dest_port) as received:  # the destination comes back
+                wait_for(lambda: len(received) == 2 and not node.outbox.pending())
+    finally:
+        node.stop()
+    assert {ds.SOPClassUID for ds in received} == {SecondaryCaptureImageStorage, BasicTextSRStorage}
+    assert all(ds.StudyInstanceUID == source.StudyInstanceUID for ds in received)
+    assert list(config.queue_dir.iterdir()) == []
+    assert "retrying in 0.1 s" in caplog.text and "queued" in caplog.text
+    assert not any(value in caplog.text for value in PATIENT.values())
+
+
+def test_non_radiographs_are_accepted_and_ignored(source, model, tmp_path, caplog):
+    node_port, dest_port = free_port(), free_port()
+    config = NodeConfig(dest_host="127.0.0.1", dest_port=dest_port, dest_ae_title="DEST", bind="127.0.0.1",
+                        port=node_port, queue_dir=tmp_path / "queue", retry_delay=0.1)
+    ct = copy.deepcopy(source)
+    ct.SOPClassUID, ct.Modality = CTImageStorage, "CT"
+    node = Node(config, model)
+    node.start()
+    try:
+        with storage_scp(dest_port) as received, caplog.at_level(logging.INFO):
+            assert c_store(node_port, ct) == 0x0000
+            assert c_store(node_port, source) == 0x0000
+            wait_for(lambda: len(received) == 2)
+    finally:
+        node.stop()
+    assert "ignored a CT Image Storage instance: not a radiograph" in caplog.text
+    assert all(ds.SourceImageSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+               for ds in received if ds.Modality == "OT")
+
+
+def test_warnings_reach_the_image_and_the_report(source, model):
+    from fracture_web.dicom import UNSTATED_WARNING
+
+    unstated = copy.deepcopy(source)
+    unstated.Modality = "OT"
+    (plain_sc, _), (warned_sc, warned_sr) = results(source, model)[1], results(unstated, model)[1]
+    assert warned_sc.Rows > plain_sc.Rows  # the warning is burned in under the summary
+    assert UNSTATED_WARNING in [item.TextValue for item in warned_sr.ContentSequence]
+
+
+def test_the_node_refuses_to_start_without_a_destination_and_says_which_setting_is_missing():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRACTURE_DICOM_")}
+    done = subprocess.run([sys.executable, "-m", "fracture_web.dicom_node"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 2
+    assert "cannot start" in done.stderr and "FRACTURE_DICOM_DEST_HOST" in done.stderr
