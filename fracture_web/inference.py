@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .runtimes import BACKENDS, ModelLoadError, available_cores, load_litert, load_savedmodel
+from .runtimes import BACKENDS, ModelLoadError, Runner, available_cores, load_litert, load_savedmodel
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class FractureModel:
             self.infer(blank)
 
 
-def _load_runtime(model_dir: Path, backend: str, tflite_file: str, threads: int):
+def _load_runtime(model_dir: Path, backend: str, tflite_file: str, threads: int) -> Runner:
     """The runtime's call for ``backend``; ``ModelLoadError`` when it cannot be loaded."""
     if backend not in BACKENDS:
         raise ModelLoadError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
