@@ -20,7 +20,7 @@ Measures:
   * installed size of the full (requirements.txt) and slim (requirements-slim.txt) sets.
 
 Default images: the first 16 typical (454x373 or 373x454) JPEGs of the FracAtlas validation split in
-../shared/data/fracatlas, else data/samples. Takes about 4 minutes with the defaults; run it on an
+../shared/data/fracatlas, else data/samples. Takes about 3 minutes with the defaults; run it on an
 otherwise idle machine (the load average is recorded with the results).
 """
 from __future__ import annotations
@@ -42,10 +42,11 @@ from pathlib import Path
 
 import numpy as np
 
-import loadtest  # scripts/loadtest.py: its HTTP clients, server start and memory readings
 from fracture_web import overlay
 from fracture_web.imaging import decode_image, preprocess, to_model_input
-from fracture_web.inference import FractureModel
+from fracture_web.inference import FractureModel, read_metadata
+
+import loadtest  # noqa: I001 (scripts/loadtest.py, beside this file: its HTTP clients, server start, memory)
 
 ROOT = Path(__file__).resolve().parent.parent
 FRACATLAS = ROOT.parent / "shared" / "data" / "fracatlas"
@@ -243,9 +244,11 @@ def build_report(args: argparse.Namespace) -> dict:
     data = [path.read_bytes() for path in args.images]
     report = {"machine": {"cpus": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)),
                          "cpu": platform.processor() or platform.machine(), "load_avg_start": os.getloadavg()},
-              "images": {"count": len(data), "first": str(args.images[0]), "sizes": sorted({_shape(p) for p in args.images})},
+              "images": {"count": len(data), "first": str(args.images[0]),
+                         "sizes": sorted({_shape(p) for p in args.images})},
               "gunicorn": gunicorn_settings()}
-    inputs = [preprocess(blob, 384) for blob in data]
+    size = read_metadata(args.model)["input_size"]
+    inputs = [preprocess(blob, size) for blob in data]
     direct = direct_signature(args.model)
     report["model_only_ms"] = model_only(args.model, direct, inputs, args.runs)
     report["request_steps_ms"] = stage_breakdown(FractureModel(args.model), data[0], args.runs)
@@ -294,7 +297,8 @@ def table(report: dict) -> str:
     floor = report["floor"]
     lines += ["", f"floor: {floor['gflops_per_image']:.2f} GFLOP per image; at the assumed peak "
                   f"{floor['peak_gflops_assumed']:.0f} GFLOP/s ({report['machine']['cores_usable']} cores x "
-                  f"{floor['cpu_ghz']:.2f} GHz x {FLOPS_PER_CYCLE} FLOP/cycle) that is {floor['floor_ms_at_peak']:.1f} ms", ""]
+                  f"{floor['cpu_ghz']:.2f} GHz x {FLOPS_PER_CYCLE} FLOP/cycle) that is "
+                  f"{floor['floor_ms_at_peak']:.1f} ms", ""]
     clients = list(next(iter(report["servers"].values()))["throughput"])
     lines.append("server           cold start  e2e p50  e2e p95  (signature p50)  "
                  + "  ".join(f"{c:>2} cl rps" for c in clients) + "  RSS MB/proc")

@@ -48,7 +48,8 @@ def check_parity(args: argparse.Namespace) -> dict:
     keep = np.setdiff1d(np.arange(len(records)), bad)
     images, labels = images[keep], records.labels[keep]
     expected = all_outputs(reference, images)
-    report = {"model_version": reference.version, "images": len(labels), "savedmodel_auc": parity(expected, expected, labels)["auc"], "variants": {}}
+    report = {"model_version": reference.version, "images": len(labels),
+              "savedmodel_auc": parity(expected, expected, labels)["auc"], "variants": {}}
     for variant in args.variants:
         lite = FractureModel(args.model, backend="litert", tflite_file=tflite_name(variant))
         report["variants"][variant] = parity(expected, all_outputs(lite, images), labels)
