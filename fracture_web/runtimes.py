@@ -7,6 +7,7 @@ LiteRT only) never needs TensorFlow. No Flask.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Callable
@@ -28,9 +29,17 @@ class ModelLoadError(RuntimeError):
     """The model directory is missing, incomplete or unreadable (or its runtime is not installed)."""
 
 
-def available_cores() -> int:
-    """CPU cores this process may run on (the container's share, not the host's count)."""
-    return len(os.sched_getaffinity(0))
+def available_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPU cores this process may use: the cores it may run on, capped by a container's CPU quota
+    (``docker run --cpus 2`` on a 64-core host means 2; more threads than that only wait their turn)."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+    except (OSError, ValueError):
+        return cores
+    if quota == "max":
+        return cores
+    return max(1, min(cores, math.ceil(int(quota) / int(period))))
 
 
 def load_savedmodel(model_dir: Path, threads: int) -> Runner:

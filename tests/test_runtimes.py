@@ -1,5 +1,6 @@
 """A remote site's story: the model exported to TensorFlow Lite and served through LiteRT,
-giving the same answers as the SavedModel, without TensorFlow installed."""
+giving the same answers as the SavedModel, without TensorFlow installed; and one image using
+the cores the server really has."""
 from __future__ import annotations
 
 import io
@@ -123,3 +124,13 @@ def test_the_slim_requirements_leave_tensorflow_out_and_agree_with_the_full_set(
     slim, full = pins["requirements-slim.txt"], pins["requirements.txt"] | pins["requirements-dev.txt"]
     assert not any("tensorflow" in name.lower() or name == "keras" for name in slim)
     assert "ai-edge-litert" in slim and all(full.get(name, version) == version for name, version in slim.items())
+
+
+@pytest.mark.parametrize("cpu_max, expected", [("max 100000", 2), ("100000 100000", 1), ("50000 100000", 1)])
+def test_one_image_uses_the_containers_cpu_share_not_the_hosts_core_count(cpu_max, expected, tmp_path, monkeypatch):
+    from fracture_web import runtimes
+
+    monkeypatch.setattr(runtimes.os, "sched_getaffinity", lambda _pid: {0, 1})  # a 2-core machine
+    (tmp_path / "cpu.max").write_text(cpu_max + "\n")
+    assert runtimes.available_cores(tmp_path / "cpu.max") == expected
+    assert runtimes.available_cores(tmp_path / "absent") == 2
