@@ -14,8 +14,9 @@ wsgi_app = "fracture_web.wsgi:app"
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '5000')}")
 # Two workers: one can die or restart while the other serves. Latency first: one request uses
 # every core (FRACTURE_THREADS), so more workers than cores only add memory. Measured on a shared
-# 2-core machine (1, 4 and 16 clients, both backends): 1x4, 2x4 and 2x1 workers x threads gave the
-# same latency and throughput within the noise; the cores are the limit, so 2 stay for resilience.
+# 2-core machine: one upload at a time takes the same with 1 or 2 workers; at 4 and 16 clients,
+# 2 workers x 4 threads served 29-31 requests/s against 23-29 for 1 worker x 4 threads
+# (TensorFlow backend, three alternating rounds), and 2 x 1 was no better than 2 x 4.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
