@@ -16,7 +16,7 @@ bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '5000')}")
 # every core (FRACTURE_THREADS), so more workers than cores only add memory. Measured on a shared
 # 2-core machine: one upload at a time takes the same with 1 or 2 workers; at 4 and 16 clients,
 # 2 workers x 4 threads served 29-31 requests/s against 23-29 for 1 worker x 4 threads
-# (TensorFlow backend, three alternating rounds), and 2 x 1 was no better than 2 x 4.
+# (TensorFlow backend, three alternating rounds).
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
