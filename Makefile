@@ -3,8 +3,11 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
+WHEELHOUSE ?= wheelhouse
+# Builds the app from source in the offline install (pyproject.toml asks for setuptools>=68).
+BUILD_REQUIREMENTS := setuptools==84.2.1
 
-.PHONY: run test dev chromium orthanc clean
+.PHONY: run test dev chromium orthanc clean wheelhouse wheelhouse-check benchmark
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +30,24 @@ run: $(VENV)/.run-installed
 test: $(VENV)/.dev-installed chromium orthanc
 	$(BIN)/python -m pytest
 
+## One folder for sites without internet: every wheel of the full and the slim install (for this
+## machine's platform and Python: build it on Linux x86_64 with CPython 3.11), the requirements files, and the app with its model as fracture-web.tar.gz (committed HEAD).
+wheelhouse: $(BIN)/python
+	rm -rf $(WHEELHOUSE) && mkdir -p $(WHEELHOUSE)
+	$(BIN)/pip download -q --only-binary=:all: -d $(WHEELHOUSE) \
+	  -r requirements.txt -r requirements-slim.txt $(BUILD_REQUIREMENTS)
+	cp requirements.txt requirements-slim.txt $(WHEELHOUSE)/
+	git archive --format=tar.gz --prefix=fracture-web/ -o $(WHEELHOUSE)/fracture-web.tar.gz HEAD
+	@du -sh $(WHEELHOUSE)
+
+## Install the slim variant from $(WHEELHOUSE) with the network cut, and serve an X-ray from it (root).
+wheelhouse-check:
+	$(BIN)/python scripts/offline_install_check.py --wheelhouse $(WHEELHOUSE) --variant slim
+
+## Speed, memory and size on this machine, with the naive baseline (about 4 minutes; writes benchmark.json).
+benchmark: $(VENV)/.dev-installed
+	$(BIN)/python scripts/benchmark.py --out benchmark.json
+
 ## The development server (Flask's reloader) on port 5000.
 dev: $(VENV)/.run-installed
 	$(BIN)/python app.py
@@ -48,4 +69,4 @@ orthanc:
 	  else echo "Orthanc not found and cannot be installed here: the PACS integration test will be skipped"; fi; }
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache $(WHEELHOUSE)

@@ -1,6 +1,7 @@
 """gunicorn settings for a clinic intranet: `gunicorn -c gunicorn.conf.py`.
 
-Each worker loads and warms up its own copy of the model (about 0.8 GB resident; scripts/loadtest.py reports it).
+Each worker loads and warms up its own copy of the model (about 0.9 GB resident on TensorFlow,
+0.18 GB with FRACTURE_BACKEND=litert; scripts/benchmark.py reports it).
 Environment: PORT (5000), BIND (0.0.0.0:$PORT), WEB_CONCURRENCY (workers, 2),
 GUNICORN_THREADS (threads per worker, 4), GUNICORN_TIMEOUT (seconds, 60).
 """
@@ -11,8 +12,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 wsgi_app = "fracture_web.wsgi:app"
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '5000')}")
-# Two workers: one can die or restart while the other serves. TensorFlow uses
-# both cores for one request, so more workers than cores only add memory.
+# Two workers: one can die or restart while the other serves. Latency first: one request uses
+# every core (FRACTURE_THREADS), so more workers than cores only add memory. Measured on a shared
+# 2-core machine: one upload at a time takes the same with 1 or 2 workers; at 4 and 16 clients,
+# 2 workers x 4 threads served 29-31 requests/s against 23-29 for 1 worker x 4 threads
+# (TensorFlow backend, three alternating rounds).
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))

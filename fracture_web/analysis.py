@@ -27,8 +27,9 @@ class Analysis:
 
 
 def analyse(data: bytes, model: FractureModel, operating_point: str | None = None,
-            images: bool = True, display_max_side: int = 640) -> Analysis:
-    """Run the model on image bytes; with ``images``, also render the X-ray and its heatmap overlay.
+            images: bool = True, display_max_side: int = 640, xray: bool = True) -> Analysis:
+    """Run the model on image bytes; with ``images``, also render the heatmap overlay and
+    (unless ``xray`` is off, e.g. for the API, which returns only the overlay) the plain X-ray.
 
     Raises ``InvalidImageError`` for bytes that are not a usable image and
     ``UnknownOperatingPointError`` for an operating point the model lacks.
@@ -42,5 +43,5 @@ def analyse(data: bytes, model: FractureModel, operating_point: str | None = Non
         return Analysis(prediction, warnings, context=decoded.context)
     shown = overlay.display_image(image, display_max_side)
     heat = overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2], model.input_size)
-    return Analysis(prediction, warnings, overlay.encode_png(shown),
+    return Analysis(prediction, warnings, overlay.encode_png(shown) if xray else None,
                     overlay.encode_png(overlay.blend(shown, heat)), decoded.context)

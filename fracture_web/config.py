@@ -12,6 +12,12 @@ def defaults() -> dict:
     return {
         # Folder with the SavedModel and metadata.json.
         "MODEL_DIR": str(PROJECT_ROOT / "model"),
+        # Runtime: "tensorflow" (the SavedModel) or "litert" (a .tflite file, no TensorFlow needed).
+        "BACKEND": "tensorflow",
+        # The .tflite file in MODEL_DIR that the litert backend serves (scripts/export_tflite.py writes it).
+        "TFLITE_FILE": "model_float32.tflite",
+        # Cores one image may use; None = every core this process may run on (latency first).
+        "THREADS": None,
         # Load (and warm up) the model when the app is created; False only in tests.
         "LOAD_MODEL": True,
         # Operating point used when a request names none; None = the model's own default.

@@ -143,8 +143,12 @@ def _imdecode(data: bytes) -> np.ndarray | None:
 
 
 def _coloured_share(data: bytes) -> float:
-    """Share of pixels that are clearly coloured (saturated and not dark); 0 for any radiograph."""
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    """Share of pixels that are clearly coloured (saturated and not dark); 0 for any radiograph.
+
+    A share needs no detail: the colour is decoded at a quarter of each side (JPEG's DCT
+    scaling skips most of the decoding work), a sixteenth of the pixels of a second full decode.
+    """
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_REDUCED_COLOR_4)
     if bgr is None:
         return 0.0
     hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)

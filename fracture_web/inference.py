@@ -1,7 +1,8 @@
-"""The shipped SavedModel and its metadata: image array in, ``Prediction`` out.
+"""The shipped model and its metadata: image array in, ``Prediction`` out.
 
-TensorFlow only; no Flask. One ``FractureModel`` per process, loaded once and
-warmed up; calling a loaded signature is thread-safe.
+The network runs on TensorFlow (the SavedModel) or LiteRT (a ``.tflite`` export), see
+:mod:`fracture_web.runtimes`; no Flask. One ``FractureModel`` per process, loaded once and
+warmed up; calling it from several threads is safe.
 """
 from __future__ import annotations
 
@@ -12,13 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .runtimes import BACKENDS, ModelLoadError, Runner, available_cores, load_litert, load_savedmodel
+
 log = logging.getLogger(__name__)
 
 LABELS = ("not_fractured", "fractured")
-
-
-class ModelLoadError(RuntimeError):
-    """The model directory is missing, incomplete or unreadable."""
 
 
 class UnknownOperatingPointError(ValueError):
@@ -59,17 +58,24 @@ def read_metadata(model_dir: Path) -> dict:
         raise ModelLoadError(f"Model metadata {path} is unreadable: {err}") from err
 
 
+#: The LiteRT file served by default, written by scripts/export_tflite.py beside the SavedModel.
+DEFAULT_TFLITE_FILE = "model_float32.tflite"
+
+
 class FractureModel:
-    """A loaded SavedModel with its operating points; call :meth:`predict` with a model input."""
+    """A loaded model with its operating points; call :meth:`predict` with a model input.
 
-    def __init__(self, model_dir: Path, default_operating_point: str | None = None) -> None:
-        import tensorflow as tf  # imported here so that importing this module stays cheap
+    ``backend`` is ``"tensorflow"`` (the SavedModel in ``model_dir``) or ``"litert"`` (the
+    ``tflite_file`` in ``model_dir``); ``threads`` is how many cores one image may use
+    (default: all this process may run on).
+    """
 
+    def __init__(self, model_dir: Path, default_operating_point: str | None = None, *,
+                 backend: str = "tensorflow", tflite_file: str = DEFAULT_TFLITE_FILE,
+                 threads: int | None = None) -> None:
         self.metadata = read_metadata(model_dir)
-        try:
-            self._serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
-        except (OSError, ValueError, KeyError, tf.errors.OpError) as err:
-            raise ModelLoadError(f"SavedModel in {model_dir} cannot be loaded: {err}") from err
+        self.backend = backend
+        self._call_runtime = _load_runtime(Path(model_dir), backend, tflite_file, threads or available_cores())
         try:
             self.input_size = int(self.metadata["input_size"])
             self.version = str(self.metadata["model_version"])
@@ -90,22 +96,37 @@ class FractureModel:
 
     def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Raw outputs for a (B, S, S, 1) float32 batch: probabilities (B,) and heatmaps (B, h, w)."""
-        outputs = self._call(batch)
+        outputs = self.outputs(batch)
         return outputs["probability"], outputs["heatmap"]
 
-    def _call(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = self._serve(image=batch.astype(np.float32, copy=False))
-        return {name: tensor.numpy() for name, tensor in outputs.items()}
+    def outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of the network for a (B, S, S, 1) batch: probability, heatmap, atypicality."""
+        return self._call_runtime(batch.astype(np.float32, copy=False))
 
     def predict(self, model_input: np.ndarray, operating_point: str | None = None) -> Prediction:
         """Verdict for one (S, S, 1) model input at the chosen operating point."""
         name = self.resolve(operating_point)
-        outputs = self._call(model_input[np.newaxis])
+        outputs = self.outputs(model_input[np.newaxis])
         probability, threshold = float(outputs["probability"][0]), self.thresholds[name]
         label = LABELS[int(probability >= threshold)]
         atypicality = float(outputs["atypicality"][0]) if "atypicality" in outputs else 0.0
         return Prediction(label, probability, threshold, name, self.version, outputs["heatmap"][0], atypicality)
 
-    def warm_up(self) -> None:
-        """Run one blank image so the first real request does not pay for graph tracing."""
-        self.infer(np.zeros((1, self.input_size, self.input_size, 1), np.float32))
+    def warm_up(self, runs: int = 3) -> None:
+        """Run a blank image a few times so the first real request pays neither for graph tracing
+        nor for the runtime's first allocations."""
+        blank = np.zeros((1, self.input_size, self.input_size, 1), np.float32)
+        for _ in range(runs):
+            self.infer(blank)
+
+
+def _load_runtime(model_dir: Path, backend: str, tflite_file: str, threads: int) -> Runner:
+    """The runtime's call for ``backend``; ``ModelLoadError`` when it cannot be loaded."""
+    if backend not in BACKENDS:
+        raise ModelLoadError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    if backend == "litert":
+        path = model_dir / tflite_file
+        if not path.is_file():
+            raise ModelLoadError(f"No LiteRT model at {path} (make one with scripts/export_tflite.py)")
+        return load_litert(path, threads)
+    return load_savedmodel(model_dir, threads)

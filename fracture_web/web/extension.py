@@ -21,10 +21,12 @@ def init_app(app: Flask) -> None:
     app.extensions[KEY] = None
     if not app.config["LOAD_MODEL"]:
         return
-    model = FractureModel(Path(app.config["MODEL_DIR"]), app.config["OPERATING_POINT"])
+    model = FractureModel(Path(app.config["MODEL_DIR"]), app.config["OPERATING_POINT"],
+                          backend=app.config["BACKEND"], tflite_file=app.config["TFLITE_FILE"],
+                          threads=app.config["THREADS"])
     model.warm_up()
     app.extensions[KEY] = model
-    log.info("model %s loaded from %s", model.version, app.config["MODEL_DIR"])
+    log.info("model %s loaded from %s (%s)", model.version, app.config["MODEL_DIR"], model.backend)
 
 
 def get_model() -> FractureModel | None:

@@ -1,0 +1,342 @@
+"""Benchmark on this machine: the model, the app under gunicorn (TensorFlow and LiteRT backends)
+and the naive baseline, side by side in one run. Prints a table and writes JSON.
+
+    python scripts/benchmark.py [--out benchmark.json] [--seconds 10] [--runs 50] [--images F.jpg ...]
+
+Measures:
+  * model-only latency of one image with its heatmap (batch 1): the shipped SavedModel's
+    ``serving_default`` called directly, and the app's runtimes (TensorFlow, LiteRT float32/float16);
+  * where the time of one request goes inside the app (decode ... PNG), in-process;
+  * for each server: cold start (process start -> /healthz 200), end-to-end HTTP latency of one
+    upload at a time with the heatmap (p50/p95), throughput at 1, 4 and 16 concurrent clients,
+    resident memory per worker. Servers: the app under gunicorn with gunicorn.conf.py (the
+    recommended settings) on each backend, and scripts/naive_app.py (Flask dev server, Keras
+    ``model.predict()`` per request) on the same weights and images;
+  * ratios: ours over the naive baseline; the app's overhead: e2e p50 over the p50 of the direct
+    ``serving_default`` call in this process, each HTTP request paired with a direct call on the same
+    image right after it, so a busy machine slows both alike;
+  * the floor: multiply-adds per image counted from the .tflite graph, and the time they would take
+    at this CPU's peak FMA rate;
+  * installed size of the full (requirements.txt) and slim (requirements-slim.txt) sets.
+
+Default images: the first 16 typical (454x373 or 373x454) JPEGs of the FracAtlas validation split in
+../shared/data/fracatlas, else data/samples. Takes about 3 minutes with the defaults; run it on an
+otherwise idle machine (the load average is recorded with the results).
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import csv
+import json
+import os
+import platform
+import runpy
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from http.client import HTTPConnection
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+
+import numpy as np
+
+from fracture_web import overlay
+from fracture_web.imaging import decode_image, preprocess, to_model_input
+from fracture_web.inference import FractureModel, read_metadata
+
+import loadtest  # noqa: I001 (scripts/loadtest.py, beside this file: its HTTP clients, server start, memory)
+
+ROOT = Path(__file__).resolve().parent.parent
+FRACATLAS = ROOT.parent / "shared" / "data" / "fracatlas"
+API = "/api/v1/predict?heatmap=1"
+#: Peak single-precision FLOPs per cycle and core assumed for the floor: two 256-bit FMA pipes
+#: (8 lanes x 2 FLOPs x 2 pipes), what AVX2 x86 cores (and AMD's AVX-512) sustain.
+FLOPS_PER_CYCLE = 32
+
+
+def default_images(count: int = 16) -> list[Path]:
+    """Typical FracAtlas validation JPEGs (454x373 either way), else the shipped samples."""
+    labels = FRACATLAS / "labels.csv"
+    if labels.is_file():
+        with labels.open(newline="") as handle:
+            paths = [FRACATLAS / row["path"] for row in csv.DictReader(handle) if row.get("split") == "val"]
+        typical = [path for path in paths if path.suffix == ".jpg" and _shape(path) in ((454, 373), (373, 454))]
+        if typical:
+            return typical[:count]
+    return sorted((ROOT / "data" / "samples").glob("*.jpg"))
+
+
+def _shape(path: Path) -> tuple[int, int]:
+    from PIL import Image
+    with Image.open(path) as image:
+        return image.size
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    """p50 and p95 in milliseconds."""
+    ms = np.asarray(seconds) * 1000
+    return {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95))}
+
+
+def time_calls(call: Callable[[object], object], inputs: list, runs: int, warm: int = 3) -> list[float]:
+    """Seconds per call, cycling through ``inputs``, after ``warm`` untimed calls."""
+    for i in range(warm):
+        call(inputs[i % len(inputs)])
+    times = []
+    for i in range(runs):
+        started = time.perf_counter()
+        call(inputs[i % len(inputs)])
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def direct_signature(model_dir: Path) -> Callable[[np.ndarray], object]:
+    """The shipped SavedModel's ``serving_default`` on one (S, S, 1) input, called the plain way
+    (TensorFlow's own thread defaults, none of the app's code)."""
+    import tensorflow as tf
+
+    serve = tf.saved_model.load(str(model_dir)).signatures["serving_default"]
+    return lambda x: serve(image=tf.constant(x[np.newaxis]))
+
+
+def model_only(model_dir: Path, direct: Callable, inputs: list[np.ndarray], runs: int) -> dict:
+    """Batch-1 latency with the heatmap: the signature called directly, then each of the app's runtimes."""
+    results = {"savedmodel_direct": percentiles(time_calls(direct, inputs, runs))}
+    runtimes = {"app_tensorflow": {}, "app_litert_float32": {"backend": "litert"},
+                "app_litert_float16": {"backend": "litert", "tflite_file": "model_float16.tflite"}}
+    for name, options in runtimes.items():
+        model = FractureModel(model_dir, **options)
+        results[name] = percentiles(time_calls(lambda x: model.outputs(x[np.newaxis]), inputs, runs))
+    return results
+
+
+def paired_latency(port: int, bodies: list, direct: Callable, inputs: list[np.ndarray], runs: int) -> dict:
+    """One upload at a time over HTTP, each followed by the direct signature call on the same image,
+    so both are timed under the same machine load; their p50s give the app's overhead."""
+    connection = HTTPConnection("127.0.0.1", port, timeout=60)
+    http, bare = [], []
+    for i in range(-3, runs):  # three untimed rounds first
+        body, content_type = bodies[i % len(bodies)]
+        started = time.perf_counter()
+        connection.request("POST", API, body, {"Content-Type": content_type})
+        response = connection.getresponse()
+        ok = response.status == 200 and b'"heatmap_png"' in response.read()
+        middle = time.perf_counter()
+        direct(inputs[i % len(inputs)])
+        if i >= 0:
+            if not ok:
+                raise RuntimeError(f"the server answered {response.status} on port {port}")
+            http.append(middle - started)
+            bare.append(time.perf_counter() - middle)
+    connection.close()
+    e2e, signature = percentiles(http), percentiles(bare)
+    return {"e2e_ms": e2e, "direct_signature_ms": signature, "overhead_ratio": e2e["p50"] / signature["p50"]}
+
+
+def stage_breakdown(model: FractureModel, data: bytes, runs: int) -> dict[str, float]:
+    """Median milliseconds of each step of one API request inside the app (heatmap on)."""
+    decoded = decode_image(data)
+    model_input = to_model_input(decoded.pixels, model.input_size)
+    prediction = model.predict(model_input)
+    shown = overlay.display_image(decoded.pixels)
+    heat = overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2], model.input_size)
+    blended = overlay.blend(shown, heat)
+    png = overlay.encode_png(blended)
+    steps = {"decode + checks": lambda: decode_image(data), "letterbox to model input":
+             lambda: to_model_input(decoded.pixels, model.input_size), "model (with heatmap)":
+             lambda: model.predict(model_input), "display image": lambda: overlay.display_image(decoded.pixels),
+             "heatmap onto image": lambda: overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2],
+                                                                      model.input_size),
+             "blend": lambda: overlay.blend(shown, heat), "PNG encode": lambda: overlay.encode_png(blended),
+             "base64": lambda: base64.b64encode(png)}
+    return {name: percentiles(time_calls(lambda _: step(), [None], runs))["p50"] for name, step in steps.items()}
+
+
+def multiply_adds(tflite_path: Path) -> int:
+    """Multiply-adds of one image through the convolutions and dense layers of the .tflite graph."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(tflite_path))
+    shapes = {t["index"]: t["shape"] for t in interpreter.get_tensor_details()}
+    total = 0
+    for op in interpreter._get_ops_details():  # noqa: SLF001 (LiteRT's only op listing)
+        if op["op_name"] not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            continue
+        out, weights = shapes[op["outputs"][0]], shapes[op["inputs"][1]]
+        if op["op_name"] == "CONV_2D":  # weights (out, kh, kw, in)
+            total += int(np.prod(out[:-1])) * int(np.prod(weights))
+        elif op["op_name"] == "DEPTHWISE_CONV_2D":  # weights (1, kh, kw, channels)
+            total += int(np.prod(out)) * int(weights[1] * weights[2])
+        else:  # weights (out, in)
+            total += int(np.prod(out)) * int(weights[1])
+    return total
+
+
+def cpu_peak_gflops(cores: int) -> tuple[float, float]:
+    """(GHz, peak GFLOP/s on ``cores``) from /proc/cpuinfo's current clock; an estimate."""
+    mhz = [float(line.split(":")[1]) for line in Path("/proc/cpuinfo").read_text().splitlines()
+           if line.startswith("cpu MHz")]
+    ghz = max(mhz) / 1000 if mhz else 2.5
+    return ghz, ghz * FLOPS_PER_CYCLE * cores
+
+
+def serve_and_measure(start: Callable[[int], subprocess.Popen], memory: Callable[[int], list[float]],
+                      bodies: list, paired: Callable[[int], dict], clients: list[int], seconds: float) -> dict:
+    """Start a server, time its cold start and one-at-a-time latency, drive it at each
+    concurrency, read its memory, stop it."""
+    port = loadtest.free_port()
+    started = time.monotonic()
+    server = start(port)
+    try:
+        loadtest.wait_ready(port)
+        report = {"cold_start_s": time.monotonic() - started, **paired(port), "throughput": {}}
+        for count in clients:
+            results, _ = loadtest.run_clients(port, bodies, count, seconds, path=API)
+            report["throughput"][count] = loadtest.summarise(results, seconds)
+        report["rss_mb_per_process"] = memory(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    return report
+
+
+def gunicorn_server(backend: str) -> Callable[[int], subprocess.Popen]:
+    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"benchmark-gunicorn-{backend}.log"
+    return lambda port: loadtest.start_server(port, log, {"FRACTURE_BACKEND": backend})
+
+
+def naive_server(port: int) -> subprocess.Popen:
+    env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
+    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "naive_app.py"), "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def own_memory_mb(pid: int) -> list[float]:
+    out = subprocess.run(["ps", "-p", str(pid), "-o", "rss="], capture_output=True, text=True)
+    return [int(v) / 1024 for v in out.stdout.split()]
+
+
+def install_size_mb(requirements: Path) -> dict:
+    """Installed size of the pinned distributions of a requirements file, read from this environment."""
+    total, missing = 0, []
+    for line in requirements.read_text().splitlines():
+        name = line.split("#")[0].split("==")[0].strip()
+        if not name or name.startswith("-"):
+            continue
+        try:
+            dist = importlib_metadata.distribution(name)
+        except importlib_metadata.PackageNotFoundError:
+            missing.append(name)
+            continue
+        total += sum(Path(dist.locate_file(f)).stat().st_size for f in dist.files or []
+                     if Path(dist.locate_file(f)).is_file())
+    return {"mb": total / 1e6, "not_installed_here": missing}
+
+
+def gunicorn_settings() -> dict:
+    conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    return {key: conf[key] for key in ("workers", "worker_class", "threads")}
+
+
+def build_report(args: argparse.Namespace) -> dict:
+    data = [path.read_bytes() for path in args.images]
+    report = {"machine": {"cpus": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)),
+                         "cpu": platform.processor() or platform.machine(), "load_avg_start": os.getloadavg()},
+              "images": {"count": len(data), "first": str(args.images[0]),
+                         "sizes": sorted({_shape(p) for p in args.images})},
+              "gunicorn": gunicorn_settings()}
+    size = read_metadata(args.model)["input_size"]
+    inputs = [preprocess(blob, size) for blob in data]
+    direct = direct_signature(args.model)
+    report["model_only_ms"] = model_only(args.model, direct, inputs, args.runs)
+    report["request_steps_ms"] = stage_breakdown(FractureModel(args.model), data[0], args.runs)
+    macs = multiply_adds(args.model / "model_float32.tflite")
+    ghz, peak = cpu_peak_gflops(len(os.sched_getaffinity(0)))
+    report["floor"] = {"multiply_adds": macs, "gflops_per_image": 2 * macs / 1e9, "cpu_ghz": ghz,
+                       "peak_gflops_assumed": peak, "floor_ms_at_peak": 2 * macs / 1e9 / peak * 1000}
+    bodies = [loadtest.multipart(blob, path.name) for blob, path in zip(data, args.images)]
+    servers = {"app_tensorflow": (gunicorn_server("tensorflow"), loadtest.worker_memory_mb),
+               "app_litert": (gunicorn_server("litert"), loadtest.worker_memory_mb),
+               "naive_baseline": (naive_server, own_memory_mb)}
+    paired = lambda port: paired_latency(port, bodies, direct, inputs, args.runs)  # noqa: E731
+    report["servers"] = {name: serve_and_measure(start, memory, bodies, paired, args.clients, args.seconds)
+                         for name, (start, memory) in servers.items()}
+    report["install_mb"] = {"full": install_size_mb(ROOT / "requirements.txt"),
+                            "slim": install_size_mb(ROOT / "requirements-slim.txt")}
+    report["machine"]["load_avg_end"] = os.getloadavg()
+    report["ratios"] = ratios(report)
+    return report
+
+
+def ratios(report: dict) -> dict:
+    """Ours against the naive baseline, and the app's overhead over the bare signature."""
+    servers = report["servers"]
+    naive = servers["naive_baseline"]
+    out = {}
+    for name in ("app_tensorflow", "app_litert"):
+        ours = servers[name]
+        out[name] = {"overhead_e2e_p50_over_direct_signature_p50": ours["overhead_ratio"],
+                     "naive_e2e_p50_over_ours": naive["e2e_ms"]["p50"] / ours["e2e_ms"]["p50"],
+                     "throughput_over_naive": {c: ours["throughput"][c]["throughput_rps"]
+                                               / max(naive["throughput"][c]["throughput_rps"], 1e-9)
+                                               for c in ours["throughput"]}}
+    return out
+
+
+def table(report: dict) -> str:
+    """The report as a plain-text table."""
+    lines = [f"machine: {report['machine']['cores_usable']} cores, load {report['machine']['load_avg_start']}"
+             f" -> {report['machine']['load_avg_end']}; images: {report['images']['count']} "
+             f"{report['images']['sizes']}; gunicorn {report['gunicorn']}", "",
+             "model only, batch 1 with heatmap (ms)      p50      p95"]
+    lines += [f"  {name:38s} {v['p50']:7.1f}  {v['p95']:7.1f}" for name, v in report["model_only_ms"].items()]
+    lines += ["", "one API request inside the app, median ms"]
+    lines += [f"  {name:38s} {ms:7.2f}" for name, ms in report["request_steps_ms"].items()]
+    floor = report["floor"]
+    lines += ["", f"floor: {floor['gflops_per_image']:.2f} GFLOP per image; at the assumed peak "
+                  f"{floor['peak_gflops_assumed']:.0f} GFLOP/s ({report['machine']['cores_usable']} cores x "
+                  f"{floor['cpu_ghz']:.2f} GHz x {FLOPS_PER_CYCLE} FLOP/cycle) that is "
+                  f"{floor['floor_ms_at_peak']:.1f} ms", ""]
+    clients = list(next(iter(report["servers"].values()))["throughput"])
+    lines.append("server           cold start  e2e p50  e2e p95  (signature p50)  "
+                 + "  ".join(f"{c:>2} cl rps" for c in clients) + "  RSS MB/proc")
+    for name, s in report["servers"].items():
+        rps = "  ".join(f"{s['throughput'][c]['throughput_rps']:8.2f}" for c in clients)
+        rss = ",".join(f"{m:.0f}" for m in s["rss_mb_per_process"])
+        lines.append(f"{name:16s} {s['cold_start_s']:9.1f}s {s['e2e_ms']['p50']:7.1f}  {s['e2e_ms']['p95']:7.1f}  "
+                     f"{s['direct_signature_ms']['p50']:15.1f}  {rps}  {rss}")
+    lines.append("")
+    for name, r in report["ratios"].items():
+        tput = ", ".join(f"{c} cl {v:.2f}x" for c, v in r["throughput_over_naive"].items())
+        lines.append(f"{name}: overhead {r['overhead_e2e_p50_over_direct_signature_p50']:.2f} "
+                     f"(e2e p50 / paired direct signature p50); naive p50 / ours {r['naive_e2e_p50_over_ours']:.2f}x; "
+                     f"throughput vs naive {tput}")
+    install = report["install_mb"]
+    lines.append(f"installed size: full {install['full']['mb']:.0f} MB, slim {install['slim']['mb']:.0f} MB")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=Path, nargs="+", default=None)
+    parser.add_argument("--model", type=Path, default=ROOT / "model")
+    parser.add_argument("--runs", type=int, default=50, help="timed calls per in-process measurement")
+    parser.add_argument("--seconds", type=float, default=10, help="length of each throughput run")
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--out", type=Path, default=Path("benchmark.json"))
+    args = parser.parse_args(argv)
+    args.images = args.images or default_images()
+    if 1 not in args.clients:
+        parser.error("--clients must include 1 (the one-at-a-time latency)")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    report = build_report(args)
+    print(table(report))
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""A remote site's story: the model exported to TensorFlow Lite and served through LiteRT,
+giving the same answers as the SavedModel, without TensorFlow installed; and one image using
+the cores the server really has."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fracture_web import create_app
+from fracture_web.config import PROJECT_ROOT
+from fracture_web.imaging import preprocess
+from fracture_web.inference import FractureModel, ModelLoadError
+
+from conftest import ROOT, SAMPLES, run_script, running_gunicorn
+from test_deployment import SAMPLE_UPLOAD
+
+
+@pytest.fixture(scope="session")
+def lite_model_dir(tiny_model_dir: Path, tiny_dataset: Path, tmp_path_factory) -> Path:
+    """The tiny test model with its .tflite files, written (and parity-checked) by scripts/export_tflite.py."""
+    model_dir = tmp_path_factory.mktemp("lite") / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    report = model_dir.parent / "parity.json"
+    done = run_script("export_tflite.py", "--model", str(model_dir), "--variants", "float32", "float16",
+                      "--data-dir", str(tiny_dataset), "--out", str(report))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return model_dir
+
+
+def outputs_on_samples(model: FractureModel) -> dict[str, np.ndarray]:
+    return model.outputs(np.stack([preprocess(path.read_bytes(), model.input_size) for path in SAMPLES]))
+
+
+def test_export_writes_both_variants_and_reports_their_parity(lite_model_dir):
+    report = json.loads((lite_model_dir.parent / "parity.json").read_text())
+    assert report["images"] == 48 and set(report["variants"]) == {"float32", "float16"}
+    assert report["variants"]["float32"]["max_probability_diff"] <= 1e-3
+    assert report["variants"]["float32"]["auc"] == pytest.approx(report["savedmodel_auc"], abs=1e-3)
+    float16 = (lite_model_dir / "model_float16.tflite").stat().st_size
+    assert float16 < 0.6 * (lite_model_dir / "model_float32.tflite").stat().st_size
+
+
+@pytest.mark.parametrize("variant, tolerance", [("float32", 1e-3), ("float16", 0.05)])
+def test_both_backends_give_the_same_outputs_on_the_same_images(lite_model_dir, variant, tolerance):
+    savedmodel = outputs_on_samples(FractureModel(lite_model_dir))
+    lite = outputs_on_samples(FractureModel(lite_model_dir, backend="litert",
+                                            tflite_file=f"model_{variant}.tflite"))
+    assert set(lite) == {"probability", "heatmap", "atypicality"}
+    for name in ("probability", "atypicality"):
+        np.testing.assert_allclose(lite[name], savedmodel[name], atol=tolerance, rtol=tolerance)
+    assert lite["heatmap"].shape == savedmodel["heatmap"].shape
+    assert np.all((lite["heatmap"] >= 0) & (lite["heatmap"] <= 1))
+
+
+def test_the_api_answers_the_same_on_either_backend(lite_model_dir, sample_bytes):
+    answers = {}
+    for backend in ("tensorflow", "litert"):
+        client = create_app({"TESTING": True, "MODEL_DIR": str(lite_model_dir), "BACKEND": backend}).test_client()
+        response = client.post("/api/v1/predict?heatmap=1", data={"file": (io.BytesIO(sample_bytes), "x.jpg")})
+        assert response.status_code == 200
+        answers[backend] = response.get_json()
+    assert answers["litert"]["label"] == answers["tensorflow"]["label"]
+    assert answers["litert"]["probability"] == pytest.approx(answers["tensorflow"]["probability"], abs=1e-3)
+    assert answers["litert"]["heatmap_png"]
+
+
+def test_the_litert_backend_runs_without_tensorflow(lite_model_dir):
+    # A slim install has no TensorFlow: make importing it fail and serve a real X-ray all the same.
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["tensorflow"] = None  # any 'import tensorflow' now raises ImportError
+        from fracture_web.analysis import analyse
+        from fracture_web.inference import FractureModel
+        model = FractureModel({str(lite_model_dir)!r}, backend="litert")
+        result = analyse(open({str(SAMPLES[0])!r}, "rb").read(), model)
+        print(result.prediction.label, len(result.overlay_png) > 0)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[1] == "True"
+
+
+def test_gunicorn_serves_the_tflite_file_when_configured(lite_model_dir):
+    with running_gunicorn(FRACTURE_MODEL_DIR=str(lite_model_dir), FRACTURE_BACKEND="litert") as (url, _port):
+        body, boundary = SAMPLE_UPLOAD
+        request = urllib.request.Request(f"{url}/api/v1/predict", data=body,
+                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.loads(response.read())["label"] in ("fractured", "not_fractured")
+
+
+def test_an_unknown_backend_or_a_missing_tflite_file_stops_startup(tiny_model_dir):
+    with pytest.raises(ModelLoadError, match="Unknown backend"):
+        FractureModel(tiny_model_dir, backend="onnx")
+    with pytest.raises(ModelLoadError, match="export_tflite.py"):
+        FractureModel(tiny_model_dir, backend="litert")
+
+
+def test_the_shipped_tflite_file_was_exported_from_the_shipped_model():
+    model_dir = PROJECT_ROOT / "model"
+    parity = json.loads((model_dir / "tflite_parity.json").read_text())
+    savedmodel = FractureModel(model_dir)
+    assert parity["model_version"] == savedmodel.version and parity["images"] > 400
+    assert parity["variants"]["float32"]["max_probability_diff"] <= 1e-3
+    expected = outputs_on_samples(savedmodel)["probability"]
+    lite = outputs_on_samples(FractureModel(model_dir, backend="litert"))["probability"]
+    np.testing.assert_allclose(lite, expected, atol=1e-3)
+
+
+def test_the_slim_requirements_leave_tensorflow_out_and_agree_with_the_full_set():
+    pins = {}
+    for name in ("requirements.txt", "requirements-slim.txt", "requirements-dev.txt"):
+        lines = (ROOT / name).read_text().splitlines()
+        pins[name] = dict(line.split("==") for line in lines if "==" in line)
+    slim, full = pins["requirements-slim.txt"], pins["requirements.txt"] | pins["requirements-dev.txt"]
+    assert not any("tensorflow" in name.lower() or name == "keras" for name in slim)
+    assert "ai-edge-litert" in slim and all(full.get(name, version) == version for name, version in slim.items())
+
+
+@pytest.mark.parametrize("cpu_max, expected", [("max 100000", 2), ("100000 100000", 1), ("50000 100000", 1)])
+def test_one_image_uses_the_containers_cpu_share_not_the_hosts_core_count(cpu_max, expected, tmp_path, monkeypatch):
+    from fracture_web import runtimes
+
+    monkeypatch.setattr(runtimes.os, "sched_getaffinity", lambda _pid: {0, 1})  # a 2-core machine
+    (tmp_path / "cpu.max").write_text(cpu_max + "\n")
+    assert runtimes.available_cores(tmp_path / "cpu.max") == expected
+    assert runtimes.available_cores(tmp_path / "absent") == 2
