@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import io
 import re
-from pathlib import Path
 
 import cv2
 import numpy as np
