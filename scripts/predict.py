@@ -1,6 +1,7 @@
 """Print the verdict and probability for one or more X-ray files (PNG, JPEG, TIFF or DICOM).
 
     python scripts/predict.py --image PATH [PATH ...] [--json] [--model model/] [--operating-point NAME]
+                              [--backend tensorflow|litert]
 
 One line per file. Exits 1 if any file could not be analysed (each says why on stderr).
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from fracture_web.analysis import analyse
 from fracture_web.config import defaults
 from fracture_web.imaging import InvalidImageError
 from fracture_web.inference import FractureModel, ModelLoadError, UnknownOperatingPointError
+from fracture_web.runtimes import BACKENDS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -24,6 +27,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", type=Path, default=Path(defaults()["MODEL_DIR"]), help="model directory")
     parser.add_argument("--operating-point", help="e.g. balanced or high_sensitivity (default: the model's)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--backend", choices=BACKENDS, default=os.environ.get("FRACTURE_BACKEND", defaults()["BACKEND"]),
+                        help="litert runs model_float32.tflite without TensorFlow (default: $FRACTURE_BACKEND or "
+                             "tensorflow)")
     return parser.parse_args(argv)
 
 
@@ -46,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        model = FractureModel(args.model)
+        model = FractureModel(args.model, backend=args.backend)
         model.resolve(args.operating_point)
     except (ModelLoadError, UnknownOperatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -73,6 +73,17 @@ def test_the_api_answers_the_same_on_either_backend(lite_model_dir, sample_bytes
     assert answers["litert"]["heatmap_png"]
 
 
+def test_the_command_line_answers_the_same_on_either_backend(lite_model_dir):
+    lines = {}
+    for backend in ("tensorflow", "litert"):
+        done = run_script("predict.py", "--model", str(lite_model_dir), "--backend", backend, "--json",
+                          "--image", str(SAMPLES[0]))
+        assert done.returncode == 0, done.stderr
+        lines[backend] = json.loads(done.stdout)
+    assert lines["litert"]["label"] == lines["tensorflow"]["label"]
+    assert lines["litert"]["probability"] == pytest.approx(lines["tensorflow"]["probability"], abs=1e-3)
+
+
 def test_the_litert_backend_runs_without_tensorflow(lite_model_dir):
     # A slim install has no TensorFlow: make importing it fail and serve a real X-ray all the same.
     script = textwrap.dedent(f"""

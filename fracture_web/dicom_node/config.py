@@ -1,5 +1,6 @@
 """The node's settings, from ``FRACTURE_DICOM_*`` environment variables (and the app's
-``FRACTURE_MODEL_DIR`` / ``FRACTURE_OPERATING_POINT``). Read once, by :func:`from_environment`."""
+``FRACTURE_MODEL_DIR``, ``FRACTURE_OPERATING_POINT``, ``FRACTURE_BACKEND``, ``FRACTURE_TFLITE_FILE``
+and ``FRACTURE_THREADS``). Read once, by :func:`from_environment`."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -31,6 +32,9 @@ class NodeConfig:
     resend_interval: float = 30.0  # longest wait between attempts to resend the disk queue
     model_dir: Path = Path(defaults()["MODEL_DIR"])
     operating_point: str | None = None
+    backend: str = defaults()["BACKEND"]  # "litert" serves the .tflite file, as the web app does
+    tflite_file: str = defaults()["TFLITE_FILE"]
+    threads: int | None = None  # cores one image may use; None = all
 
 
 def from_environment(env: Mapping[str, str]) -> NodeConfig:
@@ -50,6 +54,9 @@ def from_environment(env: Mapping[str, str]) -> NodeConfig:
             retry_delay=float(get("RETRY_DELAY", NodeConfig.retry_delay)),
             resend_interval=float(get("RESEND_INTERVAL", NodeConfig.resend_interval)),
             model_dir=Path(env.get("FRACTURE_MODEL_DIR") or NodeConfig.model_dir),
-            operating_point=env.get("FRACTURE_OPERATING_POINT") or None)
+            operating_point=env.get("FRACTURE_OPERATING_POINT") or None,
+            backend=env.get("FRACTURE_BACKEND") or NodeConfig.backend,
+            tflite_file=env.get("FRACTURE_TFLITE_FILE") or NodeConfig.tflite_file,
+            threads=int(env["FRACTURE_THREADS"]) if env.get("FRACTURE_THREADS") else None)
     except ValueError as err:
         raise NodeConfigError(f"A {PREFIX}* number is malformed: {err}") from err

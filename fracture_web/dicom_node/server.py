@@ -123,7 +123,8 @@ def main(env: dict[str, str] | None = None) -> int:
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO lines dump request details
     try:
         config = from_environment(os.environ if env is None else env)
-        model = FractureModel(config.model_dir, config.operating_point)
+        model = FractureModel(config.model_dir, config.operating_point, backend=config.backend,
+                              tflite_file=config.tflite_file, threads=config.threads)
         model.warm_up()
         node = Node(config, model)
         node.start()
