@@ -93,11 +93,14 @@ def test_the_litert_backend_runs_without_tensorflow(lite_model_dir):
         from fracture_web.inference import FractureModel
         model = FractureModel({str(lite_model_dir)!r}, backend="litert")
         result = analyse(open({str(SAMPLES[0])!r}, "rb").read(), model)
-        print(result.prediction.label, len(result.overlay_png) > 0)
+        from fracture_web import create_app
+        import fracture_web.dicom_node.server  # the DICOM node needs no TensorFlow either
+        app = create_app({{"MODEL_DIR": {str(lite_model_dir)!r}, "BACKEND": "litert"}})
+        print(result.prediction.label, len(result.overlay_png) > 0, app.test_client().get("/healthz").status_code)
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split()[1] == "True"
+    assert done.stdout.split()[1:] == ["True", "200"]
 
 
 def test_gunicorn_serves_the_tflite_file_when_configured(lite_model_dir):
