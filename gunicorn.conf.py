@@ -1,7 +1,7 @@
 """gunicorn settings for a clinic intranet: `gunicorn -c gunicorn.conf.py`.
 
-Each worker loads and warms up its own copy of the model (about 0.9 GB resident on TensorFlow,
-0.18 GB with FRACTURE_BACKEND=litert; scripts/benchmark.py reports it).
+Each worker loads and warms up its own copy of the model (about 0.8 GB resident on TensorFlow,
+0.15 GB with FRACTURE_BACKEND=litert; scripts/benchmark.py reports it).
 Environment: PORT (5000), BIND (0.0.0.0:$PORT), WEB_CONCURRENCY (workers, 2),
 GUNICORN_THREADS (threads per worker, 4), GUNICORN_TIMEOUT (seconds, 60).
 """
