@@ -60,9 +60,7 @@ def score_folder(data_dir: Path, model: Scorer, batch_size: int = 16,
     """
     records = read_records(Path(data_dir))
     if split is not None:
-        if "split" not in records.columns:
-            raise EvaluationError(f"{data_dir} has no split column to select {split!r} from")
-        records = records.subset(np.array(records.columns["split"]) == split)
+        records = records.in_split(split)
     return score_records(records, model, batch_size)
 
 

@@ -42,7 +42,7 @@ def check_parity(args: argparse.Namespace) -> dict:
     """Outputs of the SavedModel and of every written variant on the same preprocessed images."""
     records = read_records(args.data_dir)
     if args.split:
-        records = records.subset(np.array(records.columns.get("split", [])) == args.split)
+        records = records.in_split(args.split)
     reference = FractureModel(args.model)
     images, bad = load_images(records, reference.input_size)
     keep = np.setdiff1d(np.arange(len(records)), bad)

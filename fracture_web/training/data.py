@@ -45,6 +45,12 @@ class Records:
         return Records([self.paths[i] for i in index], self.labels[index],
                        {k: [v[i] for i in index] for k, v in self.columns.items()})
 
+    def in_split(self, name: str) -> "Records":
+        """The rows whose ``split`` column is ``name`` (e.g. FracAtlas's ``val``)."""
+        if "split" not in self.columns:
+            raise DatasetError(f"The labels have no split column to select {name!r} from")
+        return self.subset(np.array(self.columns["split"]) == name)
+
 
 def read_records(data_dir: Path) -> Records:
     """Read labels.csv or a folder-per-class layout; refuse empty or one-class data."""
