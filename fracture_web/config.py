@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .inference import DEFAULT_TFLITE_FILE
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -15,7 +17,7 @@ def defaults() -> dict:
         # Runtime: "tensorflow" (the SavedModel) or "litert" (a .tflite file, no TensorFlow needed).
         "BACKEND": "tensorflow",
         # The .tflite file in MODEL_DIR that the litert backend serves (scripts/export_tflite.py writes it).
-        "TFLITE_FILE": "model_float32.tflite",
+        "TFLITE_FILE": DEFAULT_TFLITE_FILE,
         # Cores one image may use; None = every core this process may run on (latency first).
         "THREADS": None,
         # Load (and warm up) the model when the app is created; False only in tests.

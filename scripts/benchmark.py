@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import csv
 import json
 import os
 import platform
@@ -44,7 +43,8 @@ import numpy as np
 
 from fracture_web import overlay
 from fracture_web.imaging import decode_image, preprocess, to_model_input
-from fracture_web.inference import FractureModel, read_metadata
+from fracture_web.inference import DEFAULT_TFLITE_FILE, FractureModel, read_metadata
+from fracture_web.training.data import read_records
 
 import loadtest  # noqa: I001 (scripts/loadtest.py, beside this file: its HTTP clients, server start, memory)
 
@@ -58,10 +58,8 @@ FLOPS_PER_CYCLE = 32
 
 def default_images(count: int = 16) -> list[Path]:
     """Typical FracAtlas validation JPEGs (454x373 either way), else the shipped samples."""
-    labels = FRACATLAS / "labels.csv"
-    if labels.is_file():
-        with labels.open(newline="") as handle:
-            paths = [FRACATLAS / row["path"] for row in csv.DictReader(handle) if row.get("split") == "val"]
+    if (FRACATLAS / "labels.csv").is_file():
+        paths = read_records(FRACATLAS).in_split("val").paths
         typical = [path for path in paths if path.suffix == ".jpg" and _shape(path) in ((454, 373), (373, 454))]
         if typical:
             return typical[:count]
@@ -252,7 +250,7 @@ def build_report(args: argparse.Namespace) -> dict:
     direct = direct_signature(args.model)
     report["model_only_ms"] = model_only(args.model, direct, inputs, args.runs)
     report["request_steps_ms"] = stage_breakdown(FractureModel(args.model), data[0], args.runs)
-    macs = multiply_adds(args.model / "model_float32.tflite")
+    macs = multiply_adds(args.model / DEFAULT_TFLITE_FILE)
     ghz, peak = cpu_peak_gflops(len(os.sched_getaffinity(0)))
     report["floor"] = {"multiply_adds": macs, "gflops_per_image": 2 * macs / 1e9, "cpu_ghz": ghz,
                        "peak_gflops_assumed": peak, "floor_ms_at_peak": 2 * macs / 1e9 / peak * 1000}
