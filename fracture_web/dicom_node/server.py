@@ -84,7 +84,8 @@ class Node:
 
     def results_for(self, data: bytes, source: Dataset) -> list[Dataset]:
         """The app's analysis of one DICOM file, as the datasets to send back."""
-        analysis = analyse(data, self.model, self.config.operating_point, display_max_side=DISPLAY_MAX_SIDE)
+        analysis = analyse(data, self.model, self.config.operating_point, display_max_side=DISPLAY_MAX_SIDE,
+                           xray=False)  # the Secondary Capture shows the overlay only
         p = analysis.prediction
         log.info("analysed a radiograph: %s, probability %.3f (%s)", p.label, p.probability, p.operating_point)
         overlay = cv2.imdecode(np.frombuffer(analysis.overlay_png, np.uint8), cv2.IMREAD_COLOR)

@@ -12,10 +12,10 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from flask import Flask, render_template
+from flask import Flask
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from .extension import get_model
+from . import errors
 
 csrf = CSRFProtect()
 
@@ -39,7 +39,7 @@ def init_app(app: Flask) -> None:
 
 def refuse_form(err: CSRFError):
     """The upload page again, with a message saying what to do."""
-    return render_template("index.html", model=get_model(), error=EXPIRED), 400
+    return errors.respond(EXPIRED, 400)
 
 
 def instance_secret(path: Path) -> str:

@@ -38,6 +38,11 @@ def handle_http_error(err: HTTPException):
     if status == 413:
         limit = request.max_content_length or 0
         message = f"The file is too large to upload (the limit is {limit // (1024 * 1024)} MB)."
+    return respond(message, status)
+
+
+def respond(message: str, status: int):
+    """``message`` as JSON for the API, or on the upload page for people."""
     if _wants_json():
         return jsonify(error=message), status
     return render_template("index.html", model=get_model(), error=message), status

@@ -22,10 +22,9 @@ class UploadError(ValueError):
 
 def _uploaded_bytes() -> bytes:
     """The bytes of the single file in the ``file`` form field."""
-    uploads = request.files
-    files = uploads.getlist("file")
+    files = request.files.getlist("file")
     if not files or not files[0].filename and not files[0].content_length:
-        others = [name for name in uploads if name != "file"]
+        others = [name for name in request.files if name != "file"]
         hint = f" (found a field named {others[0]!r})" if others else ""
         raise UploadError(f"No file was uploaded: send the image in the form field 'file'{hint}.")
     if len(files) > 1:
