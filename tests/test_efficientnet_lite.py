@@ -23,6 +23,7 @@ from fracture_web.training.efficientnet_lite import (
     build_efficientnet_lite0,
     load_lite0_imagenet_weights,
 )
+from fracture_web.training.network import build_network, inference_network
 from fracture_web.training.torch_weights import (
     TorchCheckpointError,
     lite0_weights_path,
@@ -119,3 +120,16 @@ def test_loader_fails_loudly_on_mismatched_keys(
     model = build_efficientnet_lite0((32, 32, 3), include_top=False)
     with pytest.raises(WeightLoadingError, match=r"_blocks\.(7|16)\."):
         load_lite0_imagenet_weights(model, broken)
+
+
+def test_serving_form_with_batch_norm_folded_computes_what_the_trained_network_does() -> None:
+    """The exported signature runs the folded network; ImageNet's batch-norm statistics are far
+    from the identity, so a wrong fold, channel order or stem sum shows up in every output."""
+    trained = build_network(96, imagenet=True)
+    folded = inference_network(trained)
+    assert not any("BatchNormalization" in type(layer).__name__ for layer in folded.get_layer("backbone").layers)
+    grey = np.random.default_rng(0).random((2, 96, 96, 1), dtype=np.float32)
+    (logit, features), (folded_logit, folded_features) = trained(grey, training=False), folded(grey)
+    assert float(np.max(features)) > 1  # the comparison is not between two all-zero maps
+    np.testing.assert_allclose(np.asarray(folded_features), np.asarray(features), rtol=0, atol=1e-3)
+    np.testing.assert_allclose(np.asarray(folded_logit), np.asarray(logit), rtol=0, atol=1e-3)

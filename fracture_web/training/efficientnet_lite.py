@@ -92,32 +92,36 @@ def _lite0_blocks() -> Iterator[_Block]:
             in_filters, index = stage.filters, index + 1
 
 
-def _bn_relu6(x: keras.KerasTensor, prefix: str, activate: bool = True) -> keras.KerasTensor:
-    """Batch norm with the TensorFlow-reference constants, then ReLU6 if ``activate``."""
-    x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{prefix}_bn")(x)
+def _bn_relu6(x: keras.KerasTensor, prefix: str, activate: bool = True,
+              batch_norm: bool = True) -> keras.KerasTensor:
+    """Batch norm with the TensorFlow-reference constants (unless folded away), then ReLU6 if ``activate``."""
+    if batch_norm:
+        x = layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=BN_EPSILON, name=f"{prefix}_bn")(x)
     return layers.ReLU(max_value=6.0, name=f"{prefix}_relu6")(x) if activate else x
 
 
 def _conv_bn(
-    x: keras.KerasTensor, filters: int, kernel: int, stride: int, prefix: str, activate: bool = True
+    x: keras.KerasTensor, filters: int, kernel: int, stride: int, prefix: str, activate: bool = True,
+    batch_norm: bool = True,
 ) -> keras.KerasTensor:
-    """Bias-free 'same' convolution + batch norm (+ ReLU6), named ``{prefix}_conv`` etc."""
+    """'Same' convolution + batch norm (+ ReLU6), named ``{prefix}_conv`` etc.; without batch norm
+    the convolution carries a bias instead."""
     x = layers.Conv2D(
-        filters, kernel, strides=stride, padding="same", use_bias=False, name=f"{prefix}_conv"
+        filters, kernel, strides=stride, padding="same", use_bias=not batch_norm, name=f"{prefix}_conv"
     )(x)
-    return _bn_relu6(x, prefix, activate)
+    return _bn_relu6(x, prefix, activate, batch_norm)
 
 
-def _mbconv(x: keras.KerasTensor, block: _Block) -> keras.KerasTensor:
+def _mbconv(x: keras.KerasTensor, block: _Block, batch_norm: bool = True) -> keras.KerasTensor:
     """Inverted residual block: 1x1 expand, depthwise, 1x1 linear project, identity skip."""
     inputs, name = x, block.keras_prefix
     if block.expand != 1:
-        x = _conv_bn(x, block.in_filters * block.expand, 1, 1, f"{name}_expand")
+        x = _conv_bn(x, block.in_filters * block.expand, 1, 1, f"{name}_expand", batch_norm=batch_norm)
     x = layers.DepthwiseConv2D(
-        block.kernel, strides=block.stride, padding="same", use_bias=False, name=f"{name}_dwconv"
+        block.kernel, strides=block.stride, padding="same", use_bias=not batch_norm, name=f"{name}_dwconv"
     )(x)
-    x = _bn_relu6(x, f"{name}_dw")
-    x = _conv_bn(x, block.out_filters, 1, 1, f"{name}_project", activate=False)
+    x = _bn_relu6(x, f"{name}_dw", batch_norm=batch_norm)
+    x = _conv_bn(x, block.out_filters, 1, 1, f"{name}_project", activate=False, batch_norm=batch_norm)
     if block.has_skip:
         x = layers.Add(name=f"{name}_add")([x, inputs])
     return x
@@ -128,6 +132,7 @@ def build_efficientnet_lite0(
     include_top: bool = False,
     name: str = "efficientnet_lite0",
     dropout_rate: float = 0.2,
+    batch_norm: bool = True,
 ) -> keras.Model:
     """Build an (untrained) EfficientNet-Lite0, channels-last.
 
@@ -136,12 +141,15 @@ def build_efficientnet_lite0(
     is the head feature map after conv + BN + ReLU6, shape ``(H/32, W/32, 1280)``
     (rounded up); with it, global average pooling, dropout and a 1000-way Dense giving
     ImageNet logits (no softmax).
+
+    ``batch_norm=False`` builds the inference form: every convolution has a bias and no batch
+    norm follows it; fill it from a trained model with :func:`fold_batch_norm`.
     """
     inputs = keras.Input(shape=input_shape, name="image")
-    x = _conv_bn(inputs, STEM_FILTERS, 3, 2, "stem")
+    x = _conv_bn(inputs, STEM_FILTERS, 3, 2, "stem", batch_norm=batch_norm)
     for block in _lite0_blocks():
-        x = _mbconv(x, block)
-    x = _conv_bn(x, HEAD_FILTERS, 1, 1, "head")
+        x = _mbconv(x, block, batch_norm)
+    x = _conv_bn(x, HEAD_FILTERS, 1, 1, "head", batch_norm=batch_norm)
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = layers.Dropout(dropout_rate, name="top_dropout")(x)
@@ -261,3 +269,41 @@ def efficientnet_lite0_imagenet(
     path = lite0_weights_path() if weights_path is None else Path(weights_path)
     load_lite0_imagenet_weights(model, read_torch_state_dict(path))
     return model
+
+
+def _batch_norm_after(conv_name: str) -> str:
+    """The batch norm layer that follows a convolution: ``X_conv`` -> ``X_bn``, ``X_dwconv`` -> ``X_dw_bn``."""
+    if conv_name.endswith("_dwconv"):
+        return conv_name.removesuffix("_dwconv") + "_dw_bn"
+    return conv_name.removesuffix("_conv") + "_bn"
+
+
+def fold_batch_norm(trained: keras.Model, folded: keras.Model) -> None:
+    """Fill ``folded`` (built with ``batch_norm=False``) from ``trained``: each convolution absorbs
+    the batch norm after it, ``w * gamma / sqrt(var + eps)`` and ``beta - mean * gamma / sqrt(var + eps)``.
+
+    The result computes the same function in inference mode with a third fewer ops, and lets the
+    CPU runtime fuse convolution, bias and ReLU6 into one kernel. A folded stem with one input
+    channel where the trained one has three gets the sum of the three kernels (the network feeds
+    it the same grey image three times).
+    """
+    trained_layers = {layer.name: layer for layer in trained.layers}
+    for layer in folded.layers:
+        if not layer.weights:
+            continue
+        source = trained_layers.get(layer.name)
+        if source is None:
+            raise WeightLoadingError(f"{trained.name} has no layer {layer.name!r} to fold from")
+        if not isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D)):
+            _assign(layer, source.get_weights(), layer.name)
+            continue
+        kernel = source.get_weights()[0]
+        gamma, beta, mean, variance = trained_layers[_batch_norm_after(layer.name)].get_weights()
+        scale = gamma / np.sqrt(variance + BN_EPSILON)
+        if isinstance(layer, layers.DepthwiseConv2D):  # (H, W, C, 1): one filter per channel
+            kernel = kernel * scale[None, None, :, None]
+        else:  # (H, W, in, out)
+            if layer.kernel.shape[2] == 1 and kernel.shape[2] > 1:
+                kernel = kernel.sum(axis=2, keepdims=True)
+            kernel = kernel * scale
+        _assign(layer, [kernel, beta - mean * scale], layer.name)

@@ -10,7 +10,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from .network import HEAD
+from .network import HEAD, inference_network
 from .scope import Scope
 
 INPUT_NAME = "image"
@@ -24,15 +24,20 @@ def export_savedmodel(network: keras.Model, platt: tuple[float, float], scope: S
     scaled to [0, 1] per image, with a guard so an all-zero map stays zero.
     ``atypicality`` is the image's feature-space distance from the training images
     divided by the in-scope threshold: above 1 means "unlike what the model was trained on".
+
+    The signature runs :func:`~.network.inference_network` (batch norm folded away); the trained
+    network is saved beside it unchanged, so ``tf.train.Checkpoint(network=...)`` can still
+    restore it from ``variables/`` (``scripts/naive_app.py`` does).
     """
     size = network.input_shape[1]
     slope, intercept = (float(v) for v in platt)
-    kernel = network.get_layer(HEAD).kernel
+    serving = inference_network(network)
+    kernel = serving.get_layer(HEAD).kernel
     mean = tf.constant(scope.mean)
     projection = tf.constant(scope.projection)
 
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
-        logit, features = network(image, training=False)
+        logit, features = serving(image, training=False)
         probability = tf.sigmoid(slope * logit[:, 0] + intercept)
         cam = tf.nn.relu(tf.einsum("bhwc,c->bhw", features, tf.cast(kernel[:, 0], features.dtype)))
         peak = tf.reduce_max(cam, axis=[1, 2], keepdims=True)
@@ -41,9 +46,10 @@ def export_savedmodel(network: keras.Model, platt: tuple[float, float], scope: S
         distance = tf.norm(tf.matmul(pooled - mean, projection), axis=1)
         return {"probability": probability, "heatmap": heatmap, "atypicality": distance / scope.threshold}
 
-    # A plain tf.Module (not keras.export.ExportArchive, which stores every variable twice).
+    # A plain tf.Module (keras.export.ExportArchive would store each network's variables twice).
     module = tf.Module()
     module.network = network
+    module.serving_network = serving
     module.serve = tf.function(serve, input_signature=[
         tf.TensorSpec([None, size, size, 1], tf.float32, name=INPUT_NAME)])
     tf.saved_model.save(module, str(out_dir), signatures={"serving_default": module.serve})

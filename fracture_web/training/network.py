@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from .efficientnet_lite import build_efficientnet_lite0, load_lite0_imagenet_weights
+from .efficientnet_lite import build_efficientnet_lite0, fold_batch_norm, load_lite0_imagenet_weights
 from .torch_weights import lite0_weights_path, read_torch_state_dict
 
 BACKBONE = "backbone"
@@ -30,6 +30,26 @@ def build_network(input_size: int, imagenet: bool = True, dropout: float = 0.3) 
     dropped = layers.Dropout(dropout, name="dropout")(pooled)
     logit = layers.Dense(1, name=HEAD)(dropped)
     return keras.Model(image, [logit, features], name="fracture_net")
+
+
+def inference_network(network: keras.Model) -> keras.Model:
+    """The trained ``network`` rebuilt for serving: the same outputs from the same weights, with
+    batch norm folded into the convolutions and the grey-to-RGB copy folded into the stem.
+
+    Equal to ``network(image, training=False)`` up to float rounding; about a third faster on
+    TensorFlow's CPU runtime, which runs Keras 3's batch norm as separate element-wise ops.
+    """
+    size = network.input_shape[1]
+    image = keras.Input((size, size, 1), name="image")
+    signed = layers.Rescaling(2.0, offset=-1.0, name="to_signed")(image)
+    backbone = build_efficientnet_lite0((size, size, 1), include_top=False, name=BACKBONE, batch_norm=False)
+    fold_batch_norm(network.get_layer(BACKBONE), backbone)
+    features = backbone(signed)
+    pooled = layers.GlobalAveragePooling2D(name="pool")(features)
+    head = layers.Dense(1, name=HEAD)
+    logit = head(pooled)
+    head.set_weights(network.get_layer(HEAD).get_weights())
+    return keras.Model(image, [logit, features], name="fracture_net_inference")
 
 
 def classifier(network: keras.Model) -> keras.Model:
