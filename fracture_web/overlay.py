@@ -1,8 +1,12 @@
-"""Heatmap -> colour overlay images for display (numpy and OpenCV only)."""
+"""Heatmap -> colour overlay images for display, and their PNG encoding (no Flask)."""
 from __future__ import annotations
+
+import struct
+import zlib
 
 import cv2
 import numpy as np
+from isal import isal_zlib
 
 from .imaging import letterbox_geometry
 
@@ -56,17 +60,32 @@ def legend(width: int = 256, height: int = 12) -> np.ndarray:
     return colorize(ramp)
 
 
-#: Fast PNG settings: the "up" filter and Huffman coding alone encode a 454x373 overlay in about
-#: 40% of the time of zlib level 1 with adaptive filters, and the file comes out a little smaller.
-PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP,
-              cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_COLOUR_TYPES = {1: 0, 3: 2}  # channels -> PNG colour type (greyscale, truecolour)
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """Encode a gray or RGB uint8 array as PNG bytes (fast, lossless)."""
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    ok, buffer = cv2.imencode(".png", image, PNG_PARAMS)
-    if not ok:
-        raise ValueError("PNG encoding failed")
-    return buffer.tobytes()
+    """Encode a grey or RGB uint8 array as PNG bytes (lossless).
+
+    The fastest lossless encoding found for the overlay: the PNG "up" filter in numpy, then
+    deflate by ISA-L (``isal``, level 1), then the three chunks PNG needs (IHDR, IDAT, IEND).
+    A 454x373 colour overlay takes about 1.7 ms and 160 KB, where libpng through OpenCV took
+    4-5.5 ms with its fastest settings (zlib's Huffman coding alone is the slow part).
+    """
+    channels = 1 if image.ndim == 2 else image.shape[-1]
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or channels not in _COLOUR_TYPES:
+        raise ValueError(f"PNG encoding takes grey or RGB uint8, not {image.dtype} {image.shape}")
+    height, width = image.shape[:2]
+    rows = np.ascontiguousarray(image).reshape(height, width * channels)
+    filtered = np.empty((height, 1 + rows.shape[1]), np.uint8)
+    filtered[:, 0] = 2  # filter type "up": each byte minus the one above it (modulo 256)
+    filtered[0, 1:] = rows[0]
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+    header = struct.pack(">IIBBBBB", width, height, 8, _COLOUR_TYPES[channels], 0, 0, 0)
+    return b"".join((PNG_SIGNATURE, _chunk(b"IHDR", header),
+                     _chunk(b"IDAT", isal_zlib.compress(filtered.tobytes(), 1)), _chunk(b"IEND", b"")))
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data and the CRC-32 of type and data."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))

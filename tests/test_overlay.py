@@ -1,8 +1,12 @@
 """Heatmap rendering, without Flask."""
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
+import pytest
+from PIL import Image
 
 from fracture_web import overlay
 
@@ -42,8 +46,23 @@ def test_display_image_is_downscaled_uint8():
     assert shown.shape == (500, 400) and shown.dtype == np.uint8
 
 
-def test_png_encoding_round_trips():
-    rgb = np.random.default_rng(0).integers(0, 255, (20, 30, 3), dtype=np.uint8)
-    decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(overlay.encode_png(rgb), np.uint8), cv2.IMREAD_COLOR),
-                           cv2.COLOR_BGR2RGB)
-    np.testing.assert_array_equal(decoded, rgb)
+@pytest.mark.parametrize("shape", [(20, 30, 3), (31, 17), (1, 1)], ids=["rgb", "grey", "one-pixel"])
+def test_png_encoding_is_lossless_for_opencv_and_pillow(shape):
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    image[len(image) // 2:] = image[len(image) // 2]  # repeated rows too, which the "up" filter turns to zeros
+    png = overlay.encode_png(image)
+    decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image.ndim == 3:
+        decoded = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(decoded, image)
+    with Image.open(io.BytesIO(png)) as opened:
+        opened.verify()  # checks every chunk's CRC
+    with Image.open(io.BytesIO(png)) as opened:
+        np.testing.assert_array_equal(np.asarray(opened), image)
+
+
+def test_png_encoding_refuses_what_png_cannot_hold_as_is():
+    with pytest.raises(ValueError, match="uint8"):
+        overlay.encode_png(np.zeros((4, 4), np.float32))
+    with pytest.raises(ValueError, match="RGB"):
+        overlay.encode_png(np.zeros((4, 4, 4), np.uint8))
