@@ -13,10 +13,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 wsgi_app = "fracture_web.wsgi:app"
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '5000')}")
 # Two workers: one can die or restart while the other serves. Latency first: one request uses
-# every core (FRACTURE_THREADS), so more workers than cores only add memory. Measured on a shared
-# 2-core machine: one upload at a time takes the same with 1 or 2 workers; at 4 and 16 clients,
-# 2 workers x 4 threads served 29-31 requests/s against 23-29 for 1 worker x 4 threads
-# (TensorFlow backend, three alternating rounds).
+# every core (FRACTURE_THREADS), so more workers than cores only add memory; throughput at 1, 4
+# and 16 clients is in README.md (Speed), measured by scripts/benchmark.py with these settings.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
