@@ -282,8 +282,8 @@ def fold_batch_norm(trained: keras.Model, folded: keras.Model) -> None:
     """Fill ``folded`` (built with ``batch_norm=False``) from ``trained``: each convolution absorbs
     the batch norm after it, ``w * gamma / sqrt(var + eps)`` and ``beta - mean * gamma / sqrt(var + eps)``.
 
-    The result computes the same function in inference mode with a third fewer ops, and lets the
-    CPU runtime fuse convolution, bias and ReLU6 into one kernel. A folded stem with one input
+    The result computes the same function in inference mode without batch norm's element-wise
+    ops, and lets the CPU runtime fuse convolution, bias and ReLU6 into one kernel. A folded stem with one input
     channel where the trained one has three gets the sum of the three kernels (the network feeds
     it the same grey image three times).
     """
