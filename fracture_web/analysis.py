@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from . import overlay
 from .imaging import decode_image, to_model_input
 from .inference import FractureModel, Prediction
@@ -17,19 +19,33 @@ OUT_OF_SCOPE = ("This image is unlike the radiographs the model was trained on (
 @dataclass(frozen=True)
 class Analysis:
     """A prediction with what a person needs to read it: images, warnings and, for DICOM,
-    the header's non-identifying context (modality, body part, view position, laterality)."""
+    the header's non-identifying context (modality, body part, view position, laterality).
+
+    ``xray`` (grey) and ``overlay`` (RGB) are uint8 display images; each is encoded as PNG
+    only when its ``*_png`` is read, so a caller pays for the encodings it uses.
+    """
 
     prediction: Prediction
     warnings: tuple[str, ...]
-    xray_png: bytes | None = None
-    overlay_png: bytes | None = None
+    xray: np.ndarray | None = None
+    overlay: np.ndarray | None = None
     context: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def xray_png(self) -> bytes | None:
+        """The plain X-ray as PNG (None without images)."""
+        return None if self.xray is None else overlay.encode_png(self.xray)
+
+    @property
+    def overlay_png(self) -> bytes | None:
+        """The heatmap overlay as PNG (None without images)."""
+        return None if self.overlay is None else overlay.encode_png(self.overlay)
 
 
 def analyse(data: bytes, model: FractureModel, operating_point: str | None = None,
-            images: bool = True, display_max_side: int = 640, xray: bool = True) -> Analysis:
-    """Run the model on image bytes; with ``images``, also render the heatmap overlay and
-    (unless ``xray`` is off, e.g. for the API, which returns only the overlay) the plain X-ray.
+            images: bool = True, display_max_side: int = 640) -> Analysis:
+    """Run the model on image bytes; with ``images``, also render the plain X-ray and the
+    heatmap overlay for display.
 
     Raises ``InvalidImageError`` for bytes that are not a usable image and
     ``UnknownOperatingPointError`` for an operating point the model lacks.
@@ -43,5 +59,4 @@ def analyse(data: bytes, model: FractureModel, operating_point: str | None = Non
         return Analysis(prediction, warnings, context=decoded.context)
     shown = overlay.display_image(image, display_max_side)
     heat = overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2], model.input_size)
-    return Analysis(prediction, warnings, overlay.encode_png(shown) if xray else None,
-                    overlay.encode_png(overlay.blend(shown, heat)), decoded.context)
+    return Analysis(prediction, warnings, shown, overlay.blend(shown, heat), decoded.context)

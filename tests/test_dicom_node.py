@@ -44,9 +44,7 @@ def model(tiny_model_dir):
 
 def results(source, model):
     analysis = analyse(to_bytes(source), model)
-    overlay = cv2.cvtColor(cv2.imdecode(np.frombuffer(analysis.overlay_png, np.uint8), cv2.IMREAD_COLOR),
-                           cv2.COLOR_BGR2RGB)
-    return analysis, result_datasets(source, analysis, overlay, datetime(2026, 11, 27, 1, 2, 3))
+    return analysis, result_datasets(source, analysis, datetime(2026, 11, 27, 1, 2, 3))
 
 
 def test_results_are_a_secondary_capture_and_a_text_sr_in_new_series_of_the_same_study(source, model):
@@ -73,7 +71,7 @@ def test_type_2_patient_attributes_missing_from_the_source_stay_empty(source, mo
 
 def test_the_secondary_capture_shows_the_overlay_under_a_burned_in_banner(source, model):
     analysis, (sc, _sr) = results(source, model)
-    overlay = cv2.imdecode(np.frombuffer(analysis.overlay_png, np.uint8), cv2.IMREAD_COLOR)
+    overlay = analysis.overlay
     pixels = sc.pixel_array
     assert sc.PhotometricInterpretation == "RGB" and sc.BurnedInAnnotation == "YES"
     assert pixels.shape[1] == overlay.shape[1] and pixels.shape[0] > overlay.shape[0]

@@ -37,11 +37,10 @@ REQUIRED_EMPTY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", 
 SC_SERIES_NUMBER, SR_SERIES_NUMBER = 9001, 9002
 
 
-def result_datasets(source: Dataset, analysis: Analysis, overlay_rgb: np.ndarray,
-                    now: datetime | None = None) -> list[Dataset]:
-    """The Secondary Capture and the Basic Text SR for one analysed source image."""
+def result_datasets(source: Dataset, analysis: Analysis, now: datetime | None = None) -> list[Dataset]:
+    """The Secondary Capture and the Basic Text SR for one analysed source image (with its images)."""
     now = now or datetime.now()
-    return [secondary_capture(source, analysis, overlay_rgb, now), text_report(source, analysis, now)]
+    return [secondary_capture(source, analysis, now), text_report(source, analysis, now)]
 
 
 def result_uid(source: Dataset, analysis: Analysis, kind: str) -> str:
@@ -83,9 +82,9 @@ def burn_in(image_rgb: np.ndarray, lines: list[str]) -> np.ndarray:
     return np.vstack([band, image_rgb])
 
 
-def secondary_capture(source: Dataset, analysis: Analysis, overlay_rgb: np.ndarray, now: datetime) -> Dataset:
+def secondary_capture(source: Dataset, analysis: Analysis, now: datetime) -> Dataset:
     """The Secondary Capture image (RGB, 8 bits) of the overlay with the summary burned in."""
-    pixels = burn_in(overlay_rgb, summary_lines(analysis))
+    pixels = burn_in(analysis.overlay, summary_lines(analysis))
     ds = _new_instance(source, analysis, SecondaryCaptureImageStorage, "sc", now)
     ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "OT", SC_SERIES_NUMBER, 1
     ds.SeriesDescription = f"Fracture AI heatmap - {NOT_FOR_DIAGNOSIS}"

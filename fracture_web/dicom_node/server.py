@@ -15,8 +15,6 @@ import signal
 import threading
 import time
 
-import cv2
-import numpy as np
 from pydicom import Dataset
 from pydicom.uid import UID, ComputedRadiographyImageStorage, DigitalXRayImageStorageForPresentation
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
@@ -84,12 +82,10 @@ class Node:
 
     def results_for(self, data: bytes, source: Dataset) -> list[Dataset]:
         """The app's analysis of one DICOM file, as the datasets to send back."""
-        analysis = analyse(data, self.model, self.config.operating_point, display_max_side=DISPLAY_MAX_SIDE,
-                           xray=False)  # the Secondary Capture shows the overlay only
+        analysis = analyse(data, self.model, self.config.operating_point, display_max_side=DISPLAY_MAX_SIDE)
         p = analysis.prediction
         log.info("analysed a radiograph: %s, probability %.3f (%s)", p.label, p.probability, p.operating_point)
-        overlay = cv2.imdecode(np.frombuffer(analysis.overlay_png, np.uint8), cv2.IMREAD_COLOR)
-        return result_datasets(source, analysis, cv2.cvtColor(overlay, cv2.COLOR_BGR2RGB))
+        return result_datasets(source, analysis)
 
     def _deliver(self) -> None:
         """Send each new result; on failure queue it on disk; resend the queue with growing waits."""

@@ -32,14 +32,14 @@ def _uploaded_bytes() -> bytes:
     return files[0].read()
 
 
-def _run(images: bool, xray: bool = True) -> Analysis:
+def _run(images: bool) -> Analysis:
     """Analyse the uploaded file; raises the domain errors for the caller to render."""
     model = get_model()
     if model is None:
         abort(503)
     upload = _uploaded_bytes()
     result = analyse(upload, model, request.values.get("operating_point") or None,
-                     images=images, display_max_side=current_app.config["DISPLAY_MAX_SIDE"], xray=xray)
+                     images=images, display_max_side=current_app.config["DISPLAY_MAX_SIDE"])
     audit.record(upload, result.prediction)
     return result
 
@@ -82,7 +82,7 @@ def predict_api():
         return jsonify(error="This API needs the header 'Authorization: Bearer <token>'."), 401
     want_heatmap = request.args.get("heatmap", "0").lower() in ("1", "true", "yes")
     try:
-        result = _run(images=want_heatmap, xray=False)
+        result = _run(images=want_heatmap)
     except (InvalidImageError, UploadError, UnknownOperatingPointError) as err:
         return jsonify(error=str(err)), 400
     p = result.prediction
