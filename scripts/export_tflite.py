@@ -17,11 +17,10 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from fracture_web.config import defaults
 from fracture_web.inference import FractureModel
-from fracture_web.training.data import DatasetError, load_images, read_records
+from fracture_web.training.data import DatasetError, read_records
+from fracture_web.training.pipeline import load_split
 from fracture_web.training.tflite import VARIANTS, all_outputs, convert, parity, tflite_name
 
 #: How far the float32 file's probabilities may be from the SavedModel's.
@@ -44,15 +43,13 @@ def check_parity(args: argparse.Namespace) -> dict:
     if args.split:
         records = records.in_split(args.split)
     reference = FractureModel(args.model)
-    images, bad = load_images(records, reference.input_size)
-    keep = np.setdiff1d(np.arange(len(records)), bad)
-    images, labels = images[keep], records.labels[keep]
-    expected = all_outputs(reference, images)
-    report = {"model_version": reference.version, "images": len(labels),
-              "savedmodel_auc": parity(expected, expected, labels)["auc"], "variants": {}}
+    split = load_split(records, reference.input_size)  # unreadable images left out
+    expected = all_outputs(reference, split.images)
+    report = {"model_version": reference.version, "images": len(split.labels),
+              "savedmodel_auc": parity(expected, expected, split.labels)["auc"], "variants": {}}
     for variant in args.variants:
         lite = FractureModel(args.model, backend="litert", tflite_file=tflite_name(variant))
-        report["variants"][variant] = parity(expected, all_outputs(lite, images), labels)
+        report["variants"][variant] = parity(expected, all_outputs(lite, split.images), split.labels)
     return report
 
 
