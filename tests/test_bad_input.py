@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SAMPLES, post_form, run_script
+from helpers import SAMPLES, post_form, run_script
 from dicom_files import jpeg2000, radiograph_dataset, to_bytes
 
 

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from conftest import SAMPLES, running_gunicorn
+from helpers import SAMPLES, running_gunicorn
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [pytest.mark.browser,

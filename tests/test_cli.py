@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import SAMPLES, run_script
+from helpers import SAMPLES, run_script
 
 
 def test_predict_prints_one_line_per_file(tiny_model_dir):

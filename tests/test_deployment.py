@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, running_gunicorn
+from helpers import ROOT, running_gunicorn
 
 
 def start_gunicorn(model_dir: Path) -> subprocess.CompletedProcess:
@@ -57,7 +57,7 @@ def test_a_client_that_disconnects_mid_upload_leaves_the_server_healthy(tiny_mod
 
 
 def _sample_upload() -> tuple[bytes, str]:
-    from conftest import SAMPLES
+    from helpers import SAMPLES
 
     boundary = "sampleboundary"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.jpg\"\r\n\r\n").encode()

@@ -26,7 +26,7 @@ from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS, result_datasets
 from fracture_web.dicom_node.server import Node
 from fracture_web.inference import FractureModel
 
-from conftest import free_port
+from helpers import free_port
 from dicom_files import PATIENT, radiograph_dataset, to_bytes
 
 

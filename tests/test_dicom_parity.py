@@ -15,7 +15,7 @@ from pydicom import Dataset
 from fracture_web import create_app
 from fracture_web.config import PROJECT_ROOT
 
-from conftest import SAMPLES
+from helpers import SAMPLES
 from dicom_files import jpeg2000, jpeg_baseline, radiograph_dataset, rle, to_bytes
 
 TOLERANCE = 0.03

@@ -14,7 +14,7 @@ import pytest
 
 from fracture_web import create_app
 
-from conftest import post_form, run_script
+from helpers import post_form, run_script
 from dicom_files import PATIENT, radiograph_dataset, rle, to_bytes
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from conftest import run_script, synthetic_xray
+from helpers import run_script, synthetic_xray
 from fracture_web.evaluation import EvaluationError, evaluate, reliability_bins, score_folder
 from fracture_web.imaging import preprocess
 from fracture_web.inference import FractureModel

@@ -20,7 +20,7 @@ from fracture_web.config import PROJECT_ROOT
 from fracture_web.imaging import preprocess
 from fracture_web.inference import FractureModel, ModelLoadError
 
-from conftest import ROOT, SAMPLES, run_script, running_gunicorn
+from helpers import ROOT, SAMPLES, run_script, running_gunicorn
 from test_deployment import SAMPLE_UPLOAD
 
 

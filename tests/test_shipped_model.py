@@ -7,7 +7,7 @@ from fracture_web.config import PROJECT_ROOT
 from fracture_web.imaging import preprocess
 from fracture_web.inference import FractureModel
 
-from conftest import SAMPLES
+from helpers import SAMPLES
 
 MODEL_DIR = PROJECT_ROOT / "model"
 

@@ -10,7 +10,7 @@ from fracture_web.training.data import DatasetError, read_records, split_train_v
 from fracture_web.training.metrics import (choose_operating_points, confusion_rates, expected_calibration_error,
                                            fit_platt, sigmoid)
 
-from conftest import FRACATLAS, run_script
+from helpers import FRACATLAS, run_script
 
 
 def test_training_script_writes_a_servable_model_with_metadata(tiny_model_dir):

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import post_form
+from helpers import post_form
 from fracture_web import create_app
 from fracture_web.analysis import OUT_OF_SCOPE
 
