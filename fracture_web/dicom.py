@@ -20,7 +20,7 @@ import pydicom
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
 
-from .imaging import DecodedImage, InvalidImageError, check_dimensions, normalise
+from .pixels import DecodedImage, InvalidImageError, check_dimensions, check_not_blank, normalise
 
 #: Modalities of plain radiographs: computed and digital radiography, radiographic imaging.
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "RG"})
@@ -122,8 +122,7 @@ def grayscale_pipeline(stored: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     if _has_voi(ds):
         low, high = _voi_output_range(ds)
         unit = np.clip((apply_voi_lut(_as_lut_input(values, ds), ds) - low) / (high - low), 0.0, 1.0)
-        if float(unit.max() - unit.min()) < 1e-6:
-            raise InvalidImageError("The image is blank (every pixel has the same value).")
+        check_not_blank(unit)
     else:
         unit = normalise(values)
     inverse = str(ds.get("PresentationLUTShape") or "").strip().upper() == "INVERSE"

@@ -8,30 +8,23 @@ TensorFlow.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .dicom import decode_dicom
+from .pixels import DecodedImage, InvalidImageError, check_dimensions, normalise
+
 #: Formats recognised from the file's bytes (Pillow's names).
 SUPPORTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "TIFF", "BMP"})
-#: Refuse anything that would decode to more pixels than this (pixel bombs).
-MAX_PIXELS = 60_000_000
-#: Smallest side we accept; smaller images carry no usable detail.
-MIN_SIDE = 64
-#: Longest side over shortest side; beyond this it is a strip, not a radiograph.
-MAX_ASPECT = 8.0
 #: Share of clearly coloured pixels above which an image is not taken for an X-ray.
 MAX_COLOURED_SHARE = 0.05
 #: Pillow modes without colour channels: no colour check needed.
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
 COLOUR_WARNING = ("This does not look like an X-ray: it has strong colours (a photograph or a screenshot?). "
                   "The verdict is unreliable.")
-
-
-class InvalidImageError(ValueError):
-    """The upload is not an image we can read; the message is meant for a person."""
 
 
 @dataclass(frozen=True)
@@ -78,29 +71,6 @@ def sniff_format(data: bytes) -> ImageHeader:
     return ImageHeader(fmt, width, height, frames, mode)
 
 
-def check_dimensions(width: int, height: int) -> None:
-    """Refuse, from the header's size alone, pixel bombs, tiny images and strips."""
-    if width * height > MAX_PIXELS:
-        raise InvalidImageError(f"The image is too large ({width}x{height} pixels).")
-    if min(width, height) < MIN_SIDE:
-        raise InvalidImageError(f"The image is too small ({width}x{height}); at least {MIN_SIDE} px a side is needed.")
-    if max(width, height) > MAX_ASPECT * min(width, height):
-        raise InvalidImageError(f"The image is too narrow ({width}x{height}) to be a radiograph.")
-
-
-@dataclass(frozen=True)
-class DecodedImage:
-    """A radiograph as float32 [0, 1] pixels, with anything a reader should be told.
-
-    ``context`` holds non-identifying facts from a DICOM header (``modality``, ``body_part``,
-    ``view_position``, ``laterality``); empty for other formats.
-    """
-
-    pixels: np.ndarray
-    warnings: tuple[str, ...] = ()
-    context: dict[str, str] = field(default_factory=dict)
-
-
 def is_dicom(data: bytes) -> bool:
     """True for a DICOM file: the ``DICM`` prefix after the 128-byte preamble (PS3.10 7.1)."""
     return data[128:132] == b"DICM"
@@ -116,8 +86,6 @@ def decode_image(data: bytes) -> DecodedImage:
     through :func:`fracture_web.dicom.decode_dicom` (the standard's grayscale pipeline).
     """
     if is_dicom(data):
-        # Imported here: dicom builds on this module's types, and pydicom loads only when needed.
-        from .dicom import decode_dicom
         return decode_dicom(data)
     header = sniff_format(data)
     gray = _imdecode(data)
@@ -163,15 +131,6 @@ def _check_truncated(gray: np.ndarray) -> str:
     if decoded < 0.75:
         raise InvalidImageError(f"The file is incomplete: only {decoded:.0%} of the image could be read.")
     return f"The file is incomplete (truncated); {decoded:.0%} of the image was read and the rest left grey."
-
-
-def normalise(gray: np.ndarray) -> np.ndarray:
-    """Stretch a 2-D integer or float image to float32 [0, 1] by its min and max."""
-    pixels = gray.astype(np.float32)
-    low, high = float(pixels.min()), float(pixels.max())
-    if high - low < 1e-6:
-        raise InvalidImageError("The image is blank (every pixel has the same value).")
-    return (pixels - low) / (high - low)
 
 
 def letterbox_geometry(height: int, width: int, size: int) -> Letterbox:

@@ -9,7 +9,8 @@ from pydicom import Dataset
 from pydicom.sequence import Sequence
 
 from fracture_web.dicom import UNSTATED_WARNING
-from fracture_web.imaging import InvalidImageError, decode_image, preprocess
+from fracture_web.imaging import decode_image, preprocess
+from fracture_web.pixels import InvalidImageError
 
 from dicom_files import PATIENT, jpeg2000, jpeg_baseline, radiograph_dataset, rle, to_bytes
 

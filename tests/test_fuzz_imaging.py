@@ -9,7 +9,8 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fracture_web.imaging import InvalidImageError, preprocess
+from fracture_web.imaging import preprocess
+from fracture_web.pixels import InvalidImageError
 
 from dicom_files import jpeg2000, jpeg_baseline, radiograph_dataset, rle, to_bytes
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fracture_web.imaging import (InvalidImageError, decode_image, letterbox_geometry, preprocess,
-                                  to_model_input)
+from fracture_web.imaging import decode_image, letterbox_geometry, preprocess, to_model_input
+from fracture_web.pixels import InvalidImageError
 
 
 def png(image: np.ndarray) -> bytes:
