@@ -31,6 +31,19 @@ class Analysis:
     overlay: np.ndarray | None = None
     context: dict[str, str] = field(default_factory=dict)
 
+    def as_dict(self) -> dict:
+        """The result as the JSON API, the command line and the audit trail report it:
+        label, probability (6 decimals), threshold, operating point, model version, calibration
+        ("development", or "site" where the operating points were re-fitted locally), warnings
+        and, for a DICOM upload, ``dicom`` with the header's non-identifying context."""
+        p = self.prediction
+        facts = {"label": p.label, "probability": round(p.probability, 6), "threshold": p.threshold,
+                 "operating_point": p.operating_point, "model_version": p.model_version,
+                 "calibration": p.calibration, "warnings": list(self.warnings)}
+        if self.context:
+            facts["dicom"] = dict(self.context)
+        return facts
+
     @property
     def xray_png(self) -> bytes | None:
         """The plain X-ray as PNG (None without images)."""

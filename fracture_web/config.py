@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .inference import DEFAULT_TFLITE_FILE
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: The runtime the model is served with unless ``BACKEND`` says otherwise.
+DEFAULT_BACKEND = "tensorflow"
+#: The LiteRT file served by default, written by scripts/export_tflite.py beside the SavedModel.
+DEFAULT_TFLITE_FILE = "model_float32.tflite"
 
 
 def defaults() -> dict:
@@ -15,7 +17,7 @@ def defaults() -> dict:
         # Folder with the SavedModel and metadata.json.
         "MODEL_DIR": str(PROJECT_ROOT / "model"),
         # Runtime: "tensorflow" (the SavedModel) or "litert" (a .tflite file, no TensorFlow needed).
-        "BACKEND": "tensorflow",
+        "BACKEND": DEFAULT_BACKEND,
         # The .tflite file in MODEL_DIR that the litert backend serves (scripts/export_tflite.py writes it).
         "TFLITE_FILE": DEFAULT_TFLITE_FILE,
         # Cores one image may use; None = every core this process may run on (latency first).

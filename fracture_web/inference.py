@@ -13,11 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import DEFAULT_BACKEND, DEFAULT_TFLITE_FILE
+from .probability import recalibrate
 from .runtimes import BACKENDS, ModelLoadError, Runner, available_cores, load_litert, load_savedmodel
 
 log = logging.getLogger(__name__)
 
-LABELS = ("not_fractured", "fractured")
+#: The verdict in words, by whether it is positive: the one wording of the page, the command
+#: line and the DICOM results (burned-in text and SR finding).
+VERDICTS = {True: "Fracture suspected", False: "No fracture detected"}
 
 
 class UnknownOperatingPointError(ValueError):
@@ -26,20 +30,26 @@ class UnknownOperatingPointError(ValueError):
 
 @dataclass(frozen=True)
 class Prediction:
-    """One verdict: the label, the calibrated probability and the threshold it was compared with."""
+    """One verdict: the label, the calibrated probability and the threshold it was compared with.
+
+    ``label`` is one of the model's own label names (``metadata.json``); ``fractured`` says
+    whether it is the positive one (``probability >= threshold``).
+    """
 
     label: str
+    fractured: bool
     probability: float
     threshold: float
     operating_point: str
     model_version: str
     heatmap: np.ndarray  # (h, w) float32 in [0, 1], over the square model input
     atypicality: float = 0.0  # feature distance from the training images / threshold; > 1 is out of scope
+    calibration: str = "development"  # or "site": the operating points were re-fitted on this site's images
 
     @property
-    def fractured(self) -> bool:
-        """True when the verdict is 'fractured'."""
-        return self.label == LABELS[1]
+    def verdict(self) -> str:
+        """The verdict in words for a person ("Fracture suspected" or "No fracture detected")."""
+        return VERDICTS[self.fractured]
 
     @property
     def in_scope(self) -> bool:
@@ -58,8 +68,14 @@ def read_metadata(model_dir: Path) -> dict:
         raise ModelLoadError(f"Model metadata {path} is unreadable: {err}") from err
 
 
-#: The LiteRT file served by default, written by scripts/export_tflite.py beside the SavedModel.
-DEFAULT_TFLITE_FILE = "model_float32.tflite"
+def read_labels(metadata: dict) -> tuple[str, str]:
+    """The model's (negative, positive) label names from its metadata; ``ValueError`` unless
+    ``labels`` lists two different names."""
+    labels = metadata["labels"]
+    if (not isinstance(labels, list) or len(labels) != 2 or len(set(labels)) != 2
+            or not all(isinstance(name, str) and name for name in labels)):
+        raise ValueError(f"'labels' (two different names, negative then positive, not {labels!r})")
+    return labels[0], labels[1]
 
 
 class FractureModel:
@@ -71,20 +87,22 @@ class FractureModel:
     """
 
     def __init__(self, model_dir: Path, default_operating_point: str | None = None, *,
-                 backend: str = "tensorflow", tflite_file: str = DEFAULT_TFLITE_FILE,
+                 backend: str = DEFAULT_BACKEND, tflite_file: str = DEFAULT_TFLITE_FILE,
                  threads: int | None = None) -> None:
         self.metadata = read_metadata(model_dir)
         self.backend = backend
-        self._call_runtime = _load_runtime(Path(model_dir), backend, tflite_file, threads or available_cores())
         try:
             self.input_size = int(self.metadata["input_size"])
             self.version = str(self.metadata["model_version"])
+            self.labels = read_labels(self.metadata)
             self.thresholds = {name: float(point["threshold"])
                                for name, point in self.metadata["operating_points"].items()}
+            own_default = str(self.metadata["default_operating_point"])
+            self.site_platt = _site_platt(self.metadata)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ModelLoadError(f"Model metadata in {model_dir} lacks or garbles {err}") from err
-        self.default_operating_point = self.resolve(default_operating_point
-                                                    or self.metadata["default_operating_point"])
+        self._call_runtime = _load_runtime(Path(model_dir), backend, tflite_file, threads or available_cores())
+        self.default_operating_point = self.resolve(default_operating_point or own_default)
 
     def resolve(self, operating_point: str | None) -> str:
         """The operating point's name, the default when none is given."""
@@ -99,18 +117,30 @@ class FractureModel:
         outputs = self.outputs(batch)
         return outputs["probability"], outputs["heatmap"]
 
+    @property
+    def calibration(self) -> str:
+        """Where the probability's calibration and the operating points were fitted: ``"development"``
+        (the training data's validation split) or ``"site"`` (re-fitted on a site's own labelled images)."""
+        return "site" if self.site_platt else "development"
+
     def outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Every output of the network for a (B, S, S, 1) batch: probability, heatmap, atypicality."""
-        return self._call_runtime(batch.astype(np.float32, copy=False))
+        """Every output of the network for a (B, S, S, 1) batch: probability, heatmap, atypicality
+        (and the fracture map, where the network has one). A site's re-fitted calibration, when the
+        metadata has one, is applied to the probability."""
+        outputs = self._call_runtime(batch.astype(np.float32, copy=False))
+        if self.site_platt:
+            outputs["probability"] = recalibrate(outputs["probability"], *self.site_platt)
+        return outputs
 
     def predict(self, model_input: np.ndarray, operating_point: str | None = None) -> Prediction:
         """Verdict for one (S, S, 1) model input at the chosen operating point."""
         name = self.resolve(operating_point)
         outputs = self.outputs(model_input[np.newaxis])
         probability, threshold = float(outputs["probability"][0]), self.thresholds[name]
-        label = LABELS[int(probability >= threshold)]
+        fractured = probability >= threshold
         atypicality = float(outputs["atypicality"][0]) if "atypicality" in outputs else 0.0
-        return Prediction(label, probability, threshold, name, self.version, outputs["heatmap"][0], atypicality)
+        return Prediction(self.labels[int(fractured)], fractured, probability, threshold, name, self.version,
+                          outputs["heatmap"][0], atypicality, self.calibration)
 
     def warm_up(self, runs: int = 3) -> None:
         """Run a blank image a few times so the first real request pays neither for graph tracing
@@ -118,6 +148,29 @@ class FractureModel:
         blank = np.zeros((1, self.input_size, self.input_size, 1), np.float32)
         for _ in range(runs):
             self.infer(blank)
+
+
+def _site_platt(metadata: dict) -> tuple[float, float] | None:
+    """The (slope, intercept) a site re-fitted on the logit of the model's probability, or None."""
+    site = metadata.get("site_calibration")
+    if site is None:
+        return None
+    slope, intercept = (float(v) for v in site["platt"])
+    return slope, intercept
+
+
+def load_model(model_dir: Path | str, operating_point: str | None = None, *, backend: str = DEFAULT_BACKEND,
+               tflite_file: str = DEFAULT_TFLITE_FILE, threads: int | None = None) -> FractureModel:
+    """The model as a server runs it: loaded from its settings and warmed up, once per process.
+
+    Shared by the web app, the DICOM node and the command line. Raises ``ModelLoadError`` for
+    a missing or broken model and ``UnknownOperatingPointError`` for an operating point it lacks.
+    """
+    model = FractureModel(Path(model_dir), operating_point, backend=backend, tflite_file=tflite_file,
+                          threads=threads)
+    model.warm_up()
+    log.info("model %s loaded from %s (%s)", model.version, model_dir, model.backend)
+    return model
 
 
 def _load_runtime(model_dir: Path, backend: str, tflite_file: str, threads: int) -> Runner:

@@ -54,12 +54,6 @@ def blend(gray: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndar
                            1.0 - colour_weight, colour_weight)
 
 
-def legend(width: int = 256, height: int = 12) -> np.ndarray:
-    """A horizontal colour bar of the colormap, low to high, RGB uint8."""
-    ramp = np.tile(np.linspace(0.0, 1.0, width, dtype=np.float32), (height, 1))
-    return colorize(ramp)
-
-
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOUR_TYPES = {1: 0, 3: 2}  # channels -> PNG colour type (greyscale, truecolour)
 

@@ -41,12 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
-from fracture_web import overlay
+from fracture_web import local_server, overlay
+from fracture_web.config import DEFAULT_TFLITE_FILE
 from fracture_web.imaging import decode_image, preprocess, to_model_input
-from fracture_web.inference import DEFAULT_TFLITE_FILE, FractureModel, read_metadata
-from fracture_web.training.data import read_records
-
-import loadtest  # noqa: I001 (scripts/loadtest.py, beside this file: its HTTP clients, server start, memory)
+from fracture_web.inference import FractureModel, read_metadata
+from fracture_web.loadgen import multipart, run_clients, summarise
+from fracture_web.datasets import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 FRACATLAS = ROOT.parent / "shared" / "data" / "fracatlas"
@@ -184,36 +184,32 @@ def serve_and_measure(start: Callable[[int], subprocess.Popen], memory: Callable
                       bodies: list, paired: Callable[[int], dict], clients: list[int], seconds: float) -> dict:
     """Start a server, time its cold start and one-at-a-time latency, drive it at each
     concurrency, read its memory, stop it."""
-    port = loadtest.free_port()
+    port = local_server.free_port()
     started = time.monotonic()
     server = start(port)
     try:
-        loadtest.wait_ready(port)
+        local_server.wait_ready(port, server)
         report = {"cold_start_s": time.monotonic() - started, **paired(port), "throughput": {}}
         for count in clients:
-            results, _ = loadtest.run_clients(port, bodies, count, seconds, path=API)
-            report["throughput"][count] = loadtest.summarise(results, seconds)
+            results, _ = run_clients(port, bodies, count, seconds, path=API)
+            report["throughput"][count] = summarise(results, seconds)
         report["rss_mb_per_process"] = memory(server.pid)
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        local_server.stop(server)
     return report
 
 
 def gunicorn_server(backend: str) -> Callable[[int], subprocess.Popen]:
+    """Starts the app under gunicorn (gunicorn.conf.py) on ``backend``, logging to a temp file."""
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"benchmark-gunicorn-{backend}.log"
-    return lambda port: loadtest.start_server(port, log, {"FRACTURE_BACKEND": backend})
+    return lambda port: local_server.start_gunicorn(port, {"FRACTURE_BACKEND": backend}, log)
 
 
 def naive_server(port: int) -> subprocess.Popen:
+    """Starts scripts/naive_app.py, the baseline, on ``port``."""
     env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
     return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "naive_app.py"), "--port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def own_memory_mb(pid: int) -> list[float]:
-    out = subprocess.run(["ps", "-p", str(pid), "-o", "rss="], capture_output=True, text=True)
-    return [int(v) / 1024 for v in out.stdout.split()]
 
 
 def install_size_mb(requirements: Path) -> dict:
@@ -254,10 +250,10 @@ def build_report(args: argparse.Namespace) -> dict:
     ghz, peak = cpu_peak_gflops(len(os.sched_getaffinity(0)))
     report["floor"] = {"multiply_adds": macs, "gflops_per_image": 2 * macs / 1e9, "cpu_ghz": ghz,
                        "peak_gflops_assumed": peak, "floor_ms_at_peak": 2 * macs / 1e9 / peak * 1000}
-    bodies = [loadtest.multipart(blob, path.name) for blob, path in zip(data, args.images)]
-    servers = {"app_tensorflow": (gunicorn_server("tensorflow"), loadtest.worker_memory_mb),
-               "app_litert": (gunicorn_server("litert"), loadtest.worker_memory_mb),
-               "naive_baseline": (naive_server, own_memory_mb)}
+    bodies = [multipart(blob, path.name) for blob, path in zip(data, args.images)]
+    servers = {"app_tensorflow": (gunicorn_server("tensorflow"), local_server.worker_memory_mb),
+               "app_litert": (gunicorn_server("litert"), local_server.worker_memory_mb),
+               "naive_baseline": (naive_server, local_server.process_memory_mb)}
     paired = lambda port: paired_latency(port, bodies, direct, inputs, args.runs)  # noqa: E731
     report["servers"] = {name: serve_and_measure(start, memory, bodies, paired, args.clients, args.seconds)
                          for name, (start, memory) in servers.items()}

@@ -1,10 +1,12 @@
 """Evaluate the shipped model on a labelled folder: AUC, operating points, calibration.
 
     python scripts/evaluate.py --data-dir DIR [--model model/] [--out metrics.json] [--plots DIR] [--batch-size 16]
+                               [--split val] [--robustness]
 
 DIR holds labels.csv (path,label[,body_part,hardware,...]) or Fractured/ + Non_fractured/.
 Images go through the app's own preprocessing and model. Unreadable files are counted
-and listed, not fatal. Exits 2 when the folder or model cannot be used.
+and listed, not fatal. Exits 2 when the folder or model cannot be used, or when --plots is
+asked for without matplotlib (a development requirement). Needs only the runtime install.
 """
 from __future__ import annotations
 
@@ -14,10 +16,13 @@ import sys
 from pathlib import Path
 
 from fracture_web.config import defaults
-from fracture_web.evaluation import EvaluationError, evaluate, format_table, write_plots
+from fracture_web.datasets import DatasetError, read_records
+from fracture_web.evaluation.metrics import to_json
+from fracture_web.evaluation.plots import PlotsUnavailableError, pyplot, write_plots
+from fracture_web.evaluation.report import evaluate, format_table
+from fracture_web.evaluation.robustness import format_robustness, robustness_table
+from fracture_web.evaluation.scoring import EvaluationError
 from fracture_web.inference import FractureModel, ModelLoadError
-from fracture_web.training.data import DatasetError, read_records
-from fracture_web.training.metrics import to_json
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -28,6 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--plots", type=Path, metavar="DIR", help="write roc.png and reliability.png here")
     parser.add_argument("--split", help="score only rows of labels.csv whose split column is this (e.g. val)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per model call (default 16)")
+    parser.add_argument("--robustness", action="store_true",
+                        help="also score every image re-rendered under each site shift (about 20x the time)")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
@@ -38,13 +45,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        read_records(args.data_dir)  # cheap: refuse an unusable folder before loading TensorFlow
+        read_records(args.data_dir, args.split)  # cheap: refuse an unusable folder before loading TensorFlow
+        if args.plots:
+            pyplot()  # and refuse plots without matplotlib before scoring anything
         model = FractureModel(args.model)
         evaluation = evaluate(args.data_dir, model, args.batch_size, args.split)
-    except (DatasetError, EvaluationError, ModelLoadError) as err:
+        if args.robustness:
+            evaluation.report["robustness"] = robustness_table(evaluation.records, model, batch_size=args.batch_size)
+    except (DatasetError, EvaluationError, ModelLoadError, PlotsUnavailableError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(format_table(evaluation.report), flush=True)
+    if args.robustness:
+        print("\n" + format_robustness(evaluation.report["robustness"]), flush=True)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(to_json(evaluation.report) + "\n")

@@ -18,10 +18,9 @@ import sys
 from pathlib import Path
 
 from fracture_web.config import defaults
-from fracture_web.inference import FractureModel
-from fracture_web.training.data import DatasetError, read_records
-from fracture_web.training.pipeline import load_split
-from fracture_web.training.tflite import VARIANTS, all_outputs, convert, parity, tflite_name
+from fracture_web.datasets import DatasetError, read_records
+from fracture_web.evaluation.parity import check_parity
+from fracture_web.training.tflite import VARIANTS, convert, tflite_name
 
 #: How far the float32 file's probabilities may be from the SavedModel's.
 FLOAT32_TOLERANCE = 1e-3
@@ -37,22 +36,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_parity(args: argparse.Namespace) -> dict:
-    """Outputs of the SavedModel and of every written variant on the same preprocessed images."""
-    records = read_records(args.data_dir)
-    if args.split:
-        records = records.in_split(args.split)
-    reference = FractureModel(args.model)
-    split = load_split(records, reference.input_size)  # unreadable images left out
-    expected = all_outputs(reference, split.images)
-    report = {"model_version": reference.version, "images": len(split.labels),
-              "savedmodel_auc": parity(expected, expected, split.labels)["auc"], "variants": {}}
-    for variant in args.variants:
-        lite = FractureModel(args.model, backend="litert", tflite_file=tflite_name(variant))
-        report["variants"][variant] = parity(expected, all_outputs(lite, split.images), split.labels)
-    return report
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -63,10 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data_dir:
         return 0
     try:
-        report = check_parity(args)
+        records = read_records(args.data_dir, args.split)
     except DatasetError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    report = check_parity(args.model, records, {variant: tflite_name(variant) for variant in args.variants})
     print(json.dumps(report, indent=2))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -41,6 +41,8 @@ args = parser.parse_args()
 metadata = json.loads((args.model / "metadata.json").read_text())
 SIZE = metadata["input_size"]
 SLOPE, INTERCEPT = metadata["calibration"]["slope_intercept"]
+NEGATIVE, POSITIVE = metadata["labels"]
+THRESHOLD = metadata["operating_points"][metadata["default_operating_point"]]["threshold"]
 model = build_network(SIZE, imagenet=False)
 tf.train.Checkpoint(network=model).restore(str(args.model / "variables" / "variables")).assert_nontrivial_match()
 kernel = model.get_layer(HEAD).kernel.numpy()[:, 0]
@@ -59,7 +61,7 @@ def predict():
     # Preprocessing in the view: decode, stretch to the square input, scale to [0, 1].
     gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     x = cv2.resize(gray, (SIZE, SIZE)).astype("float32") / 255.0
-    logit, features = model.predict(x[None, :, :, None], verbose=0)
+    logit, features = model.predict(x[None, :, :, None], verbose=0)[:2]  # any further output is unused
     probability = float(1 / (1 + np.exp(-(SLOPE * logit[0, 0] + INTERCEPT))))
     # Class activation map, upsampled onto the upload and blended.
     cam = np.maximum(features[0] @ kernel, 0)
@@ -67,7 +69,7 @@ def predict():
     heat = cv2.applyColorMap(np.uint8(255 * cv2.resize(cam, gray.shape[::-1])), cv2.COLORMAP_JET)
     blended = cv2.addWeighted(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), 0.6, heat, 0.4, 0)
     png = cv2.imencode(".png", blended)[1].tobytes()
-    label = "fractured" if probability >= metadata["operating_points"]["balanced"]["threshold"] else "not_fractured"
+    label = POSITIVE if probability >= THRESHOLD else NEGATIVE
     return jsonify(label=label, probability=probability, heatmap_png=base64.b64encode(png).decode())
 
 

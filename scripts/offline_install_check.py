@@ -4,10 +4,12 @@
 
 In a fresh temporary folder: unpack the app and model from the wheelhouse, make a virtual
 environment, ``pip install --no-index --find-links`` the variant's requirements and the app, start
-gunicorn (the slim variant on the LiteRT backend) and post a real X-ray. Every step runs inside a
-network namespace with only a loopback interface (``unshare --net``, needs root and iproute2), so
-any download would fail; pip's machine-wide settings are ignored (``PIP_CONFIG_FILE=/dev/null``) so
-no local mirror helps either. Exits 0 when the X-ray gets a verdict, 1 otherwise.
+gunicorn (the slim variant on the LiteRT backend) and post a real X-ray, both through the installed
+app's own ``python -m fracture_web.local_server`` (the helper the tests and the load test start
+gunicorn with). Every step runs inside a network namespace with only a loopback interface
+(``unshare --net``, needs root and iproute2), so any download would fail; pip's machine-wide
+settings are ignored (``PIP_CONFIG_FILE=/dev/null``) so no local mirror helps either. Exits 0 when
+the X-ray gets a verdict, 1 otherwise.
 """
 from __future__ import annotations
 
@@ -46,12 +48,8 @@ def steps(work: Path, wheelhouse: Path, variant: str) -> str:
 {pip} --no-deps -e {source}
 {no_tensorflow}
 cd {source}
-BIND=127.0.0.1:5399 WEB_CONCURRENCY=1 FRACTURE_BACKEND={backend} {venv}/bin/gunicorn -c gunicorn.conf.py \\
-    > {work}/gunicorn.log 2>&1 &
-server=$!
-trap 'kill $server' EXIT
-for i in $(seq 180); do curl -sf http://127.0.0.1:5399/healthz >/dev/null && break; sleep 1; done
-curl -sf -F file=@{SAMPLE} http://127.0.0.1:5399/api/v1/predict
+{venv}/bin/python -m fracture_web.local_server --post {SAMPLE} --log {work}/gunicorn.log \\
+    --env WEB_CONCURRENCY=1 FRACTURE_BACKEND={backend}
 """
 
 

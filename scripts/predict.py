@@ -16,12 +16,13 @@ from pathlib import Path
 
 from fracture_web.analysis import analyse
 from fracture_web.config import defaults
-from fracture_web.imaging import InvalidImageError
-from fracture_web.inference import FractureModel, ModelLoadError, UnknownOperatingPointError
+from fracture_web.pixels import InvalidImageError
+from fracture_web.inference import FractureModel, ModelLoadError, UnknownOperatingPointError, load_model
 from fracture_web.runtimes import BACKENDS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line's options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image", "--images", dest="images", type=Path, nargs="+", required=True)
     parser.add_argument("--model", type=Path, default=Path(defaults()["MODEL_DIR"]), help="model directory")
@@ -36,23 +37,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def describe(path: Path, model: FractureModel, operating_point: str | None, as_json: bool) -> str:
     """The result line for one file (raises the domain errors)."""
     result = analyse(path.read_bytes(), model, operating_point, images=False)
-    p = result.prediction
     if as_json:
-        return json.dumps({"file": str(path), "label": p.label, "probability": round(p.probability, 6),
-                           "threshold": p.threshold, "operating_point": p.operating_point,
-                           "model_version": p.model_version, "warnings": list(result.warnings),
-                           **({"dicom": result.context} if result.context else {})})
-    verdict = "FRACTURE SUSPECTED" if p.fractured else "no fracture detected"
+        return json.dumps({"file": str(path), **result.as_dict()})
+    p = result.prediction
+    verdict = p.verdict.upper() if p.fractured else p.verdict.lower()  # a suspected fracture stands out
     header = f" [{' '.join(result.context.values())}]" if result.context else ""
     return (f"{path}{header}: {verdict} (probability {p.probability:.1%}, threshold {p.threshold:.1%}, "
             f"{p.operating_point})")
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Print one line per file; 1 when any file could not be analysed, 2 when the model cannot be loaded."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        model = FractureModel(args.model, backend=args.backend)
+        model = load_model(args.model, backend=args.backend)
         model.resolve(args.operating_point)
     except (ModelLoadError, UnknownOperatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)

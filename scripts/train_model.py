@@ -14,11 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-import keras
-
-from fracture_web.training.data import DatasetError
-from fracture_web.training.pipeline import SCOPE, add_scope, export, fit_and_checkpoint, write_validation_report
+from fracture_web.datasets import DatasetError
+from fracture_web.inference import read_metadata
 from fracture_web.training.train import TrainConfig
+from fracture_web.training.workflow import RunPaths, TrainingError, run
 
 log = logging.getLogger("train_model")
 
@@ -44,6 +43,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--patience", type=int, default=defaults.patience)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--no-imagenet", action="store_true", help="start from random weights")
+    parser.add_argument("--localisation-weight", type=float, default=defaults.localisation_weight,
+                        help="weight of the fracture-map loss on the outlines (annotations.json); 0 = classifier only")
+    parser.add_argument("--site-shift-probability", type=float, default=defaults.site_shift_probability,
+                        help="share of training images re-rendered as another site might (resolution, JPEG, ...)")
+    parser.add_argument("--init-from", type=Path, metavar="MODEL_DIR",
+                        help="warm start: fine-tune this model folder (e.g. model/) instead of starting from ImageNet; "
+                             "the input size is the model's")
     parser.add_argument("--limit", type=int, default=0, help="use at most N training images (smoke tests)")
     args = parser.parse_args(argv)
     if not args.data_dir and not args.export_only:
@@ -51,38 +57,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The recipe the arguments ask for (the head epochs never more than all epochs; a warm start
+    keeps its model's input size)."""
+    image_size = read_metadata(args.init_from)["input_size"] if args.init_from else args.image_size
+    return TrainConfig(image_size=image_size, epochs=args.epochs,
+                       head_epochs=min(args.head_epochs, args.epochs), batch_size=args.batch_size,
+                       learning_rate=args.learning_rate, fine_tune_learning_rate=args.fine_tune_learning_rate,
+                       unfreeze_from_block=args.unfreeze_from_block, patience=args.patience, seed=args.seed,
+                       imagenet=not args.no_imagenet, localisation_weight=args.localisation_weight,
+                       site_shift_probability=args.site_shift_probability,
+                       init_from=str(args.init_from) if args.init_from else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     args = parse_args(argv)
     started = time.monotonic()
     checkpoint = args.export_only or args.checkpoint_dir or args.out.resolve().parent / "checkpoints" / args.out.name
-    if not args.export_only:
-        config = TrainConfig(args.image_size, args.epochs, min(args.head_epochs, args.epochs), args.batch_size,
-                             args.learning_rate, args.fine_tune_learning_rate, args.unfreeze_from_block,
-                             args.patience, args.seed, not args.no_imagenet)
-        try:
-            summary = fit_and_checkpoint(args.data_dir, config, checkpoint, args.limit)
-        except DatasetError as err:
-            log.error("error: %s", err)
-            return 2
-        val = summary["validation"]
-        log.info("validation AUC %.4f (95%% CI %.3f-%.3f), ECE %.3f; checkpoint in %s", val["auc"],
-                 *val["auc_ci95"], val["ece"], checkpoint)
-    if keras.backend.backend() != "tensorflow":
-        log.info("backend %s: export with TensorFlow: python scripts/train_model.py --export-only %s --out %s",
-                 keras.backend.backend(), checkpoint, args.out)
-    else:
-        if not (checkpoint / SCOPE).is_file():
-            if not args.data_dir:
-                log.error("error: %s has no %s; give --data-dir to fit it", checkpoint, SCOPE)
-                return 2
-            add_scope(checkpoint, args.data_dir)
-        metadata = export(checkpoint, args.out)
-        log.info("wrote %s (model %s)", args.out, metadata["model_version"])
-        if args.data_dir:
-            metrics = write_validation_report(args.data_dir, args.out, args.seed)
-            log.info("validation through the SavedModel: AUC %.4f (95%% CI %.3f-%.3f); model card in %s",
-                     metrics["auc"], *metrics["auc_ci95"], args.out / "MODEL_CARD.md")
+    paths = RunPaths(out=args.out, checkpoint=checkpoint, data_dir=args.data_dir)
+    try:
+        run(train_config(args), paths, train=not args.export_only, limit=args.limit)
+    except (DatasetError, TrainingError) as err:
+        log.error("error: %s", err)
+        return 2
     log.info("wall time %.1f min", (time.monotonic() - started) / 60)
     return 0
 

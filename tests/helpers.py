@@ -1,17 +1,15 @@
 """What the tests share besides fixtures: paths, sample images, script runs, servers."""
 from __future__ import annotations
 
-import os
 import re
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+
+from fracture_web import local_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "data" / "samples").glob("*.jpg"))
@@ -41,37 +39,10 @@ def post_form(client, data: dict, **kwargs):
     return client.post("/", data=data | {"csrf_token": token}, content_type="multipart/form-data", **kwargs)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "gunicorn exited during start-up"
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} not ready after {timeout} s")
-
-
 @contextmanager
 def running_gunicorn(**env: str):
-    """gunicorn with the repo's gunicorn.conf.py on a free loopback port, one worker;
+    """gunicorn with the repo's gunicorn.conf.py on a free loopback port, one worker unless
+    ``WEB_CONCURRENCY`` says otherwise (``fracture_web.local_server``, as the load test starts it);
     yields (base URL, port) once /healthz answers 200 and stops the server afterwards."""
-    port = free_port()
-    env = os.environ | {"BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1"} | env
-    process = subprocess.Popen([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until_ready(url + "/healthz", process)
-        yield url, port
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with local_server.running_gunicorn({"WEB_CONCURRENCY": "1"} | env, timeout=120) as server:
+        yield server.url, server.port

@@ -1,9 +1,15 @@
 """The ML engineer's command line: scripts/predict.py."""
 from __future__ import annotations
 
+import io
 import json
 
+import cv2
+import pytest
+
+from fracture_web import create_app
 from helpers import SAMPLES, run_script
+from dicom_files import radiograph_dataset, to_bytes
 
 
 def test_predict_prints_one_line_per_file(tiny_model_dir):
@@ -20,6 +26,20 @@ def test_predict_json(tiny_model_dir):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["label"] in ("fractured", "not_fractured") and 0 <= result["probability"] <= 1
+
+
+def test_the_command_line_and_the_api_report_the_same_fields_and_values(tiny_model_dir, tmp_path):
+    dicom = tmp_path / "hand.dcm"
+    dicom.write_bytes(to_bytes(radiograph_dataset(cv2.imread(str(SAMPLES[0]), cv2.IMREAD_GRAYSCALE))))
+    client = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir)}).test_client()
+    for path in (SAMPLES[0], dicom):
+        done = run_script("predict.py", "--model", str(tiny_model_dir), "--image", str(path), "--json")
+        assert done.returncode == 0, done.stderr
+        cli = json.loads(done.stdout)
+        api = client.post("/api/v1/predict", data={"file": (io.BytesIO(path.read_bytes()), "x")}).get_json()
+        assert cli.pop("probability") == pytest.approx(api.pop("probability"), abs=1e-6)
+        assert cli == {"file": str(path), **api}
+    assert api["dicom"] == {"modality": "DX", "body_part": "HAND", "view_position": "PA", "laterality": "L"}
 
 
 def test_predict_fails_clearly_on_a_bad_file(tiny_model_dir, tmp_path):

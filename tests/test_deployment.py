@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from fracture_web import local_server
+from fracture_web.loadgen import multipart, summarise
 from helpers import ROOT, running_gunicorn
 
 
@@ -54,6 +56,28 @@ def test_a_client_that_disconnects_mid_upload_leaves_the_server_healthy(tiny_mod
                                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
         with urllib.request.urlopen(request, timeout=30) as response:
             assert json.loads(response.read())["label"] in ("fractured", "not_fractured")
+    with pytest.raises(OSError):  # the helper stopped the server it started
+        urllib.request.urlopen(f"{url}/healthz", timeout=5)
+
+
+def test_the_server_helper_says_at_once_when_the_server_dies_during_startup(tmp_path):
+    import time
+
+    started = time.monotonic()
+    with pytest.raises(local_server.ServerStartError, match="exited"):
+        with local_server.running_gunicorn({"FRACTURE_MODEL_DIR": str(tmp_path / "nowhere"),
+                                            "WEB_CONCURRENCY": "1"}, timeout=120):
+            pass
+    assert time.monotonic() - started < 60  # not only when the timeout runs out
+
+
+def test_the_load_generator_posts_what_the_api_accepts_and_counts_what_it_got(client, sample_bytes):
+    body, content_type = multipart(sample_bytes, "x.jpg")
+    response = client.post("/api/v1/predict", data=body, content_type=content_type)
+    assert response.status_code == 200 and "label" in response.get_json()
+    summary = summarise([(0.010, True), (0.020, True), (0.030, False), (0.040, True)], seconds=2)
+    assert (summary["requests"], summary["errors"], summary["throughput_rps"]) == (4, 1, 2.0)
+    assert summary["latency_ms"]["p50"] == pytest.approx(25.0)
 
 
 def _sample_upload() -> tuple[bytes, str]:

@@ -25,8 +25,8 @@ from fracture_web.dicom_node.outbox import Outbox
 from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS, result_datasets
 from fracture_web.dicom_node.server import Node
 from fracture_web.inference import FractureModel
+from fracture_web.local_server import free_port
 
-from helpers import free_port
 from dicom_files import PATIENT, radiograph_dataset, to_bytes
 
 
@@ -91,6 +91,7 @@ def test_the_report_states_verdict_probability_operating_point_and_model_and_cit
     finding, probability, point, version, disclaimer = sr.ContentSequence[:5]
     assert sr.ValueType == "CONTAINER" and sr.CompletionFlag == "COMPLETE" and sr.VerificationFlag == "UNVERIFIED"
     assert finding.TextValue == ("Fracture suspected" if p.fractured else "No fracture detected")
+    assert finding.TextValue == p.verdict  # the one wording, shared with the page and the command line
     image = finding.ContentSequence[0]
     assert (image.RelationshipType, image.ValueType) == ("INFERRED FROM", "IMAGE")
     assert image.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID

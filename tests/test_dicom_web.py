@@ -107,7 +107,7 @@ def test_the_command_line_reads_dicom_files(tiny_model_dir, dicom_bytes, tmp_pat
 
 
 def test_evaluation_and_training_pick_up_dcm_files_in_class_folders(tiny_model_dir, tiny_dataset, tmp_path):
-    from fracture_web.evaluation import score_folder
+    from fracture_web.evaluation.scoring import score_folder
     from fracture_web.inference import FractureModel
 
     folder = tmp_path / "data"

@@ -129,7 +129,10 @@ def test_serving_form_with_batch_norm_folded_computes_what_the_trained_network_d
     folded = inference_network(trained)
     assert not any("BatchNormalization" in type(layer).__name__ for layer in folded.get_layer("backbone").layers)
     grey = np.random.default_rng(0).random((2, 96, 96, 1), dtype=np.float32)
-    (logit, features), (folded_logit, folded_features) = trained(grey, training=False), folded(grey)
+    (logit, features, fracture_map) = trained(grey, training=False)
+    (folded_logit, folded_features, folded_map) = folded(grey)
     assert float(np.max(features)) > 1  # the comparison is not between two all-zero maps
     np.testing.assert_allclose(np.asarray(folded_features), np.asarray(features), rtol=0, atol=1e-3)
     np.testing.assert_allclose(np.asarray(folded_logit), np.asarray(logit), rtol=0, atol=1e-3)
+    assert np.asarray(fracture_map).shape == (2, 6, 6, 1)  # the locator at stride 16
+    np.testing.assert_allclose(np.asarray(folded_map), np.asarray(fracture_map), rtol=0, atol=1e-3)

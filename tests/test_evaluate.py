@@ -3,15 +3,21 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import roc_auc_score, roc_curve as sklearn_roc_curve
 
-from helpers import run_script, synthetic_xray
-from fracture_web.evaluation import EvaluationError, evaluate, reliability_bins, score_folder
+from helpers import ROOT, run_script, synthetic_xray
+from fracture_web.evaluation.metrics import calibration_bins, expected_calibration_error, roc_auc, roc_curve
+from fracture_web.evaluation.model_card import render
+from fracture_web.evaluation.report import evaluate
+from fracture_web.evaluation.scoring import EvaluationError, score_folder
 from fracture_web.imaging import preprocess
 from fracture_web.inference import FractureModel
 
@@ -85,10 +91,10 @@ class FakeModel:
         self.thresholds = thresholds
         self.batch_sizes: list[int] = []
 
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         assert batch.shape[1:] == (64, 64, 1) and batch.dtype == np.float32
         self.batch_sizes.append(len(batch))
-        return batch.mean(axis=(1, 2, 3)), np.zeros((len(batch), 8, 8), np.float32)
+        return {"probability": batch.mean(axis=(1, 2, 3)), "heatmap": np.zeros((len(batch), 8, 8), np.float32)}
 
 
 def bar_image(share: float, side: int = 128) -> np.ndarray:
@@ -150,13 +156,47 @@ def test_auc_counts_misordered_pairs(tmp_path):
     assert result["operating_points"]["balanced"]["fn"] == 1
 
 
-def test_reliability_bins_are_mean_prediction_and_observed_fraction():
+def test_calibration_bins_are_mean_prediction_and_observed_fraction():
     labels = np.array([0, 0, 1, 1, 1])
     probs = np.array([0.05, 0.15, 0.12, 0.95, 0.91])
-    mean_pred, observed, counts = reliability_bins(labels, probs, bins=10)
+    mean_pred, observed, counts = calibration_bins(labels, probs, bins=10)
     assert counts.tolist() == [1, 2, 0, 0, 0, 0, 0, 0, 0, 2]
     assert mean_pred[1] == pytest.approx(0.135) and observed[1] == 0.5 and observed[9] == 1.0
     assert np.isnan(mean_pred[2]) and np.isnan(observed[5])
+    # The ECE weighs the same bins: (1 x 0.05 + 2 x |0.5 - 0.135| + 2 x |1 - 0.93|) / 5
+    assert expected_calibration_error(labels, probs, bins=10) == pytest.approx((0.05 + 0.73 + 0.14) / 5)
+
+
+def random_scores_with_ties(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of both classes and float32 scores, every other draw rounded to a few levels (many ties)."""
+    labels = (rng.random(n) < rng.uniform(0.1, 0.6)).astype(np.int32)
+    labels[:2] = (0, 1)
+    scores = rng.random(n).astype(np.float32)
+    if rng.random() < 0.5:
+        scores = np.round(scores * rng.integers(2, 12)) / 10
+    return labels, scores
+
+
+def test_numpy_auc_and_roc_curve_equal_scikit_learns_exactly():
+    rng = np.random.default_rng(7)
+    for _ in range(300):
+        labels, scores = random_scores_with_ties(rng, int(rng.integers(2, 400)))
+        assert roc_auc(labels, scores) == roc_auc_score(labels, scores)  # the same float, not approximately
+        for ours, theirs in zip(roc_curve(labels, scores), sklearn_roc_curve(labels, scores)):
+            np.testing.assert_array_equal(ours, theirs)
+
+
+def test_auc_counts_ties_as_half():
+    labels = np.array([1, 0, 1, 0])
+    assert roc_auc(labels, np.array([0.5, 0.5, 0.5, 0.5])) == 0.5
+    assert roc_auc(labels, np.array([0.9, 0.2, 0.4, 0.4])) == 0.875  # one tie of four pairs
+
+
+def test_model_card_template_renders_the_committed_card():
+    model_dir = ROOT / "model"
+    metadata = json.loads((model_dir / "metadata.json").read_text())
+    metrics = json.loads((model_dir / "metrics.json").read_text())
+    assert render(metadata, metrics) == (model_dir / "MODEL_CARD.md").read_text()
 
 
 def test_only_one_readable_class_is_refused(tmp_path):
@@ -189,3 +229,60 @@ def test_cli_exits_2_on_unusable_folder(layout, tiny_model_dir, tmp_path):
     assert ("No labelled images" in message or "only one class" in message
             or "None of the 2 images" in message), message
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+#: What the runtime install (requirements.txt) leaves out, and the training code evaluation must not need.
+NOT_IN_THE_RUNTIME = ["sklearn", "matplotlib", "keras", "fracture_web.training"]
+
+
+def run_evaluate_without_dev_packages(*args: str) -> subprocess.CompletedProcess:
+    """scripts/evaluate.py with scikit-learn, matplotlib, Keras and fracture_web.training unimportable."""
+    code = textwrap.dedent(f"""
+        import runpy, sys
+        sys.modules.update(dict.fromkeys({NOT_IN_THE_RUNTIME!r}))  # any import of them raises ImportError
+        sys.argv = ["evaluate.py", *{list(args)!r}]
+        runpy.run_path({str(ROOT / "scripts" / "evaluate.py")!r}, run_name="__main__")
+    """)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+def test_cli_evaluates_from_the_runtime_install_alone(tiny_model_dir, tiny_dataset, tmp_path):
+    done = run_evaluate_without_dev_packages("--data-dir", str(tiny_dataset), "--model", str(tiny_model_dir),
+                                             "--out", str(tmp_path / "metrics.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "metrics.json").read_text())
+    assert result["n"] == 48 and result["positives"] == 24
+    assert f"AUC {result['auc']:.3f} (95% CI" in done.stdout
+    records, probs, _, _ = score_folder(tiny_dataset, FractureModel(tiny_model_dir))
+    assert result["auc"] == roc_auc_score(records.labels, probs)
+
+
+def test_cli_plots_without_matplotlib_fail_with_one_clear_line(tiny_model_dir, tiny_dataset, tmp_path):
+    done = run_evaluate_without_dev_packages("--data-dir", str(tiny_dataset), "--model", str(tiny_model_dir),
+                                             "--plots", str(tmp_path / "plots"))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    message = done.stderr.strip().splitlines()[-1]
+    assert message.startswith("error: ") and "matplotlib" in message
+    assert "pip install -r requirements-dev.txt" in message
+    assert not (tmp_path / "plots").exists()
+
+
+def test_the_robustness_table_rescores_every_image_under_every_shift(tmp_path):
+    from fracture_web.datasets import read_records
+    from fracture_web.evaluation.robustness import format_robustness, robustness_table
+    from fracture_web.shifts import SHIFTS
+
+    model = FakeModel({"balanced": 0.55})
+    records = read_records(make_folder(tmp_path, SEPARABLE, unreadable=None))
+    table = robustness_table(records, model, batch_size=4)
+    assert table["n"] == 8 and table["reference"]["auc"] == 1.0
+    assert list(table["shifts"]) == [shift.name for shift in SHIFTS]
+    # The fake model's probability is the mean brightness: inverting swaps the classes' order.
+    inverted = table["shifts"]["inverted"]
+    assert inverted["auc"] == 0.0 and inverted["auc_drop"] == 1.0 and not inverted["scanner"]
+    assert not inverted["meets_target"]
+    # A gamma above 1 darkens every bar image: the same order, so the same AUC, fewer called positive.
+    darker = table["shifts"]["gamma_1.4"]
+    assert darker["auc"] == 1.0 and darker["meets_target"]
+    assert sum(model.batch_sizes) == 8 * (1 + len(SHIFTS))

@@ -27,8 +27,9 @@ from pydicom.uid import BasicTextSRStorage, SecondaryCaptureImageStorage
 from fracture_web.analysis import analyse
 from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS
 from fracture_web.inference import FractureModel
+from fracture_web.local_server import free_port
 
-from helpers import ROOT, free_port
+from helpers import ROOT
 from dicom_files import PATIENT, radiograph_dataset, to_bytes
 
 ORTHANC = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin:/usr/local/sbin")

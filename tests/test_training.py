@@ -6,16 +6,19 @@ import json
 import numpy as np
 import pytest
 
-from fracture_web.training.data import DatasetError, read_records, split_train_val
-from fracture_web.training.metrics import (choose_operating_points, confusion_rates, expected_calibration_error,
-                                           fit_platt, sigmoid)
+from fracture_web.datasets import DatasetError, read_records
+from fracture_web.evaluation.metrics import confusion_rates, expected_calibration_error
+from fracture_web.evaluation.calibration import choose_operating_points, fit_platt
+from fracture_web.probability import sigmoid
+from fracture_web.training.splits import split_train_val
+from fracture_web.training.workflow import LABELS
 
-from helpers import FRACATLAS, run_script
+from helpers import FRACATLAS, ROOT, run_script
 
 
 def test_training_script_writes_a_servable_model_with_metadata(tiny_model_dir):
     metadata = json.loads((tiny_model_dir / "metadata.json").read_text())
-    assert metadata["input_size"] == 64
+    assert metadata["input_size"] == 64 and metadata["labels"] == list(LABELS)
     assert set(metadata["operating_points"]) == {"balanced", "high_sensitivity"}
     assert metadata["default_operating_point"] == "balanced"
     assert "FracAtlas" in metadata["training"]["data"] and metadata["training"]["trained_at"]
@@ -106,7 +109,7 @@ def test_confusion_rates_count_correctly():
 
 
 def test_wilson_interval_matches_a_known_value():
-    from fracture_web.training.metrics import wilson_interval
+    from fracture_web.evaluation.metrics import wilson_interval
 
     low, high = wilson_interval(81, 90)  # 0.9 of 90: the textbook interval is about 0.821-0.946
     assert low == pytest.approx(0.8211, abs=1e-3) and high == pytest.approx(0.9464, abs=1e-3)
@@ -132,3 +135,87 @@ def test_scope_round_trips_through_a_file(tmp_path):
     scope.save(tmp_path / "scope.npz")
     loaded = Scope.load(tmp_path / "scope.npz")
     assert loaded.threshold == 2.5 and np.array_equal(loaded.projection, scope.projection)
+
+
+def test_every_recipe_flag_reaches_its_own_config_field():
+    import runpy
+
+    from fracture_web.training.train import TrainConfig
+
+    script = runpy.run_path(str(ROOT / "scripts" / "train_model.py"))  # not as __main__: nothing runs
+    args = script["parse_args"](["--data-dir", "d", "--epochs", "5", "--head-epochs", "7", "--batch-size", "3",
+                                 "--image-size", "96", "--learning-rate", "0.1", "--fine-tune-learning-rate", "0.2",
+                                 "--unfreeze-from-block", "4", "--patience", "6", "--seed", "8", "--no-imagenet",
+                                 "--localisation-weight", "0.5", "--site-shift-probability", "0.25"])
+    assert script["train_config"](args) == TrainConfig(
+        image_size=96, epochs=5, head_epochs=5, batch_size=3, learning_rate=0.1, fine_tune_learning_rate=0.2,
+        unfreeze_from_block=4, patience=6, seed=8, imagenet=False, localisation_weight=0.5,
+        site_shift_probability=0.25)
+
+
+def test_on_another_keras_backend_the_run_stops_at_the_checkpoint(tmp_path, monkeypatch, caplog):
+    from fracture_web.training import workflow
+
+    validation = {"auc": 0.9, "auc_ci95": [0.8, 0.95], "ece": 0.01}
+    monkeypatch.setattr(workflow, "fit_and_checkpoint", lambda *args: {"validation": validation})
+    monkeypatch.setattr(workflow.keras.backend, "backend", lambda: "jax")
+    paths = workflow.RunPaths(out=tmp_path / "model", checkpoint=tmp_path / "checkpoint", data_dir=tmp_path)
+    with caplog.at_level("INFO"):
+        workflow.run(workflow.TrainConfig(), paths)
+    assert f"--export-only {paths.checkpoint} --out {paths.out}" in caplog.text
+    assert not paths.out.exists()
+
+
+def test_exporting_a_checkpoint_without_its_scope_needs_the_data(tmp_path):
+    from fracture_web.training.workflow import RunPaths, TrainConfig, TrainingError, run
+
+    with pytest.raises(TrainingError, match="no scope.npz; give --data-dir"):
+        run(TrainConfig(), RunPaths(out=tmp_path / "model", checkpoint=tmp_path), train=False)
+    done = run_script("train_model.py", "--export-only", str(tmp_path), "--out", str(tmp_path / "model"))
+    assert done.returncode == 2 and "give --data-dir to fit it" in done.stdout
+
+
+def test_the_served_model_has_a_fracture_map_from_the_same_forward_pass(tiny_model_dir):
+    from fracture_web.inference import FractureModel
+
+    outputs = FractureModel(tiny_model_dir).outputs(np.random.default_rng(0).random((3, 64, 64, 1), np.float32))
+    assert outputs["fracture_map"].shape == (3, 4, 4)  # stride 16
+    assert np.all((outputs["fracture_map"] >= 0) & (outputs["fracture_map"] <= 1))
+
+
+def test_outlines_become_map_targets_only_where_they_are_known(tmp_path):
+    from fracture_web.datasets import Records, Split
+    from fracture_web.outlines import Outlines
+    from fracture_web.training.train import Examples
+
+    paths = [tmp_path / "images" / f"{name}.png" for name in ("outlined", "not_outlined", "normal")]
+    split = Split(Records(paths, np.array([1, 1, 0])), np.zeros((3, 64, 64, 1), np.float32), np.array([1, 1, 0]))
+    square = np.array([[10, 10], [30, 10], [30, 30], [10, 30]], np.float32)
+    outlines = Outlines({"images/outlined.png": (64, 64)}, {"images/outlined.png": [square]})
+    examples = Examples.of(split, outlines, tmp_path)
+    assert examples.map_weights.tolist() == [1.0, 0.0, 1.0]  # a positive without an outline: map not trained
+    assert examples.masks[0, 20, 20] == 1 and examples.masks[0].sum() > 300 and examples.masks[2].sum() == 0
+    targets = examples.map_targets(4)
+    assert targets.shape == (3, 16) and targets[0].max() == 1.0 and targets[2].max() == 0.0
+    assert Examples.of(split, None, tmp_path).map_weights.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_a_warm_start_fine_tunes_the_given_model(tiny_model_dir, tiny_dataset, tmp_path):
+    import keras
+
+    from fracture_web.inference import FractureModel
+    from fracture_web.training.network import build_network, restore_from_savedmodel
+
+    # The restored network is the served one: same probability through the exported calibration.
+    network = build_network(64, imagenet=False)
+    restore_from_savedmodel(network, tiny_model_dir)
+    images = np.random.default_rng(1).random((2, 64, 64, 1), np.float32)
+    slope, intercept = json.loads((tiny_model_dir / "metadata.json").read_text())["calibration"]["slope_intercept"]
+    restored = sigmoid(slope * keras.ops.convert_to_numpy(network(images)[0])[:, 0] + intercept)
+    np.testing.assert_allclose(restored, FractureModel(tiny_model_dir).outputs(images)["probability"], atol=1e-4)
+
+    done = run_script("train_model.py", "--init-from", str(tiny_model_dir), "--data-dir", str(tiny_dataset),
+                      "--out", str(tmp_path / "warm"), "--epochs", "1", "--head-epochs", "0", "--batch-size", "8")
+    assert done.returncode == 0, done.stdout + done.stderr
+    metadata = json.loads((tmp_path / "warm" / "metadata.json").read_text())
+    assert metadata["input_size"] == 64 and str(tiny_model_dir) in metadata["training"]["initial_weights"]

@@ -133,6 +133,35 @@ def test_healthz_is_503_and_predictions_refused_without_a_model(sample_bytes):
     assert response.status_code == 503 and "not loaded" in response.get_json()["error"]
 
 
+def test_the_model_takes_its_label_names_from_its_metadata(tiny_model_dir, sample_bytes, tmp_path):
+    import json
+    import shutil
+
+    from fracture_web.inference import ModelLoadError
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    metadata = json.loads((model_dir / "metadata.json").read_text())
+    metadata["labels"] = ["intact", "broken"]
+    # Two operating points whose thresholds every probability passes and none does.
+    metadata["operating_points"] |= {"always": {"threshold": 0.0}, "never": {"threshold": 2.0}}
+    (model_dir / "metadata.json").write_text(json.dumps(metadata))
+    client = create_app({"TESTING": True, "MODEL_DIR": str(model_dir)}).test_client()
+    for point, label, verdict in (("always", "broken", "Fracture suspected"), ("never", "intact", "No fracture detected")):
+        body = client.post(f"/api/v1/predict?operating_point={point}", data=upload(sample_bytes)).get_json()
+        assert body["label"] == label
+        page = post_form(client, upload(sample_bytes) | {"operating_point": point}).get_data(as_text=True)
+        assert verdict in page  # the verdict's wording is the app's, whatever the model calls its classes
+    for garbled in (None, ["fractured"], ["same", "same"], "not_fractured,fractured", [0, 1]):
+        if garbled is None:
+            del metadata["labels"]
+        else:
+            metadata["labels"] = garbled
+        (model_dir / "metadata.json").write_text(json.dumps(metadata))
+        with pytest.raises(ModelLoadError, match="labels"):
+            create_app({"TESTING": True, "MODEL_DIR": str(model_dir)})
+
+
 def test_a_missing_model_directory_fails_at_startup(tmp_path):
     from fracture_web.inference import ModelLoadError
 

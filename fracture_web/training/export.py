@@ -37,14 +37,15 @@ def export_savedmodel(network: keras.Model, platt: tuple[float, float], scope: S
     projection = tf.constant(scope.projection)
 
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
-        logit, features = serving(image, training=False)
+        logit, features, map_logits = serving(image, training=False)
         probability = tf.sigmoid(slope * logit[:, 0] + intercept)
         cam = tf.nn.relu(tf.einsum("bhwc,c->bhw", features, tf.cast(kernel[:, 0], features.dtype)))
         peak = tf.reduce_max(cam, axis=[1, 2], keepdims=True)
         heatmap = tf.math.divide_no_nan(cam, peak)
         pooled = tf.reduce_mean(features, axis=[1, 2])
         distance = tf.norm(tf.matmul(pooled - mean, projection), axis=1)
-        return {"probability": probability, "heatmap": heatmap, "atypicality": distance / scope.threshold}
+        return {"probability": probability, "heatmap": heatmap, "atypicality": distance / scope.threshold,
+                "fracture_map": tf.sigmoid(map_logits[..., 0])}
 
     # A plain tf.Module (keras.export.ExportArchive would store each network's variables twice).
     module = tf.Module()

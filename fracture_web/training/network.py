@@ -1,10 +1,17 @@
-"""The fracture classifier: EfficientNet-Lite0 (ImageNet start) -> GAP -> one logit.
+"""The fracture network: EfficientNet-Lite0 (ImageNet start) with two heads on one forward pass.
 
-Backend-agnostic Keras 3 (trains on TensorFlow or JAX). The network has two
-outputs, the fracture logit and the last feature map, so the export can compute
-the class activation map (Grad-CAM of a GAP -> Dense head) without layer names.
+* the classifier: global average pooling of the last (stride-32) feature map -> one logit;
+* the locator: a fracture map at stride 16 (the stride-16 features plus the upsampled last
+  features -> one logit per cell), trained on the radiologists' outlines, so the network learns
+  where fractures are rather than what else comes with them (implants, markers, exposure).
+
+Backend-agnostic Keras 3 (trains on TensorFlow or JAX). The network has three outputs, the
+fracture logit, the last feature map (for the class activation map and the in-scope check) and
+the fracture map's logits, so the export needs no layer names.
 """
 from __future__ import annotations
+
+from pathlib import Path
 
 import keras
 from keras import layers
@@ -14,22 +21,49 @@ from .torch_weights import lite0_weights_path, read_torch_state_dict
 
 BACKBONE = "backbone"
 HEAD = "fracture_logit"
+LOCATOR = "fracture_map"
+#: The last block at stride 16 (112 channels), where the locator reads finer detail.
+STRIDE16_LAYER = "block5c_add"
+#: Channels of the locator's hidden layers.
+LOCATOR_WIDTH = 64
+
+
+def _backbone(input_size: int, channels: int, batch_norm: bool = True) -> keras.Model:
+    """Lite0 with two outputs: the stride-16 features and the last (stride-32) feature map."""
+    core = build_efficientnet_lite0((input_size, input_size, channels), include_top=False, name=BACKBONE,
+                                    batch_norm=batch_norm)
+    return keras.Model(core.input, [core.get_layer(STRIDE16_LAYER).output, core.output], name=BACKBONE)
+
+
+def _locator(fine: keras.KerasTensor, features: keras.KerasTensor) -> keras.KerasTensor:
+    """Fracture-map logits (B, h16, w16, 1) from the stride-16 and the last feature maps."""
+    coarse = layers.Conv2D(LOCATOR_WIDTH, 1, activation="relu", name="map_reduce")(features)
+    coarse = layers.Resizing(fine.shape[1], fine.shape[2], interpolation="bilinear", name="map_up")(coarse)
+    x = layers.Concatenate(name="map_concat")([fine, coarse])
+    x = layers.Conv2D(LOCATOR_WIDTH, 3, padding="same", activation="relu", name="map_conv")(x)
+    # Start near "no fracture anywhere" (sigmoid(-4) = 0.018): most cells of most images are empty.
+    return layers.Conv2D(1, 1, name=LOCATOR, bias_initializer=keras.initializers.Constant(-4.0))(x)
+
+
+def _heads(fine: keras.KerasTensor, features: keras.KerasTensor, dropout: float) -> tuple:
+    pooled = layers.GlobalAveragePooling2D(name="pool")(features)
+    dropped = layers.Dropout(dropout, name="dropout")(pooled) if dropout else pooled
+    return layers.Dense(1, name=HEAD)(dropped), _locator(fine, features)
 
 
 def build_network(input_size: int, imagenet: bool = True, dropout: float = 0.3) -> keras.Model:
-    """(input_size, input_size, 1) image in [0, 1] -> [logit (B, 1), features (B, h, w, 1280)]."""
+    """(input_size, input_size, 1) image in [0, 1] ->
+    [logit (B, 1), features (B, h32, w32, 1280), fracture-map logits (B, h16, w16, 1)]."""
     image = keras.Input((input_size, input_size, 1), name="image")
     # The ImageNet weights expect three channels in [-1, 1].
     signed = layers.Rescaling(2.0, offset=-1.0, name="to_signed")(image)
     rgb = layers.Concatenate(name="to_rgb")([signed, signed, signed])
-    backbone = build_efficientnet_lite0((input_size, input_size, 3), include_top=False, name=BACKBONE)
+    backbone = _backbone(input_size, 3)
     if imagenet:
         load_lite0_imagenet_weights(backbone, read_torch_state_dict(lite0_weights_path()))
-    features = backbone(rgb)
-    pooled = layers.GlobalAveragePooling2D(name="pool")(features)
-    dropped = layers.Dropout(dropout, name="dropout")(pooled)
-    logit = layers.Dense(1, name=HEAD)(dropped)
-    return keras.Model(image, [logit, features], name="fracture_net")
+    fine, features = backbone(rgb)
+    logit, fracture_map = _heads(fine, features, dropout)
+    return keras.Model(image, [logit, features, fracture_map], name="fracture_net")
 
 
 def inference_network(network: keras.Model) -> keras.Model:
@@ -42,19 +76,34 @@ def inference_network(network: keras.Model) -> keras.Model:
     size = network.input_shape[1]
     image = keras.Input((size, size, 1), name="image")
     signed = layers.Rescaling(2.0, offset=-1.0, name="to_signed")(image)
-    backbone = build_efficientnet_lite0((size, size, 1), include_top=False, name=BACKBONE, batch_norm=False)
+    backbone = _backbone(size, 1, batch_norm=False)
     fold_batch_norm(network.get_layer(BACKBONE), backbone)
-    features = backbone(signed)
-    pooled = layers.GlobalAveragePooling2D(name="pool")(features)
-    head = layers.Dense(1, name=HEAD)
-    logit = head(pooled)
-    head.set_weights(network.get_layer(HEAD).get_weights())
-    return keras.Model(image, [logit, features], name="fracture_net_inference")
+    fine, features = backbone(signed)
+    logit, fracture_map = _heads(fine, features, dropout=0.0)
+    serving = keras.Model(image, [logit, features, fracture_map], name="fracture_net_inference")
+    for name in (HEAD, *LOCATOR_LAYERS):
+        serving.get_layer(name).set_weights(network.get_layer(name).get_weights())
+    return serving
 
 
-def classifier(network: keras.Model) -> keras.Model:
-    """The logit-only view of the network, for training and scoring."""
-    return keras.Model(network.input, network.outputs[0], name="fracture_classifier")
+#: The locator's weighted layers, copied as they are into the serving network.
+LOCATOR_LAYERS = ("map_reduce", "map_conv", LOCATOR)
+
+
+def restore_from_savedmodel(network: keras.Model, model_dir: Path) -> None:
+    """Load the trained weights of a model folder written by ``export_savedmodel`` (the network is
+    saved there beside its serving form) into ``network``, which must be built alike. TensorFlow only."""
+    import tensorflow as tf
+
+    status = tf.train.Checkpoint(network=network).read(str(Path(model_dir) / "variables" / "variables"))
+    status.expect_partial().assert_existing_objects_matched()
+
+
+def trainable_outputs(network: keras.Model) -> keras.Model:
+    """The view of the network that training fits: the logit and the fracture-map logits, the map
+    flattened to (B, cells) so that its loss is one number per image (and takes per-image weights)."""
+    flat = layers.Reshape((-1,), name="fracture_map_cells")(network.outputs[2])
+    return keras.Model(network.input, [network.outputs[0], flat], name="fracture_trainer")
 
 
 def set_trainable_from(network: keras.Model, first_block: int | None) -> int:

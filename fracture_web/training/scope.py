@@ -60,5 +60,5 @@ def logits_and_features(network: keras.Model, images: np.ndarray,
                         batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
     """One forward pass: the fracture logits (B,) and the globally pooled last feature map
     (B, channels), which is what the fracture head sees."""
-    logits, features = network.predict(images, batch_size=batch_size, verbose=0)
+    logits, features, _fracture_map = network.predict(images, batch_size=batch_size, verbose=0)
     return logits[:, 0], features.mean(axis=(1, 2))

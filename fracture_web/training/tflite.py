@@ -1,20 +1,17 @@
-"""The shipped SavedModel as TensorFlow Lite files for LiteRT, and their parity with it.
+"""The shipped SavedModel as TensorFlow Lite files for LiteRT.
 
 The conversion keeps the ``serving_default`` signature with all three outputs (probability,
 heatmap, atypicality), so the app serves either file through the same code. Needs TensorFlow;
-the parity check also needs ``ai-edge-litert``.
+the files' parity with the SavedModel is checked by :mod:`fracture_web.evaluation.parity`.
 """
 from __future__ import annotations
 
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import tensorflow as tf
-from sklearn.metrics import roc_auc_score
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from ..inference import FractureModel
 from ..runtimes import SIGNATURE
 
 #: Variants: float32 (parity with the SavedModel), float16 weights (half the file),
@@ -54,17 +51,3 @@ def convert(model_dir: Path, variant: str) -> bytes:
         if variant == "float16":
             converter.target_spec.supported_types = [tf.float16]
         return converter.convert()
-
-
-def all_outputs(model: FractureModel, inputs: np.ndarray, batch_size: int = 16) -> dict[str, np.ndarray]:
-    """Every output of ``model`` for every input, ``batch_size`` at a time."""
-    parts = [model.outputs(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]
-    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
-
-
-def parity(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray], labels: np.ndarray) -> dict:
-    """Largest differences of a variant's outputs from the SavedModel's, and its AUC."""
-    return {"max_probability_diff": float(np.max(np.abs(candidate["probability"] - reference["probability"]))),
-            "max_heatmap_diff": float(np.max(np.abs(candidate["heatmap"] - reference["heatmap"]))),
-            "max_atypicality_diff": float(np.max(np.abs(candidate["atypicality"] - reference["atypicality"]))),
-            "auc": float(roc_auc_score(labels, candidate["probability"]))}

@@ -15,9 +15,12 @@ from datetime import datetime, timezone
 
 from flask import Flask, Response, g
 
-from ..inference import Prediction
+from ..analysis import Analysis
 
 log = logging.getLogger("fracture_web.audit")
+#: What an audit line keeps of an analysis's result (``Analysis.as_dict``); never its warnings or
+#: DICOM context, so nothing beyond the model's answer reaches the trail.
+AUDITED = ("model_version", "operating_point", "probability")
 
 
 def init_app(app: Flask) -> None:
@@ -44,14 +47,13 @@ def _send_request_id(response: Response) -> Response:
     return response
 
 
-def record(upload: bytes, prediction: Prediction) -> None:
-    """Write the audit line for one prediction."""
+def record(upload: bytes, result: Analysis) -> None:
+    """Write the audit line for one analysed upload: the same values as the API's answer."""
+    facts = result.as_dict()
     log.info(json.dumps({
         "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
         "request_id": g.get("request_id"),
         "sha256": hashlib.sha256(upload).hexdigest(),
-        "model_version": prediction.model_version,
-        "operating_point": prediction.operating_point,
-        "probability": round(prediction.probability, 6),
-        "verdict": prediction.label,
+        **{key: facts[key] for key in AUDITED},
+        "verdict": facts["label"],
     }))

@@ -1,14 +1,10 @@
 """The model as a Flask extension: loaded and warmed up once per worker process."""
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 from flask import Flask, current_app
 
-from ..inference import FractureModel
+from ..inference import FractureModel, load_model
 
-log = logging.getLogger(__name__)
 KEY = "fracture_model"
 
 
@@ -21,12 +17,9 @@ def init_app(app: Flask) -> None:
     app.extensions[KEY] = None
     if not app.config["LOAD_MODEL"]:
         return
-    model = FractureModel(Path(app.config["MODEL_DIR"]), app.config["OPERATING_POINT"],
-                          backend=app.config["BACKEND"], tflite_file=app.config["TFLITE_FILE"],
-                          threads=app.config["THREADS"])
-    model.warm_up()
-    app.extensions[KEY] = model
-    log.info("model %s loaded from %s (%s)", model.version, app.config["MODEL_DIR"], model.backend)
+    app.extensions[KEY] = load_model(app.config["MODEL_DIR"], app.config["OPERATING_POINT"],
+                                     backend=app.config["BACKEND"], tflite_file=app.config["TFLITE_FILE"],
+                                     threads=app.config["THREADS"])
 
 
 def get_model() -> FractureModel | None:

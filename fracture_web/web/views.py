@@ -8,7 +8,7 @@ from datetime import datetime
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
 
 from ..analysis import Analysis, analyse
-from ..imaging import InvalidImageError
+from ..pixels import InvalidImageError
 from ..inference import UnknownOperatingPointError
 from . import audit
 from .extension import get_model
@@ -40,7 +40,7 @@ def _run(images: bool) -> Analysis:
     upload = _uploaded_bytes()
     result = analyse(upload, model, request.values.get("operating_point") or None,
                      images=images, display_max_side=current_app.config["DISPLAY_MAX_SIDE"])
-    audit.record(upload, result.prediction)
+    audit.record(upload, result)
     return result
 
 
@@ -85,12 +85,7 @@ def predict_api():
         result = _run(images=want_heatmap)
     except (InvalidImageError, UploadError, UnknownOperatingPointError) as err:
         return jsonify(error=str(err)), 400
-    p = result.prediction
-    body = {"label": p.label, "probability": round(p.probability, 6), "threshold": p.threshold,
-            "operating_point": p.operating_point, "model_version": p.model_version,
-            "warnings": list(result.warnings)}
-    if result.context:  # a DICOM upload: its non-identifying header context
-        body["dicom"] = result.context
+    body = result.as_dict()
     if want_heatmap:
         body["heatmap_png"] = base64.b64encode(result.overlay_png).decode("ascii")
     return jsonify(body)

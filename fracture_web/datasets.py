@@ -1,10 +1,13 @@
-"""Read a labelled radiograph folder into arrays through the shared preprocessing.
+"""Labelled radiograph folders: which images, which labels, and their model inputs.
 
-Two layouts are accepted, so a clinic can retrain on its own images:
+Two layouts are accepted, so a clinic can evaluate or retrain on its own images:
 
 * ``labels.csv`` with ``path,label`` (1 = fractured) and optional columns such as
   ``split`` (train/val), ``dup_group``, ``body_part`` and ``hardware`` (FracAtlas);
 * one folder per class: ``Fractured/`` + ``Non_fractured/`` or ``positive/`` + ``negative/``.
+
+Images go through the app's own :func:`~fracture_web.imaging.preprocess`. numpy only (no
+scikit-learn), so evaluation runs from the runtime install; train/val splitting is training's.
 """
 from __future__ import annotations
 
@@ -14,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
 
-from ..imaging import InvalidImageError, preprocess
+from .imaging import preprocess
+from .pixels import InvalidImageError
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +55,11 @@ class Records:
         return self.subset(np.array(self.columns["split"]) == name)
 
 
-def read_records(data_dir: Path) -> Records:
-    """Read labels.csv or a folder-per-class layout; refuse empty or one-class data."""
+def read_records(data_dir: Path, split: str | None = None) -> Records:
+    """Read labels.csv or a folder-per-class layout; refuse empty or one-class data.
+
+    With ``split``, only the rows whose ``split`` column has that value (e.g. FracAtlas's ``val``).
+    """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DatasetError(f"Data directory not found: {data_dir}")
@@ -63,7 +69,7 @@ def read_records(data_dir: Path) -> Records:
         raise DatasetError(f"No labelled images found in {data_dir}")
     if len(np.unique(records.labels)) < 2:
         raise DatasetError(f"{data_dir} holds only one class; both fractured and not fractured are needed")
-    return records
+    return records if split is None else records.in_split(split)
 
 
 def _read_csv(csv_path: Path) -> Records:
@@ -94,28 +100,6 @@ def _read_folders(data_dir: Path) -> Records:
     return Records(paths, np.array(labels, dtype=np.int32))
 
 
-def split_train_val(records: Records, val_fraction: float = 0.15, seed: int = 0) -> tuple[Records, Records]:
-    """Use the ``split`` column if present, else a stratified split that keeps duplicate groups together."""
-    if "split" in records.columns:
-        split = np.array(records.columns["split"])
-        return records.subset(split == "train"), records.subset(split == "val")
-    groups = _groups(records)
-    folds = StratifiedGroupKFold(n_splits=max(2, round(1 / val_fraction)), shuffle=True, random_state=seed)
-    train_index, val_index = next(folds.split(np.zeros(len(records)), records.labels, groups))
-    mask = np.zeros(len(records), dtype=bool)
-    mask[val_index] = True
-    return records.subset(~mask), records.subset(mask)
-
-
-def _groups(records: Records) -> np.ndarray:
-    """Duplicate groups from ``dup_group`` (0 = unique image), else one group per image."""
-    own = np.arange(len(records))
-    if "dup_group" not in records.columns:
-        return own
-    dup = np.array([int(g or 0) for g in records.columns["dup_group"]])
-    return np.where(dup != 0, -dup, own)
-
-
 def load_images(records: Records, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Preprocess every image (the app's own path); returns (images, indices of unreadable files)."""
     images = np.zeros((len(records), size, size, 1), dtype=np.float32)
@@ -127,3 +111,23 @@ def load_images(records: Records, size: int) -> tuple[np.ndarray, np.ndarray]:
             log.warning("skipping unreadable image %s: %s", path.name, err)
             bad.append(i)
     return images, np.array(bad, dtype=np.int64)
+
+
+@dataclass
+class Split:
+    """Preprocessed images and labels of one side of the split."""
+
+    records: Records
+    images: np.ndarray
+    labels: np.ndarray
+
+
+def load_split(records: Records, size: int) -> Split:
+    """Preprocess a split, dropping unreadable images (counted in the log)."""
+    images, bad = load_images(records, size)
+    keep = np.setdiff1d(np.arange(len(records)), bad)
+    if len(bad):
+        log.warning("%d unreadable images left out", len(bad))
+    mask = np.zeros(len(records), bool)
+    mask[keep] = True
+    return Split(records.subset(mask), images[keep], records.labels[keep])

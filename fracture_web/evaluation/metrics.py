@@ -1,25 +1,63 @@
-"""Scores for a binary classifier: AUC with a bootstrap CI, operating points,
-calibration (Platt scaling) and expected calibration error. numpy + scikit-learn."""
+"""Scores of a binary classifier in numpy: ROC curve and AUC with a bootstrap CI, rates at an
+operating point with Wilson intervals, calibration bins and expected calibration error,
+subgroups, and the summary report as strict JSON.
+
+No scikit-learn: :func:`roc_curve` and :func:`roc_auc` follow ``sklearn.metrics.roc_curve`` and
+``roc_auc_score`` step by step (same sort, same corner points, same trapezoid sum), so they
+return the same floats, bit for bit (tests/test_evaluate.py checks it).
+"""
 from __future__ import annotations
 
 import json
 import math
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score, roc_curve
+
+#: Equal-width probability bins of the ECE and of the reliability diagram.
+CALIBRATION_BINS = 10
+
+
+def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """False- and true-positive rates at each distinct score, highest first, and those thresholds.
+
+    Starts at (0, 0) with an infinite threshold; points collinear with their neighbours are dropped
+    (they are never optimal and do not change the area), as scikit-learn does by default.
+    """
+    scores = np.asarray(scores)
+    order = np.argsort(scores, kind="stable")[::-1]  # order within ties does not matter: only their ends count
+    ranked, positive = scores[order], (np.asarray(labels)[order] == 1).astype(np.float64)
+    ends = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # last index of each distinct score
+    tps = np.cumsum(positive)[ends]
+    fps = 1 + ends - tps
+    thresholds = ranked[ends].astype(np.float64)
+    if len(fps) > 2:
+        corners = np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True]
+        tps, fps, thresholds = tps[corners], fps[corners], thresholds[corners]
+    tps, fps, thresholds = np.r_[0.0, tps], np.r_[0.0, fps], np.r_[np.inf, thresholds]
+    return fps / fps[-1], tps / tps[-1], thresholds
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Area under the ROC curve by the trapezoid rule.
+
+    Equal to the Mann-Whitney U statistic with average ranks for ties, divided by
+    positives x negatives: the chance that a random fractured image scores above a random
+    other one, ties counting half. Needs both classes.
+    """
+    fpr, tpr, _ = roc_curve(labels, scores)
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
 
 
 def auc_with_ci(labels: np.ndarray, scores: np.ndarray, n_boot: int = 1000,
                 seed: int = 0) -> tuple[float, tuple[float, float]]:
-    """ROC AUC and its 95% percentile-bootstrap interval."""
-    auc = float(roc_auc_score(labels, scores))
+    """ROC AUC and its 95% percentile-bootstrap interval (resamples with one class skipped)."""
+    auc = roc_auc(labels, scores)
     rng = np.random.default_rng(seed)
     boots = []
     for _ in range(n_boot):
         idx = rng.integers(0, len(labels), len(labels))
         if labels[idx].min() != labels[idx].max():
-            boots.append(roc_auc_score(labels[idx], scores[idx]))
+            boots.append(roc_auc(labels[idx], scores[idx]))
     low, high = np.percentile(boots, [2.5, 97.5])
     return auc, (float(low), float(high))
 
@@ -48,38 +86,29 @@ def wilson_interval(successes: int, total: int, z: float = 1.959964) -> list[flo
     return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
-def choose_operating_points(labels: np.ndarray, probs: np.ndarray,
-                            min_sensitivity: float = 0.90) -> dict[str, float]:
-    """Thresholds: ``balanced`` maximises Youden's J; ``high_sensitivity`` is the
-    highest threshold whose sensitivity is at least ``min_sensitivity``."""
-    fpr, tpr, thresholds = roc_curve(labels, probs)
-    finite = np.isfinite(thresholds)
-    fpr, tpr, thresholds = fpr[finite], tpr[finite], thresholds[finite]
-    balanced = thresholds[int(np.argmax(tpr - fpr))]
-    high_sens = thresholds[tpr >= min_sensitivity].max()
-    return {"balanced": float(balanced), "high_sensitivity": float(high_sens)}
+def calibration_bins(labels: np.ndarray, probs: np.ndarray,
+                     bins: int = CALIBRATION_BINS) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per equal-width probability bin: mean predicted probability, observed fraction fractured, count.
 
-
-def fit_platt(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Platt scaling: p = sigmoid(a * logit + b), fitted by unregularised logistic regression."""
-    model = LogisticRegression(C=1e6, max_iter=1000).fit(logits.reshape(-1, 1), labels)
-    return float(model.coef_[0, 0]), float(model.intercept_[0])
-
-
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """The logistic function, numerically stable."""
-    return np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
-
-
-def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> float:
-    """ECE over equal-width probability bins: sum of |accuracy - confidence| weighted by bin size."""
+    Empty bins hold NaN means and a zero count. The one binning of the ECE and the reliability diagram.
+    """
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
+    counts = np.bincount(which, minlength=bins)
+    mean_pred = np.full(bins, np.nan)
+    observed = np.full(bins, np.nan)
+    for b in np.flatnonzero(counts):
+        mean_pred[b] = probs[which == b].mean()
+        observed[b] = labels[which == b].mean()
+    return mean_pred, observed, counts
+
+
+def expected_calibration_error(labels: np.ndarray, probs: np.ndarray, bins: int = CALIBRATION_BINS) -> float:
+    """ECE over equal-width probability bins: sum of |accuracy - confidence| weighted by bin size."""
+    mean_pred, observed, counts = calibration_bins(labels, probs, bins)
     ece = 0.0
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            ece += mask.mean() * abs(labels[mask].mean() - probs[mask].mean())
+    for b in np.flatnonzero(counts):
+        ece += counts[b] / len(probs) * abs(observed[b] - mean_pred[b])
     return float(ece)
 
 
@@ -93,7 +122,7 @@ def subgroup_aucs(labels: np.ndarray, probs: np.ndarray, groups: list[str],
         mask = groups_arr == value
         both = 0 < labels[mask].sum() < mask.sum()
         out[value] = {"n": int(mask.sum()), "positives": int(labels[mask].sum()),
-                      "auc": float(roc_auc_score(labels[mask], probs[mask])) if both else None}
+                      "auc": roc_auc(labels[mask], probs[mask]) if both else None}
         for name, threshold in (thresholds or {}).items():
             rates = confusion_rates(labels[mask], probs[mask], threshold)
             out[value][name] = {"sensitivity": rates["sensitivity"], "specificity": rates["specificity"]}

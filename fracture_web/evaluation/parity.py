@@ -1,0 +1,42 @@
+"""Do the TensorFlow Lite files answer as the SavedModel does? Every output of each file and of
+the SavedModel on the same preprocessed images: the largest differences, and each AUC.
+
+Needs TensorFlow for the SavedModel and ``ai-edge-litert`` for the files; the files themselves
+are written by ``fracture_web.training.tflite`` (``scripts/export_tflite.py`` does both).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets import Records, load_split
+from ..inference import FractureModel
+from .metrics import roc_auc
+from .scoring import batched_outputs
+
+
+def output_differences(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
+                       labels: np.ndarray) -> dict:
+    """Largest differences of a variant's outputs from the SavedModel's, and its AUC."""
+    return {"max_probability_diff": float(np.max(np.abs(candidate["probability"] - reference["probability"]))),
+            "max_heatmap_diff": float(np.max(np.abs(candidate["heatmap"] - reference["heatmap"]))),
+            "max_atypicality_diff": float(np.max(np.abs(candidate["atypicality"] - reference["atypicality"]))),
+            "auc": roc_auc(labels, candidate["probability"])}
+
+
+def check_parity(model_dir: Path, records: Records, tflite_files: dict[str, str], batch_size: int = 16) -> dict:
+    """The parity report of each ``{variant: file name}`` in ``model_dir`` against its SavedModel.
+
+    The images go through the app's preprocessing once; unreadable ones are left out.
+    """
+    reference = FractureModel(model_dir)
+    split = load_split(records, reference.input_size)
+    expected = batched_outputs(reference, split.images, batch_size)
+    report = {"model_version": reference.version, "images": len(split.labels),
+              "savedmodel_auc": roc_auc(split.labels, expected["probability"]), "variants": {}}
+    for variant, file_name in tflite_files.items():
+        lite = FractureModel(model_dir, backend="litert", tflite_file=file_name)
+        report["variants"][variant] = output_differences(expected, batched_outputs(lite, split.images, batch_size),
+                                                         split.labels)
+    return report

