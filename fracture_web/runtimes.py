@@ -1,6 +1,6 @@
 """Run the exported network: the SavedModel through TensorFlow, or a ``.tflite`` file through LiteRT.
 
-Both take a (B, S, S, 1) float32 batch and return ``{"probability", "heatmap", "atypicality"}`` as
+Both take a (B, S, S, 1) float32 batch and return ``{"probability", "heatmap", "atypicality", ...}`` as
 numpy arrays. Each runtime is imported only when chosen, so a slim install (``requirements-slim.txt``,
 LiteRT only) never needs TensorFlow. No Flask.
 """

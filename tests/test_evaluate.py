@@ -286,3 +286,22 @@ def test_the_robustness_table_rescores_every_image_under_every_shift(tmp_path):
     darker = table["shifts"]["gamma_1.4"]
     assert darker["auc"] == 1.0 and darker["meets_target"]
     assert sum(model.batch_sizes) == 8 * (1 + len(SHIFTS))
+
+
+def test_a_map_hits_when_its_peak_is_on_or_near_an_outline():
+    from fracture_web.evaluation.localisation import score_map
+
+    mask = np.zeros((100, 200), bool)
+    mask[40:50, 100:120] = True
+    on = np.zeros((100, 200), np.float32)
+    on[45, 110] = 1.0
+    near = np.zeros((100, 200), np.float32)
+    near[45, 128] = 1.0  # 9 px right of the outline: within 10% of the short side (10 px)
+    far = np.zeros((100, 200), np.float32)
+    far[10, 10] = 1.0
+    assert score_map(on, mask) == (True, 1.0)
+    assert score_map(near, mask) == (True, 0.0)
+    assert score_map(far, mask) == (False, 0.0)
+    half = np.zeros((100, 200), np.float32)
+    half[45, 110], half[90, 10] = 1.0, 1.0
+    assert score_map(half, mask)[1] == pytest.approx(0.5)

@@ -54,7 +54,7 @@ def test_both_backends_give_the_same_outputs_on_the_same_images(lite_model_dir, 
     savedmodel = outputs_on_samples(FractureModel(lite_model_dir))
     lite = outputs_on_samples(FractureModel(lite_model_dir, backend="litert",
                                             tflite_file=f"model_{variant}.tflite"))
-    assert set(lite) == {"probability", "heatmap", "atypicality", "fracture_map"}
+    assert set(lite) == {"probability", "heatmap", "cam", "atypicality", "fracture_map"}
     for name in ("probability", "atypicality", "fracture_map"):
         np.testing.assert_allclose(lite[name], savedmodel[name], atol=tolerance, rtol=tolerance)
     assert lite["heatmap"].shape == savedmodel["heatmap"].shape

@@ -18,11 +18,10 @@ from .scoring import batched_outputs
 
 def output_differences(reference: dict[str, np.ndarray], candidate: dict[str, np.ndarray],
                        labels: np.ndarray) -> dict:
-    """Largest differences of a variant's outputs from the SavedModel's, and its AUC."""
-    return {"max_probability_diff": float(np.max(np.abs(candidate["probability"] - reference["probability"]))),
-            "max_heatmap_diff": float(np.max(np.abs(candidate["heatmap"] - reference["heatmap"]))),
-            "max_atypicality_diff": float(np.max(np.abs(candidate["atypicality"] - reference["atypicality"]))),
-            "auc": roc_auc(labels, candidate["probability"])}
+    """Largest difference of each of a variant's outputs from the SavedModel's, and its AUC."""
+    differences = {f"max_{name}_diff": float(np.max(np.abs(candidate[name] - reference[name])))
+                   for name in reference if name in candidate}
+    return {**differences, "auc": roc_auc(labels, candidate["probability"])}
 
 
 def check_parity(model_dir: Path, records: Records, tflite_files: dict[str, str], batch_size: int = 16) -> dict:

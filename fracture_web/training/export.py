@@ -16,13 +16,20 @@ from .scope import Scope
 INPUT_NAME = "image"
 
 
-def export_savedmodel(network: keras.Model, platt: tuple[float, float], scope: Scope, out_dir: Path) -> None:
-    """Export ``image (B, S, S, 1) float32 in [0, 1] -> {probability (B,), heatmap (B, h, w), atypicality (B,)}``.
+def _unit_peak(maps: tf.Tensor) -> tf.Tensor:
+    """Each (h, w) map divided by its own peak, so the peak is 1; an all-zero map stays zero."""
+    return tf.math.divide_no_nan(maps, tf.reduce_max(maps, axis=[1, 2], keepdims=True))
 
-    The heatmap is the class activation map of the fracture logit: for a
-    GAP -> Dense head it equals Grad-CAM on the last feature map. It is ReLU'd and
-    scaled to [0, 1] per image, with a guard so an all-zero map stays zero.
-    ``atypicality`` is the image's feature-space distance from the training images
+
+def export_savedmodel(network: keras.Model, platt: tuple[float, float], scope: Scope, out_dir: Path) -> None:
+    """Export ``image (B, S, S, 1) float32 in [0, 1] -> {probability (B,), heatmap (B, h16, w16),
+    cam (B, h32, w32), fracture_map (B, h16, w16), atypicality (B,)}``.
+
+    ``fracture_map`` is the locator's probability of a fracture in each stride-16 cell (trained on
+    the radiologists' outlines); ``heatmap``, what the page overlays, is that map scaled so its peak
+    is 1. ``cam`` is the class activation map of the fracture logit (for a GAP -> Dense head it
+    equals Grad-CAM on the last feature map), ReLU'd and scaled the same way; an all-zero map
+    stays zero. ``atypicality`` is the image's feature-space distance from the training images
     divided by the in-scope threshold: above 1 means "unlike what the model was trained on".
 
     The signature runs :func:`~.network.inference_network` (batch norm folded away); the trained
@@ -40,12 +47,11 @@ def export_savedmodel(network: keras.Model, platt: tuple[float, float], scope: S
         logit, features, map_logits = serving(image, training=False)
         probability = tf.sigmoid(slope * logit[:, 0] + intercept)
         cam = tf.nn.relu(tf.einsum("bhwc,c->bhw", features, tf.cast(kernel[:, 0], features.dtype)))
-        peak = tf.reduce_max(cam, axis=[1, 2], keepdims=True)
-        heatmap = tf.math.divide_no_nan(cam, peak)
+        fracture_map = tf.sigmoid(map_logits[..., 0])
         pooled = tf.reduce_mean(features, axis=[1, 2])
         distance = tf.norm(tf.matmul(pooled - mean, projection), axis=1)
-        return {"probability": probability, "heatmap": heatmap, "atypicality": distance / scope.threshold,
-                "fracture_map": tf.sigmoid(map_logits[..., 0])}
+        return {"probability": probability, "heatmap": _unit_peak(fracture_map), "cam": _unit_peak(cam),
+                "fracture_map": fracture_map, "atypicality": distance / scope.threshold}
 
     # A plain tf.Module (keras.export.ExportArchive would store each network's variables twice).
     module = tf.Module()

@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 
 from ..datasets import read_records
+from ..evaluation.localisation import localisation_table
 from ..evaluation.metrics import to_json
 from ..evaluation.model_card import render
 from ..evaluation.plots import write_plots
@@ -22,6 +23,7 @@ from ..evaluation.report import summarise
 from ..evaluation.robustness import format_robustness, robustness_table
 from ..evaluation.scoring import score_records
 from ..inference import FractureModel
+from ..outlines import OUTLINES_FILE, read_outlines
 from .checkpoint import SCOPE, add_scope, fit_and_checkpoint, load_checkpoint
 from .scope import Scope
 from .splits import split_train_val
@@ -97,7 +99,9 @@ def build_metadata(summary: dict, scope: Scope) -> dict:
         "labels": list(LABELS),
         "input_size": config["image_size"],
         "input": "float32 [batch, size, size, 1] in [0, 1] from fracture_web.imaging.preprocess",
-        "outputs": {"probability": "calibrated P(fractured)", "heatmap": "class activation map in [0, 1]",
+        "outputs": {"probability": "calibrated P(fractured)",
+                    "heatmap": "the fracture map scaled to a peak of 1 (what the page overlays)",
+                    "cam": "class activation map of the fracture logit in [0, 1]",
                     "fracture_map": "P(fracture in the cell) per stride-16 cell of the input"},
         "operating_points": {name: val["operating_points"][name] for name in summary["thresholds"]},
         "default_operating_point": "balanced",
@@ -131,6 +135,9 @@ def write_validation_report(data_dir: Path, out_dir: Path, seed: int = 0) -> dic
     model = FractureModel(out_dir)
     evaluation = summarise(*score_records(val, model), model=model, data_dir=Path(data_dir), split="val")
     evaluation.report["robustness"] = robustness_table(val, model)
+    if (Path(data_dir) / OUTLINES_FILE).is_file():
+        outlines = read_outlines(Path(data_dir) / OUTLINES_FILE)
+        evaluation.report["localisation"] = localisation_table(val, outlines, Path(data_dir), model, model.input_size)
     log.info("robustness of the export on the validation split:\n%s", format_robustness(evaluation.report["robustness"]))
     (out_dir / "metrics.json").write_text(to_json(evaluation.report) + "\n")
     write_plots(evaluation, out_dir / "plots")
