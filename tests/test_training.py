@@ -37,7 +37,7 @@ def test_served_model_outputs_probability_and_heatmap_together(tiny_model_dir):
 
     model = FractureModel(tiny_model_dir)
     probs, heatmaps = model.infer(np.random.default_rng(0).random((3, 64, 64, 1)).astype(np.float32))
-    assert probs.shape == (3,) and heatmaps.shape == (3, 2, 2)
+    assert probs.shape == (3,) and heatmaps.shape == (3, 4, 4)  # the fracture map, at stride 16
     assert np.all((probs >= 0) & (probs <= 1)) and np.all((heatmaps >= 0) & (heatmaps <= 1))
 
 
