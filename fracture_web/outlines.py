@@ -32,6 +32,18 @@ class Outlines:
     def __len__(self) -> int:
         return len(self.polygons)
 
+    def of(self, path: Path, root: Path) -> tuple[list[np.ndarray], tuple[int, int]] | None:
+        """The polygons and (height, width) of the image at ``path`` (the outline file's names are
+        relative to ``root``, the labelled folder), or None when it has no outline."""
+        name = Path(path).relative_to(root).as_posix()
+        return (self.polygons[name], self.sizes[name]) if name in self.polygons else None
+
+
+def outlines_beside(data_dir: Path) -> Outlines | None:
+    """The outlines in a labelled folder's ``annotations.json``, or None when it has none."""
+    path = Path(data_dir) / OUTLINES_FILE
+    return read_outlines(path) if path.is_file() else None
+
 
 def read_outlines(path: Path) -> Outlines:
     """Read a COCO file: each annotation's ``segmentation`` polygons (its ``bbox`` when it has none)."""

@@ -17,14 +17,12 @@ from pathlib import Path
 
 from fracture_web.config import defaults
 from fracture_web.datasets import DatasetError, read_records
-from fracture_web.evaluation.localisation import localisation_table
 from fracture_web.evaluation.metrics import to_json
 from fracture_web.evaluation.plots import PlotsUnavailableError, pyplot, write_plots
-from fracture_web.evaluation.report import evaluate, format_table
-from fracture_web.evaluation.robustness import format_robustness, robustness_table
+from fracture_web.evaluation.report import add_site_tables, evaluate, format_table
+from fracture_web.evaluation.robustness import format_robustness
 from fracture_web.evaluation.scoring import EvaluationError
 from fracture_web.inference import FractureModel, ModelLoadError
-from fracture_web.outlines import OUTLINES_FILE, read_outlines
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -52,11 +50,7 @@ def main(argv: list[str] | None = None) -> int:
             pyplot()  # and refuse plots without matplotlib before scoring anything
         model = FractureModel(args.model)
         evaluation = evaluate(args.data_dir, model, args.batch_size, args.split)
-        if args.robustness:
-            evaluation.report["robustness"] = robustness_table(evaluation.records, model, batch_size=args.batch_size)
-        if (args.data_dir / OUTLINES_FILE).is_file():  # the radiologists' outlines: where do the maps point?
-            evaluation.report["localisation"] = localisation_table(evaluation.records, read_outlines(
-                args.data_dir / OUTLINES_FILE), args.data_dir, model, model.input_size)
+        add_site_tables(evaluation, model, args.data_dir, args.robustness, args.batch_size)
     except (DatasetError, EvaluationError, ModelLoadError, PlotsUnavailableError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

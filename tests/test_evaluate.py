@@ -286,6 +286,8 @@ def test_the_robustness_table_rescores_every_image_under_every_shift(tmp_path):
     darker = table["shifts"]["gamma_1.4"]
     assert darker["auc"] == 1.0 and darker["meets_target"]
     assert sum(model.batch_sizes) == 8 * (1 + len(SHIFTS))
+    rows = {line.split()[0]: line for line in format_robustness(table).splitlines()[3:]}
+    assert rows["inverted"].endswith("n/a (an error, not a scanner)") and rows["gamma_1.4"].endswith("met")
 
 
 def test_a_map_hits_when_its_peak_is_on_or_near_an_outline():

@@ -34,15 +34,15 @@ def localisation_table(records: Records, outlines: Outlines, root: Path, model: 
     hits: dict[str, list[bool]] = {}
     mass: dict[str, list[float]] = {}
     for path, label in zip(records.paths, records.labels):
-        name = Path(path).relative_to(root).as_posix()
-        if label != 1 or name not in outlines:
+        outlined = outlines.of(path, root) if label == 1 else None
+        if outlined is None:
             continue
         try:
             pixels = decode_image(Path(path).read_bytes()).pixels
         except (InvalidImageError, OSError):
             continue
         outputs = model.outputs(to_model_input(pixels, input_size)[np.newaxis])
-        mask = mask_in_image(outlines.polygons[name], *pixels.shape)
+        mask = mask_in_image(outlined[0], *pixels.shape)
         for key in MAPS:
             if key in outputs:
                 shown = heatmap_on_image(outputs[key][0], pixels.shape, input_size)

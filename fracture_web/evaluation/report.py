@@ -10,7 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets import Records
+from ..outlines import outlines_beside
+from .localisation import localisation_table
 from .metrics import report
+from .robustness import robustness_table
 from .scoring import EvaluationError, Scorer, score_folder
 
 #: How many unreadable file names the printed table lists (the JSON lists them all).
@@ -107,3 +110,15 @@ def _subgroup_rows(groups: dict[str, dict], title: str) -> list[str]:
 def _rate(value: float) -> str:
     """A rate to three decimals; '--' where it is undefined (no cases in the denominator)."""
     return "--" if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+def add_site_tables(evaluation: Evaluation, model: Scorer, data_dir: Path, robustness: bool = True,
+                    batch_size: int = 16) -> None:
+    """Add to the report what a new site wants to know: with ``robustness``, the scores under each
+    site shift; and, when the folder has outlines (``annotations.json``), where the maps point."""
+    if robustness:
+        evaluation.report["robustness"] = robustness_table(evaluation.records, model, batch_size=batch_size)
+    outlines = outlines_beside(data_dir)
+    if outlines is not None:
+        evaluation.report["localisation"] = localisation_table(evaluation.records, outlines, Path(data_dir), model,
+                                                               model.input_size)

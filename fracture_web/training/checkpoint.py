@@ -12,7 +12,7 @@ import keras
 
 from ..datasets import load_split, read_records
 from ..evaluation.metrics import to_json
-from ..outlines import OUTLINES_FILE, read_outlines
+from ..outlines import outlines_beside
 from .calibration import calibrate
 from .network import build_network
 from .scope import fit_scope, logits_and_features
@@ -35,7 +35,7 @@ def fit_and_checkpoint(data_dir: Path, config: TrainConfig, checkpoint_dir: Path
     log.info("train %d images (%d fractured), validation %d (%d fractured)", len(train_rec),
              train_rec.labels.sum(), len(val_rec), val_rec.labels.sum())
     train_split, val_split = load_split(train_rec, config.image_size), load_split(val_rec, config.image_size)
-    outlines = read_outlines(data_dir / OUTLINES_FILE) if (data_dir / OUTLINES_FILE).is_file() else None
+    outlines = outlines_beside(data_dir)
     log.info("fracture outlines: %s", f"{len(outlines)} outlined images" if outlines else "none (map not trained)")
     network, history = train(Examples.of(train_split, outlines, data_dir), Examples.of(val_split, outlines, data_dir),
                              config)

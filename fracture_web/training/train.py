@@ -63,10 +63,11 @@ class Examples:
         masks = np.zeros(split.images.shape[:3], np.uint8)
         known = np.zeros(len(split.labels), np.float32)
         for i, (path, label) in enumerate(zip(split.records.paths, split.labels)):
-            name = Path(path).relative_to(root).as_posix()
-            if outlines is not None and name in outlines:
-                masks[i] = mask_in_model_input(outlines.polygons[name], *outlines.sizes[name], size)
-            known[i] = outlines is not None and (label == 0 or name in outlines)
+            outlined = outlines.of(path, root) if outlines is not None else None
+            if outlined is not None:
+                polygons, (height, width) = outlined
+                masks[i] = mask_in_model_input(polygons, height, width, size)
+            known[i] = outlines is not None and (label == 0 or outlined is not None)
         return cls(split.images, split.labels, masks, known)
 
     def map_targets(self, cells: int) -> np.ndarray:

@@ -15,15 +15,13 @@ from pathlib import Path
 import keras
 
 from ..datasets import read_records
-from ..evaluation.localisation import localisation_table
 from ..evaluation.metrics import to_json
 from ..evaluation.model_card import render
 from ..evaluation.plots import write_plots
-from ..evaluation.report import summarise
-from ..evaluation.robustness import format_robustness, robustness_table
+from ..evaluation.report import add_site_tables, summarise
+from ..evaluation.robustness import format_robustness
 from ..evaluation.scoring import score_records
 from ..inference import FractureModel
-from ..outlines import OUTLINES_FILE, read_outlines
 from .checkpoint import SCOPE, add_scope, fit_and_checkpoint, load_checkpoint
 from .scope import Scope
 from .splits import split_train_val
@@ -134,10 +132,7 @@ def write_validation_report(data_dir: Path, out_dir: Path, seed: int = 0) -> dic
     _, val = split_train_val(read_records(data_dir), seed=seed)
     model = FractureModel(out_dir)
     evaluation = summarise(*score_records(val, model), model=model, data_dir=Path(data_dir), split="val")
-    evaluation.report["robustness"] = robustness_table(val, model)
-    if (Path(data_dir) / OUTLINES_FILE).is_file():
-        outlines = read_outlines(Path(data_dir) / OUTLINES_FILE)
-        evaluation.report["localisation"] = localisation_table(val, outlines, Path(data_dir), model, model.input_size)
+    add_site_tables(evaluation, model, Path(data_dir))
     log.info("robustness of the export on the validation split:\n%s", format_robustness(evaluation.report["robustness"]))
     (out_dir / "metrics.json").write_text(to_json(evaluation.report) + "\n")
     write_plots(evaluation, out_dir / "plots")
