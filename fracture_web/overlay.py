@@ -9,6 +9,7 @@ import numpy as np
 from isal import isal_zlib
 
 from .imaging import letterbox_geometry
+from .pixels import to_uint8
 
 #: Colour-blind-safe, perceptually uniform colormap (not jet).
 COLORMAP = cv2.COLORMAP_VIRIDIS
@@ -21,7 +22,7 @@ def display_image(image: np.ndarray, max_side: int = 640) -> np.ndarray:
     if scale < 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return to_uint8(image)
 
 
 def heatmap_on_image(heatmap: np.ndarray, image_shape: tuple[int, int], input_size: int) -> np.ndarray:
@@ -38,7 +39,7 @@ def heatmap_on_image(heatmap: np.ndarray, image_shape: tuple[int, int], input_si
 
 def colorize(heatmap: np.ndarray) -> np.ndarray:
     """A [0, 1] heatmap as an RGB uint8 image in the colormap."""
-    levels = np.clip(heatmap * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    levels = to_uint8(heatmap)
     return cv2.cvtColor(cv2.applyColorMap(levels, COLORMAP), cv2.COLOR_BGR2RGB)
 
 

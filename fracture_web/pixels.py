@@ -52,6 +52,11 @@ def check_not_blank(pixels: np.ndarray) -> tuple[float, float]:
     return low, high
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """A [0, 1] image as uint8, rounded to the nearest of 256 levels (clipped)."""
+    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 def normalise(gray: np.ndarray) -> np.ndarray:
     """Stretch a 2-D integer or float image to float32 [0, 1] by its min and max."""
     pixels = gray.astype(np.float32)

@@ -16,11 +16,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .pixels import to_uint8
+
 Image = np.ndarray
-
-
-def _to_uint8(image: Image) -> np.ndarray:
-    return np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def _from_uint8(image: np.ndarray) -> Image:
@@ -37,7 +35,7 @@ def downscale(image: Image, factor: float) -> Image:
 
 def jpeg(image: Image, quality: int) -> Image:
     """Lossy JPEG re-compression at ``quality`` (1-100), as a PACS export or a web upload does."""
-    ok, data = cv2.imencode(".jpg", _to_uint8(image), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    ok, data = cv2.imencode(".jpg", to_uint8(image), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise ValueError("JPEG encoding failed")
     return _from_uint8(cv2.imdecode(data, cv2.IMREAD_GRAYSCALE))
@@ -55,12 +53,12 @@ def contrast(image: Image, factor: float) -> Image:
 
 def clahe(image: Image, clip_limit: float = 2.0) -> Image:
     """Contrast-limited adaptive histogram equalisation, as some vendors' processing applies."""
-    return _from_uint8(cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(8, 8)).apply(_to_uint8(image)))
+    return _from_uint8(cv2.createCLAHE(clipLimit=clip_limit, tileGridSize=(8, 8)).apply(to_uint8(image)))
 
 
 def equalise(image: Image) -> Image:
     """Global histogram equalisation."""
-    return _from_uint8(cv2.equalizeHist(_to_uint8(image)))
+    return _from_uint8(cv2.equalizeHist(to_uint8(image)))
 
 
 def noise(image: Image, sigma: float, rng: np.random.Generator) -> Image:
@@ -108,7 +106,7 @@ def rotate(image: Image, degrees: float) -> Image:
 
 def burnt_in_text(image: Image, rng: np.random.Generator) -> Image:
     """A side marker and a line of annotation burnt into the pixels, as many exports carry."""
-    out = _to_uint8(image)
+    out = to_uint8(image)
     height, width = out.shape
     scale = max(0.4, min(height, width) / 400)
     thickness = max(1, round(scale * 2))

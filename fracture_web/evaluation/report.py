@@ -117,7 +117,8 @@ def add_site_tables(evaluation: Evaluation, model: Scorer, data_dir: Path, robus
     """Add to the report what a new site wants to know: with ``robustness``, the scores under each
     site shift; and, when the folder has outlines (``annotations.json``), where the maps point."""
     if robustness:
-        evaluation.report["robustness"] = robustness_table(evaluation.records, model, batch_size=batch_size)
+        evaluation.report["robustness"] = robustness_table(evaluation.records, model, batch_size=batch_size,
+                                                           probs=evaluation.probs)
     outlines = outlines_beside(data_dir)
     if outlines is not None:
         evaluation.report["localisation"] = localisation_table(evaluation.records, outlines, Path(data_dir), model,

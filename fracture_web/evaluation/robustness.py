@@ -22,18 +22,20 @@ MAX_AUC_DROP, MAX_SPECIFICITY_DROP = 0.02, 0.10
 
 
 def robustness_table(records: Records, model: Scorer, shifts: tuple[Shift, ...] = SHIFTS,
-                     batch_size: int = 16, seed: int = 0) -> dict:
+                     batch_size: int = 16, seed: int = 0, probs: np.ndarray | None = None) -> dict:
     """``{"reference": {...}, "shifts": {name: {...}}}``: AUC, sensitivity and specificity at the
     balanced point for the images as they are and under each shift, with the drops and whether
-    the target holds. Random shifts (noise, crops, text) draw from a generator seeded per image."""
+    the target holds. Random shifts (noise, crops, text) draw from a generator seeded per image.
+    ``probs``: the images' scores as they are, when already known (``records`` then readable ones)."""
     threshold = model.thresholds[POINT]
-    scored, probs, _unreadable, _warnings = score_records(records, model, batch_size)
-    reference = _row(scored.labels, probs, threshold)
-    table = {"point": POINT, "threshold": threshold, "n": len(scored), "reference": reference, "shifts": {}}
+    if probs is None:
+        records, probs, _unreadable, _warnings = score_records(records, model, batch_size)
+    reference = _row(records.labels, probs, threshold)
+    table = {"point": POINT, "threshold": threshold, "n": len(records), "reference": reference, "shifts": {}}
     for shift in shifts:
         def transform(pixels: np.ndarray, index: int, shift: Shift = shift) -> np.ndarray:
             return shift.apply(pixels, np.random.default_rng([seed, index]))
-        shifted, shifted_probs, _, _ = score_records(scored, model, batch_size, transform)
+        shifted, shifted_probs, _, _ = score_records(records, model, batch_size, transform)
         row = _row(shifted.labels, shifted_probs, threshold)
         row.update(description=shift.description, scanner=shift.scanner,
                    auc_drop=reference["auc"] - row["auc"],
