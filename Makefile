@@ -7,7 +7,7 @@ WHEELHOUSE ?= wheelhouse
 # Builds the app from source in the offline install (pyproject.toml asks for setuptools>=68).
 BUILD_REQUIREMENTS := setuptools==84.2.1
 
-.PHONY: run test dev chromium orthanc clean wheelhouse wheelhouse-check benchmark
+.PHONY: run test dev chromium orthanc dicom3tools clean wheelhouse wheelhouse-check benchmark
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,9 @@ $(VENV)/.dev-installed: $(VENV)/.run-installed requirements-dev.txt
 run: $(VENV)/.run-installed
 	PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py
 
-## Install test requirements (Chromium for the browser test, Orthanc for the PACS test) and run every test.
-test: $(VENV)/.dev-installed chromium orthanc
+## Install test requirements (Chromium for the browser test, Orthanc for the PACS test, dicom3tools to
+## validate the DICOM results) and run every test.
+test: $(VENV)/.dev-installed chromium orthanc dicom3tools
 	$(BIN)/python -m pytest
 
 ## One folder for sites without internet: every wheel of the full and the slim install (for this
@@ -67,6 +68,15 @@ orthanc:
 	    (apt-get update -q && apt-get install -y -q orthanc) >/dev/null \
 	      || echo "installing orthanc failed: the PACS integration test will be skipped"; \
 	  else echo "Orthanc not found and cannot be installed here: the PACS integration test will be skipped"; fi; }
+
+## Debian's dicom3tools (dciodvfy, the DICOM object validator) for the DICOM results' tests; installed
+## when missing and we may use apt. Without it those checks are skipped and say why.
+dicom3tools:
+	@command -v dciodvfy >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -q && apt-get install -y -q dicom3tools) >/dev/null \
+	      || echo "installing dicom3tools failed: the DICOM validation checks will be skipped"; \
+	  else echo "dciodvfy not found and cannot be installed here: the DICOM validation checks will be skipped"; fi; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache $(WHEELHOUSE)

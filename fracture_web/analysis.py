@@ -30,16 +30,29 @@ class Analysis:
     xray: np.ndarray | None = None
     overlay: np.ndarray | None = None
     context: dict[str, str] = field(default_factory=dict)
+    display_scale: float = 1.0  # display pixels per pixel of the uploaded image
+
+    def shown_findings(self) -> list[dict]:
+        """The findings as the page draws them over ``xray``: rank (1 = highest score), level,
+        score and the box in display pixels (x, y, width, height)."""
+        shown = []
+        for rank, finding in enumerate(self.prediction.findings, start=1):
+            x0, y0, x1, y1 = (v * self.display_scale for v in finding.box)
+            shown.append({"rank": rank, "level": finding.level, "score": finding.score,
+                          "x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0})
+        return shown
 
     def as_dict(self) -> dict:
         """The result as the JSON API, the command line and the audit trail report it:
         label, probability (6 decimals), threshold, operating point, model version, calibration
-        ("development", or "site" where the operating points were re-fitted locally), warnings
-        and, for a DICOM upload, ``dicom`` with the header's non-identifying context."""
+        ("development", or "site" where the operating points were re-fitted locally), findings
+        (boxes in the image's pixels, highest score first), warnings and, for a DICOM upload,
+        ``dicom`` with the header's non-identifying context."""
         p = self.prediction
         facts = {"label": p.label, "probability": round(p.probability, 6), "threshold": p.threshold,
                  "operating_point": p.operating_point, "model_version": p.model_version,
-                 "calibration": p.calibration, "warnings": list(self.warnings)}
+                 "calibration": p.calibration, "findings": [finding.as_dict() for finding in p.findings],
+                 "warnings": list(self.warnings)}
         if self.context:
             facts["dicom"] = dict(self.context)
         return facts
@@ -57,8 +70,8 @@ class Analysis:
 
 def analyse(data: bytes, model: FractureModel, operating_point: str | None = None,
             images: bool = True, display_max_side: int = 640) -> Analysis:
-    """Run the model on image bytes; with ``images``, also render the plain X-ray and the
-    heatmap overlay for display.
+    """Run the model on image bytes (verdict and findings); with ``images``, also render the plain
+    X-ray and the heatmap overlay for display.
 
     Raises ``InvalidImageError`` for bytes that are not a usable image and
     ``UnknownOperatingPointError`` for an operating point the model lacks.
@@ -66,10 +79,11 @@ def analyse(data: bytes, model: FractureModel, operating_point: str | None = Non
     model.resolve(operating_point)  # refuse a bad operating point before the work
     decoded = decode_image(data)
     image = decoded.pixels
-    prediction = model.predict(to_model_input(image, model.input_size), operating_point)
+    prediction = model.predict(to_model_input(image, model.input_size), operating_point, image.shape[:2])
     warnings = decoded.warnings + (() if prediction.in_scope else (OUT_OF_SCOPE,))
     if not images:
         return Analysis(prediction, warnings, context=decoded.context)
     shown = overlay.display_image(image, display_max_side)
     heat = overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2], model.input_size)
-    return Analysis(prediction, warnings, shown, overlay.blend(shown, heat), decoded.context)
+    return Analysis(prediction, warnings, shown, overlay.blend(shown, heat), decoded.context,
+                    display_scale=shown.shape[1] / image.shape[1])

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import DEFAULT_BACKEND, DEFAULT_TFLITE_FILE
+from .findings import Finding, FindingLevels, locate
 from .probability import recalibrate
 from .runtimes import BACKENDS, ModelLoadError, Runner, available_cores, load_litert, load_savedmodel
 
@@ -45,6 +46,7 @@ class Prediction:
     heatmap: np.ndarray  # (h, w) float32 in [0, 1], over the square model input
     atypicality: float = 0.0  # feature distance from the training images / threshold; > 1 is out of scope
     calibration: str = "development"  # or "site": the operating points were re-fitted on this site's images
+    findings: tuple[Finding, ...] = ()  # suspected fractures, highest score first (see fracture_web.findings)
 
     @property
     def verdict(self) -> str:
@@ -99,6 +101,9 @@ class FractureModel:
                                for name, point in self.metadata["operating_points"].items()}
             own_default = str(self.metadata["default_operating_point"])
             self.site_platt = _site_platt(self.metadata)
+            # None only between export and validation, where training chooses the levels.
+            self.finding_levels = (FindingLevels.from_metadata(self.metadata, self.thresholds)
+                                   if "findings" in self.metadata else None)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ModelLoadError(f"Model metadata in {model_dir} lacks or garbles {err}") from err
         self._call_runtime = _load_runtime(Path(model_dir), backend, tflite_file, threads or available_cores())
@@ -124,23 +129,30 @@ class FractureModel:
         return "site" if self.site_platt else "development"
 
     def outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Every output of the network for a (B, S, S, 1) batch: probability, heatmap, atypicality
-        (and the fracture map, where the network has one). A site's re-fitted calibration, when the
+        """Every output of the network for a (B, S, S, 1) batch: probability, heatmap, cam, fracture map
+        and atypicality. A site's re-fitted calibration, when the
         metadata has one, is applied to the probability."""
         outputs = self._call_runtime(batch.astype(np.float32, copy=False))
         if self.site_platt:
             outputs["probability"] = recalibrate(outputs["probability"], *self.site_platt)
         return outputs
 
-    def predict(self, model_input: np.ndarray, operating_point: str | None = None) -> Prediction:
-        """Verdict for one (S, S, 1) model input at the chosen operating point."""
+    def predict(self, model_input: np.ndarray, operating_point: str | None = None,
+                image_shape: tuple[int, int] | None = None) -> Prediction:
+        """Verdict and findings for one (S, S, 1) model input at the chosen operating point.
+
+        ``image_shape`` is the (height, width) of the image letterboxed into ``model_input``: the
+        findings' boxes are in its pixels (in the model input's, without it)."""
         name = self.resolve(operating_point)
         outputs = self.outputs(model_input[np.newaxis])
         probability, threshold = float(outputs["probability"][0]), self.thresholds[name]
         fractured = probability >= threshold
         atypicality = float(outputs["atypicality"][0]) if "atypicality" in outputs else 0.0
+        findings = () if self.finding_levels is None else locate(
+            outputs["fracture_map"][0], image_shape or (self.input_size,) * 2, self.input_size,
+            probability, fractured, self.finding_levels)
         return Prediction(self.labels[int(fractured)], fractured, probability, threshold, name, self.version,
-                          outputs["heatmap"][0], atypicality, self.calibration)
+                          outputs["heatmap"][0], atypicality, self.calibration, findings)
 
     def warm_up(self, runs: int = 3) -> None:
         """Run a blank image a few times so the first real request pays neither for graph tracing
@@ -168,6 +180,9 @@ def load_model(model_dir: Path | str, operating_point: str | None = None, *, bac
     """
     model = FractureModel(Path(model_dir), operating_point, backend=backend, tflite_file=tflite_file,
                           threads=threads)
+    if model.finding_levels is None:
+        raise ModelLoadError(f"The model in {model_dir} has no finding thresholds ('findings' in metadata.json): "
+                             "export it again with scripts/train_model.py --export-only ... --data-dir ...")
     model.warm_up()
     log.info("model %s loaded from %s (%s)", model.version, model_dir, model.backend)
     return model

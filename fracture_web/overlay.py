@@ -1,4 +1,4 @@
-"""Heatmap -> colour overlay images for display, and their PNG encoding (no Flask)."""
+"""Heatmap and findings -> colour overlay images for display, and their PNG encoding (no Flask)."""
 from __future__ import annotations
 
 import struct
@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 from isal import isal_zlib
 
+from .findings import Finding
 from .imaging import letterbox_geometry
 from .pixels import to_uint8
 
@@ -53,6 +54,43 @@ def blend(gray: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndar
     colour_weight = np.float32(alpha) * heatmap.astype(np.float32, copy=False)
     return cv2.blendLinear(cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB), colorize(heatmap),
                            1.0 - colour_weight, colour_weight)
+
+
+#: Box colours by level (RGB, Okabe-Ito: told apart by the colour-blind) and whether the line is
+#: solid; the line style alone tells the levels apart in grey print.
+BOX_STYLES = {"definite": ((230, 159, 0), True), "possible": ((86, 180, 233), False)}
+DASH = 8  # pixels of line, then of gap, in a dashed box (at a 640-pixel display; scaled with the image)
+
+
+def draw_findings(image_rgb: np.ndarray, findings: tuple[Finding, ...] | list[Finding],
+                  scale: float = 1.0) -> np.ndarray:
+    """A copy of an RGB uint8 image with each finding's box drawn (boxes in image pixels times
+    ``scale``): solid for definite, dashed for possible, each with its rank number (1 = highest score)."""
+    canvas = np.ascontiguousarray(image_rgb).copy()
+    side = max(canvas.shape[:2])
+    thickness, dash = max(2, round(side / 320)), max(4, round(DASH * side / 640))
+    for rank, finding in enumerate(findings, start=1):
+        colour, solid = BOX_STYLES[finding.level]
+        x0, y0, x1, y1 = (int(round(v * scale)) for v in finding.box)
+        if solid:
+            cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, thickness)
+        else:
+            for start, end in ((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x1, y1), (x0, y1)), ((x0, y1), (x0, y0)):
+                _dashed_line(canvas, start, end, colour, thickness, dash)
+        cv2.putText(canvas, str(rank), (x0 + thickness, max(y0 - thickness, 12)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4 + side / 1600, colour, max(1, thickness // 2), cv2.LINE_AA)
+    return canvas
+
+
+def _dashed_line(canvas: np.ndarray, start: tuple[int, int], end: tuple[int, int], colour: tuple[int, int, int],
+                 thickness: int, dash: int) -> None:
+    """Draw a dashed straight line in place."""
+    length = max(abs(end[0] - start[0]), abs(end[1] - start[1]))
+    for offset in range(0, length, 2 * dash):
+        a, b = offset / max(length, 1), min(offset + dash, length) / max(length, 1)
+        cv2.line(canvas, (round(start[0] + a * (end[0] - start[0])), round(start[1] + a * (end[1] - start[1]))),
+                 (round(start[0] + b * (end[0] - start[0])), round(start[1] + b * (end[1] - start[1]))),
+                 colour, thickness)
 
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from fracture_web.config import defaults
 from fracture_web.datasets import DatasetError, read_records
+from fracture_web.evaluation.localisation import format_findings
 from fracture_web.evaluation.metrics import to_json
 from fracture_web.evaluation.plots import PlotsUnavailableError, pyplot, write_plots
 from fracture_web.evaluation.report import add_site_tables, evaluate, format_table
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     for key, row in evaluation.report.get("localisation", {}).items():
         print(f"{key}: peak on or near an outline in {row['peak_hit_rate']:.1%} of {row['images']} fractured images; "
               f"{row['mass_inside']:.1%} of its mass inside the outlines")
+    if "findings" in evaluation.report:
+        print(format_findings(evaluation.report["findings"]), flush=True)
     if args.robustness:
         print("\n" + format_robustness(evaluation.report["robustness"]), flush=True)
     if args.out:

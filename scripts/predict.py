@@ -42,8 +42,10 @@ def describe(path: Path, model: FractureModel, operating_point: str | None, as_j
     p = result.prediction
     verdict = p.verdict.upper() if p.fractured else p.verdict.lower()  # a suspected fracture stands out
     header = f" [{' '.join(result.context.values())}]" if result.context else ""
+    boxes = "".join(f"; {f.level} finding at x {f.box[0]:.0f}-{f.box[2]:.0f}, y {f.box[1]:.0f}-{f.box[3]:.0f} "
+                    f"(score {f.score:.0%})" for f in p.findings)
     return (f"{path}{header}: {verdict} (probability {p.probability:.1%}, threshold {p.threshold:.1%}, "
-            f"{p.operating_point})")
+            f"{p.operating_point}){boxes}")
 
 
 def main(argv: list[str] | None = None) -> int:

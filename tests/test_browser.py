@@ -19,7 +19,7 @@ def server_url():
         yield url
 
 
-def test_clinician_uploads_an_xray_and_sees_verdict_bar_and_heatmap(server_url, tmp_path):
+def test_clinician_uploads_a_fractured_xray_and_sees_verdict_bar_boxes_and_heatmap(server_url, tmp_path):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -39,6 +39,18 @@ def test_clinician_uploads_an_xray_and_sees_verdict_bar_and_heatmap(server_url, 
         assert page.locator("svg.confidence line.threshold").count() == 1
         heatmap = page.locator("img[alt*='heatmap']")
         assert heatmap.evaluate("img => img.complete && img.naturalWidth > 0")
+        # A fractured radiograph: its findings are boxes on the X-ray, numbered as the list,
+        # solid for definite and dashed for possible, with the legend beside them.
+        assert verdict == "Fracture suspected"
+        boxes = page.locator("svg.xray-boxes rect.box")
+        listed = page.locator(".finding-list li").all_inner_texts()
+        assert boxes.count() == len(listed) >= 1
+        for i in range(boxes.count()):
+            level = boxes.nth(i).get_attribute("class").split()[-1]
+            dashes = boxes.nth(i).evaluate("r => getComputedStyle(r).strokeDasharray")
+            assert (dashes == "none") == (level == "definite") and listed[i].lower().startswith(level)
+            assert boxes.nth(i).bounding_box()["width"] > 2
+        assert "definite" in page.inner_text(".box-legend") and "possible" in page.inner_text(".box-legend")
         shot = tmp_path / "result.png"
         page.screenshot(path=str(shot), full_page=True)
         browser.close()

@@ -26,6 +26,10 @@ def test_predict_json(tiny_model_dir):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["label"] in ("fractured", "not_fractured") and 0 <= result["probability"] <= 1
+    assert isinstance(result["findings"], list)
+    assert all(set(f) == {"box", "score", "level"} and len(f["box"]) == 4 for f in result["findings"])
+    if result["label"] == "fractured":
+        assert result["findings"]
 
 
 def test_the_command_line_and_the_api_report_the_same_fields_and_values(tiny_model_dir, tmp_path):

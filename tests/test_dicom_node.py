@@ -13,10 +13,12 @@ from contextlib import contextmanager
 from datetime import datetime
 
 import cv2
+import highdicom as hd
 import numpy as np
 import pytest
 from pydicom import dcmread
-from pydicom.uid import BasicTextSRStorage, CTImageStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+from pydicom.sr.codedict import codes
+from pydicom.uid import ComprehensiveSRStorage, CTImageStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 from pynetdicom import AE, evt
 
 from fracture_web.analysis import analyse
@@ -47,9 +49,9 @@ def results(source, model):
     return analysis, result_datasets(source, analysis, datetime(2026, 11, 27, 1, 2, 3))
 
 
-def test_results_are_a_secondary_capture_and_a_text_sr_in_new_series_of_the_same_study(source, model):
+def test_results_are_a_secondary_capture_and_a_measurement_report_in_new_series_of_the_same_study(source, model):
     analysis, (sc, sr) = results(source, model)
-    assert (sc.SOPClassUID, sr.SOPClassUID) == (SecondaryCaptureImageStorage, BasicTextSRStorage)
+    assert (sc.SOPClassUID, sr.SOPClassUID) == (SecondaryCaptureImageStorage, ComprehensiveSRStorage)
     assert (sc.Modality, sr.Modality) == ("OT", "SR")
     uids = {sc.SOPInstanceUID, sr.SOPInstanceUID, sc.SeriesInstanceUID, sr.SeriesInstanceUID,
             source.SOPInstanceUID, source.SeriesInstanceUID}
@@ -85,21 +87,23 @@ def test_the_secondary_capture_shows_the_overlay_under_a_burned_in_banner(source
     assert analysis.prediction.model_version in sc.SoftwareVersions
 
 
-def test_the_report_states_verdict_probability_operating_point_and_model_and_cites_the_image(source, model):
+def test_the_report_states_the_models_verdict_probability_and_findings_on_the_image(source, model):
     analysis, (_sc, sr) = results(source, model)
     p = analysis.prediction
-    finding, probability, point, version, disclaimer = sr.ContentSequence[:5]
-    assert sr.ValueType == "CONTAINER" and sr.CompletionFlag == "COMPLETE" and sr.VerificationFlag == "UNVERIFIED"
-    assert finding.TextValue == ("Fracture suspected" if p.fractured else "No fracture detected")
-    assert finding.TextValue == p.verdict  # the one wording, shared with the page and the command line
-    image = finding.ContentSequence[0]
-    assert (image.RelationshipType, image.ValueType) == ("INFERRED FROM", "IMAGE")
-    assert image.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
-    assert probability.TextValue.startswith(f"{p.probability:.4f}")
-    assert p.operating_point in point.TextValue and version.TextValue == p.model_version
-    assert NOT_FOR_DIAGNOSIS in disclaimer.TextValue
-    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
-    assert evidence.ReferencedSOPSequence[0].ReferencedSOPInstanceUID == source.SOPInstanceUID
+    report = hd.sr.ComprehensiveSR.from_dataset(sr).content
+    (image,) = report.get_image_measurement_groups()
+    (verdict,) = image.get_qualitative_evaluations()
+    assert verdict.value == (codes.SCT.Present if p.fractured else codes.SCT.Absent)
+    measured = {m.name.meaning: m.value for m in image.get_measurements()}
+    assert measured["Probability of fracture"] == pytest.approx(p.probability)
+    assert measured["Operating point threshold"] == pytest.approx(p.threshold)
+    assert [s.referenced_sop_instance_uid for s in image.source_images] == [source.SOPInstanceUID]
+    comments = hd.sr.utils.find_content_items(image[0], name=codes.DCM.Comment)
+    assert comments[0].value.startswith(NOT_FOR_DIAGNOSIS)
+    regions = [group.roi.value for group in report.get_planar_roi_measurement_groups()]
+    assert len(regions) == len(p.findings)
+    for region, finding in zip(regions, p.findings):
+        np.testing.assert_allclose(region[[0, 2]].ravel(), finding.box, rtol=1e-6)  # top-left, bottom-right
 
 
 def test_results_are_valid_dicom_files(source, model, tmp_path):
@@ -146,7 +150,7 @@ def storage_scp(port: int):
         return 0x0000
 
     ae = AE(ae_title="DEST")
-    for sop_class in (SecondaryCaptureImageStorage, BasicTextSRStorage):
+    for sop_class in (SecondaryCaptureImageStorage, ComprehensiveSRStorage):
         ae.add_supported_context(sop_class, [ExplicitVRLittleEndian])
     server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, store)])
     try:
@@ -190,7 +194,7 @@ def test_results_wait_on_disk_while_the_destination_is_down_then_are_sent_and_de
                 wait_for(lambda: len(received) == 2 and not node.outbox.pending())
     finally:
         node.stop()
-    assert {ds.SOPClassUID for ds in received} == {SecondaryCaptureImageStorage, BasicTextSRStorage}
+    assert {ds.SOPClassUID for ds in received} == {SecondaryCaptureImageStorage, ComprehensiveSRStorage}
     assert all(ds.StudyInstanceUID == source.StudyInstanceUID for ds in received)
     assert list(config.queue_dir.iterdir()) == []
     assert "retrying in 0.1 s" in caplog.text and "queued" in caplog.text
@@ -224,7 +228,9 @@ def test_warnings_reach_the_image_and_the_report(source, model):
     unstated.Modality = "OT"
     (plain_sc, _), (warned_sc, warned_sr) = results(source, model)[1], results(unstated, model)[1]
     assert warned_sc.Rows > plain_sc.Rows  # the warning is burned in under the summary
-    assert UNSTATED_WARNING in [item.TextValue for item in warned_sr.ContentSequence]
+    (image,) = hd.sr.ComprehensiveSR.from_dataset(warned_sr).content.get_image_measurement_groups()
+    comments = hd.sr.utils.find_content_items(image[0], name=codes.DCM.Comment)
+    assert UNSTATED_WARNING in [item.value for item in comments]
 
 
 def test_the_node_refuses_to_start_without_a_destination_and_says_which_setting_is_missing():

@@ -134,5 +134,5 @@ def test_serving_form_with_batch_norm_folded_computes_what_the_trained_network_d
     assert float(np.max(features)) > 1  # the comparison is not between two all-zero maps
     np.testing.assert_allclose(np.asarray(folded_features), np.asarray(features), rtol=0, atol=1e-3)
     np.testing.assert_allclose(np.asarray(folded_logit), np.asarray(logit), rtol=0, atol=1e-3)
-    assert np.asarray(fracture_map).shape == (2, 6, 6, 1)  # the locator at stride 16
+    assert np.asarray(fracture_map).shape == (2, 12, 12, 1)  # the locator at stride 8
     np.testing.assert_allclose(np.asarray(folded_map), np.asarray(fracture_map), rtol=0, atol=1e-3)

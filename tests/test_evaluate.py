@@ -307,3 +307,59 @@ def test_a_map_hits_when_its_peak_is_on_or_near_an_outline():
     half = np.zeros((100, 200), np.float32)
     half[45, 110], half[90, 10] = 1.0, 1.0
     assert score_map(half, mask)[1] == pytest.approx(0.5)
+
+
+def test_a_finding_hits_by_overlap_or_by_its_centre_inside_the_outlines_box():
+    from fracture_web.evaluation.localisation import hits
+
+    outline = [(100.0, 100.0, 120.0, 130.0)]
+    assert hits((95, 95, 125, 135), outline)  # overlaps with IoU 0.63
+    assert hits((105, 60, 115, 200), outline)  # IoU 0.14, but its centre (110, 130) lies in the box
+    assert not hits((0, 0, 50, 50), outline)
+    assert not hits((121, 131, 200, 200), outline)
+
+
+def test_finding_levels_are_chosen_on_normal_images_and_scored_against_outlines():
+    from fracture_web.evaluation.localisation import Located, choose_levels, findings_table, froc_points
+
+    outline = (100.0, 100.0, 130.0, 130.0)
+    # Two fractured images: one whose strongest box is on the outline, one whose box is elsewhere.
+    fractured = [Located(1, 0.9, [(0.8, (98, 98, 128, 128)), (0.4, (0, 0, 20, 20))], [outline]),
+                 Located(1, 0.6, [(0.5, (300, 300, 330, 330))], [outline])]
+    # Ten normal images, each with one box: scores 0.05, 0.15, ..., 0.95; probabilities above and below.
+    normals = [Located(0, 0.5 if i % 2 else 0.05, [(0.05 + 0.1 * i, (0, 0, 10, 10))]) for i in range(10)]
+    levels = choose_levels(fractured + normals, threshold=0.3, min_probability=0.1)
+    # Only normals flagged at the operating point (probability 0.5) can carry a definite box: scores
+    # 0.15, 0.35, 0.55, 0.75, 0.95. At most 1 in 10 definite means a threshold above 0.75.
+    assert 0.75 < levels.definite <= 0.95
+    assert levels.possible <= levels.definite
+    table = findings_table(fractured + normals, levels, threshold=0.3)
+    assert table["fractured_images"] == 2 and table["normal_images"] == 10
+    assert table["finding_hit_rate"] == 0.5 and table["top_finding_hit_rate"] == 0.5
+    assert table["definite_per_normal_image"] <= 0.1
+    assert table["definite_per_normal_image"] + table["possible_per_normal_image"] <= 0.5
+    low, high = froc_points(fractured + normals, scores=(0.0, 0.9))
+    assert low["sensitivity"] == 0.5 and low["false_per_image"] == (2 + 10) / 12  # every box but the hit
+    assert high["sensitivity"] == 0.0 and high["false_per_image"] == 1 / 12  # the normal scored 0.95
+
+
+def test_cli_reports_where_the_findings_land_when_the_folder_has_outlines(tiny_model_dir, tiny_dataset, tmp_path):
+    import shutil
+
+    folder = tmp_path / "outlined"
+    shutil.copytree(tiny_dataset, folder)
+    fractured = sorted((folder / "Fractured").glob("*.png"))
+    # The synthetic crack runs from (50, 60) to (76, 100): the radiologist's box around it.
+    coco = {"images": [{"id": i, "file_name": f"Fractured/{p.name}", "height": 160, "width": 128}
+                       for i, p in enumerate(fractured)],
+            "annotations": [{"id": i, "image_id": i, "bbox": [50, 60, 26, 40], "segmentation": []}
+                            for i in range(len(fractured))]}
+    (folder / "annotations.json").write_text(json.dumps(coco))
+    done = run_script("evaluate.py", "--data-dir", str(folder), "--model", str(tiny_model_dir),
+                      "--out", str(tmp_path / "metrics.json"))
+    assert done.returncode == 0, done.stdout + done.stderr
+    findings = json.loads((tmp_path / "metrics.json").read_text())["findings"]
+    assert findings["fractured_images"] == len(fractured) and findings["normal_images"] == 24
+    assert 0 <= findings["top_finding_hit_rate"] <= findings["finding_hit_rate"] <= 1
+    assert len(findings["froc"]) == 6
+    assert "Findings (definite >=" in done.stdout and "FROC" in done.stdout

@@ -1,5 +1,6 @@
-"""A hospital's story with a real PACS: Orthanc holds a radiograph, sends it to the DICOM node,
-and finds the node's Secondary Capture and SR back in the same study.
+"""A hospital's story with a real PACS: Orthanc holds a fractured leg's radiograph, sends it to the
+DICOM node running the shipped model, and finds the node's Secondary Capture (findings boxed) and
+Measurement Report (each finding a region of the radiograph) back in the same study.
 
 Orthanc (the Debian package ``orthanc``, which ``make test`` installs when it can) runs on
 free loopback ports with a temporary configuration and storage folder; the node runs as
@@ -19,23 +20,30 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
+import highdicom as hd
 import numpy as np
 import pytest
 from pydicom import dcmread
-from pydicom.uid import BasicTextSRStorage, SecondaryCaptureImageStorage
+from pydicom.sr.codedict import codes
+from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage
 
+from fracture_web import overlay
 from fracture_web.analysis import analyse
+from fracture_web.dicom_node.report import FRACTURE
 from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS
 from fracture_web.inference import FractureModel
 from fracture_web.local_server import free_port
 
-from helpers import ROOT
+from helpers import ROOT, SAMPLES
 from dicom_files import PATIENT, radiograph_dataset, to_bytes
 
 ORTHANC = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin:/usr/local/sbin")
 pytestmark = pytest.mark.skipif(ORTHANC is None, reason="Orthanc is not installed and could not be installed here "
                                 "(make test installs the Debian package 'orthanc' when it runs as root with apt-get)")
 NODE_AE, ORTHANC_AE = "FRACTURE_AI", "ORTHANC"
+MODEL_DIR = ROOT / "model"
+#: A radiograph on which the shipped model marks both a definite and a possible fracture.
+LEG = next(path for path in SAMPLES if path.name.startswith("leg_fractured"))
 
 
 def rest(base: str, path: str, data: bytes | dict | None = None) -> dict | list | bytes:
@@ -93,15 +101,15 @@ def orthanc(tmp_path: Path, node_port: int):
         yield base, dicom_port
 
 
-def test_orthanc_sends_a_radiograph_to_the_node_and_gets_sc_and_sr_back_in_the_same_study(
-        tiny_model_dir, sample_bytes, tmp_path):
-    gray = cv2.imdecode(np.frombuffer(sample_bytes, np.uint8), cv2.IMREAD_GRAYSCALE)
-    source = radiograph_dataset(gray)
+def test_orthanc_sends_a_radiograph_to_the_node_and_gets_sc_and_sr_back_in_the_same_study(tmp_path):
+    gray = cv2.imdecode(np.frombuffer(LEG.read_bytes(), np.uint8), cv2.IMREAD_GRAYSCALE)
+    source = radiograph_dataset(gray, BodyPartExamined="LEG")
     dicom = to_bytes(source)
-    expected = analyse(dicom, FractureModel(tiny_model_dir), images=False).prediction
+    expected = analyse(dicom, FractureModel(MODEL_DIR), images=False).prediction
+    assert expected.findings, "the shipped model marks no finding on the fractured leg"
     node_port = free_port()
     with orthanc(tmp_path, node_port) as (base, orthanc_port):
-        env = os.environ | {"FRACTURE_MODEL_DIR": str(tiny_model_dir), "FRACTURE_DICOM_AE_TITLE": NODE_AE,
+        env = os.environ | {"FRACTURE_MODEL_DIR": str(MODEL_DIR), "FRACTURE_DICOM_AE_TITLE": NODE_AE,
                             "FRACTURE_DICOM_BIND": "127.0.0.1", "FRACTURE_DICOM_PORT": str(node_port),
                             "FRACTURE_DICOM_DEST_HOST": "127.0.0.1", "FRACTURE_DICOM_DEST_PORT": str(orthanc_port),
                             "FRACTURE_DICOM_DEST_AE_TITLE": ORTHANC_AE,
@@ -145,16 +153,32 @@ def check_secondary_capture(sc, source, expected) -> None:
     assert sc.SoftwareVersions == expected.model_version and NOT_FOR_DIAGNOSIS in sc.SeriesDescription
     pixels = sc.pixel_array
     assert pixels.ndim == 3 and pixels.shape[1] == source.Columns and pixels.shape[0] > source.Rows
+    image = pixels[-source.Rows:].astype(int)  # below the burned-in band: the overlay, at the source's size
+    for finding in expected.findings:  # each box's left edge is drawn in its level's colour
+        colour = overlay.BOX_STYLES[finding.level][0]
+        x0, y0, _x1, y1 = (round(v) for v in finding.box)
+        edge = image[y0:y1, max(x0 - 2, 0):x0 + 3]
+        assert (np.abs(edge - colour).max(axis=2) < 30).any(axis=1).mean() > 0.3, finding
+    assert sc.Laterality == source.ImageLaterality
 
 
 def check_report(sr, source, expected) -> None:
-    assert sr.SOPClassUID == BasicTextSRStorage
+    assert sr.SOPClassUID == ComprehensiveSRStorage and sr.VerificationFlag == "UNVERIFIED"
     check_same_patient_and_study(sr, source)
-    texts = {item.ConceptNameCodeSequence[0].CodeMeaning: item.TextValue for item in sr.ContentSequence}
-    comments = [item.TextValue for item in sr.ContentSequence if item.ConceptNameCodeSequence[0].CodeValue == "121106"]
-    assert texts["Finding"] == ("Fracture suspected" if expected.fractured else "No fracture detected")
-    assert float(texts["Probability of fracture"].split()[0]) == pytest.approx(expected.probability, abs=1e-3)
-    assert texts["Operating point"].startswith(expected.operating_point)
-    assert texts["Model version"] == expected.model_version and NOT_FOR_DIAGNOSIS in comments[0]
-    cited = sr.ContentSequence[0].ContentSequence[0].ReferencedSOPSequence[0]
-    assert cited.ReferencedSOPInstanceUID == source.SOPInstanceUID
+    report = hd.sr.ComprehensiveSR.from_dataset(sr).content
+    (image,) = report.get_image_measurement_groups()
+    (verdict,) = image.get_qualitative_evaluations()
+    assert (verdict.name, verdict.value) == (FRACTURE, codes.SCT.Present if expected.fractured else codes.SCT.Absent)
+    measured = {m.name.meaning: m.value for m in image.get_measurements()}
+    assert measured["Probability of fracture"] == pytest.approx(expected.probability, abs=1e-6)
+    comments = hd.sr.utils.find_content_items(image[0], name=codes.DCM.Comment)
+    assert comments[0].value.startswith(NOT_FOR_DIAGNOSIS)
+    groups = report.get_planar_roi_measurement_groups()
+    assert [group.finding_type for group in groups] == [FRACTURE] * len(expected.findings)
+    for group, finding in zip(groups, expected.findings):
+        assert group.roi.ContentSequence[0].referenced_sop_instance_uid == source.SOPInstanceUID
+        np.testing.assert_allclose(group.roi.value[[0, 2]].ravel(), finding.box, rtol=1e-6)
+        (level,) = group.get_qualitative_evaluations()
+        assert level.value.meaning.lower() == finding.level
+        algorithm = hd.sr.utils.find_content_items(group[0], name=codes.DCM.AlgorithmVersion)
+        assert [item.value for item in algorithm] == [expected.model_version]

@@ -133,7 +133,7 @@ def test_the_shipped_tflite_file_was_exported_from_the_shipped_model():
 #: What requirements.txt holds only for TensorFlow: all the slim install may leave out.
 TENSORFLOW_STACK = {"absl-py", "astunparse", "certifi", "charset-normalizer", "gast", "google-pasta", "grpcio",
                     "h5py", "idna", "keras", "libclang", "markdown-it-py", "mdurl", "namex", "opt-einsum", "optree",
-                    "packaging", "pygments", "requests", "rich", "six", "tensorflow-cpu", "termcolor", "urllib3",
+                    "pygments", "requests", "rich", "six", "tensorflow-cpu", "termcolor", "urllib3",
                     "wrapt"}
 
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
+import shutil
 
 import cv2
 import numpy as np
@@ -33,7 +35,7 @@ def test_uploading_an_xray_shows_verdict_confidence_bar_and_heatmap(client, samp
     assert re.search(r"Fracture suspected|No fracture detected", page)
     assert re.search(r"Probability of a fracture: <strong>\d+%</strong>", page)
     assert 'class="confidence"' in page and 'class="threshold"' in page
-    images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
+    images = re.findall(r'(?:src|href)="data:image/png;base64,([^"]+)"', page)
     assert len(images) == 2  # the plain X-ray and the overlay
     overlay = cv2.imdecode(np.frombuffer(base64.b64decode(images[1]), np.uint8), cv2.IMREAD_COLOR)
     assert overlay is not None and overlay.shape[2] == 3
@@ -53,7 +55,7 @@ def test_api_returns_the_verdict_as_json(client, app, sample_bytes):
     body = response.get_json()
     assert response.status_code == 200
     assert set(body) == {"label", "probability", "threshold", "operating_point", "model_version", "calibration",
-                         "warnings"}
+                         "findings", "warnings"}
     assert body["calibration"] == "development"  # the tiny model's own thresholds, not re-fitted at a site
     assert body["label"] in ("fractured", "not_fractured")
     assert 0.0 <= body["probability"] <= 1.0
@@ -61,6 +63,47 @@ def test_api_returns_the_verdict_as_json(client, app, sample_bytes):
     assert body["warnings"] == [OUT_OF_SCOPE]
     assert (body["probability"] >= body["threshold"]) == (body["label"] == "fractured")
     assert body["model_version"] == app.extensions["fracture_model"].version
+
+
+@pytest.fixture()
+def flag_everything_client(tiny_model_dir, tmp_path):
+    """The tiny model with an extra operating point at threshold 0: every image is "fractured"."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    metadata = json.loads((model_dir / "metadata.json").read_text())
+    metadata["operating_points"]["everything"] = {"threshold": 0.0}
+    (model_dir / "metadata.json").write_text(json.dumps(metadata))
+    return create_app({"TESTING": True, "MODEL_DIR": str(model_dir)}).test_client()
+
+
+def test_api_findings_are_boxes_in_the_uploads_pixels_that_agree_with_the_verdict(flag_everything_client,
+                                                                                  sample_bytes):
+    height, width = cv2.imdecode(np.frombuffer(sample_bytes, np.uint8), cv2.IMREAD_GRAYSCALE).shape
+    for point in ("balanced", "high_sensitivity", "everything"):
+        body = flag_everything_client.post(f"/api/v1/predict?operating_point={point}",
+                                           data=upload(sample_bytes)).get_json()
+        findings = body["findings"]
+        assert [f["score"] for f in findings] == sorted((f["score"] for f in findings), reverse=True)
+        for f in findings:
+            x0, y0, x1, y1 = f["box"]
+            assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+            assert f["level"] in ("definite", "possible") and 0 <= f["score"] <= 1
+        if body["label"] == "fractured":
+            assert findings, point  # a fractured verdict always shows where
+        else:
+            assert all(f["level"] == "possible" for f in findings), point
+    assert body["label"] == "fractured"  # at threshold 0
+
+
+def test_the_page_draws_each_finding_as_a_box_with_a_legend(flag_everything_client, sample_bytes):
+    page = post_form(flag_everything_client, upload(sample_bytes) | {"operating_point": "everything"}).get_data(
+        as_text=True)
+    drawing = page[page.index('class="xray-boxes"'):]
+    boxes = re.findall(r'<rect class="box (definite|possible)"', drawing[:drawing.index("</svg>")])
+    listed = re.findall(r'<li class="finding (definite|possible)">', page)
+    assert boxes == listed and len(boxes) >= 1
+    assert "definite: a fracture here is likely" in page and "possible: worth a second look" in page
+    assert 'alt="The X-ray with the model\'s heatmap overlaid"' in page  # the heatmap stays beside the boxes
 
 
 def test_api_heatmap_is_a_png_on_request(client, sample_bytes):

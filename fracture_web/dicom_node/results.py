@@ -1,15 +1,17 @@
 """A model's analysis of a received radiograph -> the two DICOM objects sent back to the PACS.
 
-(a) a Secondary Capture image: the X-ray with the heatmap overlay and, burned in above it, the
-verdict, probability, operating point, model version and NOT FOR DIAGNOSTIC USE;
-(b) a Basic Text SR with the same facts, whose finding is INFERRED FROM the source image.
+(a) a Secondary Capture image: the X-ray with the heatmap overlay and the findings' boxes (solid =
+definite, dashed = possible, numbered by score) and, burned in above it, the verdict, probability,
+findings, operating point, model version and NOT FOR DIAGNOSTIC USE;
+(b) a TID 1500 Measurement Report (Comprehensive SR) with the same facts, each finding a region of
+the source image (:mod:`fracture_web.dicom_node.report`).
 
 Each goes in a new series of the source's study (DICOM wants an SR in a series of its own,
 modality SR, so the two are separate series). Patient and study attributes are copied from the
 source, type 2 ones left empty where the source lacks them: nothing is invented. New UIDs are
 derived from the source image's UID, the model version and the operating point, so sending the
 same image twice replaces the earlier result instead of duplicating it. Pure functions
-(pydicom, numpy, OpenCV); no network, no Flask.
+(pydicom, highdicom, numpy, OpenCV); no network, no Flask.
 """
 from __future__ import annotations
 
@@ -20,33 +22,20 @@ import cv2
 import numpy as np
 from pydicom import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
+from .. import overlay
 from ..analysis import Analysis
+from .header import MANUFACTURER, MODEL_NAME, NOT_FOR_DIAGNOSIS, patient_and_study, reference, result_uid
+from .report import measurement_report
 
-MANUFACTURER = "fracture-web"
-NOT_FOR_DIAGNOSIS = "NOT FOR DIAGNOSTIC USE"
-#: Private coding scheme (PS3.16: designators starting with 99) for the concepts DICOM has no code for.
-SCHEME = "99FRACTUREWEB"
-#: Copied from the source when present; the type 2 ones (in ``REQUIRED_EMPTY``) are kept, empty, when not.
-PATIENT_STUDY = ("SpecificCharacterSet", "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate",
-                 "PatientSex", "PatientAge", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID",
-                 "AccessionNumber", "ReferringPhysicianName", "StudyDescription")
-REQUIRED_EMPTY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
-                  "StudyID", "AccessionNumber", "ReferringPhysicianName")
-SC_SERIES_NUMBER, SR_SERIES_NUMBER = 9001, 9002
+SC_SERIES_NUMBER = 9001
 
 
 def result_datasets(source: Dataset, analysis: Analysis, now: datetime | None = None) -> list[Dataset]:
-    """The Secondary Capture and the Basic Text SR for one analysed source image (with its images)."""
+    """The Secondary Capture and the Measurement Report for one analysed source image (with its images)."""
     now = now or datetime.now()
-    return [secondary_capture(source, analysis, now), text_report(source, analysis, now)]
-
-
-def result_uid(source: Dataset, analysis: Analysis, kind: str) -> str:
-    """A UID that is new (not the source's) but the same each time this image gets this result."""
-    p = analysis.prediction
-    return generate_uid(entropy_srcs=[str(source.SOPInstanceUID), p.model_version, p.operating_point, kind])
+    return [secondary_capture(source, analysis, now), measurement_report(source, analysis, now)]
 
 
 def summary_lines(analysis: Analysis) -> list[str]:
@@ -54,9 +43,20 @@ def summary_lines(analysis: Analysis) -> list[str]:
     p = analysis.prediction
     return [f"{NOT_FOR_DIAGNOSIS} - AI decision aid",
             f"{p.verdict}: probability {p.probability:.1%}",
+            findings_line(analysis),
             f"Operating point {p.operating_point.replace('_', ' ')} (threshold {p.threshold:.1%})",
             f"Model {p.model_version}; heatmap = where the model looked",
             *(line for warning in analysis.warnings for line in textwrap.wrap(f"Warning: {warning}", 70))]
+
+
+def findings_line(analysis: Analysis) -> str:
+    """How many boxes there are, of which level, and how to tell the levels apart."""
+    levels = [finding.level for finding in analysis.prediction.findings]
+    if not levels:
+        return "No findings marked"
+    count = f"{len(levels)} finding{'s' if len(levels) > 1 else ''}"
+    return (f"{count}: {levels.count('definite')} definite, {levels.count('possible')} possible "
+            "(solid = definite, dashed = possible)")
 
 
 def burn_in(image_rgb: np.ndarray, lines: list[str]) -> np.ndarray:
@@ -77,20 +77,28 @@ def burn_in(image_rgb: np.ndarray, lines: list[str]) -> np.ndarray:
     return np.vstack([band, image_rgb])
 
 
+def annotated_overlay(source: Dataset, analysis: Analysis) -> np.ndarray:
+    """The heatmap overlay with the findings' boxes, scaled from the source's pixels to the overlay's."""
+    scale = analysis.overlay.shape[1] / int(source.Columns)
+    return overlay.draw_findings(analysis.overlay, analysis.prediction.findings, scale)
+
+
 def secondary_capture(source: Dataset, analysis: Analysis, now: datetime) -> Dataset:
-    """The Secondary Capture image (RGB, 8 bits) of the overlay with the summary burned in."""
-    pixels = burn_in(analysis.overlay, summary_lines(analysis))
+    """The Secondary Capture image (RGB, 8 bits) of the overlay and boxes with the summary burned in."""
+    pixels = burn_in(annotated_overlay(source, analysis), summary_lines(analysis))
     ds = _new_instance(source, analysis, SecondaryCaptureImageStorage, "sc", now)
     ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "OT", SC_SERIES_NUMBER, 1
     ds.SeriesDescription = f"Fracture AI heatmap - {NOT_FOR_DIAGNOSIS}"
+    ds.Laterality = laterality(source)
     ds.ConversionType = "WSD"  # workstation: the image was made by software
     ds.ImageType = ["DERIVED", "SECONDARY"]
-    ds.DerivationDescription = f"Heatmap overlay and result of fracture-detection model; {NOT_FOR_DIAGNOSIS}"
+    ds.DerivationDescription = (f"Heatmap overlay, suspected fractures boxed and result of fracture-detection "
+                                f"model; {NOT_FOR_DIAGNOSIS}")
     ds.BurnedInAnnotation = "YES"
     ds.PatientOrientation = source.get("PatientOrientation", "")
     if "BodyPartExamined" in source:
         ds.BodyPartExamined = source.BodyPartExamined
-    ds.SourceImageSequence = Sequence([_reference(source)])
+    ds.SourceImageSequence = Sequence([reference(source)])
     ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
     ds.Rows, ds.Columns = pixels.shape[:2]
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
@@ -98,55 +106,21 @@ def secondary_capture(source: Dataset, analysis: Analysis, now: datetime) -> Dat
     return ds
 
 
-def text_report(source: Dataset, analysis: Analysis, now: datetime) -> Dataset:
-    """The Basic Text SR: verdict (inferred from the source image), probability, operating point, model."""
-    p = analysis.prediction
-    ds = _new_instance(source, analysis, BasicTextSRStorage, "sr", now)
-    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "SR", SR_SERIES_NUMBER, 1
-    ds.SeriesDescription = f"Fracture AI report - {NOT_FOR_DIAGNOSIS}"
-    ds.ReferencedPerformedProcedureStepSequence = Sequence()
-    ds.PerformedProcedureCodeSequence = Sequence()
-    ds.CompletionFlag, ds.VerificationFlag = "COMPLETE", "UNVERIFIED"
-    evidence = Dataset()
-    evidence.StudyInstanceUID = source.StudyInstanceUID
-    series = Dataset()
-    series.SeriesInstanceUID = source.SeriesInstanceUID
-    series.ReferencedSOPSequence = Sequence([_reference(source)])
-    evidence.ReferencedSeriesSequence = Sequence([series])
-    ds.CurrentRequestedProcedureEvidenceSequence = Sequence([evidence])
-    # The content tree: a titled CONTAINER holding the finding and the facts behind it.
-    ds.ValueType, ds.ContinuityOfContent = "CONTAINER", "SEPARATE"
-    ds.ConceptNameCodeSequence = _code("18748-4", "LN", "Diagnostic Imaging Report")
-    finding = _text("121071", "DCM", "Finding", p.verdict)
-    image = Dataset()
-    image.RelationshipType, image.ValueType = "INFERRED FROM", "IMAGE"
-    image.ReferencedSOPSequence = Sequence([_reference(source)])
-    finding.ContentSequence = Sequence([image])
-    ds.ContentSequence = Sequence([
-        finding,
-        _text("probability", SCHEME, "Probability of fracture", f"{p.probability:.4f} ({p.probability:.1%})"),
-        _text("operating-point", SCHEME, "Operating point", f"{p.operating_point} (threshold {p.threshold:.4f})"),
-        _text("model-version", SCHEME, "Model version", p.model_version),
-        _text("121106", "DCM", "Comment", f"{NOT_FOR_DIAGNOSIS}. Produced by an AI decision aid, not a diagnosis; "
-              "the heatmap shows where the model looked, not where a fracture is."),
-        *(_text("121106", "DCM", "Comment", warning) for warning in analysis.warnings),
-    ])
-    return ds
+def laterality(source: Dataset) -> str:
+    """The source's side (Laterality, else Image Laterality) when it is R or L; else empty (type 2C:
+    a paired body part needs the attribute, and "U" or "B" are not values Laterality may take)."""
+    side = source.get("Laterality") or source.get("ImageLaterality") or ""
+    return side if side in ("R", "L") else ""
 
 
 def _new_instance(source: Dataset, analysis: Analysis, sop_class: str, kind: str, now: datetime) -> Dataset:
     """A dataset with the source's patient and study, a new series and instance, and our equipment."""
-    ds = Dataset()
-    for keyword in PATIENT_STUDY:
-        if keyword in source:
-            ds[keyword] = source[keyword]
-        elif keyword in REQUIRED_EMPTY:
-            setattr(ds, keyword, "")
+    ds = patient_and_study(source)
     ds.SOPClassUID, ds.SOPInstanceUID = sop_class, result_uid(source, analysis, kind)
     ds.SeriesInstanceUID = result_uid(source, analysis, f"series-{kind}")
     ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.InstanceCreationDate, ds.InstanceCreationTime = ds.ContentDate, ds.ContentTime
-    ds.Manufacturer, ds.ManufacturerModelName = MANUFACTURER, "fracture-detection assistant"
+    ds.Manufacturer, ds.ManufacturerModelName = MANUFACTURER, MODEL_NAME
     ds.SoftwareVersions = analysis.prediction.model_version
     ds.file_meta = _file_meta(ds)
     return ds
@@ -157,23 +131,3 @@ def _file_meta(ds: Dataset) -> FileMetaDataset:
     meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return meta
-
-
-def _reference(source: Dataset) -> Dataset:
-    item = Dataset()
-    item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = source.SOPClassUID, source.SOPInstanceUID
-    return item
-
-
-def _code(value: str, scheme: str, meaning: str) -> Sequence:
-    item = Dataset()
-    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
-    return Sequence([item])
-
-
-def _text(value: str, scheme: str, meaning: str, text: str) -> Dataset:
-    item = Dataset()
-    item.RelationshipType, item.ValueType = "CONTAINS", "TEXT"
-    item.ConceptNameCodeSequence = _code(value, scheme, meaning)
-    item.TextValue = text
-    return item

@@ -6,7 +6,8 @@ import time
 from collections.abc import Sequence
 
 from pydicom import Dataset
-from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, SecondaryCaptureImageStorage
+from pydicom.uid import (BasicTextSRStorage, ComprehensiveSRStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
+                         SecondaryCaptureImageStorage)
 from pynetdicom import AE
 
 from .config import NodeConfig
@@ -14,6 +15,9 @@ from .config import NodeConfig
 log = logging.getLogger(__name__)
 #: Statuses a Storage SCP answers for a stored instance: success and the 0xB000 warnings.
 STORED = {0x0000, 0xB000, 0xB006, 0xB007}
+#: What the node sends: Secondary Captures and Measurement Reports, and the Basic Text SRs that an
+#: earlier version may have left in the disk queue.
+SOP_CLASSES = (SecondaryCaptureImageStorage, ComprehensiveSRStorage, BasicTextSRStorage)
 
 
 class Sender:
@@ -22,7 +26,7 @@ class Sender:
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self.ae = AE(ae_title=config.ae_title)
-        for sop_class in (SecondaryCaptureImageStorage, BasicTextSRStorage):
+        for sop_class in SOP_CLASSES:
             self.ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
 
     def send(self, datasets: Sequence[Dataset], tries: int | None = None) -> bool:

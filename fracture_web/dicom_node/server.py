@@ -1,9 +1,9 @@
 """The Storage SCP: receive, analyse radiographs, deliver results (or queue them on disk).
 
 A PACS sends any storage object to the node; radiographs (CR, DX for presentation) go through
-the app's own analysis, and their Secondary Capture and Basic Text SR are handed to a delivery
-thread, so the C-STORE answer does not wait for the destination. Anything else is accepted
-and ignored (logged). Nothing about the patient is logged: only the SOP class, the verdict
+the app's own analysis, and their Secondary Capture and Measurement Report (SR) are handed to a
+delivery thread, so the C-STORE answer does not wait for the destination. Anything else is
+accepted and ignored (logged). Nothing about the patient is logged: only the SOP class, the verdict
 and the probability.
 """
 from __future__ import annotations

@@ -1,19 +1,28 @@
-"""Does the map point at the fracture? Scored against the radiologists' outlines, as a reader sees it.
+"""Does the model point at the fracture? Its maps and its findings against the radiologists' outlines.
 
-For every fractured image with an outline, each spatial output of the model (the page's heatmap,
-and the class activation map where the model has it apart) is laid over the image exactly as the
-page lays it (``overlay.heatmap_on_image``). A *hit* is a map whose peak falls on an outline or
-within 10% of the image's short side of one; the *mass inside* is the share of the map's total
-inside the outlines. numpy and OpenCV.
+One pass over a labelled folder (:func:`locate_records`) keeps, per image, its probability, the
+candidate boxes of :mod:`fracture_web.findings` (in the image's pixels) and, for a fractured image
+with outlines, how each spatial output points:
+
+- **maps** (the page's heatmap, and the class activation map where the model has it apart), laid
+  over the image exactly as the page lays them: a *hit* is a peak on an outline or within 10% of the
+  image's short side of one; the *mass inside* is the share of the map's total inside the outlines;
+- **findings**, graded as the app grades them: a finding *hits* an outline when its box overlaps
+  the outline's box with IoU >= 0.2 or its centre lies inside the outline's box.
+
+:func:`choose_levels` picks the definite and possible thresholds on validation data, like the
+operating points. numpy and OpenCV.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..datasets import Records
+from ..findings import Box, FindingLevels, box_iou, candidates, grade, to_image_box
 from ..imaging import decode_image, to_model_input
 from ..outlines import Outlines, mask_in_image
 from ..overlay import heatmap_on_image
@@ -25,32 +34,58 @@ NEAR = 0.10
 #: The spatial outputs scored, where the model has them: what the page shows, and the class
 #: activation map (the page's heatmap before the network had a fracture map).
 MAPS = ("heatmap", "cam")
+#: A finding hits an outline whose box it overlaps by at least this IoU (or holds its centre).
+HIT_IOU = 0.2
+#: Validation targets the finding thresholds are chosen for: definite findings, and findings of
+#: either level, per non-fractured image.
+MAX_DEFINITE_PER_NORMAL = 0.10
+MAX_FINDINGS_PER_NORMAL = 0.50
+#: Score thresholds of the FROC points reported (over every candidate, before grading).
+FROC_SCORES = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
+_GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
 
 
-def localisation_table(records: Records, outlines: Outlines, root: Path, model: BatchModel,
-                       input_size: int) -> dict:
-    """Per spatial output: images scored, peak hit rate and mean mass inside the outlines, over the
-    fractured records that have outlines (``root``: the folder the outline names are relative to)."""
-    hits: dict[str, list[bool]] = {}
-    mass: dict[str, list[float]] = {}
+@dataclass(frozen=True)
+class Located:
+    """One scored image: label, probability, candidate findings (image pixels), the outlines'
+    boxes (empty when not outlined) and, per map, (peak hit, mass inside) when outlined."""
+
+    label: int
+    probability: float
+    candidates: list[tuple[float, Box]]
+    targets: list[Box] = field(default_factory=list)
+    pointing: dict[str, tuple[bool, float]] = field(default_factory=dict)
+
+    @property
+    def outlined(self) -> bool:
+        return self.label == 1 and bool(self.targets)
+
+
+def locate_records(records: Records, outlines: Outlines | None, root: Path, model: BatchModel,
+                   input_size: int) -> list[Located]:
+    """Score every readable record once (``root``: the folder the outline names are relative to).
+    Fractured records without outlines (all of them, without ``outlines``) are left out: there is
+    nothing to hit."""
+    located = []
     for path, label in zip(records.paths, records.labels):
-        outlined = outlines.of(path, root) if label == 1 else None
-        if outlined is None:
+        outlined = outlines.of(path, root) if label == 1 and outlines is not None else None
+        if label == 1 and outlined is None:
             continue
         try:
             pixels = decode_image(Path(path).read_bytes()).pixels
         except (InvalidImageError, OSError):
             continue
         outputs = model.outputs(to_model_input(pixels, input_size)[np.newaxis])
-        mask = mask_in_image(outlined[0], *pixels.shape)
-        for key in MAPS:
-            if key in outputs:
-                shown = heatmap_on_image(outputs[key][0], pixels.shape, input_size)
-                hit, inside = score_map(shown, mask)
-                hits.setdefault(key, []).append(hit)
-                mass.setdefault(key, []).append(inside)
-    return {key: {"images": len(hits[key]), "peak_hit_rate": float(np.mean(hits[key])),
-                  "mass_inside": float(np.mean(mass[key]))} for key in hits}
+        boxes = [(score, to_image_box(box, *pixels.shape[:2], input_size))
+                 for score, box in candidates(outputs["fracture_map"][0], input_size)]
+        item = Located(int(label), float(outputs["probability"][0]), boxes)
+        if outlined is not None:
+            mask = mask_in_image(outlined[0], *pixels.shape[:2])
+            pointing = {key: score_map(heatmap_on_image(outputs[key][0], pixels.shape[:2], input_size), mask)
+                        for key in MAPS if key in outputs}
+            item = Located(item.label, item.probability, boxes, [_bounds(p) for p in outlined[0]], pointing)
+        located.append(item)
+    return located
 
 
 def score_map(shown: np.ndarray, mask: np.ndarray) -> tuple[bool, float]:
@@ -62,3 +97,102 @@ def score_map(shown: np.ndarray, mask: np.ndarray) -> tuple[bool, float]:
     hit = bool(distance[peak] <= NEAR * min(mask.shape))
     total = float(shown.sum())
     return hit, float(shown[mask].sum() / total) if total > 0 else 0.0
+
+
+def hits(box: Box, targets: list[Box]) -> bool:
+    """Whether a finding's box hits one of the outlines' boxes (IoU >= 0.2, or its centre inside)."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return any(box_iou(box, t) >= HIT_IOU or (t[0] <= cx <= t[2] and t[1] <= cy <= t[3]) for t in targets)
+
+
+def pointing_table(located: list[Located]) -> dict:
+    """Per map: outlined images scored, peak hit rate and mean mass inside the outlines."""
+    rows = [item.pointing for item in located if item.outlined]
+    return {key: {"images": len(rows), "peak_hit_rate": float(np.mean([r[key][0] for r in rows])),
+                  "mass_inside": float(np.mean([r[key][1] for r in rows]))}
+            for key in MAPS if rows and key in rows[0]}
+
+
+def graded(item: Located, levels: FindingLevels, threshold: float) -> list[tuple[float, Box, str]]:
+    """The image's findings as the app grades them at the operating point's ``threshold``."""
+    return grade(item.candidates, item.probability, item.probability >= threshold, levels)
+
+
+def choose_levels(located: list[Located], threshold: float, min_probability: float) -> FindingLevels:
+    """The lowest definite threshold with at most 0.10 definite findings per non-fractured image,
+    then the lowest possible threshold (at most the definite one) with at most 0.50 findings of
+    either level per non-fractured image, at the operating point's ``threshold``."""
+    normals = [item for item in located if item.label == 0]
+
+    def per_normal(levels: FindingLevels, level: str | None) -> float:
+        counts = [sum(level in (None, lvl) for *_, lvl in graded(item, levels, threshold)) for item in normals]
+        return float(np.mean(counts)) if counts else 0.0
+
+    definite = next((t for t in _GRID if per_normal(FindingLevels(t, t, min_probability), "definite")
+                     <= MAX_DEFINITE_PER_NORMAL), float(_GRID[-1]))
+    possible = next((t for t in _GRID if t <= definite and per_normal(FindingLevels(definite, t, min_probability),
+                                                                      None) <= MAX_FINDINGS_PER_NORMAL), definite)
+    return FindingLevels(float(definite), float(possible), min_probability)
+
+
+def findings_table(located: list[Located], levels: FindingLevels, threshold: float) -> dict:
+    """How the graded findings land: per outlined fractured image, whether any (the top, a definite)
+    finding hits; per non-fractured image, how many findings of each level; and FROC points."""
+    fractured = [item for item in located if item.outlined]
+    normals = [item for item in located if item.label == 0]
+    found = [[(hits(box, item.targets), level) for _, box, level in graded(item, levels, threshold)]
+             for item in fractured]
+    per_normal = [[level for *_, level in graded(item, levels, threshold)] for item in normals]
+    return {
+        "levels": {"definite": levels.definite, "possible": levels.possible,
+                   "min_probability": levels.min_probability, "threshold": threshold},
+        "fractured_images": len(fractured), "normal_images": len(normals),
+        "finding_hit_rate": _mean([any(hit for hit, _ in f) for f in found]),
+        "top_finding_hit_rate": _mean([bool(f) and f[0][0] for f in found]),
+        "definite_hit_rate": _mean([any(hit and lvl == "definite" for hit, lvl in f) for f in found]),
+        "findings_per_fractured_image": _mean([len(f) for f in found]),
+        "definite_per_normal_image": _mean([lv.count("definite") for lv in per_normal]),
+        "possible_per_normal_image": _mean([lv.count("possible") for lv in per_normal]),
+        "froc": froc_points(located),
+    }
+
+
+def froc_points(located: list[Located], scores: tuple[float, ...] = FROC_SCORES) -> list[dict]:
+    """For each score threshold over the ungraded candidates: the share of outlined fractures hit
+    (lesion sensitivity) and the false candidates per image (those hitting no outline)."""
+    scored = [item for item in located if item.outlined or item.label == 0]
+    points = []
+    for score in scores:
+        hit_lesions = lesions = false = 0
+        for item in scored:
+            kept = [box for s, box in item.candidates if s >= score]
+            lesions += len(item.targets)
+            hit_lesions += sum(any(hits(box, [t]) for box in kept) for t in item.targets)
+            false += sum(not hits(box, item.targets) for box in kept)
+        points.append({"score": score, "sensitivity": hit_lesions / lesions if lesions else float("nan"),
+                       "false_per_image": false / len(scored) if scored else float("nan")})
+    return points
+
+
+def _bounds(polygon: np.ndarray) -> Box:
+    """The (x0, y0, x1, y1) box around an outline."""
+    return (float(polygon[:, 0].min()), float(polygon[:, 1].min()),
+            float(polygon[:, 0].max()), float(polygon[:, 1].max()))
+
+
+def _mean(values: list) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def format_findings(table: dict) -> str:
+    """The findings table for a person: hit rates, false findings per normal image, FROC points."""
+    levels = table["levels"]
+    lines = [f"Findings (definite >= {levels['definite']:.2f}, possible >= {levels['possible']:.2f}):",
+             f"  fractured images with a finding on an outline: {table['finding_hit_rate']:.1%} of "
+             f"{table['fractured_images']}; top finding: {table['top_finding_hit_rate']:.1%}; "
+             f"a definite one: {table['definite_hit_rate']:.1%}",
+             f"  per non-fractured image ({table['normal_images']}): {table['definite_per_normal_image']:.3f} definite, "
+             f"{table['possible_per_normal_image']:.3f} possible",
+             "  FROC (score: outlines hit, false boxes per image): "
+             + "; ".join(f"{p['score']:.1f}: {p['sensitivity']:.1%}, {p['false_per_image']:.2f}" for p in table["froc"])]
+    return "\n".join(lines)

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..datasets import Records
 from ..outlines import outlines_beside
-from .localisation import localisation_table
+from .localisation import Located, findings_table, locate_records, pointing_table
 from .metrics import report
 from .robustness import robustness_table
 from .scoring import EvaluationError, Scorer, score_folder
@@ -113,13 +113,20 @@ def _rate(value: float) -> str:
 
 
 def add_site_tables(evaluation: Evaluation, model: Scorer, data_dir: Path, robustness: bool = True,
-                    batch_size: int = 16) -> None:
+                    batch_size: int = 16, located: list[Located] | None = None) -> None:
     """Add to the report what a new site wants to know: with ``robustness``, the scores under each
-    site shift; and, when the folder has outlines (``annotations.json``), where the maps point."""
+    site shift; and, when the folder has outlines (``annotations.json``), where the maps point and,
+    for a model with finding thresholds, where its findings land (``located``: the records already
+    located, to spare a second pass)."""
     if robustness:
         evaluation.report["robustness"] = robustness_table(evaluation.records, model, batch_size=batch_size,
                                                            probs=evaluation.probs)
     outlines = outlines_beside(data_dir)
-    if outlines is not None:
-        evaluation.report["localisation"] = localisation_table(evaluation.records, outlines, Path(data_dir), model,
-                                                               model.input_size)
+    if outlines is None:
+        return
+    if located is None:
+        located = locate_records(evaluation.records, outlines, Path(data_dir), model, model.input_size)
+    evaluation.report["localisation"] = pointing_table(located)
+    if model.finding_levels is not None:
+        threshold = model.thresholds[model.default_operating_point]
+        evaluation.report["findings"] = findings_table(located, model.finding_levels, threshold)

@@ -16,6 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from ..datasets import Records, read_records
+from ..findings import FindingLevels
 from ..imaging import decode_image, to_model_input
 from ..pixels import InvalidImageError
 
@@ -37,11 +38,14 @@ class BatchModel(Protocol):
 
 
 class Scorer(BatchModel, Protocol):
-    """What evaluation needs from a model: its batch call, input size, version and thresholds."""
+    """What evaluation needs from a model: its batch call, input size, version, thresholds and
+    default operating point, and its finding thresholds (None before training has chosen them)."""
 
     input_size: int
     version: str
     thresholds: dict[str, float]
+    default_operating_point: str
+    finding_levels: FindingLevels | None
 
 
 def batched_outputs(model: BatchModel, inputs: Iterable[np.ndarray], batch_size: int = 16) -> dict[str, np.ndarray]:

@@ -22,10 +22,10 @@ def _unit_peak(maps: tf.Tensor) -> tf.Tensor:
 
 
 def export_savedmodel(network: keras.Model, platt: tuple[float, float], scope: Scope, out_dir: Path) -> None:
-    """Export ``image (B, S, S, 1) float32 in [0, 1] -> {probability (B,), heatmap (B, h16, w16),
-    cam (B, h32, w32), fracture_map (B, h16, w16), atypicality (B,)}``.
+    """Export ``image (B, S, S, 1) float32 in [0, 1] -> {probability (B,), heatmap (B, h, w),
+    cam (B, h32, w32), fracture_map (B, h, w), atypicality (B,)}``.
 
-    ``fracture_map`` is the locator's probability of a fracture in each stride-16 cell (trained on
+    ``fracture_map`` is the locator's probability of a fracture in each cell (stride 8) (trained on
     the radiologists' outlines); ``heatmap``, what the page overlays, is that map scaled so its peak
     is 1. ``cam`` is the class activation map of the fracture logit (for a GAP -> Dense head it
     equals Grad-CAM on the last feature map), ReLU'd and scaled the same way; an all-zero map

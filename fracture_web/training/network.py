@@ -1,9 +1,10 @@
 """The fracture network: EfficientNet-Lite0 (ImageNet start) with two heads on one forward pass.
 
 * the classifier: global average pooling of the last (stride-32) feature map -> one logit;
-* the locator: a fracture map at stride 16 (the stride-16 features plus the upsampled last
-  features -> one logit per cell), trained on the radiologists' outlines, so the network learns
-  where fractures are rather than what else comes with them (implants, markers, exposure).
+* the locator: a fracture map at stride 8 (the last features, upsampled onto the stride-16
+  features, then onto the stride-8 ones -> one logit per cell), trained on the radiologists'
+  outlines, so the network learns where fractures are rather than what else comes with them
+  (implants, markers, exposure), and fine enough that a box drawn from it sits on the fracture.
 
 Backend-agnostic Keras 3 (trains on TensorFlow or JAX). The network has three outputs, the
 fracture logit, the last feature map (for the class activation map and the in-scope check) and
@@ -22,38 +23,44 @@ from .torch_weights import lite0_weights_path, read_torch_state_dict
 BACKBONE = "backbone"
 HEAD = "fracture_logit"
 LOCATOR = "fracture_map"
-#: The last block at stride 16 (112 channels), where the locator reads finer detail.
-STRIDE16_LAYER = "block5c_add"
-#: Channels of the locator's hidden layers.
-LOCATOR_WIDTH = 64
+#: The last blocks at stride 8 (40 channels) and 16 (112 channels), where the locator reads finer detail.
+STRIDE8_LAYER, STRIDE16_LAYER = "block3b_add", "block5c_add"
+#: Channels of the locator's hidden layers at stride 16 and at stride 8.
+LOCATOR_WIDTH, FINE_WIDTH = 64, 32
 
 
 def _backbone(input_size: int, channels: int, batch_norm: bool = True) -> keras.Model:
-    """Lite0 with two outputs: the stride-16 features and the last (stride-32) feature map."""
+    """Lite0 with three outputs: the stride-8 and stride-16 features and the last (stride-32) feature map."""
     core = build_efficientnet_lite0((input_size, input_size, channels), include_top=False, name=BACKBONE,
                                     batch_norm=batch_norm)
-    return keras.Model(core.input, [core.get_layer(STRIDE16_LAYER).output, core.output], name=BACKBONE)
+    return keras.Model(core.input, [core.get_layer(STRIDE8_LAYER).output, core.get_layer(STRIDE16_LAYER).output,
+                                    core.output], name=BACKBONE)
 
 
-def _locator(fine: keras.KerasTensor, features: keras.KerasTensor) -> keras.KerasTensor:
-    """Fracture-map logits (B, h16, w16, 1) from the stride-16 and the last feature maps."""
+def _locator(finer: keras.KerasTensor, fine: keras.KerasTensor, features: keras.KerasTensor) -> keras.KerasTensor:
+    """Fracture-map logits (B, h8, w8, 1) from the stride-8, stride-16 and last feature maps."""
     coarse = layers.Conv2D(LOCATOR_WIDTH, 1, activation="relu", name="map_reduce")(features)
     coarse = layers.Resizing(fine.shape[1], fine.shape[2], interpolation="bilinear", name="map_up")(coarse)
     x = layers.Concatenate(name="map_concat")([fine, coarse])
     x = layers.Conv2D(LOCATOR_WIDTH, 3, padding="same", activation="relu", name="map_conv")(x)
+    x = layers.Conv2D(FINE_WIDTH, 1, activation="relu", name="map_reduce8")(x)
+    x = layers.Resizing(finer.shape[1], finer.shape[2], interpolation="bilinear", name="map_up8")(x)
+    x = layers.Concatenate(name="map_concat8")([finer, x])
+    x = layers.Conv2D(FINE_WIDTH, 3, padding="same", activation="relu", name="map_conv8")(x)
     # Start near "no fracture anywhere" (sigmoid(-4) = 0.018): most cells of most images are empty.
     return layers.Conv2D(1, 1, name=LOCATOR, bias_initializer=keras.initializers.Constant(-4.0))(x)
 
 
-def _heads(fine: keras.KerasTensor, features: keras.KerasTensor, dropout: float) -> tuple:
+def _heads(finer: keras.KerasTensor, fine: keras.KerasTensor, features: keras.KerasTensor,
+           dropout: float) -> tuple:
     pooled = layers.GlobalAveragePooling2D(name="pool")(features)
     dropped = layers.Dropout(dropout, name="dropout")(pooled) if dropout else pooled
-    return layers.Dense(1, name=HEAD)(dropped), _locator(fine, features)
+    return layers.Dense(1, name=HEAD)(dropped), _locator(finer, fine, features)
 
 
 def build_network(input_size: int, imagenet: bool = True, dropout: float = 0.3) -> keras.Model:
     """(input_size, input_size, 1) image in [0, 1] ->
-    [logit (B, 1), features (B, h32, w32, 1280), fracture-map logits (B, h16, w16, 1)]."""
+    [logit (B, 1), features (B, h32, w32, 1280), fracture-map logits (B, h8, w8, 1)]."""
     image = keras.Input((input_size, input_size, 1), name="image")
     # The ImageNet weights expect three channels in [-1, 1].
     signed = layers.Rescaling(2.0, offset=-1.0, name="to_signed")(image)
@@ -61,8 +68,8 @@ def build_network(input_size: int, imagenet: bool = True, dropout: float = 0.3) 
     backbone = _backbone(input_size, 3)
     if imagenet:
         load_lite0_imagenet_weights(backbone, read_torch_state_dict(lite0_weights_path()))
-    fine, features = backbone(rgb)
-    logit, fracture_map = _heads(fine, features, dropout)
+    finer, fine, features = backbone(rgb)
+    logit, fracture_map = _heads(finer, fine, features, dropout)
     return keras.Model(image, [logit, features, fracture_map], name="fracture_net")
 
 
@@ -78,8 +85,8 @@ def inference_network(network: keras.Model) -> keras.Model:
     signed = layers.Rescaling(2.0, offset=-1.0, name="to_signed")(image)
     backbone = _backbone(size, 1, batch_norm=False)
     fold_batch_norm(network.get_layer(BACKBONE), backbone)
-    fine, features = backbone(signed)
-    logit, fracture_map = _heads(fine, features, dropout=0.0)
+    finer, fine, features = backbone(signed)
+    logit, fracture_map = _heads(finer, fine, features, dropout=0.0)
     serving = keras.Model(image, [logit, features, fracture_map], name="fracture_net_inference")
     for name in (HEAD, *LOCATOR_LAYERS):
         serving.get_layer(name).set_weights(network.get_layer(name).get_weights())
@@ -87,7 +94,7 @@ def inference_network(network: keras.Model) -> keras.Model:
 
 
 #: The locator's weighted layers, copied as they are into the serving network.
-LOCATOR_LAYERS = ("map_reduce", "map_conv", LOCATOR)
+LOCATOR_LAYERS = ("map_reduce", "map_conv", "map_reduce8", "map_conv8", LOCATOR)
 
 
 def restore_from_savedmodel(network: keras.Model, model_dir: Path) -> None:

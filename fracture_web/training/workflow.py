@@ -15,6 +15,9 @@ from pathlib import Path
 import keras
 
 from ..datasets import read_records
+from ..outlines import outlines_beside
+from ..evaluation.figures import FINDINGS_FIGURE, write_findings_figure
+from ..evaluation.localisation import MAX_DEFINITE_PER_NORMAL, MAX_FINDINGS_PER_NORMAL, choose_levels, locate_records
 from ..evaluation.metrics import to_json
 from ..evaluation.model_card import render
 from ..evaluation.plots import write_plots
@@ -100,7 +103,7 @@ def build_metadata(summary: dict, scope: Scope) -> dict:
         "outputs": {"probability": "calibrated P(fractured)",
                     "heatmap": "the fracture map scaled to a peak of 1 (what the page overlays)",
                     "cam": "class activation map of the fracture logit in [0, 1]",
-                    "fracture_map": "P(fracture in the cell) per stride-16 cell of the input"},
+                    "fracture_map": "P(fracture in the cell) per cell of the input (stride 8)"},
         "operating_points": {name: val["operating_points"][name] for name in summary["thresholds"]},
         "default_operating_point": "balanced",
         "scope": {"threshold": scope.threshold,
@@ -128,13 +131,30 @@ def _initial_weights(config: dict) -> str:
 
 def write_validation_report(data_dir: Path, out_dir: Path, seed: int = 0) -> dict:
     """Score the validation split through the exported SavedModel (the app's path), as it is and
-    re-rendered under each site shift, and write ``metrics.json``, ``plots/`` and ``MODEL_CARD.md`` beside it."""
+    re-rendered under each site shift; choose the finding thresholds on it (into ``metadata.json``);
+    and write ``metrics.json``, ``plots/`` and ``MODEL_CARD.md`` beside it."""
     _, val = split_train_val(read_records(data_dir), seed=seed)
     model = FractureModel(out_dir)
     evaluation = summarise(*score_records(val, model), model=model, data_dir=Path(data_dir), split="val")
-    add_site_tables(evaluation, model, Path(data_dir))
+    located = locate_records(evaluation.records, outlines_beside(data_dir), Path(data_dir), model, model.input_size)
+    model.metadata["findings"] = finding_levels_metadata(located, model)
+    (out_dir / "metadata.json").write_text(to_json(model.metadata))
+    model = FractureModel(out_dir)
+    add_site_tables(evaluation, model, Path(data_dir), located=located)
     log.info("robustness of the export on the validation split:\n%s", format_robustness(evaluation.report["robustness"]))
     (out_dir / "metrics.json").write_text(to_json(evaluation.report) + "\n")
     write_plots(evaluation, out_dir / "plots")
+    write_findings_figure(evaluation.records, model, Path(data_dir), out_dir / "plots" / FINDINGS_FIGURE)
     (out_dir / "MODEL_CARD.md").write_text(render(model.metadata, json.loads(to_json(evaluation.report))))
     return evaluation.report
+
+
+def finding_levels_metadata(located: list, model: FractureModel) -> dict:
+    """metadata.json's ``findings``: the definite and possible thresholds chosen on the validation
+    split at the default operating point, and the rule they were chosen by."""
+    levels = choose_levels(located, model.thresholds[model.default_operating_point], min(model.thresholds.values()))
+    log.info("finding thresholds: definite %.2f, possible %.2f", levels.definite, levels.possible)
+    return {"definite": levels.definite, "possible": levels.possible,
+            "rule": (f"chosen on the validation split at the {model.default_operating_point} operating point: the "
+                     f"lowest scores giving at most {MAX_DEFINITE_PER_NORMAL} definite and at most "
+                     f"{MAX_FINDINGS_PER_NORMAL} findings of either level per non-fractured image")}

@@ -1,0 +1,44 @@
+"""What both result objects take from the source radiograph: patient and study, a reference to
+the image, and new UIDs that stay the same when the same image is sent again (pydicom only)."""
+from __future__ import annotations
+
+from pydicom import Dataset
+from pydicom.uid import generate_uid
+
+from ..analysis import Analysis
+
+MANUFACTURER = "fracture-web"
+MODEL_NAME = "fracture-detection assistant"
+NOT_FOR_DIAGNOSIS = "NOT FOR DIAGNOSTIC USE"
+#: Private coding scheme (PS3.16: designators starting with 99) for the concepts DICOM has no code for.
+SCHEME = "99FRACTUREWEB"
+#: Copied from the source when present; the type 2 ones (in ``REQUIRED_EMPTY``) are kept, empty, when not.
+PATIENT_STUDY = ("SpecificCharacterSet", "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate",
+                 "PatientSex", "PatientAge", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID",
+                 "AccessionNumber", "ReferringPhysicianName", "StudyDescription")
+REQUIRED_EMPTY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+                  "StudyID", "AccessionNumber", "ReferringPhysicianName")
+
+
+def result_uid(source: Dataset, analysis: Analysis, kind: str) -> str:
+    """A UID that is new (not the source's) but the same each time this image gets this result."""
+    p = analysis.prediction
+    return generate_uid(entropy_srcs=[str(source.SOPInstanceUID), p.model_version, p.operating_point, kind])
+
+
+def patient_and_study(source: Dataset) -> Dataset:
+    """The source's patient and study attributes (``PATIENT_STUDY``); nothing invented."""
+    ds = Dataset()
+    for keyword in PATIENT_STUDY:
+        if keyword in source:
+            ds[keyword] = source[keyword]
+        elif keyword in REQUIRED_EMPTY:
+            setattr(ds, keyword, "")
+    return ds
+
+
+def reference(source: Dataset) -> Dataset:
+    """A Referenced SOP Class / Instance UID item citing the source image."""
+    item = Dataset()
+    item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = source.SOPClassUID, source.SOPInstanceUID
+    return item

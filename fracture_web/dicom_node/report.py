@@ -1,0 +1,117 @@
+"""A model's analysis of a radiograph -> a TID 1500 Measurement Report (Comprehensive SR, highdicom).
+
+Laid out as IHE AI Results asks, so a PACS or viewer can read the result without knowing the app:
+
+- one image-level group (TID 1501) citing the source image: fracture present or absent (SNOMED CT
+  72704001 "Fracture" with "Present"/"Absent"), the probability and the operating point's threshold
+  (UCUM "1": numbers in [0, 1]), and comments: NOT FOR DIAGNOSTIC USE and the analysis's warnings;
+- one planar ROI group (TID 1410) per finding, in rank order: its box as a closed 5-point POLYLINE
+  in the source image's pixel coordinates (the DICOM convention: (0, 0) is the top-left corner of
+  the top-left pixel, (Columns, Rows) the bottom-right corner of the last), coded as a fracture,
+  with its score and its level (definite or possible);
+- every group names the algorithm (TID 4019): "fracture-web", the model version, and the operating
+  point and threshold as its parameters; the observer is the software as a device.
+
+A "not fractured" verdict without findings is the image-level group alone. Pure functions (highdicom
+and pydicom); no network, no Flask.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+import highdicom as hd
+from highdicom.coding_schemes import CodingSchemeIdentificationItem
+import numpy as np
+from pydicom import Dataset
+from pydicom.sr.codedict import codes
+from pydicom.sr.coding import Code
+from pydicom.uid import generate_uid
+
+from ..analysis import Analysis
+from ..findings import Finding
+from .header import MANUFACTURER, MODEL_NAME, NOT_FOR_DIAGNOSIS, SCHEME, patient_and_study, result_uid
+
+SR_SERIES_NUMBER = 9002
+FRACTURE = Code("72704001", "SCT", "Fracture")
+PROBABILITY = Code("probability", SCHEME, "Probability of fracture")
+THRESHOLD = Code("threshold", SCHEME, "Operating point threshold")
+SCORE = Code("finding-score", SCHEME, "Finding score")
+LEVEL = Code("finding-level", SCHEME, "Finding level")
+LEVELS = {"definite": Code("definite", SCHEME, "Definite"), "possible": Code("possible", SCHEME, "Possible")}
+DISCLAIMER = (f"{NOT_FOR_DIAGNOSIS}. Produced by an AI decision aid, not a diagnosis; the boxes mark where "
+              "the model suspects a fracture (definite or possible), to be checked by a reader.")
+
+
+def measurement_report(source: Dataset, analysis: Analysis, now: datetime) -> hd.sr.ComprehensiveSR:
+    """The SR document for one analysed source image, in a new series of its study."""
+    p = analysis.prediction
+    algorithm = hd.sr.AlgorithmIdentification(
+        name=MANUFACTURER, version=p.model_version,
+        parameters=[f"operating point: {p.operating_point}", f"threshold: {p.threshold:.4f}"])
+    groups = [image_group(source, analysis, algorithm),
+              *(finding_group(source, analysis, rank, finding, algorithm)
+                for rank, finding in enumerate(p.findings, start=1))]
+    content = hd.sr.MeasurementReport(observation_context=observation_context(p.model_version),
+                                      procedure_reported=codes.SCT.PlainRadiography, imaging_measurements=groups)
+    # The evidence is the source's identity with only its patient and study: nothing else is copied.
+    evidence = patient_and_study(source)
+    evidence.SOPClassUID, evidence.SOPInstanceUID = source.SOPClassUID, source.SOPInstanceUID
+    evidence.SeriesInstanceUID = source.SeriesInstanceUID
+    sr = hd.sr.ComprehensiveSR(
+        evidence=[evidence], content=content[0], series_instance_uid=result_uid(source, analysis, "series-sr"),
+        series_number=SR_SERIES_NUMBER, sop_instance_uid=result_uid(source, analysis, "sr"), instance_number=1,
+        manufacturer=MANUFACTURER, manufacturer_model_name=MODEL_NAME, software_versions=p.model_version,
+        series_description=f"Fracture AI report - {NOT_FOR_DIAGNOSIS}", is_complete=True, is_final=True,
+        content_date=now.date(), content_time=now.time(),
+        coding_schemes=[CodingSchemeIdentificationItem(SCHEME, name="fracture-web result concepts")])
+    sr.InstanceCreationDate, sr.InstanceCreationTime = sr.ContentDate, sr.ContentTime
+    return sr
+
+
+def observation_context(model_version: str) -> hd.sr.ObservationContext:
+    """The observer: this software, as a device whose UID follows the model version."""
+    device = hd.sr.DeviceObserverIdentifyingAttributes(
+        uid=generate_uid(entropy_srcs=[MANUFACTURER, model_version]), name=MANUFACTURER,
+        manufacturer_name=MANUFACTURER, model_name=MODEL_NAME)
+    return hd.sr.ObservationContext(
+        observer_device_context=hd.sr.ObserverContext(observer_type=codes.cid270.Device,
+                                                      observer_identifying_attributes=device))
+
+
+def image_group(source: Dataset, analysis: Analysis,
+                algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """The image-level verdict, probability and threshold, with the disclaimer and warnings as comments."""
+    p = analysis.prediction
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=result_uid(source, analysis, "image-assessment"),
+                                                     identifier="Image-level fracture assessment"),
+        algorithm_id=algorithm,
+        measurements=[hd.sr.Measurement(PROBABILITY, p.probability, codes.UCUM.NoUnits),
+                      hd.sr.Measurement(THRESHOLD, p.threshold, codes.UCUM.NoUnits)],
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(FRACTURE, codes.SCT.Present if p.fractured else codes.SCT.Absent)],
+        source_images=[hd.sr.SourceImageForMeasurementGroup(source.SOPClassUID, source.SOPInstanceUID)])
+    for text in (DISCLAIMER, *analysis.warnings):  # highdicom takes no free text here: add each as a Comment
+        group[0].ContentSequence.append(hd.sr.TextContentItem(
+            name=codes.DCM.Comment, value=text, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
+    return group
+
+
+def finding_group(source: Dataset, analysis: Analysis, rank: int, finding: Finding,
+                  algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+    """One finding: its box on the source image, coded as a fracture, with its score and level."""
+    region = hd.sr.ImageRegion(
+        graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=rectangle(finding.box),
+        source_image=hd.sr.SourceImageForRegion(source.SOPClassUID, source.SOPInstanceUID))
+    return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=result_uid(source, analysis, f"finding-{rank}"),
+                                                     identifier=f"Finding {rank}"),
+        referenced_region=region, finding_type=FRACTURE, algorithm_id=algorithm,
+        measurements=[hd.sr.Measurement(SCORE, finding.score, codes.UCUM.NoUnits)],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(LEVEL, LEVELS[finding.level])])
+
+
+def rectangle(box: tuple[float, float, float, float]) -> np.ndarray:
+    """A box (x0, y0, x1, y1) as a closed polyline: 5 (column, row) points, the first repeated last."""
+    x0, y0, x1, y1 = box
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]], dtype=np.float32)

@@ -1,0 +1,159 @@
+"""Fracture map -> findings: boxes in the image's own pixels, each scored and graded.
+
+The network's fracture map gives, per cell of the square model input (8 or 16 pixels a side), the
+probability that a fracture lies in that cell (trained on the radiologists' outlines). Decoding it is the one
+post-processing step of localisation, shared by the page, the API, the command line, the DICOM
+results and the evaluation:
+
+1. the map is upsampled (bicubic) to a stride of 4 input pixels, so peaks fall between cells;
+2. each local maximum (over a 7x7 window of the fine map) is a candidate, scored by its value;
+3. its box is the connected region around it where the map stays above 80% of the peak;
+4. non-maximum suppression keeps the highest of boxes that overlap (IoU >= 0.3), at most three;
+5. boxes are mapped back through the letterbox into the uploaded image's pixels.
+
+Each candidate is then graded with the thresholds chosen on validation data (``metadata.json``,
+``findings``) so that verdict and findings agree:
+
+- ``definite``: score >= the definite threshold *and* the verdict is "fractured";
+- ``possible``: any other candidate with score >= the possible threshold, shown only when the
+  image's probability reaches the most sensitive operating point's threshold;
+- a "fractured" verdict always has at least one finding: when no candidate reaches the possible
+  threshold, the strongest one is shown as ``possible``;
+- a "not fractured" verdict never has a definite finding.
+
+Pure numpy and OpenCV; no Flask, no TensorFlow.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .imaging import letterbox_geometry
+
+#: Input pixels per cell of the upsampled map that peaks and boxes are read from.
+FINE_STRIDE = 4
+#: Side of the window (in fine cells) a peak must be the maximum of.
+PEAK_WINDOW = 7
+#: A box covers the connected region around its peak where the map is at least this share of it.
+EXTENT = 0.8
+#: Boxes overlapping a higher-scored one by at least this IoU are dropped.
+NMS_IOU = 0.3
+#: At most this many findings per image.
+MAX_FINDINGS = 3
+LEVELS = ("definite", "possible")
+
+Box = tuple[float, float, float, float]  # x0, y0, x1, y1
+
+
+class FindingLevelsError(ValueError):
+    """The model's metadata lacks usable finding thresholds."""
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One suspected fracture: a box (x0, y0, x1, y1) in the image's pixels, its score (the
+    fracture map's peak probability in it) and its level (``definite`` or ``possible``)."""
+
+    box: Box
+    score: float
+    level: str
+
+    def as_dict(self) -> dict:
+        """As the API reports it: box in pixels (1 decimal), score (4 decimals), level."""
+        return {"box": [round(v, 1) for v in self.box], "score": round(self.score, 4), "level": self.level}
+
+
+@dataclass(frozen=True)
+class FindingLevels:
+    """The score thresholds of the two levels, and the image probability below which no
+    ``possible`` finding is shown (the most sensitive operating point's threshold)."""
+
+    definite: float
+    possible: float
+    min_probability: float
+
+    @classmethod
+    def from_metadata(cls, metadata: dict, thresholds: dict[str, float]) -> FindingLevels:
+        """Read ``metadata["findings"]``; ``min_probability`` is the lowest operating point's threshold."""
+        try:
+            levels = metadata["findings"]
+            definite, possible = float(levels["definite"]), float(levels["possible"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise FindingLevelsError(f"'findings' thresholds ({err})") from err
+        if not 0.0 <= possible <= definite <= 1.0:
+            raise FindingLevelsError(f"'findings' thresholds must satisfy 0 <= possible <= definite <= 1, "
+                                     f"not {possible} and {definite}")
+        return cls(definite, possible, min(thresholds.values()))
+
+
+def candidates(fracture_map: np.ndarray, input_size: int) -> list[tuple[float, Box]]:
+    """Scored boxes over the model input (pixels of the square input), highest first, after NMS."""
+    side = max(1, input_size // FINE_STRIDE)
+    fine = cv2.resize(np.asarray(fracture_map, np.float32), (side, side), interpolation=cv2.INTER_CUBIC)
+    fine = np.clip(fine, 0.0, 1.0)
+    is_peak = (fine >= cv2.dilate(fine, np.ones((PEAK_WINDOW, PEAK_WINDOW), np.uint8))) & (fine > 0)
+    peaks = sorted(map(tuple, np.argwhere(is_peak)), key=lambda yx: -fine[yx])
+    covered = np.zeros(fine.shape, bool)  # a peak inside a stronger peak's region belongs to it
+    scored, scale = [], input_size / side
+    for y, x in peaks:
+        if covered[y, x]:
+            continue
+        _, regions = cv2.connectedComponents((fine >= EXTENT * fine[y, x]).astype(np.uint8), connectivity=8)
+        region = regions == regions[y, x]
+        covered |= region
+        ys, xs = np.nonzero(region)
+        scored.append((float(fine[y, x]), (xs.min() * scale, ys.min() * scale,
+                                           (xs.max() + 1) * scale, (ys.max() + 1) * scale)))
+    return non_max_suppression(scored)
+
+
+def non_max_suppression(scored: list[tuple[float, Box]], iou: float = NMS_IOU,
+                        limit: int = MAX_FINDINGS) -> list[tuple[float, Box]]:
+    """The highest-scored boxes, dropping any that overlaps a kept one by ``iou`` or more."""
+    kept: list[tuple[float, Box]] = []
+    for score, box in sorted(scored, key=lambda item: -item[0]):
+        if all(box_iou(box, other) < iou for _, other in kept):
+            kept.append((score, box))
+        if len(kept) == limit:
+            break
+    return kept
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes; 0 when either is empty."""
+    overlap = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - overlap
+    return overlap / union if union > 0 else 0.0
+
+
+def to_image_box(box: Box, height: int, width: int, input_size: int) -> Box:
+    """A box over the letterboxed model input -> the same box in the image's pixels, clipped to it."""
+    fit = letterbox_geometry(height, width, input_size)
+    x0, x1 = ((v - fit.left) / fit.scale for v in (box[0], box[2]))
+    y0, y1 = ((v - fit.top) / fit.scale for v in (box[1], box[3]))
+    return (float(np.clip(x0, 0, width)), float(np.clip(y0, 0, height)),
+            float(np.clip(x1, 0, width)), float(np.clip(y1, 0, height)))
+
+
+def grade(scored: list[tuple[float, Box]], probability: float, fractured: bool,
+          levels: FindingLevels) -> list[tuple[float, Box, str]]:
+    """Each candidate's level by the rules in the module docstring; candidates without one are dropped."""
+    graded = []
+    for score, box in scored:
+        if fractured and score >= levels.definite:
+            graded.append((score, box, "definite"))
+        elif score >= levels.possible and probability >= levels.min_probability:
+            graded.append((score, box, "possible"))
+    if fractured and not graded and scored:
+        graded.append((scored[0][0], scored[0][1], "possible"))
+    return graded
+
+
+def locate(fracture_map: np.ndarray, image_shape: tuple[int, int], input_size: int, probability: float,
+           fractured: bool, levels: FindingLevels) -> tuple[Finding, ...]:
+    """The findings of one image, highest score first, with boxes in the image's pixels."""
+    graded = grade(candidates(fracture_map, input_size), probability, fractured, levels)
+    return tuple(Finding(to_image_box(box, *image_shape[:2], input_size), score, level)
+                 for score, box, level in graded)
