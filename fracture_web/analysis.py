@@ -77,13 +77,15 @@ def analyse(data: bytes, model: FractureModel, operating_point: str | None = Non
     ``UnknownOperatingPointError`` for an operating point the model lacks.
     """
     model.resolve(operating_point)  # refuse a bad operating point before the work
-    decoded = decode_image(data)
+    # one decode, no larger than the model input or the display image needs; boxes and scale
+    # refer to the upload's own pixels (decoded.size), whatever size was decoded
+    decoded = decode_image(data, max(model.input_size, display_max_side))
     image = decoded.pixels
-    prediction = model.predict(to_model_input(image, model.input_size), operating_point, image.shape[:2])
+    prediction = model.predict(to_model_input(image, model.input_size), operating_point, decoded.size)
     warnings = decoded.warnings + (() if prediction.in_scope else (OUT_OF_SCOPE,))
     if not images:
         return Analysis(prediction, warnings, context=decoded.context)
     shown = overlay.display_image(image, display_max_side)
     heat = overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2], model.input_size)
     return Analysis(prediction, warnings, shown, overlay.blend(shown, heat), decoded.context,
-                    display_scale=shown.shape[1] / image.shape[1])
+                    display_scale=shown.shape[1] / decoded.size[1])

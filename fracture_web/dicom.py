@@ -2,13 +2,16 @@
 
 The grayscale pipeline in the order PS3.3 C.11 and PS3.4 N.2 give it: Modality LUT
 (rescale slope/intercept or LUT) -> VOI LUT or window -> MONOCHROME1 / Presentation LUT
-INVERSE -> 8 bits. Only the first frame is decoded, and only the header elements the
-pipeline needs are read: patient name, ID and birth date are never parsed, so they can
-reach neither the page nor a log. Compressed transfer syntaxes are decoded by the plugins
-pydicom finds itself: pylibjpeg-libjpeg (JPEG baseline, extended, lossless, JPEG-LS),
-pylibjpeg-openjpeg (JPEG 2000) and pydicom's own RLE decoder (pylibjpeg-rle is left out on
-purpose: on damaged data it panics with an exception that cannot be caught as an error).
-No Flask, no TensorFlow.
+INVERSE -> 8 bits, as one lookup table over the stored values, applied once (to the image
+shrunk to the size the caller needs, where it asks for less). Only the first frame is
+decoded, and only the header elements the pipeline needs are read: patient name, ID and
+birth date are never parsed, so they can reach neither the page nor a log. Compressed
+transfer syntaxes are decoded by the plugins pydicom finds itself: pylibjpeg-libjpeg (JPEG
+baseline, extended, lossless, JPEG-LS), pylibjpeg-openjpeg (JPEG 2000) and pydicom's own RLE
+decoder (pylibjpeg-rle is left out on purpose: on damaged data it panics with an exception
+that cannot be caught as an error). JPEG 2000 wanted at reduced size is decoded by Pillow's
+OpenJPEG at one of the codestream's own resolution levels (pylibjpeg-openjpeg has no such
+option), which skips most of the work. No Flask, no TensorFlow.
 """
 from __future__ import annotations
 
@@ -16,11 +19,15 @@ import io
 import struct
 
 import numpy as np
+import openjpeg
 import pydicom
+from PIL import Image
+from pydicom.encaps import get_frame
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+from pydicom.uid import JPEG2000TransferSyntaxes
 
-from .pixels import DecodedImage, InvalidImageError, check_dimensions, check_not_blank, normalise
+from .pixels import DecodedImage, InvalidImageError, check_dimensions, check_not_blank, normalise, reduction, shrink
 
 #: Modalities of plain radiographs: computed and digital radiography, radiographic imaging.
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "RG"})
@@ -51,20 +58,24 @@ DAMAGE = (InvalidDicomError, BytesLengthException, struct.error, ValueError, EOF
           AttributeError, NotImplementedError, IndexError, OverflowError, RuntimeError)
 
 
-def decode_dicom(data: bytes) -> DecodedImage:
+def decode_dicom(data: bytes, long_side: int | None = None) -> DecodedImage:
     """Decode a DICOM radiograph's first frame to float32 [0, 1], with warnings and header context.
 
     Refuses, with a message for a person: unreadable files, files without pixel data,
     modalities other than radiography (CT, MR ...), colour images, bit depths outside
-    8-16 and, from the header alone, images too large, too small or too narrow.
+    8-16 and, from the header alone, images too large, too small or too narrow. ``long_side``
+    shrinks the image as for other formats (:func:`fracture_web.pixels.reduction`).
     """
     ds = read_header(data)
     warnings = check_radiograph(ds)
     frames = int(ds.get("NumberOfFrames") or 1)
     if frames > 1:
         warnings += (f"The DICOM file holds {frames} frames; only the first was analysed.",)
+    size = (int(ds.Rows), int(ds.Columns))
+    factor = reduction(size, long_side)
     try:
-        pixels = grayscale_pipeline(pixel_array(ds, index=0), ds)  # decodes the first frame only
+        stored, reduced = first_frame(ds, factor)
+        pixels = grayscale_pipeline(stored, ds, factor // reduced)
     except InvalidImageError:
         raise
     except DAMAGE as err:
@@ -72,7 +83,66 @@ def decode_dicom(data: bytes) -> DecodedImage:
         name = getattr(syntax, "name", syntax)
         raise InvalidImageError(f"The DICOM image data could not be decoded ({name}); "
                                 "the file may be damaged.") from err
-    return DecodedImage(pixels, warnings, header_context(ds))
+    return DecodedImage(pixels, size, warnings, header_context(ds))
+
+
+def first_frame(ds: pydicom.Dataset, factor: int = 1) -> tuple[np.ndarray, int]:
+    """The first frame's stored values, and by how much of ``factor`` they are already shrunk.
+
+    JPEG 2000 comes at a reduced resolution level where the stream plainly matches its header;
+    uncompressed data is a read-only view on the file's bytes (no copy); other syntaxes and
+    anything unusual go through pydicom's decoders at full size."""
+    syntax = ds.file_meta.TransferSyntaxUID
+    if factor > 1 and syntax in JPEG2000TransferSyntaxes:
+        reduced = _jpeg2000_reduced(ds, factor)
+        if reduced is not None:
+            return reduced
+    if syntax.is_encapsulated:
+        return pixel_array(ds, index=0), 1
+    frame = pixel_array(ds, index=0, view_only=True, correct_unused_bits=False)
+    bits = int(ds.BitsStored)
+    low, high = (-(1 << bits - 1), (1 << bits - 1) - 1) if frame.dtype.kind == "i" else (0, (1 << bits) - 1)
+    if frame.min() < low or frame.max() > high:  # the unused high bits hold something: pydicom clears them
+        frame = pixel_array(ds, index=0)
+    return frame, 1
+
+
+def _jpeg2000_reduced(ds: pydicom.Dataset, factor: int) -> tuple[np.ndarray, int] | None:
+    """The first frame decoded at 1/``factor`` a side, or at the smallest resolution level the
+    codestream holds above that; None where the stream's size or sample format differs from the
+    header's (pydicom reconciles or refuses those) or the stream cannot be read this way."""
+    codestream = get_frame(ds.PixelData, 0, number_of_frames=int(ds.get("NumberOfFrames") or 1))
+    levels = min(factor.bit_length() - 1, wavelet_levels(codestream))
+    stream = openjpeg.get_parameters(codestream)
+    bits, signed = int(ds.BitsStored), int(ds.get("PixelRepresentation") or 0) == 1
+    if levels == 0 or (stream["rows"], stream["columns"], stream["samples_per_pixel"], stream["precision"],
+                       stream["is_signed"]) != (int(ds.Rows), int(ds.Columns), 1, bits, signed):
+        return None
+    try:
+        with Image.open(io.BytesIO(codestream)) as image:
+            image.reduce = levels  # OpenJPEG decodes only the resolution levels it needs
+            coded = np.asarray(image)
+    except OSError:
+        return None
+    # Pillow scales samples up to its 8 or 16 bits and offsets signed ones to unsigned: undo both.
+    values = coded >> (coded.dtype.itemsize * 8 - bits)
+    if signed:
+        values = (values.astype(np.int32) - (1 << bits - 1)).astype(np.int16)
+    return values, 1 << levels
+
+
+def wavelet_levels(codestream: bytes) -> int:
+    """The number of wavelet decompositions in a JPEG 2000 codestream's main header (its COD
+    marker, ISO/IEC 15444-1 A.6.1): how many times each side can be halved while decoding."""
+    position = 2  # after SOC
+    while position + 10 <= len(codestream):
+        marker, length = struct.unpack_from(">HH", codestream, position)
+        if marker == 0xFF52:  # COD: Lcod, Scod, SGcod (4 bytes), then the decomposition levels
+            return codestream[position + 9]
+        if marker == 0xFF90 or marker >> 8 != 0xFF:  # a tile starts: the main header is over
+            return 0
+        position += 2 + length
+    return 0
 
 
 def read_header(data: bytes) -> pydicom.Dataset:
@@ -109,22 +179,43 @@ def check_radiograph(ds: pydicom.Dataset) -> tuple[str, ...]:
     return () if modality in RADIOGRAPH_MODALITIES else (UNSTATED_WARNING,)
 
 
-def grayscale_pipeline(stored: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
-    """Stored values -> displayed brightness as float32 [0, 1] in 256 levels (the model's 8 bits).
+def grayscale_pipeline(stored: np.ndarray, ds: pydicom.Dataset, factor: int = 1) -> np.ndarray:
+    """Stored values -> displayed brightness as float32 [0, 1] in 256 levels (the model's 8 bits),
+    shrunk by ``factor``.
+
+    The chain depends on the stored value alone, so it runs once over every value the stored
+    type can hold (:func:`grayscale_lut`) and the image is looked up in that table, once, after
+    it has been shrunk: no floating-point copy of the full-size image is ever made.
+    """
+    stored = stored.astype(np.int16 if stored.dtype.kind == "i" else np.uint8 if stored.dtype.itemsize == 1
+                           else np.uint16, copy=False)  # BitsStored <= 16 fits; native byte order
+    lut = grayscale_lut(ds, stored.dtype, int(stored.min()), int(stored.max()))
+    small = shrink(stored, factor)  # area averages stay within the stored range
+    # indexing casts the 16-bit indices in small buffers (np.take would widen them all to 64 bits first)
+    return lut[small.view(np.uint8 if small.dtype == np.uint8 else np.uint16)]
+
+
+def grayscale_lut(ds: pydicom.Dataset, dtype: np.dtype, low: int, high: int) -> np.ndarray:
+    """The whole pipeline as a table: entry ``i`` is the float32 brightness of the stored value
+    whose bits read ``i`` unsigned (so signed values index by their two's complement).
 
     Modality LUT, then the file's VOI LUT or first window, whose output range becomes [0, 1]
-    (outside the window is clipped, as a viewer shows it). Without either, the image's own
-    min-max is used, as for PNG and JPEG uploads, so the same radiograph gives the same
-    input in any format. MONOCHROME1 (low values white) and Presentation LUT Shape INVERSE
-    say the same thing (PS3.3 C.8.11.6.1.2), so either inverts once.
+    (outside the window is clipped, as a viewer shows it). Without either, the range of the
+    values the image holds (stored ``low`` to ``high``) is stretched to [0, 1], as for PNG and
+    JPEG uploads, so the same radiograph gives the same input in any format. MONOCHROME1 (low
+    values white) and Presentation LUT Shape INVERSE say the same thing (PS3.3 C.8.11.6.1.2),
+    so either inverts once.
     """
-    values = apply_modality_lut(stored, ds)
+    unsigned = np.dtype(f"u{np.dtype(dtype).itemsize}")
+    codes = np.arange(np.iinfo(unsigned).max + 1).astype(unsigned).view(dtype)
+    held = (codes >= low) & (codes <= high)
+    values = apply_modality_lut(codes, ds)
     if _has_voi(ds):
-        low, high = _voi_output_range(ds)
-        unit = np.clip((apply_voi_lut(_as_lut_input(values, ds), ds) - low) / (high - low), 0.0, 1.0)
-        check_not_blank(unit)
+        out_low, out_high = _voi_output_range(ds)
+        unit = np.clip((apply_voi_lut(_as_lut_input(values, ds), ds) - out_low) / (out_high - out_low), 0.0, 1.0)
+        check_not_blank(unit[held])
     else:
-        unit = normalise(values)
+        unit = np.clip(normalise(values, check_not_blank(values[held])), 0.0, 1.0)
     inverse = str(ds.get("PresentationLUTShape") or "").strip().upper() == "INVERSE"
     if str(ds.PhotometricInterpretation).strip().upper() == "MONOCHROME1" or inverse:
         unit = 1.0 - unit

@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .dicom import decode_dicom
-from .pixels import DecodedImage, InvalidImageError, check_dimensions, normalise
+from .pixels import (DecodedImage, InvalidImageError, check_dimensions, check_not_blank, normalise, reduction,
+                     shrink, to_uint8)
 
 #: Formats recognised from the file's bytes (Pillow's names).
 SUPPORTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "TIFF", "BMP"})
@@ -23,6 +24,10 @@ SUPPORTED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "TIFF", "BMP"})
 MAX_COLOURED_SHARE = 0.05
 #: Pillow modes without colour channels: no colour check needed.
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
+#: Formats that libjpeg decodes, so at 1/2, 1/4 or 1/8 of each side when asked (DCT scaling).
+DCT_SCALED = frozenset({"JPEG", "MPO"})
+REDUCED_GRAY = {2: cv2.IMREAD_REDUCED_GRAYSCALE_2, 4: cv2.IMREAD_REDUCED_GRAYSCALE_4, 8: cv2.IMREAD_REDUCED_GRAYSCALE_8}
+REDUCED_COLOUR = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 COLOUR_WARNING = ("This does not look like an X-ray: it has strong colours (a photograph or a screenshot?). "
                   "The verdict is unreliable.")
 
@@ -76,51 +81,86 @@ def is_dicom(data: bytes) -> bool:
     return data[128:132] == b"DICM"
 
 
-def decode_image(data: bytes) -> DecodedImage:
-    """Decode image bytes to a 2-D float32 array in [0, 1].
+def decode_image(data: bytes, long_side: int | None = None) -> DecodedImage:
+    """Decode image bytes to a 2-D float32 array in [0, 1], once.
 
     Any bit depth, grayscale or colour; JPEG EXIF orientation is honoured.
     Intensities are stretched to the image's own min-max so 8- and 16-bit
     files of the same radiograph give the same array. A truncated JPEG is
     accepted, with a warning, when at least 3/4 of its rows decode. DICOM files go
     through :func:`fracture_web.dicom.decode_dicom` (the standard's grayscale pipeline).
+
+    ``long_side`` is the largest size any caller will resize the image to (the model input, the
+    display image): the image then shrinks by a power of two while its long side stays at least
+    twice that (:func:`fracture_web.pixels.reduction`), JPEG inside the decoder (libjpeg's DCT
+    scaling), other formats once, right after decoding. ``None`` keeps the full size. The
+    result's ``size`` is the upload's own, whatever was decoded.
     """
     if is_dicom(data):
-        return decode_dicom(data)
+        return decode_dicom(data, long_side)
     header = sniff_format(data)
-    gray = _imdecode(data)
+    factor = reduction((header.height, header.width), long_side)
+    scale = min(factor, 8) if header.format in DCT_SCALED else 1  # what the decoder shrinks by itself
+    colour = header.mode not in GRAY_MODES
+    decoded, truncated = _imdecode(data, colour, scale), False
+    if decoded is None and header.format in DCT_SCALED:
+        # libjpeg stops at a missing end marker; with one appended it decodes what is
+        # there and fills the missing rows with mid-grey.
+        decoded, truncated = _imdecode(data + b"\xff\xd9", colour, scale), True
+    if decoded is None or decoded.size == 0:
+        raise InvalidImageError("The image data could not be decoded; the file may be damaged.")
+    gray = _to_gray(decoded)
     warnings: tuple[str, ...] = ()
     if header.frames > 1:
         warnings += (f"The file holds {header.frames} images; only the first was analysed.",)
-    if header.mode not in GRAY_MODES and _coloured_share(data) > MAX_COLOURED_SHARE:
+    if decoded.ndim == 3 and _coloured_share(decoded) > MAX_COLOURED_SHARE:
         warnings += (COLOUR_WARNING,)
-    if gray is None and header.format == "JPEG":
-        # libjpeg stops at a missing end marker; with one appended it decodes what is
-        # there and fills the missing rows with mid-grey.
-        gray = _imdecode(data + b"\xff\xd9")
-        if gray is not None:
-            warnings += (_check_truncated(gray),)
-    if gray is None or gray.size == 0:
-        raise InvalidImageError("The image data could not be decoded; the file may be damaged.")
-    return DecodedImage(normalise(gray), warnings)
+    if truncated:
+        warnings += (_check_truncated(gray),)
+    bounds = check_not_blank(gray)  # the range as decoded, before our averaging narrows it
+    pixels = normalise(shrink(gray, factor // scale), bounds)
+    return DecodedImage(pixels, _upright_size(header, gray.shape, scale), warnings)
 
 
-def _imdecode(data: bytes) -> np.ndarray | None:
-    # IMREAD_GRAYSCALE (not UNCHANGED) keeps OpenCV's EXIF rotation; ANYDEPTH keeps 16 bit.
-    return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_ANYDEPTH)
+def _imdecode(data: bytes, colour: bool, scale: int) -> np.ndarray | None:
+    """One OpenCV decode: grey, or BGR where the file has colour (for the colour check); JPEG
+    at 1/``scale`` of each side. Every mode but UNCHANGED keeps OpenCV's EXIF rotation;
+    ANYDEPTH keeps 16 bit (JPEG is 8-bit, so its reduced modes need no more)."""
+    if scale > 1:
+        flags = (REDUCED_COLOUR if colour else REDUCED_GRAY)[scale]
+    else:
+        flags = (cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE) | cv2.IMREAD_ANYDEPTH
+    return cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
 
 
-def _coloured_share(data: bytes) -> float:
+def _to_gray(decoded: np.ndarray) -> np.ndarray:
+    """The decoded image as one channel (OpenCV's luma weights for BGR, in 8, 16 or 32-bit float)."""
+    if decoded.ndim == 2:
+        return decoded
+    if decoded.dtype not in (np.uint8, np.uint16, np.float32):
+        decoded = decoded.astype(np.float32)
+    return cv2.cvtColor(decoded, cv2.COLOR_BGR2GRAY)
+
+
+def _coloured_share(bgr: np.ndarray) -> float:
     """Share of pixels that are clearly coloured (saturated and not dark); 0 for any radiograph.
 
-    A share needs no detail: the colour is decoded at a quarter of each side (JPEG's DCT
-    scaling skips most of the decoding work), a sixteenth of the pixels of a second full decode.
-    """
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_REDUCED_COLOR_4)
-    if bgr is None:
-        return 0.0
+    A share needs no detail: every 4th pixel of every 4th row is counted, in 8-bit colour
+    (16 bit keeps its high byte, as OpenCV's 8-bit decode does)."""
+    bgr = np.ascontiguousarray(bgr[::4, ::4])
+    if bgr.dtype == np.uint16:
+        bgr = (bgr >> 8).astype(np.uint8)
+    elif bgr.dtype != np.uint8:
+        bgr = to_uint8(normalise(bgr))
     hsv = cv2.cvtColor(bgr, cv2.COLOR_BGR2HSV)
     return float(np.mean((hsv[..., 1] > 64) & (hsv[..., 2] > 32)))
+
+
+def _upright_size(header: ImageHeader, decoded: tuple[int, ...], scale: int) -> tuple[int, int]:
+    """The upload's (height, width) upright: the header's, turned where the decoder turned the
+    image (EXIF orientation 5-8), which the decoded shape (1/``scale`` a side, rounded up) shows."""
+    stored = (header.height, header.width)
+    return stored if tuple(decoded[:2]) == (-(-stored[0] // scale), -(-stored[1] // scale)) else stored[::-1]
 
 
 def _check_truncated(gray: np.ndarray) -> str:

@@ -2,6 +2,7 @@
 and the naive baseline, side by side in one run. Prints a table and writes JSON.
 
     python scripts/benchmark.py [--out benchmark.json] [--seconds 10] [--runs 50] [--images F.jpg ...]
+    python scripts/benchmark.py --full-size-only --out benchmarks/run5.json   # only the full-size part
 
 Measures:
   * model-only latency of one image with its heatmap (batch 1): the shipped SavedModel's
@@ -17,16 +18,28 @@ Measures:
     image right after it, so a busy machine slows both alike;
   * the floor: multiply-adds per image counted from the .tflite graph, and the time they would take
     at this CPU's peak FMA rate;
-  * installed size of the full (requirements.txt) and slim (requirements-slim.txt) sets.
+  * installed size of the full (requirements.txt) and slim (requirements-slim.txt) sets;
+  * full-size uploads (when ../shared/data/fracatlas-fullres is present), made at run time from one
+    FracAtlas original (2304x2880): the original baseline JPEG, the same re-encoded progressive, as a
+    16-bit PNG, as an uncompressed 12-in-16-bit MONOCHROME1 DICOM, resized to 3000x2500 as a JPEG 2000
+    DICOM and to 4000x4000 as a 16-bit DICOM (32 MB), with a typical 454x373 JPEG beside them. For
+    each: the request's steps in-process, the end-to-end latency through HTTP with the heatmap (app on
+    gunicorn, TensorFlow backend) paired with the bare ``serving_default`` call, one plain library
+    decode of the same file (OpenCV, or pydicom's ``pixel_array``), the ratio (e2e p50 - plain decode
+    p50) / signature p50, and the peak memory Python allocates for one ``analyse()`` of it
+    (tracemalloc; the model's own buffers do not depend on the image). Then the workers' resident
+    memory before, right after and a while after a series of 32 MB uploads.
 
 Default images: the first 16 typical (454x373 or 373x454) JPEGs of the FracAtlas validation split in
-../shared/data/fracatlas, else data/samples. Takes about 3 minutes with the defaults; run it on an
-otherwise idle machine (the load average is recorded with the results).
+../shared/data/fracatlas, else data/samples. Takes about 3 minutes with the defaults, plus about 2
+for the full-size part (about 2 alone with --full-size-only); run it on an otherwise idle machine
+(the load average is recorded with the results).
 """
 from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 import os
 import platform
@@ -34,22 +47,34 @@ import runpy
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import Callable
 from http.client import HTTPConnection
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 
+import cv2
 import numpy as np
+import pydicom
+from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, JPEG2000Lossless
 
 from fracture_web import local_server, overlay
-from fracture_web.config import DEFAULT_TFLITE_FILE
-from fracture_web.imaging import decode_image, preprocess, to_model_input
+from fracture_web.analysis import analyse
+from fracture_web.config import DEFAULT_TFLITE_FILE, defaults
+from fracture_web.imaging import decode_image, is_dicom, preprocess, to_model_input
 from fracture_web.inference import FractureModel, read_metadata
 from fracture_web.loadgen import multipart, run_clients, summarise
+from fracture_web.runtimes import multiply_adds
 from fracture_web.datasets import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 FRACATLAS = ROOT.parent / "shared" / "data" / "fracatlas"
+#: The FracAtlas original the full-size cases are made from: 2304x2880, a baseline JPEG as released.
+FULL_SIZE_SOURCE = ROOT.parent / "shared" / "data" / "fracatlas-fullres" / "images" / "IMG0000036.jpg"
+#: What the web app asks ``analyse`` for: the display image's longest side.
+DISPLAY_MAX_SIDE = defaults()["DISPLAY_MAX_SIDE"]
+#: The full-size case whose memory the issue bounds (a worker may hold about 3x its 32 MB).
+BIG_DICOM = "16-bit DICOM 4000x4000"
 API = "/api/v1/predict?heatmap=1"
 #: Peak single-precision FLOPs per cycle and core assumed for the floor: two 256-bit FMA pipes
 #: (8 lanes x 2 FLOPs x 2 pipes), what AVX2 x86 cores (and AMD's AVX-512) sustain.
@@ -134,17 +159,20 @@ def paired_latency(port: int, bodies: list, direct: Callable, inputs: list[np.nd
 
 
 def stage_breakdown(model: FractureModel, data: bytes, runs: int) -> dict[str, float]:
-    """Median milliseconds of each step of one API request inside the app (heatmap on)."""
-    decoded = decode_image(data)
+    """Median milliseconds of each step of one API request inside the app (heatmap on), each
+    called as ``analyse`` calls it (the decode at the size the model and the page need)."""
+    long_side = max(model.input_size, DISPLAY_MAX_SIDE)
+    decoded = decode_image(data, long_side)
     model_input = to_model_input(decoded.pixels, model.input_size)
-    prediction = model.predict(model_input)
-    shown = overlay.display_image(decoded.pixels)
+    prediction = model.predict(model_input, image_shape=decoded.size)
+    shown = overlay.display_image(decoded.pixels, DISPLAY_MAX_SIDE)
     heat = overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2], model.input_size)
     blended = overlay.blend(shown, heat)
     png = overlay.encode_png(blended)
-    steps = {"decode + checks": lambda: decode_image(data), "letterbox to model input":
+    steps = {"decode + checks": lambda: decode_image(data, long_side), "letterbox to model input":
              lambda: to_model_input(decoded.pixels, model.input_size), "model (with heatmap)":
-             lambda: model.predict(model_input), "display image": lambda: overlay.display_image(decoded.pixels),
+             lambda: model.predict(model_input, image_shape=decoded.size),
+             "display image": lambda: overlay.display_image(decoded.pixels, DISPLAY_MAX_SIDE),
              "heatmap onto image": lambda: overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2],
                                                                       model.input_size),
              "blend": lambda: overlay.blend(shown, heat), "PNG encode": lambda: overlay.encode_png(blended),
@@ -152,24 +180,120 @@ def stage_breakdown(model: FractureModel, data: bytes, runs: int) -> dict[str, f
     return {name: percentiles(time_calls(lambda _: step(), [None], runs))["p50"] for name, step in steps.items()}
 
 
-def multiply_adds(tflite_path: Path) -> int:
-    """Multiply-adds of one image through the convolutions and dense layers of the .tflite graph."""
-    from ai_edge_litert.interpreter import Interpreter
+def dicom_file(stored: np.ndarray, photometric: str, bits_stored: int, syntax: str | None = None, **elements) -> bytes:
+    """A DX radiograph 'for presentation' as a DICOM file, with no patient in it; compressed in
+    ``syntax`` (e.g. JPEG 2000 Lossless, by pylibjpeg-openjpeg) when one is given."""
+    ds = pydicom.Dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = DigitalXRayImageStorageForPresentation, pydicom.uid.generate_uid()
+    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "HAND", "PA"
+    ds.set_pixel_data(stored, photometric, bits_stored)
+    for keyword, value in elements.items():
+        setattr(ds, keyword, value)
+    if syntax:
+        ds.compress(syntax)
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
+    return buffer.getvalue()
 
-    interpreter = Interpreter(model_path=str(tflite_path))
-    shapes = {t["index"]: t["shape"] for t in interpreter.get_tensor_details()}
-    total = 0
-    for op in interpreter._get_ops_details():  # noqa: SLF001 (LiteRT's only op listing)
-        if op["op_name"] not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
-            continue
-        out, weights = shapes[op["outputs"][0]], shapes[op["inputs"][1]]
-        if op["op_name"] == "CONV_2D":  # weights (out, kh, kw, in)
-            total += int(np.prod(out[:-1])) * int(np.prod(weights))
-        elif op["op_name"] == "DEPTHWISE_CONV_2D":  # weights (1, kh, kw, channels)
-            total += int(np.prod(out)) * int(weights[1] * weights[2])
-        else:  # weights (out, in)
-            total += int(np.prod(out)) * int(weights[1])
-    return total
+
+def full_size_cases(source: Path, small: Path) -> dict[str, bytes]:
+    """Each full-size upload (named width x height), made now from one original: nothing large is
+    stored. A small JPEG comes first, for comparison. The DICOMs hold 12 bits in 16, as most
+    detectors store them, except the 4000x4000 one (16 bits, 32 MB)."""
+    gray = cv2.imread(str(source), cv2.IMREAD_GRAYSCALE)
+    size = f"{gray.shape[1]}x{gray.shape[0]}"
+    progressive = [cv2.IMWRITE_JPEG_QUALITY, 92, cv2.IMWRITE_JPEG_PROGRESSIVE, 1]
+    wide = cv2.resize(gray, (3000, 2500), interpolation=cv2.INTER_CUBIC).astype(np.uint16) * 16
+    big = cv2.resize(gray, (4000, 4000), interpolation=cv2.INTER_CUBIC).astype(np.uint16) * 257
+    width, height = _shape(small)
+    return {f"JPEG {width}x{height}": small.read_bytes(),
+            f"baseline JPEG {size}": source.read_bytes(),
+            f"progressive JPEG {size}": cv2.imencode(".jpg", gray, progressive)[1].tobytes(),
+            f"16-bit PNG {size}": cv2.imencode(".png", gray.astype(np.uint16) * 257)[1].tobytes(),
+            f"MONOCHROME1 DICOM {size}": dicom_file(4095 - gray.astype(np.uint16) * 16, "MONOCHROME1", 12,
+                                                    PresentationLUTShape="INVERSE", WindowCenter=2048,
+                                                    WindowWidth=4096),
+            "JPEG 2000 DICOM 3000x2500": dicom_file(wide, "MONOCHROME2", 12, JPEG2000Lossless),
+            BIG_DICOM: dicom_file(big, "MONOCHROME2", 16)}
+
+
+def plain_decode(data: bytes) -> Callable[[], np.ndarray]:
+    """One plain library decode of the file at full size: pydicom's ``pixel_array`` for DICOM,
+    OpenCV's ``imdecode`` for the rest."""
+    if is_dicom(data):
+        return lambda: pydicom.dcmread(io.BytesIO(data)).pixel_array
+    return lambda: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def traced_peak_mb(call: Callable[[], object]) -> float:
+    """The most memory Python's allocators (numpy's included) held at once during ``call``, in MB."""
+    tracemalloc.start()
+    try:
+        call()
+        return tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+
+
+def full_size_case(name: str, data: bytes, model: FractureModel, direct: Callable, port: int, runs: int) -> dict:
+    """One full-size upload: its steps, its e2e latency paired with the bare signature, a plain
+    decode of it, the overhead ratio and the peak memory of one analysis."""
+    decoded = decode_image(data, max(model.input_size, DISPLAY_MAX_SIDE))
+    plain = plain_decode(data)
+    decoded_mb = plain().nbytes / 1e6
+    plain_ms = percentiles(time_calls(lambda _: plain(), [None], runs, warm=1))["p50"]
+    paired = paired_latency(port, [multipart(data, name)], direct,
+                            [to_model_input(decoded.pixels, model.input_size)], runs)
+    peak = traced_peak_mb(lambda: analyse(data, model))
+    return {"file_mb": len(data) / 1e6, "size": list(decoded.size), "decoded_at": list(decoded.pixels.shape),
+            "steps_ms": stage_breakdown(model, data, runs), "plain_decode_ms": plain_ms, **paired,
+            "ratio_e2e_minus_plain_decode_over_signature":
+                (paired["e2e_ms"]["p50"] - plain_ms) / paired["direct_signature_ms"]["p50"],
+            "analyse_peak_mb": peak, "plain_decoded_mb": decoded_mb, "peak_over_decoded": peak / decoded_mb}
+
+
+def worker_memory_after_big_uploads(port: int, master_pid: int, big: bytes, small: bytes, count: int = 10,
+                                    settle_s: float = 10) -> dict:
+    """The workers' resident memory (MB each) in steady state, right after ``count`` big uploads,
+    and ``settle_s`` later (after a few small requests): does a 32 MB upload leave memory behind?"""
+    bodies = {"small": multipart(small, "small.jpg"), "big": multipart(big, "big.dcm")}
+
+    def post(kind: str, times: int) -> None:
+        connection = HTTPConnection("127.0.0.1", port, timeout=120)
+        for _ in range(times):
+            body, content_type = bodies[kind]
+            connection.request("POST", API, body, {"Content-Type": content_type})
+            connection.getresponse().read()
+        connection.close()
+
+    post("small", 10)
+    steady = local_server.worker_memory_mb(master_pid)
+    post("big", count)
+    after = local_server.worker_memory_mb(master_pid)
+    time.sleep(settle_s)
+    post("small", 10)
+    settled = local_server.worker_memory_mb(master_pid)
+    return {"big_uploads": count, "big_upload_mb": len(big) / 1e6, "steady_mb": steady, "after_big_mb": after,
+            "settled_mb": settled, "settled_minus_steady_mb": [b - a for a, b in zip(steady, settled)]}
+
+
+def full_size_report(model_dir: Path, small: Path, runs: int, source: Path = FULL_SIZE_SOURCE) -> dict:
+    """The full-size cases on the app under gunicorn (TensorFlow backend), one server for all."""
+    cases = full_size_cases(source, small)
+    model, direct = FractureModel(model_dir), direct_signature(model_dir)
+    port = local_server.free_port()
+    server = gunicorn_server("tensorflow")(port)
+    try:
+        local_server.wait_ready(port, server)
+        report = {"source": str(source), "runs": runs, "cases": {
+            name: full_size_case(name, data, model, direct, port, runs) for name, data in cases.items()}}
+        big, small_jpeg = cases[BIG_DICOM], next(iter(cases.values()))
+        report["worker_memory"] = worker_memory_after_big_uploads(port, server.pid, big, small_jpeg)
+    finally:
+        local_server.stop(server)
+    return report
 
 
 def cpu_peak_gflops(cores: int) -> tuple[float, float]:
@@ -236,8 +360,7 @@ def gunicorn_settings() -> dict:
 
 def build_report(args: argparse.Namespace) -> dict:
     data = [path.read_bytes() for path in args.images]
-    report = {"machine": {"cpus": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)),
-                         "cpu": platform.processor() or platform.machine(), "load_avg_start": os.getloadavg()},
+    report = {"machine": machine(),
               "images": {"count": len(data), "first": str(args.images[0]),
                          "sizes": sorted({_shape(p) for p in args.images})},
               "gunicorn": gunicorn_settings()}
@@ -259,8 +382,29 @@ def build_report(args: argparse.Namespace) -> dict:
                          for name, (start, memory) in servers.items()}
     report["install_mb"] = {"full": install_size_mb(ROOT / "requirements.txt"),
                             "slim": install_size_mb(ROOT / "requirements-slim.txt")}
-    report["machine"]["load_avg_end"] = os.getloadavg()
     report["ratios"] = ratios(report)
+    report["full_size"] = full_size_section(args)
+    report["machine"]["load_avg_end"] = os.getloadavg()
+    return report
+
+
+def machine() -> dict:
+    """Cores, CPU and the load average when the run starts."""
+    return {"cpus": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)),
+            "cpu": platform.processor() or platform.machine(), "load_avg_start": os.getloadavg()}
+
+
+def full_size_section(args: argparse.Namespace) -> dict:
+    """The full-size part, or why it was left out."""
+    if not args.full_size_source.is_file():
+        return {"skipped": f"{args.full_size_source} is not on this machine"}
+    return full_size_report(args.model, args.images[0], args.full_size_runs, args.full_size_source)
+
+
+def build_full_size_only(args: argparse.Namespace) -> dict:
+    """The report of ``--full-size-only``: the machine and the full-size part."""
+    report = {"machine": machine(), "gunicorn": gunicorn_settings(), "full_size": full_size_section(args)}
+    report["machine"]["load_avg_end"] = os.getloadavg()
     return report
 
 
@@ -279,8 +423,33 @@ def ratios(report: dict) -> dict:
     return out
 
 
+def full_size_table(section: dict) -> list[str]:
+    """The full-size part as plain-text lines."""
+    if "skipped" in section:
+        return [f"full-size cases skipped: {section['skipped']}"]
+    lines = [f"full-size uploads (from {Path(section['source']).name}; {section['runs']} runs each), ms p50:",
+             "case                          decoded at   plain decode  e2e p50  e2e p95  signature  ratio  "
+             "peak MB (x decoded)"]
+    for name, c in section["cases"].items():
+        lines.append(f"{name:30s}{'x'.join(map(str, c['decoded_at'][::-1])):>10s}  {c['plain_decode_ms']:12.1f}  "
+                     f"{c['e2e_ms']['p50']:7.1f}  {c['e2e_ms']['p95']:7.1f}  {c['direct_signature_ms']['p50']:9.1f}  "
+                     f"{c['ratio_e2e_minus_plain_decode_over_signature']:5.2f}  {c['analyse_peak_mb']:6.1f} "
+                     f"({c['peak_over_decoded']:.2f})")
+    lines.append("  ratio = (e2e p50 - plain decode p50) / signature p50; steps (ms):")
+    for name, c in section["cases"].items():
+        lines.append(f"  {name}: " + ", ".join(f"{step} {ms:.1f}" for step, ms in c["steps_ms"].items()))
+    memory = section["worker_memory"]
+    rounded = lambda key: [round(mb) for mb in memory[key]]  # noqa: E731
+    lines.append(f"worker RSS MB (each worker) around {memory['big_uploads']} uploads of {memory['big_upload_mb']:.0f} "
+                 f"MB: steady {rounded('steady_mb')}, right after {rounded('after_big_mb')}, settled "
+                 f"{rounded('settled_mb')} (settled - steady {rounded('settled_minus_steady_mb')})")
+    return lines
+
+
 def table(report: dict) -> str:
     """The report as a plain-text table."""
+    if "servers" not in report:  # --full-size-only
+        return "\n".join(full_size_table(report["full_size"]))
     lines = [f"machine: {report['machine']['cores_usable']} cores, load {report['machine']['load_avg_start']}"
              f" -> {report['machine']['load_avg_end']}; images: {report['images']['count']} "
              f"{report['images']['sizes']}; gunicorn {report['gunicorn']}", "",
@@ -309,7 +478,7 @@ def table(report: dict) -> str:
                      f"throughput vs naive {tput}")
     install = report["install_mb"]
     lines.append(f"installed size: full {install['full']['mb']:.0f} MB, slim {install['slim']['mb']:.0f} MB")
-    return "\n".join(lines)
+    return "\n".join(lines + [""] + full_size_table(report["full_size"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,12 +489,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10, help="length of each throughput run")
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--out", type=Path, default=Path("benchmark.json"))
+    parser.add_argument("--full-size-only", action="store_true", help="run only the full-size uploads")
+    parser.add_argument("--full-size-runs", type=int, default=20, help="timed calls per full-size measurement")
+    parser.add_argument("--full-size-source", type=Path, default=FULL_SIZE_SOURCE,
+                        help="the 8-bit original the full-size uploads are made from")
     args = parser.parse_args(argv)
     args.images = args.images or default_images()
     if 1 not in args.clients:
         parser.error("--clients must include 1 (the one-at-a-time latency)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    report = build_report(args)
+    report = build_full_size_only(args) if args.full_size_only else build_report(args)
     print(table(report))
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"\nwrote {args.out}")

@@ -142,3 +142,14 @@ def test_a_damaged_dicom_gets_a_clear_refusal(gray):
 def test_a_dicom_goes_through_the_shared_preprocessing(gray):
     model_input = preprocess(to_bytes(rle(radiograph_dataset(gray))), 64)
     assert model_input.shape == (64, 64, 1) and 0.0 <= model_input.min() and model_input.max() <= 1.0
+
+
+def test_a_dicom_decoded_smaller_reports_its_own_size(gray):
+    decoded = decode_image(to_bytes(radiograph_dataset(gray.astype(np.uint16) * 16, bits_stored=12)), 128)
+    assert decoded.size == gray.shape and decoded.pixels.shape == ((gray.shape[0] + 1) // 2, (gray.shape[1] + 1) // 2)
+
+
+def test_unused_high_bits_are_ignored_as_the_standard_says(gray, as_png):
+    ds = radiograph_dataset(gray.astype(np.uint16) * 16, bits_stored=12)
+    ds.PixelData = (np.frombuffer(ds.PixelData, np.uint16) | 0xA000).tobytes()  # junk above bit 12
+    np.testing.assert_array_equal(decode_image(to_bytes(ds)).pixels, as_png)

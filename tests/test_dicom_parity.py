@@ -1,7 +1,8 @@
 """The same radiograph uploaded to the API as PNG and as DICOM (in the same ``file`` field) gets the
 same verdict from the shipped model, with a probability within 0.03, whatever way the DICOM stores
 it: MONOCHROME2, MONOCHROME1, 16 bits with rescale and window, or compressed (RLE, JPEG 2000,
-JPEG baseline)."""
+JPEG baseline), at the samples' size and at full size (2880x2304, where both are decoded halved:
+the PNG downscaled once, the DICOM through its lookup table, JPEG 2000 at a reduced resolution level)."""
 from __future__ import annotations
 
 import io
@@ -71,3 +72,13 @@ def test_png_and_dicom_of_each_sample_get_the_same_verdict(shipped_client, varia
         assert dicom["label"] == png["label"], path.name
         assert abs(dicom["probability"] - png["probability"]) <= TOLERANCE, path.name
         assert dicom["dicom"]["modality"] == "DX" and "dicom" not in png
+
+
+@pytest.mark.parametrize("variant", ["MONOCHROME1", "16-bit unsigned", "JPEG 2000"])
+def test_full_size_png_and_dicom_of_a_sample_get_the_same_verdict(shipped_client, variant):
+    for path in SAMPLES[:2]:
+        gray = cv2.resize(cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), (2304, 2880), interpolation=cv2.INTER_CUBIC)
+        png = verdict(shipped_client, cv2.imencode(".png", gray)[1].tobytes())
+        dicom = verdict(shipped_client, to_bytes(VARIANTS[variant](gray)))
+        assert dicom["label"] == png["label"], path.name
+        assert abs(dicom["probability"] - png["probability"]) <= TOLERANCE, path.name

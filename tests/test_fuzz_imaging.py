@@ -1,5 +1,5 @@
-"""Property-based fuzzing of the decode/preprocess path: whatever the bytes, either a valid
-model input or InvalidImageError, never another exception."""
+"""Property-based fuzzing of the decode/preprocess path, at full and at reduced size: whatever the
+bytes, either a valid model input or InvalidImageError, never another exception."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fracture_web.imaging import preprocess
+from fracture_web.imaging import decode_image, preprocess, to_model_input
 from fracture_web.pixels import InvalidImageError
 
 from dicom_files import jpeg2000, jpeg_baseline, radiograph_dataset, rle, to_bytes
@@ -32,12 +32,14 @@ EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 
 
 def check(data: bytes) -> None:
-    try:
-        model_input = preprocess(data, 64)
-    except InvalidImageError:
-        return
-    assert model_input.shape == (64, 64, 1) and model_input.dtype == np.float32
-    assert np.all(np.isfinite(model_input)) and 0.0 <= model_input.min() and model_input.max() <= 1.0
+    """Full-size and reduced decoding (20 px asked for: the seeds shrink to half) alike."""
+    for decode in (lambda: preprocess(data, 64), lambda: to_model_input(decode_image(data, 20).pixels, 64)):
+        try:
+            model_input = decode()
+        except InvalidImageError:
+            continue
+        assert model_input.shape == (64, 64, 1) and model_input.dtype == np.float32
+        assert np.all(np.isfinite(model_input)) and 0.0 <= model_input.min() and model_input.max() <= 1.0
 
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from fracture_web.imaging import decode_image, letterbox_geometry, preprocess, to_model_input
-from fracture_web.pixels import InvalidImageError
+from fracture_web.pixels import InvalidImageError, reduction
 
 
 def png(image: np.ndarray) -> bytes:
@@ -65,8 +65,9 @@ def test_jpeg_exif_orientation_is_honoured():
     exif = Image.Exif()
     exif[0x0112] = 6  # stored rotated: viewers turn it 90 degrees clockwise
     Image.fromarray(image).save(buffer, format="JPEG", exif=exif, quality=95)
-    pixels = decode_image(buffer.getvalue()).pixels
-    assert pixels.shape == (200, 100)  # portrait after rotation
+    decoded = decode_image(buffer.getvalue())
+    pixels = decoded.pixels
+    assert pixels.shape == decoded.size == (200, 100)  # portrait after rotation
     assert pixels[:100].mean() > 0.9 and pixels[100:].mean() < 0.1  # white half now on top
 
 
@@ -159,3 +160,18 @@ def test_a_colour_photograph_is_flagged_but_a_grey_xray_saved_as_rgb_is_not(samp
     assert COLOUR_WARNING in decode_image(cat).warnings
     grey_as_rgb = cv2.imdecode(np.frombuffer(sample_bytes, np.uint8), cv2.IMREAD_COLOR)
     assert decode_image(png(grey_as_rgb)).warnings == ()
+
+
+@pytest.mark.parametrize("size, long_side, factor", [
+    ((454, 373), 640, 1), ((2880, 2304), 640, 2), ((2880, 2304), 300, 4), ((4000, 4000), 640, 2),
+    ((2880, 2304), None, 1)])
+def test_a_large_image_shrinks_by_a_power_of_two_keeping_twice_the_size_asked_for(size, long_side, factor):
+    assert reduction(size, long_side) == factor
+
+
+def test_a_16_bit_png_decoded_smaller_keeps_its_16_bit_range_and_reports_its_own_size():
+    image = np.tile(np.linspace(0, 4080, 600), (700, 1)).astype(np.uint16)  # 12 bits in 16, like detectors
+    decoded = decode_image(png(image), 150)
+    assert decoded.size == (700, 600) and decoded.pixels.shape == (350, 300)
+    # stretched by the full-size range: the 2x2 means at the ends lie half a step inside it
+    assert decoded.pixels.min() == pytest.approx(0.0, abs=0.01) and decoded.pixels.max() == pytest.approx(1.0, abs=0.01)

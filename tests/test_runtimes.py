@@ -161,3 +161,15 @@ def test_one_image_uses_the_containers_cpu_share_not_the_hosts_core_count(cpu_ma
     (tmp_path / "cpu.max").write_text(cpu_max + "\n")
     assert runtimes.available_cores(tmp_path / "cpu.max") == expected
     assert runtimes.available_cores(tmp_path / "absent") == 2
+
+
+def test_two_models_calls_are_timed_in_one_run_with_their_multiply_adds(lite_model_dir, tiny_model_dir, tmp_path):
+    out = tmp_path / "calls.json"
+    done = run_script("compare_models.py", "--models", str(tiny_model_dir), str(lite_model_dir),
+                      "--images", str(SAMPLES[0]), "--rounds", "2", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(out.read_text())["models"]
+    first, second = rows[str(tiny_model_dir)], rows[str(lite_model_dir)]
+    assert first["calls"] == second["calls"] == 2 and first["p50_ratio_to_first"] == 1.0
+    assert first["multiply_adds"] is None and second["multiply_adds"] > 0  # only the second has a .tflite
+    assert f"{second['p50_ratio_to_first']:.3f}x the first" in done.stdout
