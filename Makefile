@@ -68,6 +68,11 @@ orthanc:
 	    (apt-get update -q && apt-get install -y -q orthanc) >/dev/null \
 	      || echo "installing orthanc failed: the PACS integration test will be skipped"; \
 	  else echo "Orthanc not found and cannot be installed here: the PACS integration test will be skipped"; fi; }
+	@[ -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so ] || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -q && apt-get install -y -q orthanc-dicomweb) >/dev/null \
+	      || echo "installing orthanc-dicomweb failed: the DICOMweb test will be skipped"; \
+	  else echo "Orthanc's DICOMweb plugin not found and cannot be installed here: the DICOMweb test will be skipped"; fi; }
 
 ## Debian's dicom3tools (dciodvfy, the DICOM object validator) for the DICOM results' tests; installed
 ## when missing and we may use apt. Without it those checks are skipped and say why.

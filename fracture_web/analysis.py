@@ -1,9 +1,11 @@
 """One upload, start to finish: bytes -> preprocessing -> model -> heatmap overlay.
 
-Shared by the page, the JSON API and the command line; no Flask.
+Shared by the page, the JSON API and the command line; no Flask. The views of one study go
+through ``analyse_study``: each file as on its own, then one verdict for the study.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -11,6 +13,8 @@ import numpy as np
 from . import overlay
 from .imaging import decode_image, to_model_input
 from .inference import FractureModel, Prediction
+from .pixels import InvalidImageError
+from .study import EmptyStudyError, StudyVerdict, combine
 
 OUT_OF_SCOPE = ("This image is unlike the radiographs the model was trained on (adult hand, leg, hip or "
                 "shoulder X-rays); treat the verdict with extra caution.")
@@ -89,3 +93,53 @@ def analyse(data: bytes, model: FractureModel, operating_point: str | None = Non
     heat = overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2], model.input_size)
     return Analysis(prediction, warnings, shown, overlay.blend(shown, heat), decoded.context,
                     display_scale=shown.shape[1] / decoded.size[1])
+
+
+@dataclass(frozen=True)
+class StudyImage:
+    """One uploaded file of a study: its analysis, or the reason it could not be analysed."""
+
+    analysis: Analysis | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict:
+        """The file's entry in a study: what ``Analysis.as_dict`` gives for it alone, or ``{"error": ...}``."""
+        return {"error": self.error} if self.analysis is None else self.analysis.as_dict()
+
+
+@dataclass(frozen=True)
+class StudyAnalysis:
+    """The views of one examination read together: the study verdict and every file, in upload order."""
+
+    verdict: StudyVerdict
+    images: tuple[StudyImage, ...]
+    warnings: tuple[str, ...]
+
+    def as_dict(self) -> dict:
+        """The study as the studies API reports it: the verdict's fields, study warnings, one entry per file."""
+        return self.verdict.as_dict() | {"warnings": list(self.warnings),
+                                         "images": [image.as_dict() for image in self.images]}
+
+
+def analyse_study(files: Sequence[bytes], model: FractureModel, operating_point: str | None = None,
+                  images: bool = True, display_max_side: int = 640) -> StudyAnalysis:
+    """Analyse each file as ``analyse`` does and combine the readable ones into one study verdict
+    (``study.combine``); a file that is not a usable image gets its error while the others go on.
+
+    Raises ``UnknownOperatingPointError`` for an operating point the model lacks and
+    ``EmptyStudyError`` when no file could be analysed.
+    """
+    model.resolve(operating_point)  # one refusal for the request, not one per file
+    results = []
+    for data in files:
+        try:
+            results.append(StudyImage(analyse(data, model, operating_point, images, display_max_side)))
+        except InvalidImageError as err:
+            results.append(StudyImage(error=str(err)))
+    failed = [(number, image.error) for number, image in enumerate(results, start=1) if image.analysis is None]
+    if len(failed) == len(results):
+        reasons = " ".join(f"File {number}: {error}" for number, error in failed)
+        raise EmptyStudyError(f"None of the study's files could be analysed. {reasons}")
+    verdict = combine([image.analysis.prediction for image in results if image.analysis is not None])
+    warnings = (f"{len(failed)} of {len(results)} files could not be analysed.",) if failed else ()
+    return StudyAnalysis(verdict, tuple(results), warnings)

@@ -28,7 +28,9 @@ def defaults() -> dict:
         "OPERATING_POINT": None,
         # Seconds a client may pause while sending an upload before it gets 408.
         "UPLOAD_TIMEOUT": 30,
-        # Largest upload accepted, in bytes (larger gets 413).
+        # Most files one study may have (the page's several views, POST /api/v1/studies).
+        "MAX_STUDY_IMAGES": 8,
+        # Largest upload accepted, in bytes (larger gets 413); for a study, all its files together.
         "MAX_CONTENT_LENGTH": 32 * 1024 * 1024,
         # Longest side of the images shown on the result page.
         "DISPLAY_MAX_SIDE": 640,

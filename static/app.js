@@ -1,19 +1,31 @@
-// Progressive enhancement only: drag-and-drop and an instant preview.
+// Progressive enhancement only: drag-and-drop and an instant preview of the chosen files.
 // The form works without this file.
 document.addEventListener("DOMContentLoaded", () => {
   const drop = document.querySelector(".drop");
   const input = document.getElementById("file");
-  const preview = document.querySelector(".preview");
-  if (!drop || !input || !preview) return;
+  const previews = document.querySelector(".previews");
+  const chosen = document.querySelector(".chosen");
+  if (!drop || !input || !previews || !chosen) return;
 
-  const show = () => {
-    const file = input.files && input.files[0];
-    if (!file) { preview.hidden = true; return; }
-    if (preview.src) URL.revokeObjectURL(preview.src);
-    preview.src = URL.createObjectURL(file);  // stays in the browser; TIFF may not preview
-    preview.hidden = false;
+  const clear = () => {
+    previews.querySelectorAll("img").forEach((img) => URL.revokeObjectURL(img.src));
+    previews.replaceChildren();
   };
-  preview.addEventListener("error", () => { preview.hidden = true; });  // DICOM (and TIFF): no preview
+  const show = () => {
+    clear();
+    const files = Array.from(input.files || []);
+    chosen.textContent = files.length > 1 ? `${files.length} images chosen: they will be read as one study.` : "";
+    chosen.hidden = files.length < 2;
+    previews.classList.toggle("several", files.length > 1);
+    files.forEach((file) => {
+      const img = document.createElement("img");
+      img.alt = "";
+      img.addEventListener("error", () => { img.hidden = true; });  // DICOM (and TIFF): no preview
+      img.src = URL.createObjectURL(file);  // stays in the browser
+      previews.append(img);
+    });
+    previews.hidden = files.length === 0;
+  };
   input.addEventListener("change", show);
   ["dragenter", "dragover"].forEach((type) => drop.addEventListener(type, (event) => {
     event.preventDefault();

@@ -1,17 +1,26 @@
-"""DICOM test files made from ordinary images, as a modality or a PACS would write them."""
+"""DICOM test files made from ordinary images, as a modality or a PACS would write them; analyses
+of them made by hand (no model), and the node's reports read back as a viewer would."""
 from __future__ import annotations
 
 import io
 
 import cv2
+import highdicom as hd
 import numpy as np
-from pydicom import Dataset, FileMetaDataset, dcmwrite
+from pydicom import Dataset, FileMetaDataset, dcmread, dcmwrite
 from pydicom.encaps import encapsulate
 from pydicom.uid import (DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, JPEG2000Lossless,
                          JPEGBaseline8Bit, RLELossless, generate_uid)
 
+from fracture_web import overlay
+from fracture_web.analysis import Analysis
+from fracture_web.findings import Finding
+from fracture_web.inference import Prediction
+
 #: Identifying values planted in every test file: they must never reach a page, a response or a log.
 PATIENT = {"PatientName": "Doe^Jane", "PatientID": "PID-0451-XRAY", "PatientBirthDate": "19700101"}
+#: Two findings on a 400 x 320 radiograph, one of each level.
+BOXES = (Finding((40.0, 60.5, 150.0, 170.0), 0.91, "definite"), Finding((160.0, 250.0, 300.0, 380.0), 0.42, "possible"))
 
 
 def radiograph_dataset(pixels: np.ndarray, photometric: str = "MONOCHROME2", bits_stored: int | None = None,
@@ -32,6 +41,16 @@ def radiograph_dataset(pixels: np.ndarray, photometric: str = "MONOCHROME2", bit
     for keyword, value in elements.items():
         setattr(ds, keyword, value)
     return ds
+
+
+def radiograph_study(images: list[np.ndarray], **elements) -> list[Dataset]:
+    """One examination's views as a modality sends them: one patient, study and series, an instance each."""
+    first = radiograph_dataset(images[0], InstanceNumber=1, **elements)
+    views = ("AP", "LAT", "LL", "RL")
+    return [first] + [radiograph_dataset(pixels, StudyInstanceUID=first.StudyInstanceUID,
+                                         SeriesInstanceUID=first.SeriesInstanceUID, InstanceNumber=number,
+                                         ViewPosition=views[(number - 2) % len(views)], **elements)
+                      for number, pixels in enumerate(images[1:], start=2)]
 
 
 def to_bytes(ds: Dataset) -> bytes:
@@ -61,3 +80,22 @@ def jpeg_baseline(ds: Dataset, quality: int = 95) -> Dataset:
     ds["PixelData"].VR = "OB"
     ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
     return ds
+
+
+def analysis_of(source: Dataset, fractured: bool, findings: tuple[Finding, ...], warnings: tuple[str, ...] = (),
+                display_max_side: int = 200, probability: float | None = None) -> Analysis:
+    """What the app's analysis of the source would be, with this verdict and these findings (probability
+    0.87 or 0.04 unless given; threshold 0.3); the display images are half a 400-pixel source's size,
+    so boxes must be scaled to be drawn."""
+    xray = overlay.display_image(source.pixel_array / 255.0, display_max_side)
+    probability = probability if probability is not None else (0.87 if fractured else 0.04)
+    prediction = Prediction("fractured" if fractured else "not_fractured", fractured, probability,
+                            0.3, "balanced", "test-model-1", np.zeros((8, 8), np.float32), findings=findings)
+    return Analysis(prediction, warnings, xray, overlay.blend(xray, np.zeros(xray.shape, np.float32)))
+
+
+def report_of(sr: Dataset) -> hd.sr.MeasurementReport:
+    """The SR as a viewer reads it: from the file bytes, through highdicom."""
+    read = hd.sr.ComprehensiveSR.from_dataset(dcmread(io.BytesIO(to_bytes(sr))))
+    assert isinstance(read.content, hd.sr.MeasurementReport)
+    return read.content

@@ -1,6 +1,7 @@
 """A clinician in a real browser: headless Chromium against the app served by gunicorn."""
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -56,3 +57,65 @@ def test_clinician_uploads_a_fractured_xray_and_sees_verdict_bar_boxes_and_heatm
         browser.close()
     assert shot.stat().st_size > 10_000
     assert external == []  # nothing loaded from outside the app
+
+
+def open_page(playwright, server_url: str):
+    """A fresh headless Chromium tab on the app's upload page."""
+    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+    page = browser.new_page(viewport={"width": 1200, "height": 1400})
+    page.goto(server_url)
+    return browser, page
+
+
+def upload_study(page, paths) -> None:
+    """Choose several files in the page's one file input and send the form."""
+    page.locator("form").first.locator("input[type=file]").set_input_files([str(path) for path in paths])
+    assert page.inner_text(".chosen") == f"{len(paths)} images chosen: they will be read as one study."
+    page.locator("form").first.locator("button[type=submit]").click()
+    page.wait_for_selector(".study-views", timeout=60_000)
+
+
+def test_clinician_uploads_three_views_and_sees_the_study_verdict_and_a_row_per_view(server_url):
+    from playwright.sync_api import sync_playwright
+
+    views = SAMPLES[:3]  # a fractured hand first, then two normal views
+    with sync_playwright() as playwright:
+        browser, page = open_page(playwright, server_url)
+        upload_study(page, views)
+        assert page.inner_text(".study .verdict") == "Fracture suspected"  # the fractured view decides
+        assert page.locator(".study > svg.confidence rect.fill").count() == 1
+        rows = page.locator(".study-views tbody tr")
+        assert rows.count() == len(views)
+        assert rows.nth(0).locator(".view-verdict").inner_text() == "Fracture suspected"
+        for i in range(rows.count()):
+            thumbnail = rows.nth(i).locator("svg.xray-boxes")
+            assert thumbnail.evaluate("svg => svg.querySelector('image').getBBox().width > 0")
+            assert thumbnail.locator("rect.box").count() == rows.nth(i).locator(".finding-list li").count()
+            assert rows.nth(i).locator(".view-probability").inner_text().strip().endswith("%")
+        assert rows.nth(0).locator("rect.box").count() >= 1
+        browser.close()
+
+
+def test_a_study_of_four_views_prints_on_one_page(server_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser, page = open_page(playwright, server_url)
+        upload_study(page, SAMPLES[:4])
+        pdf = page.pdf(format="A4")  # the print stylesheet
+        browser.close()
+    assert len(re.findall(rb"/Type\s*/Page\b", pdf)) == 1
+
+
+def test_a_single_image_result_prints_on_one_page(server_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser, page = open_page(playwright, server_url)
+        page.locator("form").first.locator("input[type=file]").set_input_files(str(SAMPLES[0]))
+        page.locator("form").first.locator("button[type=submit]").click()
+        page.wait_for_selector(".verdict", timeout=30_000)
+        pdf = page.pdf(format="A4")  # the print stylesheet
+        browser.close()
+    assert len(re.findall(rb"/Type\s*/Page\b", pdf)) == 1

@@ -1,16 +1,22 @@
 """The DICOM node's story without a PACS product: what it sends back for a radiograph, how it is
-configured, and that nothing is lost while the destination is down (pynetdicom on both ends)."""
+configured, that nothing is lost while the destination is down or the node restarts (pynetdicom on
+both ends), and how results go by DICOMweb STOW-RS (to a small HTTP server made here)."""
 from __future__ import annotations
 
+import base64
 import copy
+import json
 import logging
 import os
 import stat
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import cv2
 import highdicom as hd
@@ -22,14 +28,15 @@ from pydicom.uid import ComprehensiveSRStorage, CTImageStorage, ExplicitVRLittle
 from pynetdicom import AE, evt
 
 from fracture_web.analysis import analyse
-from fracture_web.dicom_node.config import NodeConfig, NodeConfigError, from_environment
+from fracture_web.dicom_node.config import DicomWebDestination, NodeConfig, NodeConfigError, from_environment
 from fracture_web.dicom_node.outbox import Outbox
-from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS, result_datasets
-from fracture_web.dicom_node.server import Node
+from fracture_web.dicom_node.report import measurement_report
+from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS, secondary_capture
+from fracture_web.dicom_node.server import Node, sender_for
 from fracture_web.inference import FractureModel
 from fracture_web.local_server import free_port
 
-from dicom_files import PATIENT, radiograph_dataset, to_bytes
+from dicom_files import PATIENT, analysis_of, radiograph_dataset, radiograph_study, to_bytes
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +52,9 @@ def model(tiny_model_dir):
 
 
 def results(source, model):
-    analysis = analyse(to_bytes(source), model)
-    return analysis, result_datasets(source, analysis, datetime(2026, 11, 27, 1, 2, 3))
+    """The analysis and what the node sends for a study of this one image: its SC and the study's report."""
+    analysis, now = analyse(to_bytes(source), model), datetime(2026, 11, 27, 1, 2, 3)
+    return analysis, [secondary_capture(source, analysis, now), measurement_report([(source, analysis)], now)]
 
 
 def test_results_are_a_secondary_capture_and_a_measurement_report_in_new_series_of_the_same_study(source, model):
@@ -91,7 +99,7 @@ def test_the_report_states_the_models_verdict_probability_and_findings_on_the_im
     analysis, (_sc, sr) = results(source, model)
     p = analysis.prediction
     report = hd.sr.ComprehensiveSR.from_dataset(sr).content
-    (image,) = report.get_image_measurement_groups()
+    (image,) = report.get_image_measurement_groups(referenced_sop_instance_uid=source.SOPInstanceUID)
     (verdict,) = image.get_qualitative_evaluations()
     assert verdict.value == (codes.SCT.Present if p.fractured else codes.SCT.Absent)
     measured = {m.name.meaning: m.value for m in image.get_measurements()}
@@ -128,6 +136,27 @@ def test_the_node_is_configured_by_environment(tmp_path):
     with pytest.raises(NodeConfigError, match="malformed"):
         from_environment({"FRACTURE_DICOM_DEST_HOST": "h", "FRACTURE_DICOM_DEST_AE_TITLE": "A",
                           "FRACTURE_DICOM_PORT": "eleven"})
+    assert (config.settle_seconds, config.keep_studies_days, config.dicomweb) == (5.0, 7.0, None)
+    settled = from_environment({"FRACTURE_DICOM_DEST_HOST": "h", "FRACTURE_DICOM_DEST_AE_TITLE": "A",
+                                "FRACTURE_DICOM_SETTLE_SECONDS": "2.5", "FRACTURE_DICOM_KEEP_STUDIES_DAYS": "1"})
+    assert (settled.settle_seconds, settled.keep_studies_days) == (2.5, 1.0)
+
+
+def test_results_can_go_by_dicomweb_with_a_password_or_a_token_instead_of_c_store():
+    web = from_environment({"FRACTURE_DICOMWEB_URL": "https://pacs.local/dicom-web/",
+                            "FRACTURE_DICOMWEB_USER": "node", "FRACTURE_DICOMWEB_PASSWORD": "s3cret"})
+    assert (web.dicomweb.url, web.dicomweb.user, web.dicomweb.password) == ("https://pacs.local/dicom-web", "node",
+                                                                              "s3cret")
+    assert "s3cret" not in repr(web)  # a logged setting never shows the password
+    token = from_environment({"FRACTURE_DICOMWEB_URL": "http://pacs:8042/dicom-web", "FRACTURE_DICOMWEB_TOKEN": "t0k"})
+    assert (token.dicomweb.token, token.dicomweb.user) == ("t0k", None) and "t0k" not in repr(token)
+    for env, problem in (({"FRACTURE_DICOMWEB_URL": "pacs.local"}, "http:// or https://"),
+                         ({"FRACTURE_DICOMWEB_URL": "http://p", "FRACTURE_DICOMWEB_USER": "node"}, "both"),
+                         ({"FRACTURE_DICOMWEB_URL": "http://p", "FRACTURE_DICOMWEB_USER": "u",
+                           "FRACTURE_DICOMWEB_PASSWORD": "p", "FRACTURE_DICOMWEB_TOKEN": "t"}, "not both"),
+                         ({"FRACTURE_DICOMWEB_TOKEN": "t"}, "without FRACTURE_DICOMWEB_URL")):
+        with pytest.raises(NodeConfigError, match=problem):
+            from_environment(env)
 
 
 def test_the_disk_queue_is_private_and_keeps_order(source, tmp_path):
@@ -182,7 +211,8 @@ def test_results_wait_on_disk_while_the_destination_is_down_then_are_sent_and_de
                                                                                       caplog):
     node_port, dest_port = free_port(), free_port()
     config = NodeConfig(dest_host="127.0.0.1", dest_port=dest_port, dest_ae_title="DEST", bind="127.0.0.1",
-                        port=node_port, queue_dir=tmp_path / "queue", retries=2, retry_delay=0.1, resend_interval=0.5)
+                        port=node_port, queue_dir=tmp_path / "queue", retries=2, retry_delay=0.1, resend_interval=0.5,
+                        settle_seconds=0.2)
     node = Node(config, model)
     node.start()
     try:
@@ -196,7 +226,8 @@ def test_results_wait_on_disk_while_the_destination_is_down_then_are_sent_and_de
         node.stop()
     assert {ds.SOPClassUID for ds in received} == {SecondaryCaptureImageStorage, ComprehensiveSRStorage}
     assert all(ds.StudyInstanceUID == source.StudyInstanceUID for ds in received)
-    assert list(config.queue_dir.iterdir()) == []
+    assert [path.name for path in config.queue_dir.iterdir()] == ["studies"]  # the queue is empty
+    assert not any(path.suffix == ".dcm" for path in config.studies_dir.rglob("*"))  # only readings for late views
     assert "retrying in 0.1 s" in caplog.text and "queued" in caplog.text
     assert not any(value in caplog.text for value in PATIENT.values())
 
@@ -204,7 +235,7 @@ def test_results_wait_on_disk_while_the_destination_is_down_then_are_sent_and_de
 def test_non_radiographs_are_accepted_and_ignored(source, model, tmp_path, caplog):
     node_port, dest_port = free_port(), free_port()
     config = NodeConfig(dest_host="127.0.0.1", dest_port=dest_port, dest_ae_title="DEST", bind="127.0.0.1",
-                        port=node_port, queue_dir=tmp_path / "queue", retry_delay=0.1)
+                        port=node_port, queue_dir=tmp_path / "queue", retry_delay=0.1, settle_seconds=0.2)
     ct = copy.deepcopy(source)
     ct.SOPClassUID, ct.Modality = CTImageStorage, "CT"
     node = Node(config, model)
@@ -221,6 +252,99 @@ def test_non_radiographs_are_accepted_and_ignored(source, model, tmp_path, caplo
                for ds in received if ds.Modality == "OT")
 
 
+def test_a_study_received_before_a_restart_is_reported_after_it(sample_bytes, model, tmp_path):
+    gray = cv2.imdecode(np.frombuffer(sample_bytes, np.uint8), cv2.IMREAD_GRAYSCALE)
+    views = radiograph_study([gray, cv2.flip(gray, 1)])
+    dest_port = free_port()
+    config = NodeConfig(dest_host="127.0.0.1", dest_port=dest_port, dest_ae_title="DEST", bind="127.0.0.1",
+                        port=free_port(), queue_dir=tmp_path / "queue", retry_delay=0.1, settle_seconds=3600)
+    before = Node(config, model)
+    before.start()
+    try:
+        assert [c_store(config.port, view) for view in views] == [0x0000, 0x0000]
+    finally:
+        before.stop()  # the node stops while the study settles: both views were acknowledged
+    after = Node(replace(config, port=free_port(), settle_seconds=0.2), model)
+    with storage_scp(dest_port) as received:
+        after.start()
+        try:
+            wait_for(lambda: len(received) == 3)
+        finally:
+            after.stop()
+    (sr,) = [ds for ds in received if ds.SOPClassUID == ComprehensiveSRStorage]
+    cited = [ref.ReferencedSOPInstanceUID for series in sr.CurrentRequestedProcedureEvidenceSequence[0]
+             .ReferencedSeriesSequence for ref in series.ReferencedSOPSequence]
+    assert sorted(cited) == sorted(view.SOPInstanceUID for view in views)
+    assert sorted(ds.SourceImageSequence[0].ReferencedSOPInstanceUID for ds in received if ds.Modality == "OT") == \
+        sorted(cited)
+
+
+@contextmanager
+def dicomweb_server(answers: list[tuple[int, dict | None]]):
+    """A DICOMweb server on a free loopback port that answers each STOW-RS request with the next
+    (status, DICOM JSON) of ``answers``; yields its URL and the requests it got (path, headers, body)."""
+    got = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            got.append((self.path, dict(self.headers), self.rfile.read(int(self.headers["Content-Length"]))))
+            status, answer = answers[len(got) - 1]
+            body = json.dumps(answer).encode() if answer is not None else b""
+            self.send_response(status)
+            self.send_header("Content-Type", "application/dicom+json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/dicom-web", got
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def stow_answer(ds, failed: bool = False) -> dict:
+    """A STOW-RS answer listing the instance as stored, or as not stored (Failed SOP Sequence)."""
+    item = {"00081150": {"vr": "UI", "Value": [ds.SOPClassUID]}, "00081155": {"vr": "UI", "Value": [ds.SOPInstanceUID]}}
+    if failed:
+        return {"00081198": {"vr": "SQ", "Value": [item | {"00081197": {"vr": "US", "Value": [0xA700]}}]}}
+    return {"00081199": {"vr": "SQ", "Value": [item]}}
+
+
+@pytest.fixture(scope="module")
+def small_report():
+    """A study report made without a model: small enough to post in one piece."""
+    source = radiograph_dataset(np.full((64, 48), 90, np.uint8))
+    return measurement_report([(source, analysis_of(source, False, (), display_max_side=32))], datetime(2026, 11, 28))
+
+
+def test_stow_rs_sends_the_token_and_retries_until_every_instance_is_stored(small_report, caplog):
+    answers = [(503, None), (200, stow_answer(small_report, failed=True)), (200, stow_answer(small_report))]
+    with dicomweb_server(answers) as (url, got), caplog.at_level(logging.WARNING):
+        config = NodeConfig(dicomweb=DicomWebDestination(url, token="t0k"), retries=3, retry_delay=0.01)
+        assert sender_for(config).send([small_report])
+    assert len(got) == 3 and {path for path, _headers, _body in got} == {"/dicom-web/studies"}
+    assert all(headers["Authorization"] == "Bearer t0k" for _path, headers, _body in got)
+    assert got[0][1]["Content-Type"].startswith('multipart/related; type="application/dicom"')
+    assert str(small_report.SOPInstanceUID).encode() in got[0][2]
+    assert "503 Server Error" in caplog.text and "1 of 1 instances not stored" in caplog.text
+    assert "t0k" not in caplog.text
+
+
+def test_stow_rs_signs_in_with_user_and_password_and_gives_up_after_the_retries(small_report, caplog):
+    with dicomweb_server([(401, None), (401, None)]) as (url, got), caplog.at_level(logging.WARNING):
+        config = NodeConfig(dicomweb=DicomWebDestination(url, "node", "s3cret"), retries=2, retry_delay=0.01)
+        assert not sender_for(config).send([small_report])  # the node then queues the results on disk
+    assert len(got) == 2 and got[0][1]["Authorization"] == "Basic " + base64.b64encode(b"node:s3cret").decode()
+    assert "401 Client Error" in caplog.text and "s3cret" not in caplog.text
+
+
 def test_warnings_reach_the_image_and_the_report(source, model):
     from fracture_web.dicom import UNSTATED_WARNING
 
@@ -228,7 +352,8 @@ def test_warnings_reach_the_image_and_the_report(source, model):
     unstated.Modality = "OT"
     (plain_sc, _), (warned_sc, warned_sr) = results(source, model)[1], results(unstated, model)[1]
     assert warned_sc.Rows > plain_sc.Rows  # the warning is burned in under the summary
-    (image,) = hd.sr.ComprehensiveSR.from_dataset(warned_sr).content.get_image_measurement_groups()
+    (image,) = hd.sr.ComprehensiveSR.from_dataset(warned_sr).content.get_image_measurement_groups(
+        referenced_sop_instance_uid=unstated.SOPInstanceUID)
     comments = hd.sr.utils.find_content_items(image[0], name=codes.DCM.Comment)
     assert UNSTATED_WARNING in [item.value for item in comments]
 

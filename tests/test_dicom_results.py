@@ -1,10 +1,10 @@
-"""What a PACS receives for one radiograph, read back as a viewer would: the Secondary Capture with
-the findings boxed, and the TID 1500 Measurement Report with each finding a region of the source
-image (highdicom); both valid DICOM by dciodvfy (dicom3tools). No model: the analyses are made by hand."""
+"""What a PACS receives for a study of one radiograph, read back as a viewer would: the Secondary
+Capture with the findings boxed, and the TID 1500 Measurement Report with each finding a region of the
+source image (highdicom); both valid DICOM by dciodvfy (dicom3tools). No model: the analyses are made
+by hand. Studies of several images: tests/test_dicom_study_report.py."""
 from __future__ import annotations
 
 import copy
-import io
 import shutil
 import subprocess
 from datetime import datetime
@@ -12,22 +12,20 @@ from datetime import datetime
 import highdicom as hd
 import numpy as np
 import pytest
-from pydicom import Dataset, dcmread
+from pydicom import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage
 
 from fracture_web import overlay
 from fracture_web.analysis import Analysis
-from fracture_web.dicom_node.report import FRACTURE
-from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS, findings_line, result_datasets
-from fracture_web.findings import Finding
+from fracture_web.dicom_node.report import FRACTURE, measurement_report
+from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS, findings_line, secondary_capture
 from fracture_web.inference import Prediction
 
-from dicom_files import radiograph_dataset, to_bytes
+from dicom_files import BOXES, analysis_of, radiograph_dataset, report_of
 from helpers import synthetic_xray
 
 DCIODVFY = shutil.which("dciodvfy")
-BOXES = (Finding((40.0, 60.5, 150.0, 170.0), 0.91, "definite"), Finding((160.0, 250.0, 300.0, 380.0), 0.42, "possible"))
 NOW = datetime(2026, 11, 27, 1, 2, 3)
 
 
@@ -37,21 +35,9 @@ def source() -> Dataset:
     return radiograph_dataset(synthetic_xray(np.random.default_rng(0), crack=True, size=(400, 320)))
 
 
-def analysis_of(source: Dataset, fractured: bool, findings: tuple[Finding, ...], warnings: tuple[str, ...] = (),
-                display_max_side: int = 200) -> Analysis:
-    """What the app's analysis of the source would be, with this verdict and these findings; the
-    display images are half the source's size, so boxes must be scaled to be drawn."""
-    xray = overlay.display_image(source.pixel_array / 255.0, display_max_side)
-    prediction = Prediction("fractured" if fractured else "not_fractured", fractured, 0.87 if fractured else 0.04,
-                            0.3, "balanced", "test-model-1", np.zeros((8, 8), np.float32), findings=findings)
-    return Analysis(prediction, warnings, xray, overlay.blend(xray, np.zeros(xray.shape, np.float32)))
-
-
-def report_of(sr: Dataset) -> hd.sr.MeasurementReport:
-    """The SR as a viewer reads it: from the file bytes, through highdicom."""
-    read = hd.sr.ComprehensiveSR.from_dataset(dcmread(io.BytesIO(to_bytes(sr))))
-    assert isinstance(read.content, hd.sr.MeasurementReport)
-    return read.content
+def result_datasets(source: Dataset, analysis: Analysis, now: datetime) -> list[Dataset]:
+    """What the node sends for a study of this one image: its Secondary Capture and the study's report."""
+    return [secondary_capture(source, analysis, now), measurement_report([(source, analysis)], now)]
 
 
 def texts(group: hd.sr.templates.Template, concept) -> list[str]:
@@ -82,7 +68,7 @@ def test_the_report_gives_the_verdict_probability_and_operating_point_for_the_im
     assert sr.SOPClassUID == ComprehensiveSRStorage and sr.Modality == "SR"
     assert (sr.CompletionFlag, sr.VerificationFlag) == ("COMPLETE", "UNVERIFIED")
     assert sr.ContentTemplateSequence[0].TemplateIdentifier == "1500"
-    (image,) = report_of(sr).get_image_measurement_groups()
+    (image,) = report_of(sr).get_image_measurement_groups(referenced_sop_instance_uid=source.SOPInstanceUID)
     assert [s.referenced_sop_instance_uid for s in image.source_images] == [source.SOPInstanceUID]
     (verdict,) = image.get_qualitative_evaluations()
     assert (verdict.name, verdict.value) == (FRACTURE, codes.SCT.Present)
@@ -100,7 +86,7 @@ def test_a_negative_image_without_findings_gets_the_image_level_verdict_alone(so
     _sc, sr = result_datasets(source, analysis_of(source, False, ()), NOW)
     report = report_of(sr)
     assert report.get_planar_roi_measurement_groups() == []
-    (image,) = report.get_image_measurement_groups()
+    (image,) = report.get_image_measurement_groups(referenced_sop_instance_uid=source.SOPInstanceUID)
     (verdict,) = image.get_qualitative_evaluations()
     assert (verdict.name, verdict.value) == (FRACTURE, codes.SCT.Absent)
     assert dict((m.name.meaning, m.value) for m in image.get_measurements())["Probability of fracture"] == 0.04

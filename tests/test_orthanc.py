@@ -1,13 +1,16 @@
-"""A hospital's story with a real PACS: Orthanc holds a fractured leg's radiograph, sends it to the
-DICOM node running the shipped model, and finds the node's Secondary Capture (findings boxed) and
-Measurement Report (each finding a region of the radiograph) back in the same study.
+"""A hospital's story with a real PACS: Orthanc holds a three-view study (a fractured leg among the
+views), sends it to the DICOM node running the shipped model, and finds back in the same study a
+Secondary Capture per view (findings boxed) and one Measurement Report for the study (its verdict,
+each view's verdict, each finding a region of its own view). Another site has the node deliver by
+DICOMweb STOW-RS, signed in, instead of C-STORE.
 
-Orthanc (the Debian package ``orthanc``, which ``make test`` installs when it can) runs on
-free loopback ports with a temporary configuration and storage folder; the node runs as
-``python -m fracture_web.dicom_node``, as in production.
+Orthanc (the Debian package ``orthanc``, and ``orthanc-dicomweb`` for its DICOMweb plugin, which
+``make test`` installs when it can) runs on free loopback ports with a temporary configuration and
+storage folder; the node runs as ``python -m fracture_web.dicom_node``, as in production.
 """
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -17,6 +20,7 @@ import sys
 import time
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -29,33 +33,54 @@ from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage
 
 from fracture_web import overlay
 from fracture_web.analysis import analyse
-from fracture_web.dicom_node.report import FRACTURE
+from fracture_web.dicom_node.report import FRACTURE, STUDY_ASSESSMENT
 from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS
 from fracture_web.inference import FractureModel
 from fracture_web.local_server import free_port
+from fracture_web.study import combine
 
 from helpers import ROOT, SAMPLES
-from dicom_files import PATIENT, radiograph_dataset, to_bytes
+from dicom_files import PATIENT, radiograph_dataset, radiograph_study, to_bytes
 
 ORTHANC = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin:/usr/local/sbin")
 pytestmark = pytest.mark.skipif(ORTHANC is None, reason="Orthanc is not installed and could not be installed here "
                                 "(make test installs the Debian package 'orthanc' when it runs as root with apt-get)")
+#: Orthanc's DICOMweb plugin, where the Debian package 'orthanc-dicomweb' puts it.
+DICOMWEB_PLUGIN = next((path for path in (Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so"),
+                                          *sorted(Path("/usr/lib/orthanc").glob("libOrthancDicomWeb.so*")))
+                        if path.exists()), None)
 NODE_AE, ORTHANC_AE = "FRACTURE_AI", "ORTHANC"
 MODEL_DIR = ROOT / "model"
 #: A radiograph on which the shipped model marks both a definite and a possible fracture.
 LEG = next(path for path in SAMPLES if path.name.startswith("leg_fractured"))
+#: The study's other two views.
+OTHERS = [next(path for path in SAMPLES if path.name.startswith(name)) for name in ("leg_not", "hand_not")]
+#: The node's settling time: longer than it takes to read a view, so the three views make one report.
+SETTLE_SECONDS = 4
+#: The account the node signs in with to Orthanc's DICOMweb.
+USER, PASSWORD = "fracture-node", "s3cret-for-tests"
 
 
-def rest(base: str, path: str, data: bytes | dict | None = None) -> dict | list | bytes:
-    """Call Orthanc's REST API; JSON answers are parsed."""
-    body = json.dumps(data).encode() if isinstance(data, dict) else data
-    request = urllib.request.Request(base + path, data=body, method="GET" if body is None else "POST")
-    with urllib.request.urlopen(request, timeout=60) as response:
-        content = response.read()
-        return json.loads(content) if response.headers.get_content_type() == "application/json" else content
+@dataclass(frozen=True)
+class Orthanc:
+    """A running Orthanc: its REST URL, its DICOM port and the Authorization header it wants, if any."""
+
+    url: str
+    dicom_port: int
+    authorization: str | None = None
+
+    def rest(self, path: str, data: bytes | dict | None = None) -> dict | list | bytes:
+        """Call Orthanc's REST API; JSON answers are parsed."""
+        body = json.dumps(data).encode() if isinstance(data, dict) else data
+        request = urllib.request.Request(self.url + path, data=body, method="GET" if body is None else "POST")
+        if self.authorization:
+            request.add_header("Authorization", self.authorization)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            content = response.read()
+            return json.loads(content) if response.headers.get_content_type() == "application/json" else content
 
 
-def wait_for(check, what: str, timeout: float = 90.0):
+def wait_for(check, what: str, timeout: float = 120.0):
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -85,58 +110,120 @@ def running(command: list[str], log: Path, env: dict[str, str] | None = None):
 
 
 @contextmanager
-def orthanc(tmp_path: Path, node_port: int):
-    """Orthanc on free loopback ports with the node registered as a modality; yields its REST URL and DICOM port."""
+def orthanc(tmp_path: Path, node_port: int, dicomweb: bool = False):
+    """Orthanc on free loopback ports with the node registered as a modality; with ``dicomweb``, its
+    DICOMweb plugin on and a user account required for the REST and DICOMweb APIs."""
     http_port, dicom_port = free_port(), free_port()
     config = {"Name": "fracture-test", "StorageDirectory": str(tmp_path / "storage"),
               "IndexDirectory": str(tmp_path / "storage"), "HttpPort": http_port, "DicomPort": dicom_port,
-              "DicomAet": ORTHANC_AE, "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-              "Plugins": [], "DicomAlwaysAllowStore": True, "StableAge": 1,
+              "DicomAet": ORTHANC_AE, "RemoteAccessAllowed": False, "AuthenticationEnabled": dicomweb,
+              "Plugins": [str(DICOMWEB_PLUGIN)] if dicomweb else [], "DicomAlwaysAllowStore": True, "StableAge": 1,
+              "OverwriteInstances": True,  # a re-issued report (same SOP Instance UID) replaces the earlier one
               "DicomModalities": {"fracture": [NODE_AE, "127.0.0.1", node_port]}}
+    authorization = None
+    if dicomweb:
+        config |= {"DicomWeb": {"Enable": True, "Root": "/dicom-web/"}, "RegisteredUsers": {USER: PASSWORD}}
+        authorization = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
     path = tmp_path / "orthanc.json"
     path.write_text(json.dumps(config))
-    base = f"http://127.0.0.1:{http_port}"
+    server = Orthanc(f"http://127.0.0.1:{http_port}", dicom_port, authorization)
     with running([ORTHANC, str(path)], tmp_path / "orthanc.log") as process:
-        wait_for(lambda: process.poll() is None and rest(base, "/system"), "Orthanc to start")
-        yield base, dicom_port
+        wait_for(lambda: process.poll() is None and server.rest("/system"), "Orthanc to start")
+        yield server
 
 
-def test_orthanc_sends_a_radiograph_to_the_node_and_gets_sc_and_sr_back_in_the_same_study(tmp_path):
-    gray = cv2.imdecode(np.frombuffer(LEG.read_bytes(), np.uint8), cv2.IMREAD_GRAYSCALE)
-    source = radiograph_dataset(gray, BodyPartExamined="LEG")
-    dicom = to_bytes(source)
-    expected = analyse(dicom, FractureModel(MODEL_DIR), images=False).prediction
-    assert expected.findings, "the shipped model marks no finding on the fractured leg"
+@contextmanager
+def node(tmp_path: Path, pacs: Orthanc, node_port: int, destination: dict[str, str]):
+    """The DICOM node on ``node_port``, sending results to ``destination``; yields its log file once
+    it answers Orthanc's "test connection" (C-ECHO)."""
+    env = os.environ | {"FRACTURE_MODEL_DIR": str(MODEL_DIR), "FRACTURE_DICOM_AE_TITLE": NODE_AE,
+                        "FRACTURE_DICOM_BIND": "127.0.0.1", "FRACTURE_DICOM_PORT": str(node_port),
+                        "FRACTURE_DICOM_QUEUE_DIR": str(tmp_path / "queue"),
+                        "FRACTURE_DICOM_SETTLE_SECONDS": str(SETTLE_SECONDS)} | destination
+    log = tmp_path / "node.log"
+    with running([sys.executable, "-m", "fracture_web.dicom_node"], log, env) as process:
+        wait_for(lambda: process.poll() is None and pacs.rest("/modalities/fracture/echo", {}) is not None,
+                 "the node to answer C-ECHO")
+        yield log
+
+
+@pytest.fixture(scope="module")
+def shipped_model() -> FractureModel:
+    return FractureModel(MODEL_DIR)
+
+
+def radiograph(path: Path):
+    return cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_GRAYSCALE)
+
+
+def send_to_node(pacs: Orthanc, sources) -> str:
+    """Store the sources in Orthanc, then have Orthanc send their study to the node; returns the study's Orthanc ID."""
+    stored = [pacs.rest("/instances", to_bytes(source)) for source in sources]
+    study = stored[0]["ParentStudy"]
+    pacs.rest("/modalities/fracture/store", {"Resources": [study], "Synchronous": True})
+    return study
+
+
+def results_in(pacs: Orthanc, study: str, scs: int) -> dict[str, list]:
+    """The study's instances by modality, read with pydicom, once the SR and ``scs`` SCs are there."""
+    def found():
+        series = pacs.rest(f"/studies/{study}/series")
+        by_modality = {}
+        for s in series:
+            by_modality.setdefault(s["MainDicomTags"]["Modality"], []).extend(s["Instances"])
+        return by_modality if len(by_modality.get("OT", [])) == scs and by_modality.get("SR") else None
+
+    wait_for(found, "the node's results in the study")
+    time.sleep(SETTLE_SECONDS)  # a re-issued report would replace the first by now
+    instances = wait_for(found, "the node's results in the study")
+    assert len(instances["SR"]) == 1
+    return {modality: [dcmread(io.BytesIO(pacs.rest(f"/instances/{uid}/file"))) for uid in uids]
+            for modality, uids in instances.items()}
+
+
+def test_orthanc_sends_a_three_view_study_and_gets_three_scs_and_one_study_report(tmp_path, shipped_model):
+    sources = radiograph_study([radiograph(LEG), *(radiograph(path) for path in OTHERS)], BodyPartExamined="LEG")
+    expected = {source.SOPInstanceUID: analyse(to_bytes(source), shipped_model, images=False).prediction
+                for source in sources}
+    assert expected[sources[0].SOPInstanceUID].findings, "the shipped model marks no finding on the fractured leg"
     node_port = free_port()
-    with orthanc(tmp_path, node_port) as (base, orthanc_port):
-        env = os.environ | {"FRACTURE_MODEL_DIR": str(MODEL_DIR), "FRACTURE_DICOM_AE_TITLE": NODE_AE,
-                            "FRACTURE_DICOM_BIND": "127.0.0.1", "FRACTURE_DICOM_PORT": str(node_port),
-                            "FRACTURE_DICOM_DEST_HOST": "127.0.0.1", "FRACTURE_DICOM_DEST_PORT": str(orthanc_port),
-                            "FRACTURE_DICOM_DEST_AE_TITLE": ORTHANC_AE,
-                            "FRACTURE_DICOM_QUEUE_DIR": str(tmp_path / "queue")}
-        node_log = tmp_path / "node.log"
-        with running([sys.executable, "-m", "fracture_web.dicom_node"], node_log, env) as node:
-            # Orthanc's own "test connection" (C-ECHO) tells when the node listens.
-            wait_for(lambda: node.poll() is None and rest(base, "/modalities/fracture/echo", {}) is not None,
-                     "the node to answer C-ECHO")
-            stored = rest(base, "/instances", dicom)
-            study = stored["ParentStudy"]
-            rest(base, "/modalities/fracture/store", {"Resources": [stored["ID"]], "Synchronous": True})
-            series = wait_for(lambda: len(found := rest(base, f"/studies/{study}/series")) == 3 and found,
-                              "the SC and SR series in the study")
-            by_modality = {s["MainDicomTags"]["Modality"]: instance_file(base, s) for s in series}
+    with orthanc(tmp_path, node_port) as pacs:
+        destination = {"FRACTURE_DICOM_DEST_HOST": "127.0.0.1", "FRACTURE_DICOM_DEST_PORT": str(pacs.dicom_port),
+                       "FRACTURE_DICOM_DEST_AE_TITLE": ORTHANC_AE}
+        with node(tmp_path, pacs, node_port, destination) as node_log:
+            study = send_to_node(pacs, sources)
+            found = results_in(pacs, study, scs=3)
         log_text = node_log.read_text()
-    assert set(by_modality) == {"DX", "OT", "SR"}, log_text
-    check_secondary_capture(by_modality["OT"], source, expected)
-    check_report(by_modality["SR"], source, expected)
+    assert set(found) == {"DX", "OT", "SR"} and len(found["DX"]) == 3, log_text
+    by_source = {sc.SourceImageSequence[0].ReferencedSOPInstanceUID: sc for sc in found["OT"]}
+    assert set(by_source) == set(expected)  # one SC per view
+    check_secondary_capture(by_source[sources[0].SOPInstanceUID], sources[0], expected[sources[0].SOPInstanceUID])
+    (sr,) = found["SR"]
+    check_study_report(sr, sources, expected)
     assert not any(value in log_text for value in PATIENT.values())
-    assert list((tmp_path / "queue").iterdir()) == []  # delivered at once: nothing waited on disk
+    assert not list((tmp_path / "queue").glob("*.dcm"))  # delivered at once: nothing waited in the outbox
 
 
-def instance_file(base: str, series: dict):
-    """The one instance of a series, as Orthanc stored it, read with pydicom."""
-    (instance,) = series["Instances"]
-    return dcmread(io.BytesIO(rest(base, f"/instances/{instance}/file")))
+@pytest.mark.skipif(DICOMWEB_PLUGIN is None, reason="Orthanc's DICOMweb plugin is not installed (make test installs "
+                    "the Debian package 'orthanc-dicomweb' when it runs as root with apt-get)")
+def test_the_node_delivers_by_dicomweb_stow_rs_signed_in(tmp_path, shipped_model):
+    source = radiograph_dataset(radiograph(LEG), BodyPartExamined="LEG")
+    expected = {source.SOPInstanceUID: analyse(to_bytes(source), shipped_model, images=False).prediction}
+    node_port = free_port()
+    with orthanc(tmp_path, node_port, dicomweb=True) as pacs:
+        destination = {"FRACTURE_DICOMWEB_URL": f"{pacs.url}/dicom-web", "FRACTURE_DICOMWEB_USER": USER,
+                       "FRACTURE_DICOMWEB_PASSWORD": PASSWORD}  # and no C-STORE destination at all
+        with node(tmp_path, pacs, node_port, destination) as node_log:
+            study = send_to_node(pacs, [source])
+            found = results_in(pacs, study, scs=1)
+            origins = {pacs.rest(f"/instances/{uid}/metadata/Origin").decode()
+                       for s in pacs.rest(f"/studies/{study}/series") if s["MainDicomTags"]["Modality"] != "DX"
+                       for uid in s["Instances"]}
+        log_text = node_log.read_text()
+    assert origins == {"Plugins"}, log_text  # stored through the DICOMweb plugin, not by C-STORE
+    check_secondary_capture(found["OT"][0], source, expected[source.SOPInstanceUID])
+    check_study_report(found["SR"][0], [source], expected)
+    assert PASSWORD not in log_text and not any(value in log_text for value in PATIENT.values())
 
 
 def check_same_patient_and_study(ds, source) -> None:
@@ -162,23 +249,36 @@ def check_secondary_capture(sc, source, expected) -> None:
     assert sc.Laterality == source.ImageLaterality
 
 
-def check_report(sr, source, expected) -> None:
+def check_study_report(sr, sources, expected: dict) -> None:
+    """The study's verdict by the documented rule, every view cited with its own verdict, each finding on its view."""
     assert sr.SOPClassUID == ComprehensiveSRStorage and sr.VerificationFlag == "UNVERIFIED"
-    check_same_patient_and_study(sr, source)
+    check_same_patient_and_study(sr, sources[0])
+    cited = [ref.ReferencedSOPInstanceUID for series in sr.CurrentRequestedProcedureEvidenceSequence[0]
+             .ReferencedSeriesSequence for ref in series.ReferencedSOPSequence]
+    assert sorted(cited) == sorted(expected)
     report = hd.sr.ComprehensiveSR.from_dataset(sr).content
-    (image,) = report.get_image_measurement_groups()
-    (verdict,) = image.get_qualitative_evaluations()
-    assert (verdict.name, verdict.value) == (FRACTURE, codes.SCT.Present if expected.fractured else codes.SCT.Absent)
-    measured = {m.name.meaning: m.value for m in image.get_measurements()}
-    assert measured["Probability of fracture"] == pytest.approx(expected.probability, abs=1e-6)
-    comments = hd.sr.utils.find_content_items(image[0], name=codes.DCM.Comment)
-    assert comments[0].value.startswith(NOT_FOR_DIAGNOSIS)
-    groups = report.get_planar_roi_measurement_groups()
-    assert [group.finding_type for group in groups] == [FRACTURE] * len(expected.findings)
-    for group, finding in zip(groups, expected.findings):
-        assert group.roi.ContentSequence[0].referenced_sop_instance_uid == source.SOPInstanceUID
-        np.testing.assert_allclose(group.roi.value[[0, 2]].ravel(), finding.box, rtol=1e-6)
-        (level,) = group.get_qualitative_evaluations()
-        assert level.value.meaning.lower() == finding.level
-        algorithm = hd.sr.utils.find_content_items(group[0], name=codes.DCM.AlgorithmVersion)
-        assert [item.value for item in algorithm] == [expected.model_version]
+    verdict = combine(list(expected.values()))
+    (study,) = [g for g in report.get_image_measurement_groups() if g.tracking_identifier == STUDY_ASSESSMENT]
+    check_verdict(study, verdict.fractured, verdict.probability)
+    for source in sources:
+        p = expected[source.SOPInstanceUID]
+        (image,) = report.get_image_measurement_groups(referenced_sop_instance_uid=source.SOPInstanceUID)
+        check_verdict(image, p.fractured, p.probability)
+        comments = hd.sr.utils.find_content_items(image[0], name=codes.DCM.Comment)
+        assert comments[0].value.startswith(NOT_FOR_DIAGNOSIS)
+        groups = [group for group in report.get_planar_roi_measurement_groups()
+                  if group.roi.ContentSequence[0].referenced_sop_instance_uid == source.SOPInstanceUID]
+        assert [group.finding_type for group in groups] == [FRACTURE] * len(p.findings)
+        for group, finding in zip(groups, p.findings):
+            np.testing.assert_allclose(group.roi.value[[0, 2]].ravel(), finding.box, rtol=1e-6)
+            (level,) = group.get_qualitative_evaluations()
+            assert level.value.meaning.lower() == finding.level
+            algorithm = hd.sr.utils.find_content_items(group[0], name=codes.DCM.AlgorithmVersion)
+            assert [item.value for item in algorithm] == [p.model_version]
+
+
+def check_verdict(group, fractured: bool, probability: float) -> None:
+    (verdict,) = group.get_qualitative_evaluations()
+    assert (verdict.name, verdict.value) == (FRACTURE, codes.SCT.Present if fractured else codes.SCT.Absent)
+    measured = {m.name.meaning: m.value for m in group.get_measurements()}
+    assert measured["Probability of fracture"] == pytest.approx(probability, abs=1e-6)

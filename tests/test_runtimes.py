@@ -131,10 +131,9 @@ def test_the_shipped_tflite_file_was_exported_from_the_shipped_model():
 
 
 #: What requirements.txt holds only for TensorFlow: all the slim install may leave out.
-TENSORFLOW_STACK = {"absl-py", "astunparse", "certifi", "charset-normalizer", "gast", "google-pasta", "grpcio",
-                    "h5py", "idna", "keras", "libclang", "markdown-it-py", "mdurl", "namex", "opt-einsum", "optree",
-                    "pygments", "requests", "rich", "six", "tensorflow-cpu", "termcolor", "urllib3",
-                    "wrapt"}
+TENSORFLOW_STACK = {"absl-py", "astunparse", "gast", "google-pasta", "grpcio", "h5py", "keras", "libclang",
+                    "markdown-it-py", "mdurl", "namex", "opt-einsum", "optree", "pygments", "rich", "six",
+                    "tensorflow-cpu", "termcolor", "wrapt"}
 
 
 def test_the_slim_requirements_are_the_full_set_without_tensorflow_plus_litert():

@@ -1,7 +1,9 @@
-"""The DICOM node: a Storage SCP that analyses each radiograph a PACS sends it and stores the
-result back in the same study (a Secondary Capture image with the findings boxed, and a TID 1500
-Measurement Report: a Comprehensive SR with each finding as a region of the image).
+"""The DICOM node: a Storage SCP that analyses the radiographs a PACS sends it and stores the results
+back in the same study: a Secondary Capture per image, with the findings boxed, and per study a TID
+1500 Measurement Report (a Comprehensive SR with the study's verdict, each image's verdict and each
+finding as a region of its image), once the study's images have stopped arriving. Results go by
+DICOM C-STORE or by DICOMweb STOW-RS.
 
-Run it with ``python -m fracture_web.dicom_node``; settings come from ``FRACTURE_DICOM_*``
-environment variables (see :mod:`fracture_web.dicom_node.config`).
+Run it with ``python -m fracture_web.dicom_node``; settings come from ``FRACTURE_DICOM_*`` and
+``FRACTURE_DICOMWEB_*`` environment variables (see :mod:`fracture_web.dicom_node.config`).
 """

@@ -1,15 +1,20 @@
-"""The node's settings, from ``FRACTURE_DICOM_*`` environment variables (and the app's
-``FRACTURE_MODEL_DIR``, ``FRACTURE_OPERATING_POINT``, ``FRACTURE_BACKEND``, ``FRACTURE_TFLITE_FILE``
-and ``FRACTURE_THREADS``). Read once, by :func:`from_environment`."""
+"""The node's settings, from ``FRACTURE_DICOM_*`` and ``FRACTURE_DICOMWEB_*`` environment variables
+(and the app's ``FRACTURE_MODEL_DIR``, ``FRACTURE_OPERATING_POINT``, ``FRACTURE_BACKEND``,
+``FRACTURE_TFLITE_FILE`` and ``FRACTURE_THREADS``). Read once, by :func:`from_environment`.
+
+Results go by C-STORE to ``FRACTURE_DICOM_DEST_*``, or by DICOMweb STOW-RS when
+``FRACTURE_DICOMWEB_URL`` is set (then the C-STORE destination is not needed).
+"""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import DEFAULT_BACKEND, DEFAULT_TFLITE_FILE, defaults
 
 PREFIX = "FRACTURE_DICOM_"
+WEB_PREFIX = "FRACTURE_DICOMWEB_"
 
 
 class NodeConfigError(ValueError):
@@ -17,16 +22,29 @@ class NodeConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class DicomWebDestination:
+    """A DICOMweb server's base URL (STOW-RS posts to ``<url>/studies``) and how to sign in, if at all."""
+
+    url: str
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    token: str | None = field(default=None, repr=False)  # sent as "Authorization: Bearer <token>"
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """Where the node listens, where results go, where they wait while the destination is down."""
 
-    dest_host: str
-    dest_ae_title: str
+    dest_host: str = ""  # the C-STORE destination; unused when ``dicomweb`` is set
+    dest_ae_title: str = ""
     dest_port: int = 104
+    dicomweb: DicomWebDestination | None = None  # results by STOW-RS instead of C-STORE
     ae_title: str = "FRACTURE_AI"
     bind: str = "0.0.0.0"
     port: int = 11112
     queue_dir: Path = Path("~/.fracture-web/dicom-queue")  # "~" is expanded when the outbox opens it
+    settle_seconds: float = 5.0  # a study is reported once no new image of it came for this long
+    keep_studies_days: float = 7.0  # how long a reported study's readings wait for late images
     retries: int = 3  # tries per send before the result is queued on disk
     retry_delay: float = 1.0  # seconds before the 2nd try, doubled for each further one
     resend_interval: float = 30.0  # longest wait between attempts to resend the disk queue
@@ -36,20 +54,30 @@ class NodeConfig:
     tflite_file: str = DEFAULT_TFLITE_FILE
     threads: int | None = None  # cores one image may use; None = all
 
+    @property
+    def studies_dir(self) -> Path:
+        """Where received images wait for their study to settle: inside the queue folder."""
+        return self.queue_dir / "studies"
+
 
 def from_environment(env: Mapping[str, str]) -> NodeConfig:
     """Settings from the environment; refuses a missing destination or a malformed number."""
     def get(name: str, default=None):
         return env.get(PREFIX + name) or default
 
+    dicomweb = dicomweb_destination(env)
     missing = [PREFIX + name for name in ("DEST_HOST", "DEST_AE_TITLE") if not get(name)]
-    if missing:
-        raise NodeConfigError(f"Set {' and '.join(missing)}: the PACS that receives the results.")
+    if missing and dicomweb is None:
+        raise NodeConfigError(f"Set {' and '.join(missing)} (the PACS that receives the results), "
+                              f"or {WEB_PREFIX}URL to send them by DICOMweb.")
     try:
         return NodeConfig(
-            dest_host=get("DEST_HOST"), dest_ae_title=get("DEST_AE_TITLE"), dest_port=int(get("DEST_PORT", 104)),
+            dest_host=get("DEST_HOST", ""), dest_ae_title=get("DEST_AE_TITLE", ""),
+            dest_port=int(get("DEST_PORT", 104)), dicomweb=dicomweb,
             ae_title=get("AE_TITLE", NodeConfig.ae_title), bind=get("BIND", NodeConfig.bind),
             port=int(get("PORT", NodeConfig.port)), queue_dir=Path(get("QUEUE_DIR", NodeConfig.queue_dir)),
+            settle_seconds=float(get("SETTLE_SECONDS", NodeConfig.settle_seconds)),
+            keep_studies_days=float(get("KEEP_STUDIES_DAYS", NodeConfig.keep_studies_days)),
             retries=int(get("RETRIES", NodeConfig.retries)),
             retry_delay=float(get("RETRY_DELAY", NodeConfig.retry_delay)),
             resend_interval=float(get("RESEND_INTERVAL", NodeConfig.resend_interval)),
@@ -60,3 +88,20 @@ def from_environment(env: Mapping[str, str]) -> NodeConfig:
             threads=int(env["FRACTURE_THREADS"]) if env.get("FRACTURE_THREADS") else None)
     except ValueError as err:
         raise NodeConfigError(f"A {PREFIX}* number is malformed: {err}") from err
+
+
+def dicomweb_destination(env: Mapping[str, str]) -> DicomWebDestination | None:
+    """The STOW-RS destination when ``FRACTURE_DICOMWEB_URL`` is set; a user needs a password, and a
+    token is the other way to sign in, not a third."""
+    url, user, password, token = (env.get(WEB_PREFIX + name) or None for name in ("URL", "USER", "PASSWORD", "TOKEN"))
+    if url is None:
+        if user or password or token:
+            raise NodeConfigError(f"{WEB_PREFIX}USER, PASSWORD or TOKEN is set without {WEB_PREFIX}URL.")
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise NodeConfigError(f"{WEB_PREFIX}URL must start with http:// or https://.")
+    if bool(user) != bool(password):
+        raise NodeConfigError(f"Set both {WEB_PREFIX}USER and {WEB_PREFIX}PASSWORD, or neither.")
+    if user and token:
+        raise NodeConfigError(f"Set {WEB_PREFIX}USER and PASSWORD or {WEB_PREFIX}TOKEN, not both.")
+    return DicomWebDestination(url.rstrip("/"), user, password, token)

@@ -1,5 +1,5 @@
-"""What both result objects take from the source radiograph: patient and study, a reference to
-the image, and new UIDs that stay the same when the same image is sent again (pydicom only)."""
+"""What the result objects take from the source radiographs: patient and study, a reference to
+each image, and new UIDs that stay the same when the same image (or study) is sent again (pydicom only)."""
 from __future__ import annotations
 
 from pydicom import Dataset
@@ -26,6 +26,14 @@ def result_uid(source: Dataset, analysis: Analysis, kind: str) -> str:
     return generate_uid(entropy_srcs=[str(source.SOPInstanceUID), p.model_version, p.operating_point, kind])
 
 
+def study_result_uid(source: Dataset, analysis: Analysis, kind: str) -> str:
+    """A UID for a result about the source's whole study: the same each time this study gets this
+    result from this model at this operating point, whichever of its images the result covers."""
+    p = analysis.prediction
+    return generate_uid(entropy_srcs=[str(source.StudyInstanceUID), p.model_version, p.operating_point, "study",
+                                      kind])
+
+
 def patient_and_study(source: Dataset) -> Dataset:
     """The source's patient and study attributes (``PATIENT_STUDY``); nothing invented."""
     ds = Dataset()
@@ -34,6 +42,14 @@ def patient_and_study(source: Dataset) -> Dataset:
             ds[keyword] = source[keyword]
         elif keyword in REQUIRED_EMPTY:
             setattr(ds, keyword, "")
+    return ds
+
+
+def identity(source: Dataset) -> Dataset:
+    """The source's patient and study and its own series and instance UIDs: all a report needs of it."""
+    ds = patient_and_study(source)
+    ds.SOPClassUID, ds.SOPInstanceUID = source.SOPClassUID, source.SOPInstanceUID
+    ds.SeriesInstanceUID = source.SeriesInstanceUID
     return ds
 
 

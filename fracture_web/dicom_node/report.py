@@ -1,22 +1,30 @@
-"""A model's analysis of a radiograph -> a TID 1500 Measurement Report (Comprehensive SR, highdicom).
+"""A model's analyses of a study's radiographs -> one TID 1500 Measurement Report (Comprehensive SR, highdicom).
 
 Laid out as IHE AI Results asks, so a PACS or viewer can read the result without knowing the app:
 
-- one image-level group (TID 1501) citing the source image: fracture present or absent (SNOMED CT
-  72704001 "Fracture" with "Present"/"Absent"), the probability and the operating point's threshold
-  (UCUM "1": numbers in [0, 1]), and comments: NOT FOR DIAGNOSTIC USE and the analysis's warnings;
-- one planar ROI group (TID 1410) per finding, in rank order: its box as a closed 5-point POLYLINE
-  in the source image's pixel coordinates (the DICOM convention: (0, 0) is the top-left corner of
-  the top-left pixel, (Columns, Rows) the bottom-right corner of the last), coded as a fracture,
-  with its score and its level (definite or possible);
+- first a study-level group (TID 1501, citing no image: it is about the whole study): fracture present
+  or absent (SNOMED CT 72704001 "Fracture" with "Present"/"Absent"), the study probability and the
+  operating point's threshold (UCUM "1": numbers in [0, 1]) from :func:`fracture_web.study.combine`
+  (fractured when any view is; the largest view probability), and comments: NOT FOR DIAGNOSTIC USE
+  and the rule with the number of views;
+- then for each image, in order of arrival: an image-level group (TID 1501) citing that image, with
+  its own verdict, probability and threshold and, as comments, the disclaimer and the analysis's
+  warnings; then one planar ROI group (TID 1410) per finding, in rank order: its box as a closed
+  5-point POLYLINE in that image's pixel coordinates (the DICOM convention: (0, 0) is the top-left
+  corner of the top-left pixel, (Columns, Rows) the bottom-right corner of the last), coded as a
+  fracture, with its score and its level (definite or possible);
 - every group names the algorithm (TID 4019): "fracture-web", the model version, and the operating
-  point and threshold as its parameters; the observer is the software as a device.
+  point and threshold as its parameters; the observer is the software as a device;
+- the evidence lists every image the report covers.
 
-A "not fractured" verdict without findings is the image-level group alone. Pure functions (highdicom
-and pydicom); no network, no Flask.
+The report's UIDs derive from the Study Instance UID, the model version and the operating point,
+so a report re-issued when a late image arrives replaces the earlier one. A "not fractured" image
+without findings is its image-level group alone. Pure functions (highdicom and pydicom); no network,
+no Flask.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 import highdicom as hd
@@ -29,7 +37,9 @@ from pydicom.uid import generate_uid
 
 from ..analysis import Analysis
 from ..findings import Finding
-from .header import MANUFACTURER, MODEL_NAME, NOT_FOR_DIAGNOSIS, SCHEME, patient_and_study, result_uid
+from ..study import StudyVerdict, combine
+from .header import (MANUFACTURER, MODEL_NAME, NOT_FOR_DIAGNOSIS, SCHEME, identity, result_uid,
+                     study_result_uid)
 
 SR_SERIES_NUMBER = 9002
 FRACTURE = Code("72704001", "SCT", "Fracture")
@@ -38,28 +48,32 @@ THRESHOLD = Code("threshold", SCHEME, "Operating point threshold")
 SCORE = Code("finding-score", SCHEME, "Finding score")
 LEVEL = Code("finding-level", SCHEME, "Finding level")
 LEVELS = {"definite": Code("definite", SCHEME, "Definite"), "possible": Code("possible", SCHEME, "Possible")}
+IMAGE_ASSESSMENT, STUDY_ASSESSMENT = "Image-level fracture assessment", "Study-level fracture assessment"
+STUDY_RULE = "fractured when any view is; its probability is the largest view probability."
 DISCLAIMER = (f"{NOT_FOR_DIAGNOSIS}. Produced by an AI decision aid, not a diagnosis; the boxes mark where "
               "the model suspects a fracture (definite or possible), to be checked by a reader.")
 
 
-def measurement_report(source: Dataset, analysis: Analysis, now: datetime) -> hd.sr.ComprehensiveSR:
-    """The SR document for one analysed source image, in a new series of its study."""
-    p = analysis.prediction
+def measurement_report(images: Sequence[tuple[Dataset, Analysis]], now: datetime) -> hd.sr.ComprehensiveSR:
+    """The SR document for the analysed images (source and analysis) of one study, in a new series of it."""
+    first, first_analysis = images[0]  # all of one study, model and operating point
+    p = first_analysis.prediction
+    verdict = combine([analysis.prediction for _source, analysis in images])
     algorithm = hd.sr.AlgorithmIdentification(
         name=MANUFACTURER, version=p.model_version,
         parameters=[f"operating point: {p.operating_point}", f"threshold: {p.threshold:.4f}"])
-    groups = [image_group(source, analysis, algorithm),
-              *(finding_group(source, analysis, rank, finding, algorithm)
-                for rank, finding in enumerate(p.findings, start=1))]
+    groups = [study_group(first, first_analysis, verdict, algorithm)]
+    for source, analysis in images:
+        groups += [image_group(source, analysis, algorithm),
+                   *(finding_group(source, analysis, rank, finding, algorithm)
+                     for rank, finding in enumerate(analysis.prediction.findings, start=1))]
     content = hd.sr.MeasurementReport(observation_context=observation_context(p.model_version),
                                       procedure_reported=codes.SCT.PlainRadiography, imaging_measurements=groups)
-    # The evidence is the source's identity with only its patient and study: nothing else is copied.
-    evidence = patient_and_study(source)
-    evidence.SOPClassUID, evidence.SOPInstanceUID = source.SOPClassUID, source.SOPInstanceUID
-    evidence.SeriesInstanceUID = source.SeriesInstanceUID
+    # The evidence is each source's identity with only its patient and study: nothing else is copied.
     sr = hd.sr.ComprehensiveSR(
-        evidence=[evidence], content=content[0], series_instance_uid=result_uid(source, analysis, "series-sr"),
-        series_number=SR_SERIES_NUMBER, sop_instance_uid=result_uid(source, analysis, "sr"), instance_number=1,
+        evidence=[identity(source) for source, _analysis in images], content=content[0],
+        series_instance_uid=study_result_uid(first, first_analysis, "series-sr"), series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=study_result_uid(first, first_analysis, "sr"), instance_number=1,
         manufacturer=MANUFACTURER, manufacturer_model_name=MODEL_NAME, software_versions=p.model_version,
         series_description=f"Fracture AI report - {NOT_FOR_DIAGNOSIS}", is_complete=True, is_final=True,
         content_date=now.date(), content_time=now.time(),
@@ -78,20 +92,43 @@ def observation_context(model_version: str) -> hd.sr.ObservationContext:
                                                       observer_identifying_attributes=device))
 
 
+def study_group(source: Dataset, analysis: Analysis, verdict: StudyVerdict,
+                algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """The study-level verdict, probability and threshold, citing no image, with the disclaimer and the rule."""
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=study_result_uid(source, analysis, "study-assessment"),
+                                                     identifier=STUDY_ASSESSMENT),
+        algorithm_id=algorithm,
+        measurements=[hd.sr.Measurement(PROBABILITY, verdict.probability, codes.UCUM.NoUnits),
+                      hd.sr.Measurement(THRESHOLD, verdict.threshold, codes.UCUM.NoUnits)],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(FRACTURE, present_or_absent(verdict.fractured))])
+    views = f"{verdict.views} view{'s' if verdict.views > 1 else ''}"
+    return with_comments(group, DISCLAIMER, f"Study verdict from {views}: {STUDY_RULE}")
+
+
 def image_group(source: Dataset, analysis: Analysis,
                 algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    """The image-level verdict, probability and threshold, with the disclaimer and warnings as comments."""
+    """One image's verdict, probability and threshold, with the disclaimer and warnings as comments."""
     p = analysis.prediction
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=hd.sr.TrackingIdentifier(uid=result_uid(source, analysis, "image-assessment"),
-                                                     identifier="Image-level fracture assessment"),
+                                                     identifier=IMAGE_ASSESSMENT),
         algorithm_id=algorithm,
         measurements=[hd.sr.Measurement(PROBABILITY, p.probability, codes.UCUM.NoUnits),
                       hd.sr.Measurement(THRESHOLD, p.threshold, codes.UCUM.NoUnits)],
-        qualitative_evaluations=[
-            hd.sr.QualitativeEvaluation(FRACTURE, codes.SCT.Present if p.fractured else codes.SCT.Absent)],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(FRACTURE, present_or_absent(p.fractured))],
         source_images=[hd.sr.SourceImageForMeasurementGroup(source.SOPClassUID, source.SOPInstanceUID)])
-    for text in (DISCLAIMER, *analysis.warnings):  # highdicom takes no free text here: add each as a Comment
+    return with_comments(group, DISCLAIMER, *analysis.warnings)
+
+
+def present_or_absent(fractured: bool) -> Code:
+    return codes.SCT.Present if fractured else codes.SCT.Absent
+
+
+def with_comments(group: hd.sr.MeasurementsAndQualitativeEvaluations,
+                  *texts: str) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """The group with each text added as a Comment (highdicom takes no free text here)."""
+    for text in texts:
         group[0].ContentSequence.append(hd.sr.TextContentItem(
             name=codes.DCM.Comment, value=text, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS))
     return group

@@ -1,17 +1,15 @@
-"""A model's analysis of a received radiograph -> the two DICOM objects sent back to the PACS.
+"""A model's analysis of a received radiograph -> the Secondary Capture image sent back to the PACS.
 
-(a) a Secondary Capture image: the X-ray with the heatmap overlay and the findings' boxes (solid =
-definite, dashed = possible, numbered by score) and, burned in above it, the verdict, probability,
-findings, operating point, model version and NOT FOR DIAGNOSTIC USE;
-(b) a TID 1500 Measurement Report (Comprehensive SR) with the same facts, each finding a region of
-the source image (:mod:`fracture_web.dicom_node.report`).
+The X-ray with the heatmap overlay and the findings' boxes (solid = definite, dashed = possible,
+numbered by score) and, burned in above it, the verdict, probability, findings, operating point,
+model version and NOT FOR DIAGNOSTIC USE. The same facts, for all of a study's images and with the
+study's verdict, go in the study's Measurement Report (:mod:`fracture_web.dicom_node.report`).
 
-Each goes in a new series of the source's study (DICOM wants an SR in a series of its own,
-modality SR, so the two are separate series). Patient and study attributes are copied from the
-source, type 2 ones left empty where the source lacks them: nothing is invented. New UIDs are
+The image goes in a new series of the source's study. Patient and study attributes are copied from
+the source, type 2 ones left empty where the source lacks them: nothing is invented. New UIDs are
 derived from the source image's UID, the model version and the operating point, so sending the
 same image twice replaces the earlier result instead of duplicating it. Pure functions
-(pydicom, highdicom, numpy, OpenCV); no network, no Flask.
+(pydicom, numpy, OpenCV); no network, no Flask.
 """
 from __future__ import annotations
 
@@ -27,15 +25,8 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 from .. import overlay
 from ..analysis import Analysis
 from .header import MANUFACTURER, MODEL_NAME, NOT_FOR_DIAGNOSIS, patient_and_study, reference, result_uid
-from .report import measurement_report
 
 SC_SERIES_NUMBER = 9001
-
-
-def result_datasets(source: Dataset, analysis: Analysis, now: datetime | None = None) -> list[Dataset]:
-    """The Secondary Capture and the Measurement Report for one analysed source image (with its images)."""
-    now = now or datetime.now()
-    return [secondary_capture(source, analysis, now), measurement_report(source, analysis, now)]
 
 
 def summary_lines(analysis: Analysis) -> list[str]:

@@ -1,8 +1,15 @@
-"""C-STORE to the destination PACS, with retries and exponential backoff (pynetdicom)."""
+"""Delivery of result datasets to the destination, with retries and exponential backoff.
+
+:class:`Sender` is the interface the node uses: ``send`` tries up to ``retries`` times with doubling
+delays and says whether everything was stored. Each way to deliver implements one attempt:
+:class:`CStoreSender` here (DICOM C-STORE, pynetdicom), and
+:class:`fracture_web.dicom_node.stow.StowSender` (DICOMweb STOW-RS).
+"""
 from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 from pydicom import Dataset
@@ -20,31 +27,46 @@ STORED = {0x0000, 0xB000, 0xB006, 0xB007}
 SOP_CLASSES = (SecondaryCaptureImageStorage, ComprehensiveSRStorage, BasicTextSRStorage)
 
 
-class Sender:
-    """Sends result datasets to the configured destination."""
+class Sender(ABC):
+    """Sends result datasets to the configured destination, retrying with doubling delays."""
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
-        self.ae = AE(ae_title=config.ae_title)
-        for sop_class in SOP_CLASSES:
-            self.ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
 
     def send(self, datasets: Sequence[Dataset], tries: int | None = None) -> bool:
         """Store every dataset, trying up to ``tries`` times with doubling delays; True once all are stored."""
         tries = tries or self.config.retries
         for attempt in range(1, tries + 1):
-            problem = self._send_once(datasets)
+            problem = self.send_once(datasets)
             if problem is None:
                 return True
             delay = self.config.retry_delay * 2 ** (attempt - 1)
             more = f"; retrying in {delay:g} s" if attempt < tries else ""
-            log.warning("sending to %s failed (try %d of %d): %s%s", self._destination(), attempt, tries, problem, more)
+            log.warning("sending to %s failed (try %d of %d): %s%s", self.destination, attempt, tries, problem, more)
             if attempt < tries:
                 time.sleep(delay)
         return False
 
-    def _send_once(self, datasets: Sequence[Dataset]) -> str | None:
-        """One association; None when everything was stored, else what went wrong."""
+    @abstractmethod
+    def send_once(self, datasets: Sequence[Dataset]) -> str | None:
+        """One attempt; None when everything was stored, else what went wrong (no patient data)."""
+
+    @property
+    @abstractmethod
+    def destination(self) -> str:
+        """The destination, for the log."""
+
+
+class CStoreSender(Sender):
+    """C-STORE to the destination PACS (``FRACTURE_DICOM_DEST_*``), one association per attempt."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        super().__init__(config)
+        self.ae = AE(ae_title=config.ae_title)
+        for sop_class in SOP_CLASSES:
+            self.ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+
+    def send_once(self, datasets: Sequence[Dataset]) -> str | None:
         c = self.config
         try:
             assoc = self.ae.associate(c.dest_host, c.dest_port, ae_title=c.dest_ae_title)
@@ -65,6 +87,7 @@ class Sender:
             if assoc.is_established:
                 assoc.release()
 
-    def _destination(self) -> str:
+    @property
+    def destination(self) -> str:
         c = self.config
         return f"{c.dest_ae_title}@{c.dest_host}:{c.dest_port}"

@@ -34,6 +34,7 @@ def init_app(app: Flask) -> None:
     app.config.setdefault("WTF_CSRF_SSL_STRICT", False)
     csrf.init_app(app)
     csrf.exempt("fracture_web.web.views.predict_api")
+    csrf.exempt("fracture_web.web.views.studies_api")
     app.register_error_handler(CSRFError, refuse_form)
 
 

@@ -37,7 +37,8 @@ def handle_http_error(err: HTTPException):
     message = MESSAGES.get(status, err.description or "Something went wrong.")
     if status == 413:
         limit = request.max_content_length or 0
-        message = f"The file is too large to upload (the limit is {limit // (1024 * 1024)} MB)."
+        message = (f"The file is too large to upload (the limit is {limit // (1024 * 1024)} MB, "
+                   "for all the files of one upload together).")
     return respond(message, status)
 
 

@@ -1,4 +1,4 @@
-"""The blueprint: upload page, JSON API and health check."""
+"""The blueprint: upload page (one image or one study), JSON API and health check."""
 from __future__ import annotations
 
 import base64
@@ -7,41 +7,77 @@ from datetime import datetime
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
 
-from ..analysis import Analysis, analyse
+from ..analysis import Analysis, StudyAnalysis, analyse, analyse_study
+from ..inference import FractureModel, UnknownOperatingPointError
 from ..pixels import InvalidImageError
-from ..inference import UnknownOperatingPointError
+from ..study import EmptyStudyError
 from . import audit
 from .extension import get_model
 
 bp = Blueprint("fracture", __name__)
 
+TOKEN_NEEDED = "This API needs the header 'Authorization: Bearer <token>'."
+
 
 class UploadError(ValueError):
-    """The request does not carry exactly one file in the ``file`` field."""
+    """The request's ``file`` fields are missing, or hold more files than the endpoint takes."""
 
 
-def _uploaded_bytes() -> bytes:
-    """The bytes of the single file in the ``file`` form field."""
+#: What a request may get wrong: refused with 400 and the message.
+REFUSED = (InvalidImageError, UploadError, UnknownOperatingPointError, EmptyStudyError)
+
+
+def _uploaded_files() -> list[bytes]:
+    """The bytes of each file in the ``file`` form field, in upload order (at least one)."""
     files = request.files.getlist("file")
     if not files or not files[0].filename and not files[0].content_length:
         others = [name for name in request.files if name != "file"]
         hint = f" (found a field named {others[0]!r})" if others else ""
         raise UploadError(f"No file was uploaded: send the image in the form field 'file'{hint}.")
-    if len(files) > 1:
-        raise UploadError("Upload one image at a time.")
-    return files[0].read()
+    return [file.read() for file in files]
 
 
-def _run(images: bool) -> Analysis:
-    """Analyse the uploaded file; raises the domain errors for the caller to render."""
+def _one_upload() -> bytes:
+    """The bytes of the single uploaded file."""
+    uploads = _uploaded_files()
+    if len(uploads) > 1:
+        raise UploadError("Upload one image at a time here; send the views of one study to /api/v1/studies.")
+    return uploads[0]
+
+
+def _study_uploads() -> list[bytes]:
+    """The bytes of the uploaded files, at most ``MAX_STUDY_IMAGES`` of them."""
+    uploads = _uploaded_files()
+    limit = current_app.config["MAX_STUDY_IMAGES"]
+    if len(uploads) > limit:
+        raise UploadError(f"Too many files: a study takes at most {limit} images, and {len(uploads)} were sent.")
+    return uploads
+
+
+def _model() -> FractureModel:
+    """The loaded model, or 503 while there is none."""
     model = get_model()
     if model is None:
         abort(503)
-    upload = _uploaded_bytes()
+    return model
+
+
+def _run(model: FractureModel, upload: bytes, images: bool) -> Analysis:
+    """Analyse one uploaded file and audit it; raises the domain errors for the caller to render."""
     result = analyse(upload, model, request.values.get("operating_point") or None,
                      images=images, display_max_side=current_app.config["DISPLAY_MAX_SIDE"])
     audit.record(upload, result)
     return result
+
+
+def _run_study(model: FractureModel, uploads: list[bytes], images: bool) -> StudyAnalysis:
+    """Analyse the uploaded files as one study, with an audit line per analysed file."""
+    study = analyse_study(uploads, model, request.values.get("operating_point") or None,
+                          images=images, display_max_side=current_app.config["DISPLAY_MAX_SIDE"])
+    for upload, image in zip(uploads, study.images):
+        if image.analysis is not None:
+            audit.record(upload, image.analysis)
+    return study
 
 
 def _page(status: int = 200, **context):
@@ -56,14 +92,24 @@ def index():
 
 @bp.post("/")
 def predict_page():
-    """Form upload -> result page (server-rendered, works without JavaScript)."""
+    """Form upload -> result page (server-rendered, works without JavaScript): one image as
+    always, or several views of one study with the study verdict first."""
     try:
-        result = _run(images=True)
-    except (InvalidImageError, UploadError, UnknownOperatingPointError) as err:
+        model = _model()
+        uploads = _study_uploads()
+        if len(uploads) > 1:
+            return _study_page(_run_study(model, uploads, images=True))
+        result = _run(model, uploads[0], images=True)
+    except REFUSED as err:
         return _page(400, error=str(err))
-    return _page(result=result, chosen=result.prediction.operating_point,
-                 analysed_at=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
+    return _page(result=result, chosen=result.prediction.operating_point, analysed_at=_now(),
                  xray_uri=_data_uri(result.xray_png), overlay_uri=_data_uri(result.overlay_png))
+
+
+def _study_page(study: StudyAnalysis):
+    """The study verdict, then each view: its X-ray with the boxes, or why it could not be read."""
+    xray_uris = [None if image.analysis is None else _data_uri(image.analysis.xray_png) for image in study.images]
+    return _page(study=study, xray_uris=xray_uris, chosen=study.verdict.operating_point, analysed_at=_now())
 
 
 def _api_token_ok() -> bool:
@@ -75,19 +121,44 @@ def _api_token_ok() -> bool:
     return hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
 
 
+def _wants_heatmap() -> bool:
+    return request.args.get("heatmap", "0").lower() in ("1", "true", "yes")
+
+
+def _base64(png: bytes) -> str:
+    return base64.b64encode(png).decode("ascii")
+
+
 @bp.post("/api/v1/predict")
 def predict_api():
     """Multipart ``file`` (any image or DICOM) -> JSON verdict; ``?heatmap=1`` adds the overlay as base64 PNG."""
     if not _api_token_ok():
-        return jsonify(error="This API needs the header 'Authorization: Bearer <token>'."), 401
-    want_heatmap = request.args.get("heatmap", "0").lower() in ("1", "true", "yes")
+        return jsonify(error=TOKEN_NEEDED), 401
     try:
-        result = _run(images=want_heatmap)
-    except (InvalidImageError, UploadError, UnknownOperatingPointError) as err:
+        result = _run(_model(), _one_upload(), images=_wants_heatmap())
+    except REFUSED as err:
         return jsonify(error=str(err)), 400
     body = result.as_dict()
-    if want_heatmap:
-        body["heatmap_png"] = base64.b64encode(result.overlay_png).decode("ascii")
+    if _wants_heatmap():
+        body["heatmap_png"] = _base64(result.overlay_png)
+    return jsonify(body)
+
+
+@bp.post("/api/v1/studies")
+def studies_api():
+    """Several ``file`` fields, the views of one study -> the study verdict and, in upload order,
+    each file's answer as ``/api/v1/predict`` gives it, or ``{"error": ...}`` for one it could not read."""
+    if not _api_token_ok():
+        return jsonify(error=TOKEN_NEEDED), 401
+    try:
+        study = _run_study(_model(), _study_uploads(), images=_wants_heatmap())
+    except REFUSED as err:
+        return jsonify(error=str(err)), 400
+    body = study.as_dict()
+    if _wants_heatmap():  # each analysed file's entry as /api/v1/predict?heatmap=1 gives it
+        for entry, image in zip(body["images"], study.images):
+            if image.analysis is not None:
+                entry["heatmap_png"] = _base64(image.analysis.overlay_png)
     return jsonify(body)
 
 
@@ -101,4 +172,9 @@ def healthz():
 
 
 def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+    return "data:image/png;base64," + _base64(png)
+
+
+def _now() -> str:
+    """The local time for the result page's footer line."""
+    return datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")

@@ -1,0 +1,50 @@
+"""STOW-RS to a DICOMweb server (``FRACTURE_DICOMWEB_URL``), with the node's retries (dicomweb-client).
+
+Each attempt posts all the datasets in one multipart request to ``<url>/studies``; it has failed
+when the request fails (no connection, an HTTP error such as 401 or 409, a timeout) or when the
+server's answer lists any instance as not stored (Failed SOP Sequence). Credentials are HTTP Basic
+(user and password) or a bearer token; they are never logged.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+import requests
+from dicomweb_client.api import DICOMwebClient
+from dicomweb_client.session_utils import create_session, create_session_from_user_pass
+from pydicom import Dataset
+
+from .config import NodeConfig
+from .sender import Sender
+
+#: Seconds to connect, and to wait for each part of the answer.
+TIMEOUT = (10, 60)
+
+
+class StowSender(Sender):
+    """Stores results on a DICOMweb server by STOW-RS."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        super().__init__(config)
+        web = config.dicomweb
+        session = create_session_from_user_pass(web.user, web.password) if web.user else create_session()
+        if web.token:
+            session.headers["Authorization"] = f"Bearer {web.token}"
+        self.client = DICOMwebClient(web.url, session=session, timeout=TIMEOUT)
+        self.client.set_http_retry_params(retry=False)  # the retries are the node's, as for C-STORE
+
+    def send_once(self, datasets: Sequence[Dataset]) -> str | None:
+        try:
+            answer = self.client.store_instances(list(datasets))
+        except requests.RequestException as err:
+            return f"STOW-RS failed ({err})"
+        except ValueError as err:  # an answer dicomweb-client cannot read
+            return f"STOW-RS answer unreadable ({err})"
+        failed = answer.get("FailedSOPSequence") or []
+        return f"{len(failed)} of {len(datasets)} instances not stored" if failed else None
+
+    @property
+    def destination(self) -> str:
+        parts = urlsplit(self.config.dicomweb.url)
+        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}{parts.path}"

@@ -1,0 +1,125 @@
+"""A study, not an image: the views of one examination sent together, read as one, on the API and the page."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+
+from helpers import SAMPLES, post_form
+from fracture_web import create_app
+
+NOT_AN_IMAGE = b"this is a letter, not a radiograph"
+
+
+def files(*contents: bytes) -> dict:
+    """Several files in the repeated ``file`` field, as a browser or curl sends them."""
+    return {"file": [(io.BytesIO(data), f"view{i}.jpg") for i, data in enumerate(contents, start=1)]}
+
+
+def three_views_and_a_letter() -> list[bytes]:
+    """Three radiographs with an unreadable file among them (third of four)."""
+    views = [path.read_bytes() for path in SAMPLES[:3]]
+    return views[:2] + [NOT_AN_IMAGE] + views[2:]
+
+
+def test_a_study_answers_for_each_view_as_if_alone_and_for_the_study_as_its_most_suspicious_view(client):
+    uploads = three_views_and_a_letter()
+    response = client.post("/api/v1/studies", data=files(*uploads))
+    study = response.get_json()
+    assert response.status_code == 200
+    assert len(study["images"]) == 4
+    assert set(study["images"][2]) == {"error"} and "not an image" in study["images"][2]["error"]
+    read = [entry for entry in study["images"] if "error" not in entry]
+    alone = [client.post("/api/v1/predict", data=files(data)).get_json() for data in uploads if data != NOT_AN_IMAGE]
+    assert read == alone  # each view's entry is exactly its single-image answer, findings included
+    top = max(alone, key=lambda entry: entry["probability"])
+    assert study["probability"] == top["probability"] and study["label"] == top["label"]
+    assert (study["label"] == "fractured") == (study["probability"] >= study["threshold"])
+    assert study["threshold"] == top["threshold"] and study["operating_point"] == top["operating_point"]
+    assert study["model_version"] == top["model_version"]
+    assert study["warnings"] == ["1 of 4 files could not be analysed."]
+
+
+def test_a_study_takes_the_operating_point_and_heatmaps_as_a_single_image_does(client):
+    uploads = [path.read_bytes() for path in SAMPLES[:2]]
+    query = "?operating_point=high_sensitivity&heatmap=1"
+    study = client.post(f"/api/v1/studies{query}", data=files(*uploads)).get_json()
+    alone = [client.post(f"/api/v1/predict{query}", data=files(data)).get_json() for data in uploads]
+    assert study["images"] == alone and study["operating_point"] == "high_sensitivity"
+    assert all(entry["heatmap_png"] for entry in study["images"])
+    assert study["warnings"] == []
+
+
+def test_a_study_with_no_readable_file_is_refused_with_each_files_reason(client):
+    response = client.post("/api/v1/studies", data=files(NOT_AN_IMAGE, b""))
+    assert response.status_code == 400
+    error = response.get_json()["error"]
+    assert "None of the study's files could be analysed" in error
+    assert "File 1: The file is not an image" in error and "File 2: The file is empty" in error
+
+
+def test_too_many_files_or_none_are_refused_before_any_analysis(client, sample_bytes):
+    too_many = client.post("/api/v1/studies", data=files(*[sample_bytes] * 9))
+    assert too_many.status_code == 400
+    assert too_many.get_json()["error"] == "Too many files: a study takes at most 8 images, and 9 were sent."
+    nothing = client.post("/api/v1/studies", data={})
+    assert nothing.status_code == 400 and "No file was uploaded" in nothing.get_json()["error"]
+    unknown = client.post("/api/v1/studies?operating_point=lucky", data=files(sample_bytes))
+    assert unknown.status_code == 400 and "balanced" in unknown.get_json()["error"]
+
+
+def test_the_largest_study_and_the_token_are_the_sites_settings(tiny_model_dir, sample_bytes):
+    client = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "MAX_STUDY_IMAGES": 2,
+                         "API_TOKEN": "s3cret"}).test_client()
+    bearer = {"Authorization": "Bearer s3cret"}
+    assert client.post("/api/v1/studies", data=files(sample_bytes, sample_bytes)).status_code == 401
+    refused = client.post("/api/v1/studies", data=files(*[sample_bytes] * 3), headers=bearer)
+    assert refused.status_code == 400 and "at most 2 images" in refused.get_json()["error"]
+    assert client.post("/api/v1/studies", data=files(sample_bytes, sample_bytes), headers=bearer).status_code == 200
+
+
+def test_each_analysed_view_leaves_its_audit_line_under_the_studys_request(tiny_model_dir, tmp_path):
+    audit_file = tmp_path / "audit.log"
+    client = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "AUDIT_LOG": str(audit_file)}).test_client()
+    uploads = three_views_and_a_letter()
+    response = client.post("/api/v1/studies", data=files(*uploads))
+    lines = [json.loads(line) for line in audit_file.read_text().splitlines()]
+    readable = [data for data in uploads if data != NOT_AN_IMAGE]
+    assert [line["sha256"] for line in lines] == [hashlib.sha256(data).hexdigest() for data in readable]
+    assert {line["request_id"] for line in lines} == {response.headers["X-Request-ID"]}
+    entries = [entry for entry in response.get_json()["images"] if "error" not in entry]
+    assert [line["probability"] for line in lines] == [entry["probability"] for entry in entries]
+
+
+def test_the_page_reads_several_views_as_one_study_with_a_row_per_view(client):
+    response = post_form(client, files(*three_views_and_a_letter()))
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200
+    study = page[page.index('<section class="result study"'):]
+    assert re.search(r'<h2 class="verdict (positive|negative)">(Fracture suspected|No fracture detected)</h2>', study)
+    assert re.search(r"Probability of a fracture in this study: <strong>\d+%</strong>", study)
+    assert 'class="confidence"' in study and "1 of 4 files could not be analysed." in study
+    rows = re.findall(r'<tr class="view( unreadable)?">(.*?)</tr>', study, re.S)
+    assert [bool(unreadable) for unreadable, _ in rows] == [False, False, True, False]
+    for unreadable, row in rows:
+        if unreadable:
+            assert "could not be analysed" in row and "not an image" in row
+        else:  # each view: its X-ray with its boxes, its verdict and probability
+            assert 'class="xray-boxes"' in row and 'href="data:image/png;base64,' in row
+            assert re.search(r"(Fracture suspected|No fracture detected)", row) and re.search(r"<strong>\d+%</strong>", row)
+    assert "heatmap overlaid" not in page  # the heatmaps are for one view at a time
+
+
+def test_one_file_on_the_page_still_gets_the_single_image_result(client, sample_bytes):
+    page = post_form(client, files(sample_bytes)).get_data(as_text=True)
+    assert re.search(r"Probability of a fracture: <strong>\d+%</strong>", page)
+    assert "heatmap overlaid" in page and "study-views" not in page
+
+
+def test_the_page_explains_a_study_it_cannot_read(client):
+    response = post_form(client, files(NOT_AN_IMAGE, b""))
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and "None of the study&#39;s files could be analysed" in page
+    form = page[page.index("<form"):page.index("</form>")]
+    assert re.search(r'<input id="file" name="file" type="file"[^>]* multiple required>', form)
