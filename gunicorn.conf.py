@@ -3,11 +3,15 @@
 Each worker loads and warms up its own copy of the model (about 0.8 GB resident on TensorFlow,
 0.15 GB with FRACTURE_BACKEND=litert; scripts/benchmark.py reports it).
 Environment: MALLOC_MMAP_THRESHOLD (bytes, 1048576; see post_fork), PORT (5000), BIND (0.0.0.0:$PORT), WEB_CONCURRENCY (workers, 2),
-GUNICORN_THREADS (threads per worker, 4), GUNICORN_TIMEOUT (seconds, 60).
+GUNICORN_THREADS (threads per worker, 4), GUNICORN_TIMEOUT (seconds, 60),
+PROMETHEUS_MULTIPROC_DIR (where the workers share their metrics; see on_starting).
 """
 import ctypes
 import ctypes.util
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
 # Keep TensorFlow's C++ start-up chatter out of the log (workers inherit this).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -53,3 +57,40 @@ def post_fork(server, worker):
     except (OSError, AttributeError, TypeError):
         ok = 0
     server.log.info("worker %s: malloc mmap threshold %s", worker.pid, threshold if ok else "unchanged")
+
+
+#: The metrics folder on_starting made for this server (removed on exit), or None for the operator's own.
+_private_metrics_dir = None
+
+
+def on_starting(server):
+    """Give the workers an empty folder to share their metrics in (prometheus_client's multiprocess mode),
+    before any of them forks, so /metrics sums every worker's counts whichever worker answers it.
+
+    PROMETHEUS_MULTIPROC_DIR set: that folder, emptied of the last run's files (*.db only). Unset:
+    a private temporary folder, removed when the server stops. prometheus_client reads the variable
+    when it is first imported, so nothing in this file imports it before this point.
+    """
+    global _private_metrics_dir
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        for stale in Path(folder).glob("*.db"):
+            stale.unlink()
+    else:
+        folder = _private_metrics_dir = tempfile.mkdtemp(prefix="fracture-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    server.log.info("metrics shared by the workers in %s", folder)
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (its counters still count towards the totals)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    """Remove the private metrics folder on_starting made."""
+    if _private_metrics_dir:
+        shutil.rmtree(_private_metrics_dir, ignore_errors=True)

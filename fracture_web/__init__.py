@@ -18,7 +18,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     """
     from flask import Flask
 
-    from .web import audit, csrf, errors, extension, security, uploads, views
+    from .web import audit, csrf, errors, extension, monitoring, security, uploads, views
 
     app = Flask(__name__, instance_relative_config=True,
                 template_folder=str(PROJECT_ROOT / "templates"),
@@ -32,6 +32,8 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     extension.init_app(app)
     audit.init_app(app)
+    # Counted before any later hook can refuse the request.
+    monitoring.init_app(app)
     # Request hooks run in this order: refuse cross-site POSTs before reading their body,
     # read the body (in memory, with a timeout), then check the form's CSRF token.
     security.init_app(app)

@@ -45,4 +45,9 @@ def defaults() -> dict:
         "SESSION_COOKIE_SECURE": False,
         # When set, the JSON API requires "Authorization: Bearer <API_TOKEN>"; the page does not.
         "API_TOKEN": None,
+        # Serve Prometheus metrics at /metrics; "off" (or false) answers 404 there. When on, keep
+        # /metrics off the public path at the reverse proxy (README, Operations: metrics).
+        "METRICS": "on",
+        # Images in the drift signal's window (the share of fractured verdicts over the last N).
+        "METRICS_DRIFT_WINDOW": 200,
     }

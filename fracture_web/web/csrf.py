@@ -15,6 +15,7 @@ from pathlib import Path
 from flask import Flask
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
+from .. import metrics
 from . import errors
 
 csrf = CSRFProtect()
@@ -40,6 +41,7 @@ def init_app(app: Flask) -> None:
 
 def refuse_form(err: CSRFError):
     """The upload page again, with a message saying what to do."""
+    metrics.record_refusal("expired_form")
     return errors.respond(EXPIRED, 400)
 
 

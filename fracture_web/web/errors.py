@@ -6,6 +6,7 @@ import logging
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from .. import metrics
 from .extension import get_model
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,8 @@ MESSAGES = {
     413: "The file is too large to upload.",
     503: "The model is not loaded yet; try again in a moment.",
 }
+#: The refusals counted in ``fracture_refusals_total``, by status (404, 405 and 500 are no refusal).
+REFUSALS = {400: "bad_request", 403: "cross_site", 408: "upload_stalled", 413: "too_large", 503: "no_model"}
 
 
 def init_app(app: Flask) -> None:
@@ -32,8 +35,10 @@ def _wants_json() -> bool:
 
 
 def handle_http_error(err: HTTPException):
-    """A clear message with the right status."""
+    """A clear message with the right status; a refusal is counted under its reason."""
     status = err.code or 500
+    if status in REFUSALS:
+        metrics.record_refusal(REFUSALS[status])
     message = MESSAGES.get(status, err.description or "Something went wrong.")
     if status == 413:
         limit = request.max_content_length or 0

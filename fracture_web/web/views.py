@@ -7,11 +7,12 @@ from datetime import datetime
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
 
+from .. import metrics
 from ..analysis import Analysis, StudyAnalysis, analyse, analyse_study
 from ..inference import FractureModel, UnknownOperatingPointError
 from ..pixels import InvalidImageError
 from ..study import EmptyStudyError
-from . import audit
+from . import audit, monitoring
 from .extension import get_model
 
 bp = Blueprint("fracture", __name__)
@@ -23,8 +24,24 @@ class UploadError(ValueError):
     """The request's ``file`` fields are missing, or hold more files than the endpoint takes."""
 
 
-#: What a request may get wrong: refused with 400 and the message.
-REFUSED = (InvalidImageError, UploadError, UnknownOperatingPointError, EmptyStudyError)
+class NoFileError(UploadError):
+    """The request has no file in the ``file`` field."""
+
+
+class TooManyFilesError(UploadError):
+    """The request has more files than the endpoint takes."""
+
+
+#: What a request may get wrong, refused with 400 and the message, and the reason it is counted under.
+REASONS = {InvalidImageError: "unreadable", EmptyStudyError: "unreadable", NoFileError: "no_file",
+           TooManyFilesError: "too_many_files", UnknownOperatingPointError: "bad_operating_point"}
+REFUSED = tuple(REASONS)
+
+
+def _refusal(err: ValueError) -> str:
+    """Count the refused request under its reason; the message for the person who sent it."""
+    metrics.record_refusal(next(reason for kind, reason in REASONS.items() if isinstance(err, kind)))
+    return str(err)
 
 
 def _uploaded_files() -> list[bytes]:
@@ -33,7 +50,7 @@ def _uploaded_files() -> list[bytes]:
     if not files or not files[0].filename and not files[0].content_length:
         others = [name for name in request.files if name != "file"]
         hint = f" (found a field named {others[0]!r})" if others else ""
-        raise UploadError(f"No file was uploaded: send the image in the form field 'file'{hint}.")
+        raise NoFileError(f"No file was uploaded: send the image in the form field 'file'{hint}.")
     return [file.read() for file in files]
 
 
@@ -41,7 +58,7 @@ def _one_upload() -> bytes:
     """The bytes of the single uploaded file."""
     uploads = _uploaded_files()
     if len(uploads) > 1:
-        raise UploadError("Upload one image at a time here; send the views of one study to /api/v1/studies.")
+        raise TooManyFilesError("Upload one image at a time here; send the views of one study to /api/v1/studies.")
     return uploads[0]
 
 
@@ -50,7 +67,8 @@ def _study_uploads() -> list[bytes]:
     uploads = _uploaded_files()
     limit = current_app.config["MAX_STUDY_IMAGES"]
     if len(uploads) > limit:
-        raise UploadError(f"Too many files: a study takes at most {limit} images, and {len(uploads)} were sent.")
+        raise TooManyFilesError(f"Too many files: a study takes at most {limit} images, "
+                                f"and {len(uploads)} were sent.")
     return uploads
 
 
@@ -63,17 +81,21 @@ def _model() -> FractureModel:
 
 
 def _run(model: FractureModel, upload: bytes, images: bool) -> Analysis:
-    """Analyse one uploaded file and audit it; raises the domain errors for the caller to render."""
+    """Analyse one uploaded file, count and audit it; raises the domain errors for the caller to render."""
+    timer = monitoring.Timer()
     result = analyse(upload, model, request.values.get("operating_point") or None,
                      images=images, display_max_side=current_app.config["DISPLAY_MAX_SIDE"])
+    timer.done([result.prediction])
     audit.record(upload, result)
     return result
 
 
 def _run_study(model: FractureModel, uploads: list[bytes], images: bool) -> StudyAnalysis:
-    """Analyse the uploaded files as one study, with an audit line per analysed file."""
+    """Analyse the uploaded files as one study, counted, with an audit line per analysed file."""
+    timer = monitoring.Timer()
     study = analyse_study(uploads, model, request.values.get("operating_point") or None,
                           images=images, display_max_side=current_app.config["DISPLAY_MAX_SIDE"])
+    timer.done(image.analysis.prediction for image in study.images if image.analysis is not None)
     for upload, image in zip(uploads, study.images):
         if image.analysis is not None:
             audit.record(upload, image.analysis)
@@ -101,7 +123,7 @@ def predict_page():
             return _study_page(_run_study(model, uploads, images=True))
         result = _run(model, uploads[0], images=True)
     except REFUSED as err:
-        return _page(400, error=str(err))
+        return _page(400, error=_refusal(err))
     return _page(result=result, chosen=result.prediction.operating_point, analysed_at=_now(),
                  xray_uri=_data_uri(result.xray_png), overlay_uri=_data_uri(result.overlay_png))
 
@@ -133,11 +155,12 @@ def _base64(png: bytes) -> str:
 def predict_api():
     """Multipart ``file`` (any image or DICOM) -> JSON verdict; ``?heatmap=1`` adds the overlay as base64 PNG."""
     if not _api_token_ok():
+        metrics.record_refusal("unauthorised")
         return jsonify(error=TOKEN_NEEDED), 401
     try:
         result = _run(_model(), _one_upload(), images=_wants_heatmap())
     except REFUSED as err:
-        return jsonify(error=str(err)), 400
+        return jsonify(error=_refusal(err)), 400
     body = result.as_dict()
     if _wants_heatmap():
         body["heatmap_png"] = _base64(result.overlay_png)
@@ -149,11 +172,12 @@ def studies_api():
     """Several ``file`` fields, the views of one study -> the study verdict and, in upload order,
     each file's answer as ``/api/v1/predict`` gives it, or ``{"error": ...}`` for one it could not read."""
     if not _api_token_ok():
+        metrics.record_refusal("unauthorised")
         return jsonify(error=TOKEN_NEEDED), 401
     try:
         study = _run_study(_model(), _study_uploads(), images=_wants_heatmap())
     except REFUSED as err:
-        return jsonify(error=str(err)), 400
+        return jsonify(error=_refusal(err)), 400
     body = study.as_dict()
     if _wants_heatmap():  # each analysed file's entry as /api/v1/predict?heatmap=1 gives it
         for entry, image in zip(body["images"], study.images):
