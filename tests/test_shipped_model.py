@@ -64,3 +64,22 @@ def test_shipped_model_warns_about_images_unlike_its_training_radiographs():
     for name, image in strangers.items():
         result = analyse(cv2.imencode(".png", image)[1].tobytes(), model, images=False)
         assert OUT_OF_SCOPE in result.warnings, name
+
+
+def test_shipped_model_shows_where_on_fractured_samples_and_no_definite_box_on_normal_ones():
+    import cv2
+
+    from fracture_web.analysis import analyse
+
+    model = FractureModel(MODEL_DIR)
+    assert 0 < model.finding_levels.possible <= model.finding_levels.definite < 1  # chosen on validation
+    for path in SAMPLES:
+        height, width = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE).shape
+        prediction = analyse(path.read_bytes(), model, images=False).prediction
+        for finding in prediction.findings:
+            x0, y0, x1, y1 = finding.box
+            assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+        if prediction.fractured:
+            assert prediction.findings, path.name
+        else:
+            assert all(f.level == "possible" for f in prediction.findings), path.name
