@@ -7,7 +7,7 @@ WHEELHOUSE ?= wheelhouse
 # Builds the app from source in the offline install (pyproject.toml asks for setuptools>=68).
 BUILD_REQUIREMENTS := setuptools==84.2.1
 
-.PHONY: run test dev chromium orthanc dicom3tools clean wheelhouse wheelhouse-check benchmark
+.PHONY: run test dev chromium orthanc redis dicom3tools clean wheelhouse wheelhouse-check benchmark
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,9 @@ $(VENV)/.dev-installed: $(VENV)/.run-installed requirements-dev.txt
 run: $(VENV)/.run-installed
 	PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py
 
-## Install test requirements (Chromium for the browser test, Orthanc for the PACS test, dicom3tools to
-## validate the DICOM results) and run every test.
-test: $(VENV)/.dev-installed chromium orthanc dicom3tools
+## Install test requirements (Chromium for the browser test, Orthanc for the PACS test, redis-server for
+## the DICOM workers' test, dicom3tools to validate the DICOM results) and run every test.
+test: $(VENV)/.dev-installed chromium orthanc redis dicom3tools
 	$(BIN)/python -m pytest
 
 ## One folder for sites without internet: every wheel of the full and the slim install (for this
@@ -73,6 +73,15 @@ orthanc:
 	    (apt-get update -q && apt-get install -y -q orthanc-dicomweb) >/dev/null \
 	      || echo "installing orthanc-dicomweb failed: the DICOMweb test will be skipped"; \
 	  else echo "Orthanc's DICOMweb plugin not found and cannot be installed here: the DICOMweb test will be skipped"; fi; }
+
+## Debian's redis-server (the broker between the DICOM node and its workers) for the workers' test;
+## installed when missing and we may use apt. If it cannot be installed, that test is skipped and says why.
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -q && apt-get install -y -q redis-server) >/dev/null \
+	      || echo "installing redis-server failed: the DICOM workers' test will be skipped"; \
+	  else echo "redis-server not found and cannot be installed here: the DICOM workers' test will be skipped"; fi; }
 
 ## Debian's dicom3tools (dciodvfy, the DICOM object validator) for the DICOM results' tests; installed
 ## when missing and we may use apt. Without it those checks are skipped and say why.

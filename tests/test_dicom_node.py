@@ -1,6 +1,6 @@
 """The DICOM node's story without a PACS product: what it sends back for a radiograph, how it is
-configured, that nothing is lost while the destination is down or the node restarts (pynetdicom on
-both ends), and how results go by DICOMweb STOW-RS (to a small HTTP server made here)."""
+configured, that nothing is lost while the destination is down or the node restarts, even killed
+mid-burst (pynetdicom on both ends), and how results go by DICOMweb STOW-RS (to a small HTTP server made here)."""
 from __future__ import annotations
 
 import base64
@@ -8,6 +8,7 @@ import copy
 import json
 import logging
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -26,17 +27,21 @@ from pydicom import dcmread
 from pydicom.sr.codedict import codes
 from pydicom.uid import ComprehensiveSRStorage, CTImageStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification
 
 from fracture_web.analysis import analyse
 from fracture_web.dicom_node.config import DicomWebDestination, NodeConfig, NodeConfigError, from_environment
 from fracture_web.dicom_node.outbox import Outbox
 from fracture_web.dicom_node.report import measurement_report
 from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS, secondary_capture
+from fracture_web.dicom_node import worker
 from fracture_web.dicom_node.server import Node, sender_for
 from fracture_web.inference import FractureModel
 from fracture_web.local_server import free_port
 
 from dicom_files import PATIENT, analysis_of, radiograph_dataset, radiograph_study, to_bytes
+from helpers import synthetic_xray
+from servers import running
 
 
 @pytest.fixture(scope="module")
@@ -140,6 +145,20 @@ def test_the_node_is_configured_by_environment(tmp_path):
     settled = from_environment({"FRACTURE_DICOM_DEST_HOST": "h", "FRACTURE_DICOM_DEST_AE_TITLE": "A",
                                 "FRACTURE_DICOM_SETTLE_SECONDS": "2.5", "FRACTURE_DICOM_KEEP_STUDIES_DAYS": "1"})
     assert (settled.settle_seconds, settled.keep_studies_days) == (2.5, 1.0)
+
+
+def test_with_a_broker_url_the_work_goes_to_workers_which_refuse_to_start_without_one(caplog):
+    pacs = {"FRACTURE_DICOM_DEST_HOST": "pacs.local", "FRACTURE_DICOM_DEST_AE_TITLE": "PACS"}
+    config = from_environment(pacs | {"FRACTURE_BROKER_URL": "redis://:s3cret@broker.local:6379/0"})
+    assert config.broker_url == "redis://:s3cret@broker.local:6379/0" and "s3cret" not in repr(config)
+    assert from_environment(pacs).broker_url is None  # one box
+    with pytest.raises(NodeConfigError, match="redis:// or rediss://"):
+        from_environment(pacs | {"FRACTURE_BROKER_URL": "amqp://broker.local"})
+    with pytest.raises(NodeConfigError, match="VISIBILITY_TIMEOUT must be longer"):
+        from_environment(pacs | {"FRACTURE_BROKER_URL": "redis://b", "FRACTURE_BROKER_VISIBILITY_TIMEOUT": "10"})
+    with caplog.at_level(logging.ERROR):
+        assert worker.main(pacs) == 2
+    assert "Set FRACTURE_BROKER_URL" in caplog.text
 
 
 def test_results_can_go_by_dicomweb_with_a_password_or_a_token_instead_of_c_store():
@@ -364,3 +383,58 @@ def test_the_node_refuses_to_start_without_a_destination_and_says_which_setting_
                           text=True, timeout=120)
     assert done.returncode == 2
     assert "cannot start" in done.stderr and "FRACTURE_DICOM_DEST_HOST" in done.stderr
+
+
+def send_until_refused(port: int, datasets, acknowledged: list) -> None:
+    """Send the datasets one by one as a modality does, noting each the node acknowledged, until it stops answering."""
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(datasets[0].SOPClassUID, ExplicitVRLittleEndian)
+    for ds in datasets:
+        assoc = ae.associate("127.0.0.1", port, ae_title="FRACTURE_AI")
+        if not assoc.is_established:
+            return
+        status = assoc.send_c_store(ds)
+        if assoc.is_established:
+            assoc.release()
+        if getattr(status, "Status", None) != 0x0000:
+            return
+        acknowledged.append(ds.SOPInstanceUID)
+
+
+def node_answers(port: int) -> bool:
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title="FRACTURE_AI")
+    if not assoc.is_established:
+        return False
+    assoc.release()
+    return True
+
+
+def test_a_node_killed_mid_burst_without_a_broker_loses_nothing_it_acknowledged(tiny_model_dir, tmp_path):
+    rng = np.random.default_rng(7)
+    views = radiograph_study([synthetic_xray(rng, crack=i % 3 == 0, size=(320, 256)) for i in range(24)])
+    node_port, dest_port = free_port(), free_port()
+    env = os.environ | {"FRACTURE_MODEL_DIR": str(tiny_model_dir), "FRACTURE_DICOM_DEST_HOST": "127.0.0.1",
+                        "FRACTURE_DICOM_DEST_PORT": str(dest_port), "FRACTURE_DICOM_DEST_AE_TITLE": "DEST",
+                        "FRACTURE_DICOM_BIND": "127.0.0.1", "FRACTURE_DICOM_PORT": str(node_port),
+                        "FRACTURE_DICOM_QUEUE_DIR": str(tmp_path / "queue"), "FRACTURE_DICOM_SETTLE_SECONDS": "1"}
+    acknowledged: list = []
+    command = [sys.executable, "-m", "fracture_web.dicom_node"]
+    with storage_scp(dest_port) as received:
+        with running(command, tmp_path / "first.log", env) as first:
+            wait_for(lambda: node_answers(node_port), timeout=120)
+            burst = threading.Thread(target=send_until_refused, args=(node_port, views, acknowledged))
+            burst.start()
+            wait_for(lambda: len(acknowledged) >= 3)
+            os.kill(first.pid, signal.SIGKILL)  # mid-burst, with no warning
+            burst.join(timeout=60)
+        assert 3 <= len(acknowledged) < len(views)
+        with running(command, tmp_path / "second.log", env):
+            wait_for(lambda: node_answers(node_port), timeout=120)
+            rest = [view for view in views if view.SOPInstanceUID not in acknowledged]
+            send_until_refused(node_port, rest, acknowledged)  # the modality resends what was not acknowledged
+            wait_for(lambda: {ds.SourceImageSequence[0].ReferencedSOPInstanceUID for ds in received
+                              if ds.Modality == "OT"} == {view.SOPInstanceUID for view in views}, timeout=120)
+    assert sorted(acknowledged) == sorted(view.SOPInstanceUID for view in views)
+    assert any(ds.SOPClassUID == ComprehensiveSRStorage for ds in received)

@@ -6,21 +6,12 @@ DICOMweb STOW-RS, signed in, instead of C-STORE.
 
 Orthanc (the Debian package ``orthanc``, and ``orthanc-dicomweb`` for its DICOMweb plugin, which
 ``make test`` installs when it can) runs on free loopback ports with a temporary configuration and
-storage folder; the node runs as ``python -m fracture_web.dicom_node``, as in production.
+storage folder (:mod:`servers`); the node runs as ``python -m fracture_web.dicom_node``, as in production.
 """
 from __future__ import annotations
 
-import base64
 import io
-import json
-import os
-import shutil
-import subprocess
-import sys
 import time
-import urllib.request
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -39,117 +30,25 @@ from fracture_web.inference import FractureModel
 from fracture_web.local_server import free_port
 from fracture_web.study import combine
 
-from helpers import ROOT, SAMPLES
+from helpers import SAMPLES
 from dicom_files import PATIENT, radiograph_dataset, radiograph_study, to_bytes
+from servers import (DICOMWEB_PLUGIN, ORTHANC, ORTHANC_AE, PASSWORD, SHIPPED_MODEL, USER, Orthanc, node, orthanc,
+                     wait_for)
 
-ORTHANC = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin:/usr/local/sbin")
 pytestmark = pytest.mark.skipif(ORTHANC is None, reason="Orthanc is not installed and could not be installed here "
                                 "(make test installs the Debian package 'orthanc' when it runs as root with apt-get)")
-#: Orthanc's DICOMweb plugin, where the Debian package 'orthanc-dicomweb' puts it.
-DICOMWEB_PLUGIN = next((path for path in (Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so"),
-                                          *sorted(Path("/usr/lib/orthanc").glob("libOrthancDicomWeb.so*")))
-                        if path.exists()), None)
-NODE_AE, ORTHANC_AE = "FRACTURE_AI", "ORTHANC"
-MODEL_DIR = ROOT / "model"
 #: A radiograph on which the shipped model marks both a definite and a possible fracture.
 LEG = next(path for path in SAMPLES if path.name.startswith("leg_fractured"))
 #: The study's other two views.
 OTHERS = [next(path for path in SAMPLES if path.name.startswith(name)) for name in ("leg_not", "hand_not")]
 #: The node's settling time: longer than it takes to read a view, so the three views make one report.
 SETTLE_SECONDS = 4
-#: The account the node signs in with to Orthanc's DICOMweb.
-USER, PASSWORD = "fracture-node", "s3cret-for-tests"
-
-
-@dataclass(frozen=True)
-class Orthanc:
-    """A running Orthanc: its REST URL, its DICOM port and the Authorization header it wants, if any."""
-
-    url: str
-    dicom_port: int
-    authorization: str | None = None
-
-    def rest(self, path: str, data: bytes | dict | None = None) -> dict | list | bytes:
-        """Call Orthanc's REST API; JSON answers are parsed."""
-        body = json.dumps(data).encode() if isinstance(data, dict) else data
-        request = urllib.request.Request(self.url + path, data=body, method="GET" if body is None else "POST")
-        if self.authorization:
-            request.add_header("Authorization", self.authorization)
-        with urllib.request.urlopen(request, timeout=60) as response:
-            content = response.read()
-            return json.loads(content) if response.headers.get_content_type() == "application/json" else content
-
-
-def wait_for(check, what: str, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if result:
-                return result
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.5)
-
-
-@contextmanager
-def running(command: list[str], log: Path, env: dict[str, str] | None = None):
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        try:
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-@contextmanager
-def orthanc(tmp_path: Path, node_port: int, dicomweb: bool = False):
-    """Orthanc on free loopback ports with the node registered as a modality; with ``dicomweb``, its
-    DICOMweb plugin on and a user account required for the REST and DICOMweb APIs."""
-    http_port, dicom_port = free_port(), free_port()
-    config = {"Name": "fracture-test", "StorageDirectory": str(tmp_path / "storage"),
-              "IndexDirectory": str(tmp_path / "storage"), "HttpPort": http_port, "DicomPort": dicom_port,
-              "DicomAet": ORTHANC_AE, "RemoteAccessAllowed": False, "AuthenticationEnabled": dicomweb,
-              "Plugins": [str(DICOMWEB_PLUGIN)] if dicomweb else [], "DicomAlwaysAllowStore": True, "StableAge": 1,
-              "OverwriteInstances": True,  # a re-issued report (same SOP Instance UID) replaces the earlier one
-              "DicomModalities": {"fracture": [NODE_AE, "127.0.0.1", node_port]}}
-    authorization = None
-    if dicomweb:
-        config |= {"DicomWeb": {"Enable": True, "Root": "/dicom-web/"}, "RegisteredUsers": {USER: PASSWORD}}
-        authorization = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    path = tmp_path / "orthanc.json"
-    path.write_text(json.dumps(config))
-    server = Orthanc(f"http://127.0.0.1:{http_port}", dicom_port, authorization)
-    with running([ORTHANC, str(path)], tmp_path / "orthanc.log") as process:
-        wait_for(lambda: process.poll() is None and server.rest("/system"), "Orthanc to start")
-        yield server
-
-
-@contextmanager
-def node(tmp_path: Path, pacs: Orthanc, node_port: int, destination: dict[str, str]):
-    """The DICOM node on ``node_port``, sending results to ``destination``; yields its log file once
-    it answers Orthanc's "test connection" (C-ECHO)."""
-    env = os.environ | {"FRACTURE_MODEL_DIR": str(MODEL_DIR), "FRACTURE_DICOM_AE_TITLE": NODE_AE,
-                        "FRACTURE_DICOM_BIND": "127.0.0.1", "FRACTURE_DICOM_PORT": str(node_port),
-                        "FRACTURE_DICOM_QUEUE_DIR": str(tmp_path / "queue"),
-                        "FRACTURE_DICOM_SETTLE_SECONDS": str(SETTLE_SECONDS)} | destination
-    log = tmp_path / "node.log"
-    with running([sys.executable, "-m", "fracture_web.dicom_node"], log, env) as process:
-        wait_for(lambda: process.poll() is None and pacs.rest("/modalities/fracture/echo", {}) is not None,
-                 "the node to answer C-ECHO")
-        yield log
+SETTLED = {"FRACTURE_DICOM_SETTLE_SECONDS": str(SETTLE_SECONDS)}
 
 
 @pytest.fixture(scope="module")
 def shipped_model() -> FractureModel:
-    return FractureModel(MODEL_DIR)
+    return FractureModel(SHIPPED_MODEL)
 
 
 def radiograph(path: Path):
@@ -190,7 +89,7 @@ def test_orthanc_sends_a_three_view_study_and_gets_three_scs_and_one_study_repor
     with orthanc(tmp_path, node_port) as pacs:
         destination = {"FRACTURE_DICOM_DEST_HOST": "127.0.0.1", "FRACTURE_DICOM_DEST_PORT": str(pacs.dicom_port),
                        "FRACTURE_DICOM_DEST_AE_TITLE": ORTHANC_AE}
-        with node(tmp_path, pacs, node_port, destination) as node_log:
+        with node(tmp_path, pacs, node_port, destination | SETTLED) as node_log:
             study = send_to_node(pacs, sources)
             found = results_in(pacs, study, scs=3)
         log_text = node_log.read_text()
@@ -213,7 +112,7 @@ def test_the_node_delivers_by_dicomweb_stow_rs_signed_in(tmp_path, shipped_model
     with orthanc(tmp_path, node_port, dicomweb=True) as pacs:
         destination = {"FRACTURE_DICOMWEB_URL": f"{pacs.url}/dicom-web", "FRACTURE_DICOMWEB_USER": USER,
                        "FRACTURE_DICOMWEB_PASSWORD": PASSWORD}  # and no C-STORE destination at all
-        with node(tmp_path, pacs, node_port, destination) as node_log:
+        with node(tmp_path, pacs, node_port, destination | SETTLED) as node_log:
             study = send_to_node(pacs, [source])
             found = results_in(pacs, study, scs=1)
             origins = {pacs.rest(f"/instances/{uid}/metadata/Origin").decode()

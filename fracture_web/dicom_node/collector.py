@@ -75,9 +75,7 @@ class StudyCollector:
     def add(self, source: Dataset, analysis: Analysis, results: Sequence[Dataset]) -> None:
         """Keep a received image's reading and its results on disk; returns once they are written."""
         reading = Reading.of(source, analysis, self.clock())
-        p = analysis.prediction
-        key = _hash(source.StudyInstanceUID, p.model_version, p.operating_point)
-        image = _hash(source.SOPInstanceUID)
+        key, image = study_key(reading), hashed(source.SOPInstanceUID)
         with self._lock:
             study = private_folder(self.folder / key)
             for n, ds in enumerate(results):  # results first: a reading without them would never be reported
@@ -120,7 +118,14 @@ class StudyCollector:
         return tuple(sorted(readings, key=lambda r: (r.received, str(r.source.SOPInstanceUID))))
 
 
-def _hash(*parts: str) -> str:
+def study_key(reading: Reading) -> str:
+    """The name a study's results go under: its Study Instance UID, model version and operating point
+    (the three the report's UIDs derive from), hashed."""
+    p = reading.analysis.prediction
+    return hashed(reading.source.StudyInstanceUID, p.model_version, p.operating_point)
+
+
+def hashed(*parts: str) -> str:
     """A file name for these values that reveals none of them."""
     return hashlib.sha256("\0".join(str(part) for part in parts).encode()).hexdigest()[:40]
 

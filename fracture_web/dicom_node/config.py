@@ -3,7 +3,9 @@
 ``FRACTURE_TFLITE_FILE`` and ``FRACTURE_THREADS``). Read once, by :func:`from_environment`.
 
 Results go by C-STORE to ``FRACTURE_DICOM_DEST_*``, or by DICOMweb STOW-RS when
-``FRACTURE_DICOMWEB_URL`` is set (then the C-STORE destination is not needed).
+``FRACTURE_DICOMWEB_URL`` is set (then the C-STORE destination is not needed). With
+``FRACTURE_BROKER_URL`` (``redis://HOST:PORT/N``) the node only receives and Celery workers on any
+number of hosts analyse and send (:mod:`fracture_web.dicom_node.tasks`); every host reads the same settings.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from ..config import DEFAULT_BACKEND, DEFAULT_TFLITE_FILE, defaults
 
 PREFIX = "FRACTURE_DICOM_"
 WEB_PREFIX = "FRACTURE_DICOMWEB_"
+BROKER_PREFIX = "FRACTURE_BROKER_"
 
 
 class NodeConfigError(ValueError):
@@ -53,6 +56,8 @@ class NodeConfig:
     backend: str = DEFAULT_BACKEND  # "litert" serves the .tflite file, as the web app does
     tflite_file: str = DEFAULT_TFLITE_FILE
     threads: int | None = None  # cores one image may use; None = all
+    broker_url: str | None = field(default=None, repr=False)  # Redis for the workers; None = one box
+    visibility_timeout: float = 3600.0  # seconds before a task a dead worker held runs again elsewhere
 
     @property
     def studies_dir(self) -> Path:
@@ -71,7 +76,7 @@ def from_environment(env: Mapping[str, str]) -> NodeConfig:
         raise NodeConfigError(f"Set {' and '.join(missing)} (the PACS that receives the results), "
                               f"or {WEB_PREFIX}URL to send them by DICOMweb.")
     try:
-        return NodeConfig(
+        config = NodeConfig(
             dest_host=get("DEST_HOST", ""), dest_ae_title=get("DEST_AE_TITLE", ""),
             dest_port=int(get("DEST_PORT", 104)), dicomweb=dicomweb,
             ae_title=get("AE_TITLE", NodeConfig.ae_title), bind=get("BIND", NodeConfig.bind),
@@ -85,9 +90,23 @@ def from_environment(env: Mapping[str, str]) -> NodeConfig:
             operating_point=env.get("FRACTURE_OPERATING_POINT") or None,
             backend=env.get("FRACTURE_BACKEND") or NodeConfig.backend,
             tflite_file=env.get("FRACTURE_TFLITE_FILE") or NodeConfig.tflite_file,
-            threads=int(env["FRACTURE_THREADS"]) if env.get("FRACTURE_THREADS") else None)
+            threads=int(env["FRACTURE_THREADS"]) if env.get("FRACTURE_THREADS") else None,
+            broker_url=broker_url(env),
+            visibility_timeout=float(env.get(BROKER_PREFIX + "VISIBILITY_TIMEOUT") or NodeConfig.visibility_timeout))
     except ValueError as err:
         raise NodeConfigError(f"A {PREFIX}* number is malformed: {err}") from err
+    if config.broker_url and config.visibility_timeout <= max(config.settle_seconds, config.resend_interval):
+        raise NodeConfigError(f"{BROKER_PREFIX}VISIBILITY_TIMEOUT must be longer than {PREFIX}SETTLE_SECONDS and "
+                              f"{PREFIX}RESEND_INTERVAL: tasks wait that long in a worker before they run.")
+    return config
+
+
+def broker_url(env: Mapping[str, str]) -> str | None:
+    """``FRACTURE_BROKER_URL`` when set: a Redis URL (redis:// or rediss:// for TLS)."""
+    url = env.get(BROKER_PREFIX + "URL") or None
+    if url is not None and not url.startswith(("redis://", "rediss://")):
+        raise NodeConfigError(f"{BROKER_PREFIX}URL must start with redis:// or rediss://.")
+    return url
 
 
 def dicomweb_destination(env: Mapping[str, str]) -> DicomWebDestination | None:

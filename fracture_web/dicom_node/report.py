@@ -24,6 +24,7 @@ no Flask.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 
@@ -40,6 +41,9 @@ from ..findings import Finding
 from ..study import StudyVerdict, combine
 from .header import (MANUFACTURER, MODEL_NAME, NOT_FOR_DIAGNOSIS, SCHEME, identity, result_uid,
                      study_result_uid)
+from .readings import Reading
+
+log = logging.getLogger(__name__)
 
 SR_SERIES_NUMBER = 9002
 FRACTURE = Code("72704001", "SCT", "Fracture")
@@ -80,6 +84,15 @@ def measurement_report(images: Sequence[tuple[Dataset, Analysis]], now: datetime
         coding_schemes=[CodingSchemeIdentificationItem(SCHEME, name="fracture-web result concepts")])
     sr.InstanceCreationDate, sr.InstanceCreationTime = sr.ContentDate, sr.ContentTime
     return sr
+
+
+def study_report(readings: Sequence[Reading], now: datetime) -> hd.sr.ComprehensiveSR:
+    """The report over a study's readings (in order of arrival); logs the study's verdict (no patient data)."""
+    images = [(reading.source, reading.analysis) for reading in readings]
+    verdict = combine([analysis.prediction for _source, analysis in images])
+    log.info("reporting a study of %d image(s): %s, probability %.3f", verdict.views, verdict.label,
+             verdict.probability)
+    return measurement_report(images, now)
 
 
 def observation_context(model_version: str) -> hd.sr.ObservationContext:

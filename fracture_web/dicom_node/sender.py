@@ -17,6 +17,7 @@ from pydicom.uid import (BasicTextSRStorage, ComprehensiveSRStorage, ExplicitVRL
                          SecondaryCaptureImageStorage)
 from pynetdicom import AE
 
+from ..metrics import record_send_failure
 from .config import NodeConfig
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,9 @@ SOP_CLASSES = (SecondaryCaptureImageStorage, ComprehensiveSRStorage, BasicTextSR
 class Sender(ABC):
     """Sends result datasets to the configured destination, retrying with doubling delays."""
 
+    #: How results travel, as the send-failure metric names it.
+    kind = "unknown"
+
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
 
@@ -40,6 +44,7 @@ class Sender(ABC):
             problem = self.send_once(datasets)
             if problem is None:
                 return True
+            record_send_failure(self.kind)
             delay = self.config.retry_delay * 2 ** (attempt - 1)
             more = f"; retrying in {delay:g} s" if attempt < tries else ""
             log.warning("sending to %s failed (try %d of %d): %s%s", self.destination, attempt, tries, problem, more)
@@ -59,6 +64,8 @@ class Sender(ABC):
 
 class CStoreSender(Sender):
     """C-STORE to the destination PACS (``FRACTURE_DICOM_DEST_*``), one association per attempt."""
+
+    kind = "c_store"
 
     def __init__(self, config: NodeConfig) -> None:
         super().__init__(config)

@@ -25,6 +25,8 @@ TIMEOUT = (10, 60)
 class StowSender(Sender):
     """Stores results on a DICOMweb server by STOW-RS."""
 
+    kind = "stow_rs"
+
     def __init__(self, config: NodeConfig) -> None:
         super().__init__(config)
         web = config.dicomweb

@@ -1,0 +1,44 @@
+"""The node with a broker (``FRACTURE_BROKER_URL``): it only receives. Each radiograph becomes an
+*analyse* task in Redis (:mod:`fracture_web.dicom_node.tasks`) before the C-STORE is answered with
+success; the workers do the rest. When Redis cannot take the task, the C-STORE is refused (out of
+resources) so that the sender keeps the image and tries again."""
+from __future__ import annotations
+
+import logging
+import time
+from urllib.parse import urlsplit
+
+from kombu.exceptions import OperationalError
+from pydicom import Dataset
+
+from .config import NodeConfig
+from .scp import OUT_OF_RESOURCES, SUCCESS, StorageServer
+from .tasks import ANALYSE, broker_client, celery_app, encode, watch_queue
+
+log = logging.getLogger(__name__)
+#: How hard to try to hand a task to Redis before refusing the C-STORE (Celery's publish retry policy).
+PUBLISH_RETRY = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 1.0}
+
+
+class BrokerNode(StorageServer):
+    """An association server that queues each radiograph for the workers."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        super().__init__(config)
+        self.app = celery_app(config)
+        self.redis = broker_client(config)
+
+    def receive(self, source: Dataset, data: bytes) -> int:
+        """Queue the radiograph's DICOM file for analysis; answer success once Redis holds it."""
+        try:
+            self.app.send_task(ANALYSE, args=[encode(data), time.time()], retry=True, retry_policy=PUBLISH_RETRY)
+        except OperationalError as err:
+            log.error("cannot queue a received radiograph, refused for the sender to retry: %s", err)
+            return OUT_OF_RESOURCES
+        watch_queue(self.redis)
+        return SUCCESS
+
+    @property
+    def destination(self) -> str:
+        parts = urlsplit(self.config.broker_url)  # never the password
+        return f"the workers, through Redis at {parts.hostname}:{parts.port or 6379}{parts.path}"

@@ -1,0 +1,86 @@
+"""What every kind of node shares: the Storage SCP that accepts any storage object, checks that a
+radiograph names its study, series and instance, and hands it on (:meth:`StorageServer.receive`);
+and the reading of one radiograph as the node's results need it.
+
+Anything that is not a radiograph is accepted and ignored (logged). Nothing about the patient is
+logged: only the SOP class, verdicts and probabilities.
+"""
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+
+from pydicom import Dataset
+from pydicom.uid import UID, ComputedRadiographyImageStorage, DigitalXRayImageStorageForPresentation
+from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification
+
+from ..analysis import Analysis, analyse
+from ..inference import FractureModel
+from ..pixels import InvalidImageError
+from .config import NodeConfig
+
+log = logging.getLogger(__name__)
+
+#: SOP classes the node analyses; "for processing" DX images are raw detector data, not for reading.
+RADIOGRAPH_SOP_CLASSES = frozenset({ComputedRadiographyImageStorage, DigitalXRayImageStorageForPresentation})
+#: What a radiograph must name to be filed with its study.
+IDENTITY = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
+#: Longest side of the Secondary Capture image.
+DISPLAY_MAX_SIDE = 1024
+SUCCESS, OUT_OF_RESOURCES, CANNOT_UNDERSTAND = 0x0000, 0xA700, 0xC000
+
+
+def read_radiograph(data: bytes, model: FractureModel, operating_point: str | None) -> Analysis:
+    """The app's analysis of one DICOM file, with display images for the Secondary Capture."""
+    analysis = analyse(data, model, operating_point, display_max_side=DISPLAY_MAX_SIDE)
+    p = analysis.prediction
+    log.info("analysed a radiograph: %s, probability %.3f (%s)", p.label, p.probability, p.operating_point)
+    return analysis
+
+
+class StorageServer(ABC):
+    """An association server for any storage object and C-ECHO; radiographs go to :meth:`receive`."""
+
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self._server = None
+
+    def start(self) -> None:
+        """Listen for associations."""
+        ae = AE(ae_title=self.config.ae_title)
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
+        ae.add_supported_context(Verification)  # C-ECHO, for the PACS's "test connection"
+        self._server = ae.start_server((self.config.bind, self.config.port), block=False,
+                                       evt_handlers=[(evt.EVT_C_STORE, self.handle_store)])
+
+    def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.shutdown()
+
+    def handle_store(self, event: evt.Event) -> int:
+        """One received instance: hand it on if it is a radiograph, else accept and ignore it."""
+        sop_class = UID(event.request.AffectedSOPClassUID)
+        if sop_class not in RADIOGRAPH_SOP_CLASSES:
+            log.info("ignored a %s instance: not a radiograph", sop_class.name)
+            return SUCCESS
+        source = event.dataset
+        try:
+            if missing := [keyword for keyword in IDENTITY if not source.get(keyword)]:
+                raise InvalidImageError(f"it has no {' or '.join(missing)}")
+            return self.receive(source, event.encoded_dataset())
+        except InvalidImageError as err:
+            log.warning("received a %s that cannot be analysed: %s", sop_class.name, err)
+            return CANNOT_UNDERSTAND
+
+    @abstractmethod
+    def receive(self, source: Dataset, data: bytes) -> int:
+        """Keep one radiograph (its dataset and its DICOM file) durably; the C-STORE status to answer
+        (raises :class:`InvalidImageError` for one that cannot be analysed)."""
+
+    @property
+    @abstractmethod
+    def destination(self) -> str:
+        """Where results go, for the log."""

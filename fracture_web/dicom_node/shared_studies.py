@@ -1,0 +1,65 @@
+"""The readings of each study in Redis, shared by every worker: whichever worker read an image, any
+worker can tell when its study has settled and report it with every image read so far.
+
+Per study (named as on disk: a hash of Study Instance UID, model version and operating point)::
+
+    fracture:study:<key>           hash: image (hashed SOP Instance UID) -> its reading (JSON, no pixels)
+    fracture:study:<key>:grew      when the study last got a reading, by Redis's clock (one clock for all hosts)
+    fracture:study:<key>:reported  how many readings the latest report covers
+
+Each reading schedules a check ``settle_seconds`` later (a delayed Celery task); the check finds the
+study *due* when it has not grown since and has readings no report covers yet, so of several
+checks only the one after the last image reports, and a late image re-issues the report (same UID:
+it replaces the earlier one). A report's count lets the sender drop a report that a newer one has
+replaced while it waited for a retry. Everything expires ``keep_seconds`` after the study last grew.
+"""
+from __future__ import annotations
+
+from redis import Redis
+
+from .collector import hashed, study_key
+from .readings import Reading
+
+PREFIX = "fracture:study:"
+
+
+class SharedStudies:
+    """Studies being read by the workers, in Redis."""
+
+    def __init__(self, client: Redis, keep_seconds: float) -> None:
+        self.client, self.keep = client, max(1, int(keep_seconds))
+
+    def now(self) -> float:
+        """Redis's clock, in seconds since the epoch."""
+        seconds, microseconds = self.client.time()
+        return seconds + microseconds / 1e6
+
+    def add(self, reading: Reading) -> str:
+        """Keep one image's reading with its study; returns the study's key."""
+        key = study_key(reading)
+        with self.client.pipeline() as pipe:  # MULTI/EXEC: the reading and the time it grew, together
+            pipe.hset(PREFIX + key, hashed(reading.source.SOPInstanceUID), reading.to_json())
+            pipe.set(PREFIX + key + ":grew", repr(self.now()))
+            for suffix in ("", ":grew", ":reported"):
+                pipe.expire(PREFIX + key + suffix, self.keep)
+            pipe.execute()
+        return key
+
+    def due(self, key: str, settle_seconds: float) -> tuple[Reading, ...] | None:
+        """The study's readings (in order of arrival) when it has settled with readings no report
+        covers yet; else None."""
+        with self.client.pipeline() as pipe:
+            grew, reported, stored = pipe.get(PREFIX + key + ":grew").get(PREFIX + key + ":reported") \
+                .hvals(PREFIX + key).execute()
+        if grew is None or self.now() - float(grew) < settle_seconds or len(stored) == int(reported or 0):
+            return None
+        readings = (Reading.from_json(text) for text in stored)
+        return tuple(sorted(readings, key=lambda r: (r.received, str(r.source.SOPInstanceUID))))
+
+    def reporting(self, key: str, count: int) -> None:
+        """The study's report over ``count`` readings is on its way."""
+        self.client.set(PREFIX + key + ":reported", count, ex=self.keep)
+
+    def superseded(self, key: str, count: int) -> bool:
+        """Whether a report over more readings than ``count`` has been made since."""
+        return int(self.client.get(PREFIX + key + ":reported") or 0) > count

@@ -1,0 +1,101 @@
+"""Re-read an archive: every file under a folder (DICOM or images, recursively) -> one CSV row each.
+
+    python scripts/reread.py --folder DIR --out results.csv [--model model/] [--operating-point NAME]
+                             [--backend tensorflow|litert] [--broker redis://HOST:PORT/N] [--window 32]
+
+Resumable: rows are written as results come, and a second run skips the files already in the CSV.
+With a broker (``--broker`` or ``FRACTURE_BROKER_URL``) the files go to the DICOM node's workers
+(``python -m fracture_web.dicom_node.worker``, on any number of hosts) and their rows come back;
+at most ``--window`` files travel at once. Without one, this process reads them with the model.
+A progress bar on stderr; exits 1 if any file could not be analysed (its row says why).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from tqdm import tqdm
+
+from fracture_web.config import defaults
+from fracture_web.dicom_node.archive import CsvRows, pending, result_row
+from fracture_web.dicom_node.config import NodeConfig
+from fracture_web.inference import ModelLoadError, UnknownOperatingPointError, load_model
+from fracture_web.runtimes import BACKENDS
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line's options."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--folder", type=Path, required=True, help="the archive: read recursively")
+    parser.add_argument("--out", type=Path, required=True, help="the CSV; rows are appended, done files skipped")
+    parser.add_argument("--model", type=Path, default=Path(defaults()["MODEL_DIR"]), help="model directory")
+    parser.add_argument("--operating-point", help="e.g. balanced or high_sensitivity (default: the model's)")
+    parser.add_argument("--backend", choices=BACKENDS,
+                        default=os.environ.get("FRACTURE_BACKEND", defaults()["BACKEND"]))
+    parser.add_argument("--broker", default=os.environ.get("FRACTURE_BROKER_URL"),
+                        help="Redis URL of the workers (default: $FRACTURE_BROKER_URL); none = read here")
+    parser.add_argument("--window", type=int, default=32, help="files in flight at once with a broker")
+    return parser.parse_args(argv)
+
+
+def read_here(args: argparse.Namespace, names: list[str]) -> Iterator[dict]:
+    """The rows, read in this process with the model."""
+    model = load_model(args.model, backend=args.backend)
+    model.resolve(args.operating_point)
+    for name in names:
+        yield result_row(name, (args.folder / name).read_bytes(), model, args.operating_point)
+
+
+def read_by_workers(args: argparse.Namespace, names: list[str]) -> Iterator[dict]:
+    """The rows, read by the workers: each file travels in its task, so workers need no shared folder."""
+    from fracture_web.dicom_node.tasks import READ_FILE, celery_app, encode  # only with a broker
+
+    app = celery_app(NodeConfig(broker_url=args.broker))
+    in_flight: deque = deque()
+    for name in names:
+        in_flight.append(app.send_task(READ_FILE, args=[name, encode((args.folder / name).read_bytes()),
+                                                        args.operating_point]))
+        if len(in_flight) >= args.window:
+            yield in_flight.popleft().get()
+    while in_flight:
+        yield in_flight.popleft().get()
+
+
+def write(rows: Iterable[dict], out: Path, total: int, progress: Callable = tqdm) -> int:
+    """Append the rows to the CSV under a progress bar; the number of files that could not be analysed."""
+    csv_rows, failures = CsvRows(out), 0
+    try:
+        for row in progress(rows, total=total, unit="file", file=sys.stderr):
+            csv_rows.write(row)
+            failures += bool(row.get("error"))
+    finally:
+        csv_rows.close()
+    return failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    """1 when any file could not be analysed, 2 when the model or the folder cannot be used."""
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if not args.folder.is_dir():
+        print(f"error: {args.folder} is not a folder", file=sys.stderr)
+        return 2
+    names = pending(args.folder, args.out)
+    print(f"{len(names)} file(s) to read ({'workers at ' + args.broker.split('@')[-1] if args.broker else 'here'})",
+          file=sys.stderr)
+    try:
+        rows = (read_by_workers if args.broker else read_here)(args, names)
+        failures = write(rows, args.out, len(names))
+    except (ModelLoadError, UnknownOperatingPointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+"""Real services the DICOM tests start on loopback and clean up: Orthanc (a PACS, the Debian package
+``orthanc``, with ``orthanc-dicomweb`` for its DICOMweb plugin), redis-server (Debian's, the broker of
+the node's workers), and the node and its workers as ``python -m`` processes, as in production."""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import Dataset
+from pydicom.uid import ExplicitVRLittleEndian
+from pynetdicom import AE
+from redis import Redis, RedisError
+
+from fracture_web.local_server import free_port
+
+from helpers import ROOT
+
+ORTHANC = shutil.which("Orthanc") or shutil.which("Orthanc", path="/usr/sbin:/usr/local/sbin")
+REDIS = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/sbin:/usr/local/sbin")
+#: Orthanc's DICOMweb plugin, where the Debian package 'orthanc-dicomweb' puts it.
+DICOMWEB_PLUGIN = next((path for path in (Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so"),
+                                          *sorted(Path("/usr/lib/orthanc").glob("libOrthancDicomWeb.so*")))
+                        if path.exists()), None)
+NODE_AE, ORTHANC_AE = "FRACTURE_AI", "ORTHANC"
+SHIPPED_MODEL = ROOT / "model"
+#: The account the node signs in with to Orthanc's DICOMweb.
+USER, PASSWORD = "fracture-node", "s3cret-for-tests"
+
+
+@dataclass(frozen=True)
+class Orthanc:
+    """A running Orthanc: its REST URL, its DICOM port and the Authorization header it wants, if any."""
+
+    url: str
+    dicom_port: int
+    authorization: str | None = None
+
+    def rest(self, path: str, data: bytes | dict | None = None) -> dict | list | bytes:
+        """Call Orthanc's REST API; JSON answers are parsed."""
+        body = json.dumps(data).encode() if isinstance(data, dict) else data
+        request = urllib.request.Request(self.url + path, data=body, method="GET" if body is None else "POST")
+        if self.authorization:
+            request.add_header("Authorization", self.authorization)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            content = response.read()
+            return json.loads(content) if response.headers.get_content_type() == "application/json" else content
+
+
+def wait_for(check, what: str, timeout: float = 120.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            if result:
+                return result
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        time.sleep(0.5)
+
+
+@contextmanager
+def running(command: list[str], log: Path, env: dict[str, str] | None = None):
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+        try:
+            yield process
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextmanager
+def orthanc(tmp_path: Path, node_port: int, dicomweb: bool = False):
+    """Orthanc on free loopback ports with the node registered as a modality; with ``dicomweb``, its
+    DICOMweb plugin on and a user account required for the REST and DICOMweb APIs."""
+    http_port, dicom_port = free_port(), free_port()
+    config = {"Name": "fracture-test", "StorageDirectory": str(tmp_path / "storage"),
+              "IndexDirectory": str(tmp_path / "storage"), "HttpPort": http_port, "DicomPort": dicom_port,
+              "DicomAet": ORTHANC_AE, "RemoteAccessAllowed": False, "AuthenticationEnabled": dicomweb,
+              "Plugins": [str(DICOMWEB_PLUGIN)] if dicomweb else [], "DicomAlwaysAllowStore": True, "StableAge": 1,
+              "OverwriteInstances": True,  # a re-issued report (same SOP Instance UID) replaces the earlier one
+              "DicomModalities": {"fracture": [NODE_AE, "127.0.0.1", node_port]}}
+    authorization = None
+    if dicomweb:
+        config |= {"DicomWeb": {"Enable": True, "Root": "/dicom-web/"}, "RegisteredUsers": {USER: PASSWORD}}
+        authorization = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    path = tmp_path / "orthanc.json"
+    path.write_text(json.dumps(config))
+    server = Orthanc(f"http://127.0.0.1:{http_port}", dicom_port, authorization)
+    with running([ORTHANC, str(path)], tmp_path / "orthanc.log") as process:
+        wait_for(lambda: process.poll() is None and server.rest("/system"), "Orthanc to start")
+        yield server
+
+
+@contextmanager
+def node(tmp_path: Path, pacs: Orthanc, node_port: int, settings: dict[str, str]):
+    """The DICOM node on ``node_port`` with these settings (where results go, ...) and the shipped
+    model; yields its log file once it answers Orthanc's "test connection" (C-ECHO)."""
+    log = tmp_path / "node.log"
+    with running([sys.executable, "-m", "fracture_web.dicom_node"], log, node_env(tmp_path, node_port, settings)) \
+            as process:
+        wait_for(lambda: process.poll() is None and pacs.rest("/modalities/fracture/echo", {}) is not None,
+                 "the node to answer C-ECHO")
+        yield log
+
+
+
+
+def node_env(tmp_path: Path, node_port: int, settings: dict[str, str]) -> dict[str, str]:
+    """The environment of a node or worker process: the shipped model, loopback, a queue folder, ``settings``."""
+    return os.environ | {"FRACTURE_MODEL_DIR": str(SHIPPED_MODEL), "FRACTURE_DICOM_AE_TITLE": NODE_AE,
+                         "FRACTURE_DICOM_BIND": "127.0.0.1", "FRACTURE_DICOM_PORT": str(node_port),
+                         "FRACTURE_DICOM_QUEUE_DIR": str(tmp_path / "queue")} | settings
+
+
+@contextmanager
+def redis_server(folder: Path):
+    """Debian's redis-server on a free loopback port, its append-only file in ``folder`` (every write
+    on disk before it answers); yields its URL (database 0)."""
+    port = free_port()
+    command = [REDIS, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder), "--save", "",
+               "--appendonly", "yes", "--appendfsync", "always"]
+    with running(command, folder / "redis.log") as process:
+        client = Redis(port=port)
+
+        def answers() -> bool:
+            try:
+                return process.poll() is None and client.ping()
+            except RedisError:
+                return False
+
+        wait_for(answers, "redis-server to start", timeout=30)
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+def c_store_all(port: int, datasets: list[Dataset]) -> list[int]:
+    """Send the datasets to the node in one association, as a modality sends a burst; their statuses."""
+    ae = AE(ae_title="MODALITY")
+    for sop_class in {ds.SOPClassUID for ds in datasets}:
+        ae.add_requested_context(sop_class, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", port, ae_title=NODE_AE)
+    assert assoc.is_established
+    try:
+        return [assoc.send_c_store(ds).Status for ds in datasets]
+    finally:
+        assoc.release()
+
+
+def results_by_modality(pacs: Orthanc) -> dict[str, list[str]]:
+    """Orthanc's instance IDs by series modality (DX, OT for Secondary Captures, SR)."""
+    found: dict[str, list[str]] = {}
+    for series in pacs.rest("/series?expand"):
+        found.setdefault(series["MainDicomTags"].get("Modality", ""), []).extend(series["Instances"])
+    return found

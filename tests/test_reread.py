@@ -1,0 +1,47 @@
+"""A night-time re-read of an archive: scripts/reread.py reads every file under a folder (images and
+DICOM, in subfolders) into a CSV, says which file it could not read, and on a second run reads only
+what the first did not (resumable). With workers, :mod:`test_dicom_broker` runs it over Redis."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import cv2
+
+from helpers import SAMPLES, run_script
+from dicom_files import PATIENT, radiograph_dataset, to_bytes
+
+
+def archive(folder: Path) -> Path:
+    """Two JPEG radiographs, a DICOM one in a subfolder and a file that is no image."""
+    (folder / "2025" / "11").mkdir(parents=True)
+    for path in SAMPLES[:2]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    gray = cv2.imread(str(SAMPLES[0]), cv2.IMREAD_GRAYSCALE)
+    (folder / "2025" / "11" / "hand.dcm").write_bytes(to_bytes(radiograph_dataset(gray)))
+    (folder / "2025" / "notes.txt").write_text("not an image")
+    return folder
+
+
+def rows(path: Path) -> list[dict]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_an_archive_is_read_into_a_csv_and_a_second_run_reads_only_what_is_new(tiny_model_dir, tmp_path):
+    folder, out = archive(tmp_path / "archive"), tmp_path / "results.csv"
+    first = run_script("reread.py", "--folder", str(folder), "--out", str(out), "--model", str(tiny_model_dir))
+    assert first.returncode == 1, first.stderr  # one file could not be analysed, and its row says why
+    by_file = {row["file"]: row for row in rows(out)}
+    assert sorted(by_file) == sorted([SAMPLES[0].name, SAMPLES[1].name, "2025/11/hand.dcm", "2025/notes.txt"])
+    assert by_file["2025/notes.txt"]["error"] and not by_file["2025/notes.txt"]["label"]
+    hand = by_file["2025/11/hand.dcm"]
+    assert hand["label"] in ("fractured", "not_fractured") and 0 <= float(hand["probability"]) <= 1
+    assert not hand["error"] and "4 file(s) to read" in first.stderr and "4/4" in first.stderr  # the progress bar
+    assert not any(value in out.read_text() + first.stderr for value in PATIENT.values())
+
+    (folder / "2025" / "late.jpg").write_bytes(SAMPLES[2].read_bytes())
+    second = run_script("reread.py", "--folder", str(folder), "--out", str(out), "--model", str(tiny_model_dir))
+    assert second.returncode == 0, second.stderr
+    assert "1 file(s) to read" in second.stderr
+    assert [row["file"] for row in rows(out)][4:] == ["2025/late.jpg"] and len(rows(out)) == 5
