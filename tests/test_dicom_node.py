@@ -438,3 +438,23 @@ def test_a_node_killed_mid_burst_without_a_broker_loses_nothing_it_acknowledged(
                               if ds.Modality == "OT"} == {view.SOPInstanceUID for view in views}, timeout=120)
     assert sorted(acknowledged) == sorted(view.SOPInstanceUID for view in views)
     assert any(ds.SOPClassUID == ComprehensiveSRStorage for ds in received)
+
+
+def test_each_radiograph_the_node_reads_is_counted_in_its_metrics_served_on_its_port(source, model):
+    from prometheus_client import REGISTRY
+
+    from fracture_web.dicom_node.scp import read_radiograph
+    from fracture_web.metrics import DriftMonitor
+
+    drift = DriftMonitor.for_model(model, 4)
+    before = {label: REGISTRY.get_sample_value("fracture_verdicts_total", {"label": label, "operating_point":
+                                                                           model.default_operating_point}) or 0
+              for label in model.labels}
+    prediction = read_radiograph(to_bytes(source), model, None, drift).prediction
+    after = REGISTRY.get_sample_value("fracture_verdicts_total", {"label": prediction.label,
+                                                                  "operating_point": prediction.operating_point})
+    assert after == before[prediction.label] + 1
+    assert REGISTRY.get_sample_value("fracture_fractured_share_recent") == float(prediction.fractured)
+    config = from_environment({"FRACTURE_DICOM_DEST_HOST": "pacs", "FRACTURE_DICOM_DEST_AE_TITLE": "PACS",
+                               "FRACTURE_DICOM_METRICS_PORT": "9101"})
+    assert config.metrics_port == 9101

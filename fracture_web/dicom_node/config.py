@@ -58,6 +58,7 @@ class NodeConfig:
     threads: int | None = None  # cores one image may use; None = all
     broker_url: str | None = field(default=None, repr=False)  # Redis for the workers; None = one box
     visibility_timeout: float = 3600.0  # seconds before a task a dead worker held runs again elsewhere
+    metrics_port: int | None = None  # serve this process's Prometheus metrics on this port; None = not
 
     @property
     def studies_dir(self) -> Path:
@@ -92,7 +93,8 @@ def from_environment(env: Mapping[str, str]) -> NodeConfig:
             tflite_file=env.get("FRACTURE_TFLITE_FILE") or NodeConfig.tflite_file,
             threads=int(env["FRACTURE_THREADS"]) if env.get("FRACTURE_THREADS") else None,
             broker_url=broker_url(env),
-            visibility_timeout=float(env.get(BROKER_PREFIX + "VISIBILITY_TIMEOUT") or NodeConfig.visibility_timeout))
+            visibility_timeout=float(env.get(BROKER_PREFIX + "VISIBILITY_TIMEOUT") or NodeConfig.visibility_timeout),
+            metrics_port=int(get("METRICS_PORT")) if get("METRICS_PORT") else None)
     except ValueError as err:
         raise NodeConfigError(f"A {PREFIX}* number is malformed: {err}") from err
     if config.broker_url and config.visibility_timeout <= max(config.settle_seconds, config.resend_interval):

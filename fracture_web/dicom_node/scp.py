@@ -16,7 +16,9 @@ from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
 
 from ..analysis import Analysis, analyse
+from ..config import defaults
 from ..inference import FractureModel
+from ..metrics import DriftMonitor, record_prediction
 from ..pixels import InvalidImageError
 from .config import NodeConfig
 
@@ -28,13 +30,18 @@ RADIOGRAPH_SOP_CLASSES = frozenset({ComputedRadiographyImageStorage, DigitalXRay
 IDENTITY = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 #: Longest side of the Secondary Capture image.
 DISPLAY_MAX_SIDE = 1024
+#: Images in a node's or worker's drift window: the web app's default (FRACTURE_METRICS_DRIFT_WINDOW).
+DRIFT_WINDOW = int(defaults()["METRICS_DRIFT_WINDOW"])
 SUCCESS, OUT_OF_RESOURCES, CANNOT_UNDERSTAND = 0x0000, 0xA700, 0xC000
 
 
-def read_radiograph(data: bytes, model: FractureModel, operating_point: str | None) -> Analysis:
-    """The app's analysis of one DICOM file, with display images for the Secondary Capture."""
+def read_radiograph(data: bytes, model: FractureModel, operating_point: str | None,
+                    drift: DriftMonitor | None = None) -> Analysis:
+    """The app's analysis of one DICOM file, with display images for the Secondary Capture; counted
+    in this process's metrics (verdict, out-of-scope warning, the ``drift`` window)."""
     analysis = analyse(data, model, operating_point, display_max_side=DISPLAY_MAX_SIDE)
     p = analysis.prediction
+    record_prediction(p, drift)
     log.info("analysed a radiograph: %s, probability %.3f (%s)", p.label, p.probability, p.operating_point)
     return analysis
 

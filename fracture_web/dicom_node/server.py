@@ -19,9 +19,11 @@ import threading
 import time
 from datetime import datetime, timedelta
 
+from prometheus_client import start_http_server
 from pydicom import Dataset
 
 from ..inference import FractureModel, ModelLoadError, UnknownOperatingPointError, load_model
+from ..metrics import DriftMonitor
 from .broker import BrokerNode
 from .collector import SettledStudy, StudyCollector
 from .config import NodeConfig, NodeConfigError, from_environment
@@ -29,7 +31,7 @@ from .destinations import sender_for
 from .outbox import Outbox
 from .report import study_report
 from .results import secondary_capture
-from .scp import OUT_OF_RESOURCES, SUCCESS, StorageServer, read_radiograph
+from .scp import DRIFT_WINDOW, OUT_OF_RESOURCES, SUCCESS, StorageServer, read_radiograph
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ class Node(StorageServer):
     def __init__(self, config: NodeConfig, model: FractureModel) -> None:
         super().__init__(config)
         self.model = model
+        self.drift = DriftMonitor.for_model(model, DRIFT_WINDOW)
         self.outbox = Outbox(config.queue_dir)
         self.collector = StudyCollector(config.studies_dir, config.settle_seconds,
                                         timedelta(days=config.keep_studies_days).total_seconds())
@@ -63,7 +66,7 @@ class Node(StorageServer):
 
     def receive(self, source: Dataset, data: bytes) -> int:
         """Analyse the radiograph and keep its reading and Secondary Capture on disk before answering."""
-        analysis = read_radiograph(data, self.model, self.config.operating_point)
+        analysis = read_radiograph(data, self.model, self.config.operating_point, self.drift)
         try:
             self.collector.add(source, analysis, [secondary_capture(source, analysis, datetime.now())])
         except OSError as err:
@@ -119,6 +122,8 @@ def main(env: dict[str, str] | None = None) -> int:
         config = from_environment(os.environ if env is None else env)
         node = BrokerNode(config) if config.broker_url else local_node(config)
         node.start()
+        if config.metrics_port:
+            start_http_server(config.metrics_port)  # the node's own metrics, for Prometheus to scrape
     except (NodeConfigError, ModelLoadError, UnknownOperatingPointError, OSError) as err:
         log.error("the DICOM node cannot start: %s", err)
         return 2

@@ -28,7 +28,7 @@ from pydicom import Dataset, dcmread
 from redis import Redis, RedisError
 
 from ..inference import FractureModel
-from ..metrics import record_queue_depth, record_send_failure
+from ..metrics import DriftMonitor, record_queue_depth, record_send_failure
 from ..pixels import InvalidImageError
 from .archive import result_row
 from .config import NodeConfig
@@ -58,6 +58,7 @@ class WorkerContext:
     model: FractureModel
     sender: Sender
     studies: SharedStudies
+    drift: DriftMonitor | None = None  # the share of fractured verdicts over this worker's recent images
 
 
 class NodeCelery(Celery):
@@ -96,7 +97,7 @@ def analyse(task: Task, data: str, received: float) -> None:
     """Read one received radiograph; queue its Secondary Capture and a check of its study."""
     context, raw = task.app.context, decode(data)
     try:
-        analysis = read_radiograph(raw, context.model, context.config.operating_point)
+        analysis = read_radiograph(raw, context.model, context.config.operating_point, context.drift)
     except InvalidImageError as err:
         log.warning("a received radiograph cannot be analysed: %s", err)
         return

@@ -16,10 +16,14 @@ from datetime import timedelta
 from celery import bootsteps
 from celery.worker.consumer import Consumer
 
+from prometheus_client import start_http_server
+
 from ..inference import ModelLoadError, UnknownOperatingPointError, load_model
+from ..metrics import DriftMonitor
 from .config import NodeConfig, NodeConfigError, from_environment
 from .destinations import sender_for
 from .shared_studies import SharedStudies
+from .scp import DRIFT_WINDOW
 from .tasks import NodeCelery, WorkerContext, broker_client, celery_app
 
 log = logging.getLogger(__name__)
@@ -53,7 +57,10 @@ def worker_app(config: NodeConfig) -> NodeCelery:
     app = celery_app(config)
     app.steps["consumer"].add(RestoreAbandoned)
     keep = timedelta(days=config.keep_studies_days).total_seconds()
-    app.context = WorkerContext(config, model, sender_for(config), SharedStudies(broker_client(config), keep))
+    app.context = WorkerContext(config, model, sender_for(config), SharedStudies(broker_client(config), keep),
+                                DriftMonitor.for_model(model, DRIFT_WINDOW))
+    if config.metrics_port:
+        start_http_server(config.metrics_port)  # this worker's own metrics, for Prometheus to scrape
     log.info("worker ready: model %s; results go to %s", model.version, app.context.sender.destination)
     return app
 
