@@ -17,9 +17,9 @@ def test_shipped_model_gives_sane_output_for_every_sample():
     assert model.input_size <= 384 and set(model.thresholds) >= {"balanced", "high_sensitivity"}
     batch = np.stack([preprocess(path.read_bytes(), model.input_size) for path in SAMPLES])
     probs, heatmaps = model.infer(batch)
-    side = model.input_size // 16  # the heatmap is the fracture map, at stride 16
+    side = model.input_size // model.metadata.get("map_stride", 16)  # the heatmap is the fracture map
     assert probs.shape == (len(SAMPLES),) and heatmaps.shape == (len(SAMPLES), side, side)
-    assert model.outputs(batch[:1])["cam"].shape == (1, side // 2, side // 2)
+    assert model.outputs(batch[:1])["cam"].shape == (1, model.input_size // 32, model.input_size // 32)
     assert np.all(np.isfinite(probs)) and np.all((probs >= 0) & (probs <= 1))
     assert np.all(np.isfinite(heatmaps)) and np.all((heatmaps >= 0) & (heatmaps <= 1))
     assert np.all(heatmaps.max(axis=(1, 2)) == 1.0)  # each map is scaled to its own peak

@@ -86,13 +86,15 @@ def export_model(checkpoint_dir: Path, out_dir: Path) -> dict:
     scope = Scope.load(checkpoint_dir / SCOPE)
     out_dir.mkdir(parents=True, exist_ok=True)
     export_savedmodel(network, summary["platt"], scope, out_dir)
-    metadata = build_metadata(summary, scope)
+    stride = summary["config"]["image_size"] // network.outputs[2].shape[1]
+    metadata = build_metadata(summary, scope, map_stride=stride)
     (out_dir / "metadata.json").write_text(to_json(metadata))
     return metadata
 
 
-def build_metadata(summary: dict, scope: Scope) -> dict:
-    """metadata.json: what the app and the model card read. Nothing here is typed by hand."""
+def build_metadata(summary: dict, scope: Scope, map_stride: int) -> dict:
+    """metadata.json: what the app and the model card read (``map_stride``: input pixels per cell of
+    the fracture map). Nothing here is typed by hand."""
     config, val = summary["config"], summary["validation"]
     stamp = summary["trained_at"].replace("-", "").replace(":", "")[:13]
     return {
@@ -103,7 +105,8 @@ def build_metadata(summary: dict, scope: Scope) -> dict:
         "outputs": {"probability": "calibrated P(fractured)",
                     "heatmap": "the fracture map scaled to a peak of 1 (what the page overlays)",
                     "cam": "class activation map of the fracture logit in [0, 1]",
-                    "fracture_map": "P(fracture in the cell) per cell of the input (stride 8)"},
+                    "fracture_map": f"P(fracture in the cell) per {map_stride}x{map_stride}-pixel cell of the input"},
+        "map_stride": map_stride,
         "operating_points": {name: val["operating_points"][name] for name in summary["thresholds"]},
         "default_operating_point": "balanced",
         "scope": {"threshold": scope.threshold,
