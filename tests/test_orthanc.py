@@ -37,7 +37,7 @@ from servers import (DICOMWEB_PLUGIN, ORTHANC, ORTHANC_AE, PASSWORD, SHIPPED_MOD
 
 pytestmark = pytest.mark.skipif(ORTHANC is None, reason="Orthanc is not installed and could not be installed here "
                                 "(make test installs the Debian package 'orthanc' when it runs as root with apt-get)")
-#: A radiograph on which the shipped model marks both a definite and a possible fracture.
+#: A fractured radiograph on which the shipped model marks at least one finding.
 LEG = next(path for path in SAMPLES if path.name.startswith("leg_fractured"))
 #: The study's other two views.
 OTHERS = [next(path for path in SAMPLES if path.name.startswith(name)) for name in ("leg_not", "hand_not")]
