@@ -93,6 +93,19 @@ def stop(process: subprocess.Popen, timeout: float = 60) -> None:
 
 
 @contextmanager
+def running_process(command: list[str], log: Path, env: Mapping[str, str] | None = None,
+                    timeout: float = 30) -> Iterator[subprocess.Popen]:
+    """A child process run from the project root, logging to ``log``, stopped (SIGTERM, then SIGKILL
+    after ``timeout`` seconds) on leaving: the servers the tests and the DICOM burst start."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=PROJECT_ROOT)
+        try:
+            yield process
+        finally:
+            stop(process, timeout)
+
+
+@contextmanager
 def running_gunicorn(env: Mapping[str, str] | None = None, log: Path | None = None,
                      timeout: float = 180) -> Iterator[Server]:
     """gunicorn on a free loopback port, yielded once ready and stopped afterwards."""

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from pydicom.uid import (DigitalXRayImageStorageForPresentation, ExplicitVRLittl
 from pynetdicom import AE, evt
 
 from fracture_web.config import defaults
-from fracture_web.local_server import free_port
+from fracture_web.local_server import free_port, running_process
 from fracture_web.runtimes import available_cores
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,21 +61,6 @@ def radiographs(count: int) -> list[Dataset]:
         ds.set_pixel_data(np.ascontiguousarray(images[i % len(images)]), "MONOCHROME2", 8)
         datasets.append(ds)
     return datasets
-
-
-@contextmanager
-def running(command: list[str], log: Path, env: dict[str, str] | None = None):
-    """A child process, logging to ``log``, stopped (SIGTERM, then SIGKILL) on leaving."""
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        try:
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
 
 
 @contextmanager
@@ -141,7 +125,7 @@ def one_round(args: argparse.Namespace, env: dict[str, str], folder: Path, worke
     threads = max(1, available_cores() // workers)
     with ExitStack() as stack:
         for n in range(workers):
-            stack.enter_context(running([sys.executable, "-m", "fracture_web.dicom_node.worker"],
+            stack.enter_context(running_process([sys.executable, "-m", "fracture_web.dicom_node.worker"],
                                         folder / f"worker-{workers}-{n}.log", env | {"FRACTURE_THREADS": str(threads)}))
         wait_until(lambda: sum("ready." in p.read_text() for p in folder.glob(f"worker-{workers}-*.log")) == workers,
                    300, "the workers to start")
@@ -170,9 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                             "FRACTURE_DICOM_DEST_HOST": "127.0.0.1", "FRACTURE_DICOM_DEST_PORT": str(dest_port),
                             "FRACTURE_DICOM_DEST_AE_TITLE": "DEST", "FRACTURE_DICOM_BIND": "127.0.0.1",
                             "FRACTURE_DICOM_PORT": str(node_port), "FRACTURE_DICOM_QUEUE_DIR": str(folder / "queue")}
-        with running([redis, "--bind", "127.0.0.1", "--port", str(redis_port), "--dir", temp, "--save", "",
+        with running_process([redis, "--bind", "127.0.0.1", "--port", str(redis_port), "--dir", temp, "--save", "",
                       "--appendonly", "yes"], folder / "redis.log"), \
-                running([sys.executable, "-m", "fracture_web.dicom_node"], folder / "node.log", env):
+                running_process([sys.executable, "-m", "fracture_web.dicom_node"], folder / "node.log", env):
             try:
                 wait_until(lambda: echo(node_port), 120, "the node to answer C-ECHO")
                 rounds = [one_round(args, env, folder, workers, arrivals) for workers in args.workers]

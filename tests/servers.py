@@ -7,7 +7,6 @@ import base64
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 import urllib.request
@@ -20,7 +19,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from redis import Redis, RedisError
 
-from fracture_web.local_server import free_port
+from fracture_web.local_server import free_port, running_process
 
 from helpers import ROOT
 
@@ -70,21 +69,6 @@ def wait_for(check, what: str, timeout: float = 120.0):
 
 
 @contextmanager
-def running(command: list[str], log: Path, env: dict[str, str] | None = None):
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        try:
-            yield process
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-@contextmanager
 def orthanc(tmp_path: Path, node_port: int, dicomweb: bool = False):
     """Orthanc on free loopback ports with the node registered as a modality; with ``dicomweb``, its
     DICOMweb plugin on and a user account required for the REST and DICOMweb APIs."""
@@ -102,7 +86,7 @@ def orthanc(tmp_path: Path, node_port: int, dicomweb: bool = False):
     path = tmp_path / "orthanc.json"
     path.write_text(json.dumps(config))
     server = Orthanc(f"http://127.0.0.1:{http_port}", dicom_port, authorization)
-    with running([ORTHANC, str(path)], tmp_path / "orthanc.log") as process:
+    with running_process([ORTHANC, str(path)], tmp_path / "orthanc.log") as process:
         wait_for(lambda: process.poll() is None and server.rest("/system"), "Orthanc to start")
         yield server
 
@@ -112,7 +96,7 @@ def node(tmp_path: Path, pacs: Orthanc, node_port: int, settings: dict[str, str]
     """The DICOM node on ``node_port`` with these settings (where results go, ...) and the shipped
     model; yields its log file once it answers Orthanc's "test connection" (C-ECHO)."""
     log = tmp_path / "node.log"
-    with running([sys.executable, "-m", "fracture_web.dicom_node"], log, node_env(tmp_path, node_port, settings)) \
+    with running_process([sys.executable, "-m", "fracture_web.dicom_node"], log, node_env(tmp_path, node_port, settings)) \
             as process:
         wait_for(lambda: process.poll() is None and pacs.rest("/modalities/fracture/echo", {}) is not None,
                  "the node to answer C-ECHO")
@@ -135,7 +119,7 @@ def redis_server(folder: Path):
     port = free_port()
     command = [REDIS, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder), "--save", "",
                "--appendonly", "yes", "--appendfsync", "always"]
-    with running(command, folder / "redis.log") as process:
+    with running_process(command, folder / "redis.log") as process:
         client = Redis(port=port)
 
         def answers() -> bool:

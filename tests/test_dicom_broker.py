@@ -23,12 +23,12 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 
-from fracture_web.local_server import free_port
+from fracture_web.local_server import free_port, running_process
 
 from dicom_files import PATIENT, radiograph_study
 from helpers import ROOT, SAMPLES, synthetic_xray
 from servers import (ORTHANC, ORTHANC_AE, REDIS, c_store_all, node, node_env, orthanc, redis_server,
-                     results_by_modality, running, wait_for)
+                     results_by_modality, wait_for)
 
 pytestmark = [
     pytest.mark.skipif(ORTHANC is None, reason="Orthanc is not installed and could not be installed here (make test "
@@ -48,7 +48,7 @@ def burst() -> list:
 
 
 def worker(tmp_path: Path, name: str, env: dict[str, str]):
-    return running([sys.executable, "-m", "fracture_web.dicom_node.worker"], tmp_path / f"{name}.log", env)
+    return running_process([sys.executable, "-m", "fracture_web.dicom_node.worker"], tmp_path / f"{name}.log", env)
 
 
 def tasks(log: Path, state: str, name: str = r"\w+") -> set[str]:

@@ -37,11 +37,10 @@ from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS, secondary_capture
 from fracture_web.dicom_node import worker
 from fracture_web.dicom_node.server import Node, sender_for
 from fracture_web.inference import FractureModel
-from fracture_web.local_server import free_port
+from fracture_web.local_server import free_port, running_process
 
 from dicom_files import PATIENT, analysis_of, radiograph_dataset, radiograph_study, to_bytes
 from helpers import synthetic_xray
-from servers import running
 
 
 @pytest.fixture(scope="module")
@@ -422,7 +421,7 @@ def test_a_node_killed_mid_burst_without_a_broker_loses_nothing_it_acknowledged(
     acknowledged: list = []
     command = [sys.executable, "-m", "fracture_web.dicom_node"]
     with storage_scp(dest_port) as received:
-        with running(command, tmp_path / "first.log", env) as first:
+        with running_process(command, tmp_path / "first.log", env) as first:
             wait_for(lambda: node_answers(node_port), timeout=120)
             burst = threading.Thread(target=send_until_refused, args=(node_port, views, acknowledged))
             burst.start()
@@ -430,7 +429,7 @@ def test_a_node_killed_mid_burst_without_a_broker_loses_nothing_it_acknowledged(
             os.kill(first.pid, signal.SIGKILL)  # mid-burst, with no warning
             burst.join(timeout=60)
         assert 3 <= len(acknowledged) < len(views)
-        with running(command, tmp_path / "second.log", env):
+        with running_process(command, tmp_path / "second.log", env):
             wait_for(lambda: node_answers(node_port), timeout=120)
             rest = [view for view in views if view.SOPInstanceUID not in acknowledged]
             send_until_refused(node_port, rest, acknowledged)  # the modality resends what was not acknowledged

@@ -108,13 +108,9 @@ def observation_context(model_version: str) -> hd.sr.ObservationContext:
 def study_group(source: Dataset, analysis: Analysis, verdict: StudyVerdict,
                 algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     """The study-level verdict, probability and threshold, citing no image, with the disclaimer and the rule."""
-    group = hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=study_result_uid(source, analysis, "study-assessment"),
-                                                     identifier=STUDY_ASSESSMENT),
-        algorithm_id=algorithm,
-        measurements=[hd.sr.Measurement(PROBABILITY, verdict.probability, codes.UCUM.NoUnits),
-                      hd.sr.Measurement(THRESHOLD, verdict.threshold, codes.UCUM.NoUnits)],
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(FRACTURE, present_or_absent(verdict.fractured))])
+    group = verdict_group(hd.sr.TrackingIdentifier(uid=study_result_uid(source, analysis, "study-assessment"),
+                                                   identifier=STUDY_ASSESSMENT),
+                          algorithm, verdict.probability, verdict.threshold, verdict.fractured)
     views = f"{verdict.views} view{'s' if verdict.views > 1 else ''}"
     return with_comments(group, DISCLAIMER, f"Study verdict from {views}: {STUDY_RULE}")
 
@@ -123,15 +119,24 @@ def image_group(source: Dataset, analysis: Analysis,
                 algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     """One image's verdict, probability and threshold, with the disclaimer and warnings as comments."""
     p = analysis.prediction
-    group = hd.sr.MeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=result_uid(source, analysis, "image-assessment"),
-                                                     identifier=IMAGE_ASSESSMENT),
-        algorithm_id=algorithm,
-        measurements=[hd.sr.Measurement(PROBABILITY, p.probability, codes.UCUM.NoUnits),
-                      hd.sr.Measurement(THRESHOLD, p.threshold, codes.UCUM.NoUnits)],
-        qualitative_evaluations=[hd.sr.QualitativeEvaluation(FRACTURE, present_or_absent(p.fractured))],
-        source_images=[hd.sr.SourceImageForMeasurementGroup(source.SOPClassUID, source.SOPInstanceUID)])
+    group = verdict_group(hd.sr.TrackingIdentifier(uid=result_uid(source, analysis, "image-assessment"),
+                                                   identifier=IMAGE_ASSESSMENT),
+                          algorithm, p.probability, p.threshold, p.fractured,
+                          [hd.sr.SourceImageForMeasurementGroup(source.SOPClassUID, source.SOPInstanceUID)])
     return with_comments(group, DISCLAIMER, *analysis.warnings)
+
+
+def verdict_group(tracking: hd.sr.TrackingIdentifier, algorithm: hd.sr.AlgorithmIdentification,
+                  probability: float, threshold: float, fractured: bool,
+                  source_images: list[hd.sr.SourceImageForMeasurementGroup] | None = None,
+                  ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """A verdict group (TID 1501): fracture present or absent, the probability and the threshold."""
+    return hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking, algorithm_id=algorithm,
+        measurements=[hd.sr.Measurement(PROBABILITY, probability, codes.UCUM.NoUnits),
+                      hd.sr.Measurement(THRESHOLD, threshold, codes.UCUM.NoUnits)],
+        qualitative_evaluations=[hd.sr.QualitativeEvaluation(FRACTURE, present_or_absent(fractured))],
+        source_images=source_images)
 
 
 def present_or_absent(fractured: bool) -> Code:

@@ -140,9 +140,10 @@ def write_validation_report(data_dir: Path, out_dir: Path, seed: int = 0) -> dic
     model = FractureModel(out_dir)
     evaluation = summarise(*score_records(val, model), model=model, data_dir=Path(data_dir), split="val")
     located = locate_records(evaluation.records, outlines_beside(data_dir), Path(data_dir), model, model.input_size)
-    model.metadata["findings"] = finding_levels_metadata(located, model)
+    model.finding_levels = choose_levels(located, model.thresholds[model.default_operating_point],
+                                         min(model.thresholds.values()))
+    model.metadata["findings"] = finding_levels_metadata(model)
     (out_dir / "metadata.json").write_text(to_json(model.metadata))
-    model = FractureModel(out_dir)
     add_site_tables(evaluation, model, Path(data_dir), located=located)
     log.info("robustness of the export on the validation split:\n%s", format_robustness(evaluation.report["robustness"]))
     (out_dir / "metrics.json").write_text(to_json(evaluation.report) + "\n")
@@ -152,10 +153,10 @@ def write_validation_report(data_dir: Path, out_dir: Path, seed: int = 0) -> dic
     return evaluation.report
 
 
-def finding_levels_metadata(located: list, model: FractureModel) -> dict:
-    """metadata.json's ``findings``: the definite and possible thresholds chosen on the validation
-    split at the default operating point, and the rule they were chosen by."""
-    levels = choose_levels(located, model.thresholds[model.default_operating_point], min(model.thresholds.values()))
+def finding_levels_metadata(model: FractureModel) -> dict:
+    """metadata.json's ``findings``: the model's definite and possible thresholds (chosen on the
+    validation split at the default operating point) and the rule they were chosen by."""
+    levels = model.finding_levels
     log.info("finding thresholds: definite %.2f, possible %.2f", levels.definite, levels.possible)
     return {"definite": levels.definite, "possible": levels.possible,
             "rule": (f"chosen on the validation split at the {model.default_operating_point} operating point: the "
