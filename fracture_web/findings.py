@@ -25,6 +25,7 @@ Pure numpy and OpenCV; no Flask, no TensorFlow.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -92,32 +93,36 @@ def candidates(fracture_map: np.ndarray, input_size: int) -> list[tuple[float, B
     """Scored boxes over the model input (pixels of the square input), highest first, after NMS."""
     side = max(1, input_size // FINE_STRIDE)
     fine = cv2.resize(np.asarray(fracture_map, np.float32), (side, side), interpolation=cv2.INTER_CUBIC)
-    fine = np.clip(fine, 0.0, 1.0)
+    return non_max_suppression(_peak_regions(np.clip(fine, 0.0, 1.0), input_size / side))
+
+
+def _peak_regions(fine: np.ndarray, scale: float) -> Iterator[tuple[float, Box]]:
+    """Each peak's score and box (``scale`` input pixels per cell), strongest first, made only as
+    they are asked for: NMS stops after a few, however many peaks a flat map has."""
     is_peak = (fine >= cv2.dilate(fine, np.ones((PEAK_WINDOW, PEAK_WINDOW), np.uint8))) & (fine > 0)
-    peaks = sorted(map(tuple, np.argwhere(is_peak)), key=lambda yx: -fine[yx])
+    ys, xs = np.nonzero(is_peak)
+    order = np.argsort(-fine[ys, xs], kind="stable")
     covered = np.zeros(fine.shape, bool)  # a peak inside a stronger peak's region belongs to it
-    scored, scale = [], input_size / side
-    for y, x in peaks:
+    for y, x in zip(ys[order], xs[order]):
         if covered[y, x]:
             continue
-        _, regions = cv2.connectedComponents((fine >= EXTENT * fine[y, x]).astype(np.uint8), connectivity=8)
-        region = regions == regions[y, x]
+        _, labels = cv2.connectedComponents((fine >= EXTENT * fine[y, x]).astype(np.uint8), connectivity=8)
+        region = labels == labels[y, x]
         covered |= region
-        ys, xs = np.nonzero(region)
-        scored.append((float(fine[y, x]), (xs.min() * scale, ys.min() * scale,
-                                           (xs.max() + 1) * scale, (ys.max() + 1) * scale)))
-    return non_max_suppression(scored)
+        rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
+        yield float(fine[y, x]), (cols[0] * scale, rows[0] * scale, (cols[-1] + 1) * scale, (rows[-1] + 1) * scale)
 
 
-def non_max_suppression(scored: list[tuple[float, Box]], iou: float = NMS_IOU,
+def non_max_suppression(scored: Iterable[tuple[float, Box]], iou: float = NMS_IOU,
                         limit: int = MAX_FINDINGS) -> list[tuple[float, Box]]:
-    """The highest-scored boxes, dropping any that overlaps a kept one by ``iou`` or more."""
+    """The first boxes of ``scored`` (highest score first) that overlap no box kept before them
+    by ``iou`` or more, at most ``limit``; reads no further than it needs."""
     kept: list[tuple[float, Box]] = []
-    for score, box in sorted(scored, key=lambda item: -item[0]):
+    for score, box in scored:
         if all(box_iou(box, other) < iou for _, other in kept):
             kept.append((score, box))
-        if len(kept) == limit:
-            break
+            if len(kept) == limit:
+                break
     return kept
 
 

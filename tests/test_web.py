@@ -121,6 +121,18 @@ def test_api_and_page_agree_with_the_model_called_directly(client, app, sample_b
     assert body["probability"] == pytest.approx(expected, abs=1e-5)
 
 
+def test_api_takes_the_file_as_the_request_body_too(client, sample_bytes):
+    # A PACS script or curl --data-binary sends the bytes themselves, with no form around them.
+    from_form = client.post("/api/v1/predict?heatmap=1", data=upload(sample_bytes)).get_json()
+    for content_type in ("image/jpeg", "application/octet-stream", "application/dicom"):
+        raw = client.post("/api/v1/predict?heatmap=1", data=sample_bytes, content_type=content_type)
+        assert raw.status_code == 200 and raw.get_json() == from_form, content_type
+    empty = client.post("/api/v1/predict", data=b"", content_type="application/dicom")
+    assert empty.status_code == 400 and "body is empty" in empty.get_json()["error"]
+    wrong = client.post("/api/v1/predict", data=b"not an image", content_type="image/png")
+    assert wrong.status_code == 400 and "not an image" in wrong.get_json()["error"]
+
+
 def test_file_format_comes_from_the_bytes_not_the_name(client, sample_bytes):
     body = client.post("/api/v1/predict", data=upload(sample_bytes, name="scan.txt")).get_json()
     assert "label" in body

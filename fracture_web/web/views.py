@@ -54,8 +54,19 @@ def _uploaded_files() -> list[bytes]:
     return [file.read() for file in files]
 
 
+#: Content types of a request whose body is the file itself (``curl --data-binary @x.dcm -H
+#: 'Content-Type: application/dicom'``): no multipart form to parse. The format is still read from the bytes.
+RAW_BODY_TYPES = frozenset({"application/dicom", "application/octet-stream"})
+
+
 def _one_upload() -> bytes:
-    """The bytes of the single uploaded file."""
+    """The bytes of the single uploaded file: the body itself for a raw upload (an ``image/*``
+    or ``RAW_BODY_TYPES`` content type), else the form field ``file``."""
+    if request.mimetype in RAW_BODY_TYPES or request.mimetype.startswith("image/"):
+        data = request.get_data()
+        if not data:
+            raise NoFileError("The request body is empty: send the image's bytes, or use the form field 'file'.")
+        return data
     uploads = _uploaded_files()
     if len(uploads) > 1:
         raise TooManyFilesError("Upload one image at a time here; send the views of one study to /api/v1/studies.")
@@ -153,7 +164,8 @@ def _base64(png: bytes) -> str:
 
 @bp.post("/api/v1/predict")
 def predict_api():
-    """Multipart ``file`` (any image or DICOM) -> JSON verdict; ``?heatmap=1`` adds the overlay as base64 PNG."""
+    """Multipart ``file``, or the file as the body (any image or DICOM) -> JSON verdict;
+    ``?heatmap=1`` adds the overlay as base64 PNG."""
     if not _api_token_ok():
         metrics.record_refusal("unauthorised")
         return jsonify(error=TOKEN_NEEDED), 401
