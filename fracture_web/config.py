@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-#: The runtime the model is served with unless ``BACKEND`` says otherwise.
-DEFAULT_BACKEND = "tensorflow"
+#: The runtime the model is served with unless ``BACKEND`` says otherwise: LiteRT where the model
+#: folder's .tflite file is a verified stand-in for its SavedModel, else TensorFlow (runtimes.resolve_backend).
+DEFAULT_BACKEND = "auto"
 #: The LiteRT file served by default, written by scripts/export_tflite.py beside the SavedModel.
 DEFAULT_TFLITE_FILE = "model_float32.tflite"
 
@@ -16,9 +17,10 @@ def defaults() -> dict:
     return {
         # Folder with the SavedModel and metadata.json.
         "MODEL_DIR": str(PROJECT_ROOT / "model"),
-        # Runtime: "tensorflow" (the SavedModel) or "litert" (a .tflite file, no TensorFlow needed).
+        # Runtime: "auto" (the .tflite file where its parity report vouches for it, else the SavedModel),
+        # "tensorflow" (the SavedModel) or "litert" (the .tflite file, no TensorFlow needed).
         "BACKEND": DEFAULT_BACKEND,
-        # The .tflite file in MODEL_DIR that the litert backend serves (scripts/export_tflite.py writes it).
+        # The .tflite file in MODEL_DIR that the litert and auto backends serve (training's export writes it).
         "TFLITE_FILE": DEFAULT_TFLITE_FILE,
         # Cores one image may use; None = every core this process may run on (latency first).
         "THREADS": None,

@@ -16,7 +16,8 @@ import numpy as np
 from .config import DEFAULT_BACKEND, DEFAULT_TFLITE_FILE
 from .findings import Finding, FindingLevels, locate
 from .probability import recalibrate
-from .runtimes import BACKENDS, ModelLoadError, Runner, available_cores, load_litert, load_savedmodel
+from .runtimes import (BACKENDS, ModelLoadError, Runner, available_cores, load_litert, load_savedmodel,
+                       resolve_backend)
 
 log = logging.getLogger(__name__)
 
@@ -83,16 +84,16 @@ def read_labels(metadata: dict) -> tuple[str, str]:
 class FractureModel:
     """A loaded model with its operating points; call :meth:`predict` with a model input.
 
-    ``backend`` is ``"tensorflow"`` (the SavedModel in ``model_dir``) or ``"litert"`` (the
-    ``tflite_file`` in ``model_dir``); ``threads`` is how many cores one image may use
-    (default: all this process may run on).
+    ``backend`` is ``"tensorflow"`` (the SavedModel in ``model_dir``), ``"litert"`` (the
+    ``tflite_file`` in ``model_dir``) or ``"auto"`` (LiteRT where that file is a verified stand-in
+    for the SavedModel, see :func:`fracture_web.runtimes.resolve_backend`); ``self.backend`` is the
+    one chosen. ``threads`` is how many cores one image may use (default: all this process may run on).
     """
 
     def __init__(self, model_dir: Path, default_operating_point: str | None = None, *,
                  backend: str = DEFAULT_BACKEND, tflite_file: str = DEFAULT_TFLITE_FILE,
                  threads: int | None = None) -> None:
         self.metadata = read_metadata(model_dir)
-        self.backend = backend
         try:
             self.input_size = int(self.metadata["input_size"])
             self.version = str(self.metadata["model_version"])
@@ -106,7 +107,10 @@ class FractureModel:
                                    if "findings" in self.metadata else None)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ModelLoadError(f"Model metadata in {model_dir} lacks or garbles {err}") from err
-        self._call_runtime = _load_runtime(Path(model_dir), backend, tflite_file, threads or available_cores())
+        if backend not in BACKENDS:
+            raise ModelLoadError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+        self.backend = resolve_backend(backend, Path(model_dir), tflite_file, self.version)
+        self._call_runtime = _load_runtime(Path(model_dir), self.backend, tflite_file, threads or available_cores())
         self.default_operating_point = self.resolve(default_operating_point or own_default)
 
     def resolve(self, operating_point: str | None) -> str:
@@ -189,9 +193,7 @@ def load_model(model_dir: Path | str, operating_point: str | None = None, *, bac
 
 
 def _load_runtime(model_dir: Path, backend: str, tflite_file: str, threads: int) -> Runner:
-    """The runtime's call for ``backend``; ``ModelLoadError`` when it cannot be loaded."""
-    if backend not in BACKENDS:
-        raise ModelLoadError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
+    """The runtime's call for ``backend`` (``tensorflow`` or ``litert``); ``ModelLoadError`` when it cannot be loaded."""
     if backend == "litert":
         path = model_dir / tflite_file
         if not path.is_file():

@@ -24,7 +24,7 @@ Measures:
     16-bit PNG, as an uncompressed 12-in-16-bit MONOCHROME1 DICOM, resized to 3000x2500 as a JPEG 2000
     DICOM and to 4000x4000 as a 16-bit DICOM (32 MB), with a typical 454x373 JPEG beside them. For
     each: the request's steps in-process, the end-to-end latency through HTTP with the heatmap (app on
-    gunicorn, TensorFlow backend; as a multipart form and as the raw request body) paired with the
+    gunicorn, its default backend; as a multipart form and as the raw request body) paired with the
     bare ``serving_default`` call, one plain library
     decode of the same file (OpenCV, or pydicom's ``pixel_array``), the ratio (e2e p50 - plain decode
     p50) / signature p50, and the peak memory Python allocates for one ``analyse()`` of it
@@ -49,6 +49,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+import urllib.request
 from collections.abc import Callable
 from http.client import HTTPConnection
 from importlib import metadata as importlib_metadata
@@ -128,7 +129,7 @@ def direct_signature(model_dir: Path) -> Callable[[np.ndarray], object]:
 def model_only(model_dir: Path, direct: Callable, inputs: list[np.ndarray], runs: int) -> dict:
     """Batch-1 latency with the heatmap: the signature called directly, then each of the app's runtimes."""
     results = {"savedmodel_direct": percentiles(time_calls(direct, inputs, runs))}
-    runtimes = {"app_tensorflow": {}, "app_litert_float32": {"backend": "litert"},
+    runtimes = {"app_tensorflow": {"backend": "tensorflow"}, "app_litert_float32": {"backend": "litert"},
                 "app_litert_float16": {"backend": "litert", "tflite_file": "model_float16.tflite"}}
     for name, options in runtimes.items():
         model = FractureModel(model_dir, **options)
@@ -285,14 +286,16 @@ def worker_memory_after_big_uploads(port: int, master_pid: int, big: bytes, smal
 
 
 def full_size_report(model_dir: Path, small: Path, runs: int, source: Path = FULL_SIZE_SOURCE) -> dict:
-    """The full-size cases on the app under gunicorn (TensorFlow backend), one server for all."""
+    """The full-size cases on the app under gunicorn with its default backend (``auto``), one server for all."""
     cases = full_size_cases(source, small)
     model, direct = FractureModel(model_dir), direct_signature(model_dir)
     port = local_server.free_port()
-    server = gunicorn_server("tensorflow")(port)
+    server = gunicorn_server("auto")(port)
     try:
         local_server.wait_ready(port, server)
-        report = {"source": str(source), "runs": runs, "cases": {
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
+            backend = json.loads(response.read())["backend"]
+        report = {"source": str(source), "runs": runs, "backend": f"auto ({backend})", "cases": {
             name: full_size_case(name, data, model, direct, port, runs) for name, data in cases.items()}}
         big, small_jpeg = cases[BIG_DICOM], next(iter(cases.values()))
         report["worker_memory"] = worker_memory_after_big_uploads(port, server.pid, big, small_jpeg)
@@ -432,7 +435,8 @@ def full_size_table(section: dict) -> list[str]:
     """The full-size part as plain-text lines."""
     if "skipped" in section:
         return [f"full-size cases skipped: {section['skipped']}"]
-    lines = [f"full-size uploads (from {Path(section['source']).name}; {section['runs']} runs each), ms p50:",
+    lines = [f"full-size uploads (from {Path(section['source']).name}; {section['runs']} runs each; backend "
+             f"{section.get('backend', 'tensorflow')}), ms p50:",
              "case                          decoded at   plain decode  e2e p50  e2e p95  signature  ratio  "
              "raw body: e2e p50  ratio  peak MB (x decoded)"]
     for name, c in section["cases"].items():

@@ -1,13 +1,15 @@
 """Convert the shipped SavedModel to TensorFlow Lite for LiteRT, and check the files against it.
 
     python scripts/export_tflite.py [--model model/] [--variants float32 float16] \
-        [--data-dir ../shared/data/fracatlas --split val] [--out model/tflite_parity.json]
+        [--data-dir ../shared/data/fracatlas --split val]
 
 Writes model_<variant>.tflite into the model folder (float32; float16 weights; or dynamic-range
-int8 weights), each with the probability, heatmap and atypicality outputs. With --data-dir, runs
-every image of the split through the SavedModel and each file (the app's own preprocessing) and
-reports the largest output differences and each AUC; exits 1 when float32 differs from the
-SavedModel by more than 1e-3 in probability.
+int8 weights), each with every output of the SavedModel. Training's export already does this for
+float32 and float16; run it to re-export or for another variant. With --data-dir, runs every image
+of the split through the SavedModel and each file (the app's own preprocessing) and writes the
+largest output differences, each AUC and each file's SHA-256 to tflite_parity.json beside them:
+the report the default ``auto`` backend checks before it serves a file. Exits 1 when float32
+differs from the SavedModel by more than 1e-3 in probability.
 """
 from __future__ import annotations
 
@@ -19,11 +21,8 @@ from pathlib import Path
 
 from fracture_web.config import defaults
 from fracture_web.datasets import DatasetError, read_records
-from fracture_web.evaluation.parity import check_parity
-from fracture_web.training.tflite import VARIANTS, convert, tflite_name
-
-#: How far the float32 file's probabilities may be from the SavedModel's.
-FLOAT32_TOLERANCE = 1e-3
+from fracture_web.runtimes import PARITY_FILE, PARITY_TOLERANCE
+from fracture_web.training.tflite import VARIANTS, export_tflite, tflite_name
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,30 +31,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["float32", "float16"])
     parser.add_argument("--data-dir", type=Path, help="labelled folder for the parity check")
     parser.add_argument("--split", help="only rows of labels.csv whose split column is this (e.g. val)")
-    parser.add_argument("--out", type=Path, help="write the parity report as JSON here")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    records = None
+    if args.data_dir:
+        try:
+            records = read_records(args.data_dir, args.split)
+        except DatasetError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    report = export_tflite(args.model, args.variants, records)
     for variant in args.variants:
         path = args.model / tflite_name(variant)
-        path.write_bytes(convert(args.model, variant))
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
-    if not args.data_dir:
+    if report is None:
         return 0
-    try:
-        records = read_records(args.data_dir, args.split)
-    except DatasetError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    report = check_parity(args.model, records, {variant: tflite_name(variant) for variant in args.variants})
     print(json.dumps(report, indent=2))
-    if args.out:
-        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.model / PARITY_FILE}")
     float32 = report["variants"].get("float32")
-    return 1 if float32 and float32["max_probability_diff"] > FLOAT32_TOLERANCE else 0
+    return 1 if float32 and float32["max_probability_diff"] > PARITY_TOLERANCE else 0
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ giving the same answers as the SavedModel, without TensorFlow installed; and one
 the cores the server really has."""
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import shutil
@@ -28,10 +29,9 @@ from test_deployment import SAMPLE_UPLOAD
 def lite_model_dir(tiny_model_dir: Path, tiny_dataset: Path, tmp_path_factory) -> Path:
     """The tiny test model with its .tflite files, written (and parity-checked) by scripts/export_tflite.py."""
     model_dir = tmp_path_factory.mktemp("lite") / "model"
-    shutil.copytree(tiny_model_dir, model_dir)
-    report = model_dir.parent / "parity.json"
+    shutil.copytree(tiny_model_dir, model_dir, ignore=shutil.ignore_patterns("*.tflite", "tflite_parity.json"))
     done = run_script("export_tflite.py", "--model", str(model_dir), "--variants", "float32", "float16",
-                      "--data-dir", str(tiny_dataset), "--out", str(report))
+                      "--data-dir", str(tiny_dataset))
     assert done.returncode == 0, done.stdout + done.stderr
     return model_dir
 
@@ -41,8 +41,11 @@ def outputs_on_samples(model: FractureModel) -> dict[str, np.ndarray]:
 
 
 def test_export_writes_both_variants_and_reports_their_parity(lite_model_dir):
-    report = json.loads((lite_model_dir.parent / "parity.json").read_text())
+    report = json.loads((lite_model_dir / "tflite_parity.json").read_text())
     assert report["images"] == 48 and set(report["variants"]) == {"float32", "float16"}
+    assert report["variants"]["float32"]["file"] == "model_float32.tflite"
+    assert report["variants"]["float32"]["sha256"] == hashlib.sha256(
+        (lite_model_dir / "model_float32.tflite").read_bytes()).hexdigest()
     assert report["variants"]["float32"]["max_probability_diff"] <= 1e-3
     assert report["variants"]["float32"]["auc"] == pytest.approx(report["savedmodel_auc"], abs=1e-3)
     float16 = (lite_model_dir / "model_float16.tflite").stat().st_size
@@ -51,7 +54,7 @@ def test_export_writes_both_variants_and_reports_their_parity(lite_model_dir):
 
 @pytest.mark.parametrize("variant, tolerance", [("float32", 1e-3), ("float16", 0.05)])
 def test_both_backends_give_the_same_outputs_on_the_same_images(lite_model_dir, variant, tolerance):
-    savedmodel = outputs_on_samples(FractureModel(lite_model_dir))
+    savedmodel = outputs_on_samples(FractureModel(lite_model_dir, backend="tensorflow"))
     lite = outputs_on_samples(FractureModel(lite_model_dir, backend="litert",
                                             tflite_file=f"model_{variant}.tflite"))
     assert set(lite) == {"probability", "heatmap", "cam", "atypicality", "fracture_map"}
@@ -112,18 +115,46 @@ def test_gunicorn_serves_the_tflite_file_when_configured(lite_model_dir):
             assert json.loads(response.read())["label"] in ("fractured", "not_fractured")
 
 
-def test_an_unknown_backend_or_a_missing_tflite_file_stops_startup(tiny_model_dir):
+def test_an_unknown_backend_or_a_missing_tflite_file_stops_startup(tiny_model_dir, tmp_path):
     with pytest.raises(ModelLoadError, match="Unknown backend"):
         FractureModel(tiny_model_dir, backend="onnx")
+    bare = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, bare, ignore=shutil.ignore_patterns("*.tflite"))
     with pytest.raises(ModelLoadError, match="export_tflite.py"):
-        FractureModel(tiny_model_dir, backend="litert")
+        FractureModel(bare, backend="litert")
+    assert FractureModel(bare).backend == "tensorflow"  # auto: nothing to stand in for the SavedModel
+
+
+def test_auto_serves_the_tflite_file_only_while_its_parity_report_vouches_for_it(lite_model_dir, tmp_path):
+    # Training's export (and export_tflite.py) checked the file against this SavedModel: auto serves it.
+    assert FractureModel(lite_model_dir).backend == "litert"
+    model_dir = tmp_path / "model"
+    shutil.copytree(lite_model_dir, model_dir)
+    parity_file = model_dir / "tflite_parity.json"
+    parity = json.loads(parity_file.read_text())
+
+    def backend_with(report: dict | None) -> str:
+        parity_file.unlink(missing_ok=True)
+        if report is not None:
+            parity_file.write_text(json.dumps(report))
+        return FractureModel(model_dir).backend
+
+    other_model = parity | {"model_version": "an-older-model"}
+    too_far = json.loads(json.dumps(parity))
+    too_far["variants"]["float32"]["max_probability_diff"] = 0.01
+    assert [backend_with(report) for report in (None, other_model, too_far)] == ["tensorflow"] * 3
+    assert backend_with(parity) == "litert"
+    with (model_dir / "model_float32.tflite").open("ab") as changed:  # replaced after its check
+        changed.write(b"\0")
+    assert backend_with(parity) == "tensorflow"
 
 
 def test_the_shipped_tflite_file_was_exported_from_the_shipped_model():
     model_dir = PROJECT_ROOT / "model"
     parity = json.loads((model_dir / "tflite_parity.json").read_text())
-    savedmodel = FractureModel(model_dir)
+    savedmodel = FractureModel(model_dir, backend="tensorflow")
     assert parity["model_version"] == savedmodel.version and parity["images"] > 400
+    assert FractureModel(model_dir).backend == "litert"  # what the app serves by default
     assert parity["variants"]["float32"]["max_probability_diff"] <= 1e-3
     expected = outputs_on_samples(savedmodel)["probability"]
     lite = outputs_on_samples(FractureModel(model_dir, backend="litert"))["probability"]
@@ -163,12 +194,13 @@ def test_one_image_uses_the_containers_cpu_share_not_the_hosts_core_count(cpu_ma
 
 
 def test_two_models_calls_are_timed_in_one_run_with_their_multiply_adds(lite_model_dir, tiny_model_dir, tmp_path):
-    out = tmp_path / "calls.json"
-    done = run_script("compare_models.py", "--models", str(tiny_model_dir), str(lite_model_dir),
+    out, bare = tmp_path / "calls.json", tmp_path / "bare"
+    shutil.copytree(tiny_model_dir, bare, ignore=shutil.ignore_patterns("*.tflite"))
+    done = run_script("compare_models.py", "--models", str(bare), str(lite_model_dir),
                       "--images", str(SAMPLES[0]), "--rounds", "2", "--out", str(out))
     assert done.returncode == 0, done.stderr
     rows = json.loads(out.read_text())["models"]
-    first, second = rows[str(tiny_model_dir)], rows[str(lite_model_dir)]
+    first, second = rows[str(bare)], rows[str(lite_model_dir)]
     assert first["calls"] == second["calls"] == 2 and first["p50_ratio_to_first"] == 1.0
     assert first["multiply_adds"] is None and second["multiply_adds"] > 0  # only the second has a .tflite
     assert f"{second['p50_ratio_to_first']:.3f}x the first" in done.stdout

@@ -182,6 +182,8 @@ def test_healthz_reports_the_model_version_when_loaded(client, app):
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.get_json()["model_version"] == app.extensions["fracture_model"].version
+    # training's export wrote and checked the .tflite file, so the default backend serves it
+    assert response.get_json()["backend"] == "litert"
 
 
 def test_healthz_is_503_and_predictions_refused_without_a_model(sample_bytes):

@@ -6,6 +6,7 @@ are written by ``fracture_web.training.tflite`` (``scripts/export_tflite.py`` do
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -25,17 +26,20 @@ def output_differences(reference: dict[str, np.ndarray], candidate: dict[str, np
 
 
 def check_parity(model_dir: Path, records: Records, tflite_files: dict[str, str], batch_size: int = 16) -> dict:
-    """The parity report of each ``{variant: file name}`` in ``model_dir`` against its SavedModel.
+    """The parity report of each ``{variant: file name}`` in ``model_dir`` against its SavedModel:
+    per variant the file's name and SHA-256 (what the ``auto`` backend checks before serving it),
+    the largest difference of each output and the AUC.
 
     The images go through the app's preprocessing once; unreadable ones are left out.
     """
-    reference = FractureModel(model_dir)
+    reference = FractureModel(model_dir, backend="tensorflow")
     split = load_split(records, reference.input_size)
     expected = batched_outputs(reference, split.images, batch_size)
     report = {"model_version": reference.version, "images": len(split.labels),
               "savedmodel_auc": roc_auc(split.labels, expected["probability"]), "variants": {}}
     for variant, file_name in tflite_files.items():
         lite = FractureModel(model_dir, backend="litert", tflite_file=file_name)
-        report["variants"][variant] = output_differences(expected, batched_outputs(lite, split.images, batch_size),
-                                                         split.labels)
+        digest = hashlib.sha256((Path(model_dir) / file_name).read_bytes()).hexdigest()
+        report["variants"][variant] = {"file": file_name, "sha256": digest, **output_differences(
+            expected, batched_outputs(lite, split.images, batch_size), split.labels)}
     return report

@@ -1,18 +1,23 @@
 """The shipped SavedModel as TensorFlow Lite files for LiteRT.
 
-The conversion keeps the ``serving_default`` signature with all three outputs (probability,
-heatmap, atypicality), so the app serves either file through the same code. Needs TensorFlow;
-the files' parity with the SavedModel is checked by :mod:`fracture_web.evaluation.parity`.
+The conversion keeps the ``serving_default`` signature with every output, so the app serves
+either file through the same code. Needs TensorFlow; the files' parity with the SavedModel is
+checked by :mod:`fracture_web.evaluation.parity`, and :func:`export_tflite` does both, as training's
+export and ``scripts/export_tflite.py`` need.
 """
 from __future__ import annotations
 
+import json
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-from ..runtimes import SIGNATURE
+from ..datasets import Records
+from ..evaluation.parity import check_parity
+from ..runtimes import PARITY_FILE, SIGNATURE
 
 #: Variants: float32 (parity with the SavedModel), float16 weights (half the file),
 #: dynamic-range int8 weights (a quarter; slower on x86 and further from the SavedModel).
@@ -51,3 +56,17 @@ def convert(model_dir: Path, variant: str) -> bytes:
         if variant == "float16":
             converter.target_spec.supported_types = [tf.float16]
         return converter.convert()
+
+
+def export_tflite(model_dir: Path, variants: Sequence[str], records: Records | None = None) -> dict | None:
+    """Write ``model_<variant>.tflite`` beside the SavedModel for each variant; with ``records``
+    (the validation images), check each file against the SavedModel on them and write the report
+    to ``PARITY_FILE``, which is what lets the ``auto`` backend serve a file. Returns the report."""
+    files = {variant: tflite_name(variant) for variant in variants}
+    for variant, name in files.items():
+        (Path(model_dir) / name).write_bytes(convert(model_dir, variant))
+    if records is None:
+        return None
+    report = check_parity(model_dir, records, files)
+    (Path(model_dir) / PARITY_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    return report

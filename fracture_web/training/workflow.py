@@ -1,6 +1,7 @@
 """What ``scripts/train_model.py`` does, in one call: train and checkpoint; fit the in-scope
-detector of an older checkpoint; export the SavedModel and metadata.json; and score the
-validation split through that SavedModel (metrics.json, plots, MODEL_CARD.md).
+detector of an older checkpoint; export the SavedModel and metadata.json; score the
+validation split through that SavedModel (metrics.json, plots, MODEL_CARD.md); and write its
+.tflite files with their parity report (what the app serves by default).
 
 Export needs the TensorFlow backend; on another (e.g. JAX on a GPU machine) :func:`run` stops
 after the checkpoint and logs the command that exports it where TensorFlow is installed.
@@ -25,10 +26,14 @@ from ..evaluation.report import add_site_tables, summarise
 from ..evaluation.robustness import format_robustness
 from ..evaluation.scoring import score_records
 from ..inference import FractureModel
+from ..runtimes import PARITY_FILE
 from .checkpoint import SCOPE, add_scope, fit_and_checkpoint, load_checkpoint
 from .scope import Scope
 from .splits import split_train_val
 from .train import TrainConfig
+
+#: The .tflite files the export writes beside the SavedModel (float32 is what the ``auto`` backend serves).
+TFLITE_VARIANTS = ("float32", "float16")
 
 log = logging.getLogger(__name__)
 
@@ -76,15 +81,30 @@ def run(config: TrainConfig, paths: RunPaths, *, train: bool = True, limit: int 
         metrics = write_validation_report(paths.data_dir, paths.out, config.seed)
         log.info("validation through the SavedModel: AUC %.4f (95%% CI %.3f-%.3f); model card in %s",
                  metrics["auc"], *metrics["auc_ci95"], paths.out / "MODEL_CARD.md")
+        write_tflite(paths.data_dir, paths.out, config.seed)
+
+
+def write_tflite(data_dir: Path, out_dir: Path, seed: int = 0) -> None:
+    """The SavedModel in ``out_dir`` as .tflite files, checked against it on the validation split
+    (``PARITY_FILE``), so that the app's ``auto`` backend serves the float32 file."""
+    from .tflite import export_tflite, tflite_name  # needs TensorFlow
+
+    _, val = split_train_val(read_records(data_dir), seed=seed)
+    parity = export_tflite(out_dir, TFLITE_VARIANTS, val)
+    log.info("wrote %s; float32 within %.1g of the SavedModel's probability on the validation split",
+             ", ".join(tflite_name(v) for v in TFLITE_VARIANTS), parity["variants"]["float32"]["max_probability_diff"])
 
 
 def export_model(checkpoint_dir: Path, out_dir: Path) -> dict:
-    """Rebuild the network, load the checkpoint and write the SavedModel + metadata.json."""
+    """Rebuild the network, load the checkpoint and write the SavedModel + metadata.json (removing
+    the .tflite files and parity report of whatever SavedModel was there before)."""
     from .export import export_savedmodel  # needs TensorFlow
 
     summary, network = load_checkpoint(checkpoint_dir)
     scope = Scope.load(checkpoint_dir / SCOPE)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [*out_dir.glob("*.tflite"), out_dir / PARITY_FILE]:  # exports of an earlier SavedModel
+        stale.unlink(missing_ok=True)
     export_savedmodel(network, summary["platt"], scope, out_dir)
     stride = summary["config"]["image_size"] // network.outputs[2].shape[1]
     metadata = build_metadata(summary, scope, map_stride=stride)
@@ -137,7 +157,7 @@ def write_validation_report(data_dir: Path, out_dir: Path, seed: int = 0) -> dic
     re-rendered under each site shift; choose the finding thresholds on it (into ``metadata.json``);
     and write ``metrics.json``, ``plots/`` and ``MODEL_CARD.md`` beside it."""
     _, val = split_train_val(read_records(data_dir), seed=seed)
-    model = FractureModel(out_dir)
+    model = FractureModel(out_dir, backend="tensorflow")
     evaluation = summarise(*score_records(val, model), model=model, data_dir=Path(data_dir), split="val")
     located = locate_records(evaluation.records, outlines_beside(data_dir), Path(data_dir), model, model.input_size)
     model.finding_levels = choose_levels(located, model.thresholds[model.default_operating_point],

@@ -200,11 +200,11 @@ def studies_api():
 
 @bp.get("/healthz")
 def healthz():
-    """200 with the model version once the model is loaded, 503 before."""
+    """200 with the model version and the runtime serving it once the model is loaded, 503 before."""
     model = get_model()
     if model is None:
-        return jsonify(status="loading", model_version=None), 503
-    return jsonify(status="ok", model_version=model.version)
+        return jsonify(status="loading", model_version=None, backend=None), 503
+    return jsonify(status="ok", model_version=model.version, backend=model.backend)
 
 
 def _data_uri(png: bytes) -> str:
