@@ -2,7 +2,7 @@
 
 Each worker loads and warms up its own copy of the model (about 0.8 GB resident on TensorFlow,
 0.15 GB with FRACTURE_BACKEND=litert; scripts/benchmark.py reports it).
-Environment: MALLOC_TRIM_ABOVE (bytes, 33554432; see post_request), PORT (5000), BIND (0.0.0.0:$PORT), WEB_CONCURRENCY (workers, 2),
+Environment: MALLOC_TRIM_ABOVE (bytes, 16777216; see post_request), PORT (5000), BIND (0.0.0.0:$PORT), WEB_CONCURRENCY (workers, 2),
 GUNICORN_THREADS (threads per worker, 4), GUNICORN_TIMEOUT (seconds, 60),
 PROMETHEUS_MULTIPROC_DIR (where the workers share their metrics; see on_starting).
 """
@@ -55,7 +55,7 @@ def _glibc():
 
 _libc = _glibc()
 #: Free memory (bytes) a worker's malloc may keep after a request before it is handed back to the system.
-_trim_above = int(os.environ.get("MALLOC_TRIM_ABOVE", str(32 << 20)))
+_trim_above = int(os.environ.get("MALLOC_TRIM_ABOVE", str(16 << 20)))
 
 
 def post_request(worker, req, environ, resp):

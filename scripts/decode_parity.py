@@ -50,12 +50,13 @@ FORMATS: dict[str, Callable[[np.ndarray], bytes]] = {
 }
 
 
-def upload(path: Path, fmt: str) -> bytes:
-    """The file as stored, or its pixels written in ``fmt``."""
+def upload(path: Path, fmt: str) -> bytes | None:
+    """The file as stored, or its pixels written in ``fmt`` (None when OpenCV cannot read them)."""
     data = path.read_bytes()
     if fmt == "stored":
         return data
-    return FORMATS[fmt](cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE))
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    return None if gray is None else FORMATS[fmt](gray)
 
 
 def probability_change(model: FractureModel, data: bytes, long_side: int) -> tuple[float, float, bool] | None:
@@ -77,7 +78,8 @@ def parity(model: FractureModel, paths: list[Path], fmt: str, long_side: int) ->
     threshold = model.thresholds[model.default_operating_point]
     changes, worst, flips, reduced, refused = [], ("", 0.0), 0, 0, 0
     for path in paths:
-        result = probability_change(model, upload(path, fmt), long_side)
+        data = upload(path, fmt)
+        result = None if data is None else probability_change(model, data, long_side)
         if result is None:
             refused += 1
             continue
