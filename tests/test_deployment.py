@@ -25,8 +25,9 @@ def test_startup_fails_fast_with_one_clear_line_when_the_model_is_unusable(damag
     model_dir = tmp_path / "model"
     if damage != "missing":
         shutil.copytree(tiny_model_dir, model_dir)
-    if damage == "corrupt weights":
-        (model_dir / "saved_model.pb").write_bytes(b"not a protobuf")
+    if damage == "corrupt weights":  # the SavedModel and its .tflite exports alike
+        for weights in [model_dir / "saved_model.pb", *model_dir.glob("*.tflite")]:
+            weights.write_bytes(b"not a model")
     if damage == "garbled metadata":
         (model_dir / "metadata.json").write_text('{"model_version": 1}')
     done = start_gunicorn(model_dir)

@@ -133,7 +133,7 @@ def test_the_node_is_configured_by_environment(tmp_path):
                                "FRACTURE_DICOM_PORT": "11113", "FRACTURE_DICOM_QUEUE_DIR": str(tmp_path)})
     assert (config.dest_host, config.dest_port, config.dest_ae_title) == ("pacs.local", 4242, "PACS")
     assert (config.ae_title, config.port, config.queue_dir) == ("XRAY_AI", 11113, tmp_path)
-    assert (config.backend, config.threads) == ("tensorflow", None)
+    assert (config.backend, config.threads) == ("auto", None)
     slim = from_environment({"FRACTURE_DICOM_DEST_HOST": "h", "FRACTURE_DICOM_DEST_AE_TITLE": "A",
                              "FRACTURE_BACKEND": "litert", "FRACTURE_THREADS": "1"})
     assert (slim.backend, slim.tflite_file, slim.threads) == ("litert", "model_float32.tflite", 1)
