@@ -41,8 +41,9 @@ def receive_upload() -> None:
     if sock is not None:
         sock.settimeout(current_app.config["UPLOAD_TIMEOUT"])
     try:
-        # The whole body in one read, then the form parsed from memory: werkzeug parses a
-        # stream 64 KB at a time, which took twice as long for a 13 MB DICOM under gunicorn.
+        # The whole body in one read, then the form parsed from memory. Parsing gunicorn's stream
+        # 64 KB at a time took about twice as long for a 13 MB body while the worker's other threads
+        # were busy (each read may wait its turn for the GIL); on an idle worker the two are level.
         request.get_data(cache=True, parse_form_data=False)
         request.files
     except (TimeoutError, ClientDisconnected):
