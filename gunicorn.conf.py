@@ -64,8 +64,8 @@ def post_request(worker, req, environ, resp):
 
     glibc keeps freed memory for reuse, so after a series of 32 MB DICOMs a worker held about
     +60-120 MB for good. Handing it back after every large buffer instead (a fixed mmap threshold)
-    made each big request fault in fresh pages for every copy of its body: a 13 MB DICOM took 164 ms
-    instead of 74. Trimming only here, after the answer has been sent, costs the next big upload
+    made each big request fault in fresh pages for every copy of its body, which about doubled the
+    time of a 13 MB DICOM's request. Trimming only here, after the answer has been sent, costs the next big upload
     one round of fresh pages and nothing for small ones (scripts/benchmark.py, worker memory).
     """
     if _libc is not None and _libc.mallinfo2().fordblks > _trim_above:
