@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hmac
 from datetime import datetime
 
@@ -162,13 +163,22 @@ def _base64(png: bytes) -> str:
     return base64.b64encode(png).decode("ascii")
 
 
+def _needs_token(view):
+    """Guard a JSON API view: 401, counted as refused, unless ``API_TOKEN`` is unset or the request carries it."""
+    @functools.wraps(view)
+    def guarded(*args, **kwargs):
+        if not _api_token_ok():
+            metrics.record_refusal("unauthorised")
+            return jsonify(error=TOKEN_NEEDED), 401
+        return view(*args, **kwargs)
+    return guarded
+
+
 @bp.post("/api/v1/predict")
+@_needs_token
 def predict_api():
     """Multipart ``file``, or the file as the body (any image or DICOM) -> JSON verdict;
     ``?heatmap=1`` adds the overlay as base64 PNG."""
-    if not _api_token_ok():
-        metrics.record_refusal("unauthorised")
-        return jsonify(error=TOKEN_NEEDED), 401
     try:
         result = _run(_model(), _one_upload(), images=_wants_heatmap())
     except REFUSED as err:
@@ -180,12 +190,10 @@ def predict_api():
 
 
 @bp.post("/api/v1/studies")
+@_needs_token
 def studies_api():
     """Several ``file`` fields, the views of one study -> the study verdict and, in upload order,
     each file's answer as ``/api/v1/predict`` gives it, or ``{"error": ...}`` for one it could not read."""
-    if not _api_token_ok():
-        metrics.record_refusal("unauthorised")
-        return jsonify(error=TOKEN_NEEDED), 401
     try:
         study = _run_study(_model(), _study_uploads(), images=_wants_heatmap())
     except REFUSED as err:
