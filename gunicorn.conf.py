@@ -1,7 +1,8 @@
 """gunicorn settings for a clinic intranet: `gunicorn -c gunicorn.conf.py`.
 
-Each worker loads and warms up its own copy of the model (about 0.8 GB resident on TensorFlow,
-0.15 GB with FRACTURE_BACKEND=litert; scripts/benchmark.py reports it).
+Each worker loads and warms up its own copy of the model (about 0.2 GB resident on LiteRT, the
+default backend's choice for the shipped model; about 0.8 GB with FRACTURE_BACKEND=tensorflow;
+scripts/benchmark.py and scripts/compare_backends.py report it).
 Environment: MALLOC_TRIM_ABOVE (bytes, 16777216; see post_request), PORT (5000), BIND (0.0.0.0:$PORT), WEB_CONCURRENCY (workers, 2),
 GUNICORN_THREADS (threads per worker, 4), GUNICORN_TIMEOUT (seconds, 60),
 PROMETHEUS_MULTIPROC_DIR (where the workers share their metrics; see on_starting).
