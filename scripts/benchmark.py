@@ -27,8 +27,9 @@ Measures:
     gunicorn, its default backend; as a multipart form and as the raw request body) paired with the
     bare ``serving_default`` call, one plain library
     decode of the same file (OpenCV, or pydicom's ``pixel_array``), the ratio (e2e p50 - plain decode
-    p50) / signature p50, and the peak memory Python allocates for one ``analyse()`` of it
-    (tracemalloc; the model's own buffers do not depend on the image). Then the workers' resident
+    p50) / signature p50, and the peak memory Python allocates for one ``analyse()`` of it and for
+    one whole API request (tracemalloc, the app in-process; the model's own buffers do not depend
+    on the image). Then the workers' resident
     memory before, right after and a while after a series of 32 MB uploads.
 
 Default images: the first 16 typical (454x373 or 373x454) JPEGs of the FracAtlas validation split in
@@ -60,7 +61,7 @@ import numpy as np
 import pydicom
 from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, JPEG2000Lossless
 
-from fracture_web import local_server, overlay
+from fracture_web import create_app, local_server, overlay
 from fracture_web.analysis import analyse
 from fracture_web.config import DEFAULT_TFLITE_FILE, defaults
 from fracture_web.imaging import decode_image, is_dicom, preprocess, to_model_input
@@ -239,9 +240,19 @@ def traced_peak_mb(call: Callable[[], object]) -> float:
         tracemalloc.stop()
 
 
-def full_size_case(name: str, data: bytes, model: FractureModel, direct: Callable, port: int, runs: int) -> dict:
+def request_peak_mb(client, data: bytes, name: str) -> dict[str, float]:
+    """The most memory Python allocated at once for one whole API request with the heatmap (the
+    app in this process, through Flask's test client: body, form parsing, analysis, JSON), as a
+    multipart upload and as the raw body."""
+    body, content_type = multipart(data, name)
+    return {"multipart": traced_peak_mb(lambda: client.post(API, data=body, content_type=content_type)),
+            "raw_body": traced_peak_mb(lambda: client.post(API, data=data, content_type="application/octet-stream"))}
+
+
+def full_size_case(name: str, data: bytes, model: FractureModel, direct: Callable, port: int, runs: int,
+                   client) -> dict:
     """One full-size upload: its steps, its e2e latency paired with the bare signature, a plain
-    decode of it, the overhead ratio and the peak memory of one analysis."""
+    decode of it, the overhead ratio and the peak memory of one analysis and of one whole request."""
     decoded = decode_image(data, max(model.input_size, DISPLAY_MAX_SIDE))
     plain = plain_decode(data)
     decoded_mb = plain().nbytes / 1e6
@@ -257,7 +268,8 @@ def full_size_case(name: str, data: bytes, model: FractureModel, direct: Callabl
             "raw_body": {"e2e_ms": raw["e2e_ms"], "direct_signature_ms": raw["direct_signature_ms"],
                          "ratio_e2e_minus_plain_decode_over_signature":
                              (raw["e2e_ms"]["p50"] - plain_ms) / raw["direct_signature_ms"]["p50"]},
-            "analyse_peak_mb": peak, "plain_decoded_mb": decoded_mb, "peak_over_decoded": peak / decoded_mb}
+            "analyse_peak_mb": peak, "plain_decoded_mb": decoded_mb, "peak_over_decoded": peak / decoded_mb,
+            "request_peak_mb": request_peak_mb(client, data, name)}
 
 
 def worker_memory_after_big_uploads(port: int, master_pid: int, big: bytes, small: bytes, count: int = 10,
@@ -289,6 +301,7 @@ def full_size_report(model_dir: Path, small: Path, runs: int, source: Path = FUL
     """The full-size cases on the app under gunicorn with its default backend (``auto``), one server for all."""
     cases = full_size_cases(source, small)
     model, direct = FractureModel(model_dir), direct_signature(model_dir)
+    client = create_app({"MODEL_DIR": str(model_dir), "METRICS": "off", "AUDIT_LOG": os.devnull}).test_client()
     port = local_server.free_port()
     server = gunicorn_server("auto")(port)
     try:
@@ -296,7 +309,7 @@ def full_size_report(model_dir: Path, small: Path, runs: int, source: Path = FUL
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
             backend = json.loads(response.read())["backend"]
         report = {"source": str(source), "runs": runs, "backend": f"auto ({backend})", "cases": {
-            name: full_size_case(name, data, model, direct, port, runs) for name, data in cases.items()}}
+            name: full_size_case(name, data, model, direct, port, runs, client) for name, data in cases.items()}}
         big, small_jpeg = cases[BIG_DICOM], next(iter(cases.values()))
         report["worker_memory"] = worker_memory_after_big_uploads(port, server.pid, big, small_jpeg)
     finally:
@@ -447,7 +460,12 @@ def full_size_table(section: dict) -> list[str]:
                      f"{raw['ratio_e2e_minus_plain_decode_over_signature']:5.2f}  {c['analyse_peak_mb']:6.1f} "
                      f"({c['peak_over_decoded']:.2f})")
     lines.append("  ratio = (e2e p50 - plain decode p50) / signature p50; e2e is a multipart upload, raw body the "
-                 "file as the request body; steps (ms):")
+                 "file as the request body; peak = one analyse(); whole request, MB (x decoded):")
+    for name, c in section["cases"].items():
+        whole = c["request_peak_mb"]
+        lines.append(f"  {name}: multipart {whole['multipart']:.1f} ({whole['multipart'] / c['plain_decoded_mb']:.2f}), "
+                     f"raw body {whole['raw_body']:.1f} ({whole['raw_body'] / c['plain_decoded_mb']:.2f})")
+    lines.append("  steps (ms):")
     for name, c in section["cases"].items():
         lines.append(f"  {name}: " + ", ".join(f"{step} {ms:.1f}" for step, ms in c["steps_ms"].items()))
     memory = section["worker_memory"]

@@ -7,6 +7,7 @@ import hmac
 from datetime import datetime
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
+from werkzeug.datastructures import FileStorage
 
 from .. import metrics
 from ..analysis import Analysis, StudyAnalysis, analyse, analyse_study
@@ -52,7 +53,16 @@ def _uploaded_files() -> list[bytes]:
         others = [name for name in request.files if name != "file"]
         hint = f" (found a field named {others[0]!r})" if others else ""
         raise NoFileError(f"No file was uploaded: send the image in the form field 'file'{hint}.")
-    return [file.read() for file in files]
+    return [_read_and_close(file) for file in files]
+
+
+def _read_and_close(file: FileStorage) -> bytes:
+    """The uploaded file's bytes; its in-memory stream is freed at once (a full-size DICOM is
+    otherwise held twice while it is analysed)."""
+    try:
+        return file.read()
+    finally:
+        file.close()
 
 
 #: Content types of a request whose body is the file itself (``curl --data-binary @x.dcm -H
