@@ -15,7 +15,7 @@ from pathlib import Path
 
 import keras
 
-from ..datasets import read_records
+from ..datasets import Records, read_records
 from ..outlines import outlines_beside
 from ..evaluation.figures import FINDINGS_FIGURE, write_findings_figure
 from ..evaluation.localisation import MAX_DEFINITE_PER_NORMAL, MAX_FINDINGS_PER_NORMAL, choose_levels, locate_records
@@ -78,18 +78,18 @@ def run(config: TrainConfig, paths: RunPaths, *, train: bool = True, limit: int 
     metadata = export_model(paths.checkpoint, paths.out)
     log.info("wrote %s (model %s)", paths.out, metadata["model_version"])
     if paths.data_dir is not None:
-        metrics = write_validation_report(paths.data_dir, paths.out, config.seed)
+        _, val = split_train_val(read_records(paths.data_dir), seed=config.seed)
+        metrics = write_validation_report(paths.data_dir, val, paths.out)
         log.info("validation through the SavedModel: AUC %.4f (95%% CI %.3f-%.3f); model card in %s",
                  metrics["auc"], *metrics["auc_ci95"], paths.out / "MODEL_CARD.md")
-        write_tflite(paths.data_dir, paths.out, config.seed)
+        write_tflite(val, paths.out)
 
 
-def write_tflite(data_dir: Path, out_dir: Path, seed: int = 0) -> None:
+def write_tflite(val: Records, out_dir: Path) -> None:
     """The SavedModel in ``out_dir`` as .tflite files, checked against it on the validation split
-    (``PARITY_FILE``), so that the app's ``auto`` backend serves the float32 file."""
+    ``val`` (``PARITY_FILE``), so that the app's ``auto`` backend serves the float32 file."""
     from .tflite import export_tflite, tflite_name  # needs TensorFlow
 
-    _, val = split_train_val(read_records(data_dir), seed=seed)
     parity = export_tflite(out_dir, TFLITE_VARIANTS, val)
     log.info("wrote %s; float32 within %.1g of the SavedModel's probability on the validation split",
              ", ".join(tflite_name(v) for v in TFLITE_VARIANTS), parity["variants"]["float32"]["max_probability_diff"])
@@ -152,11 +152,10 @@ def _initial_weights(config: dict) -> str:
             if config["imagenet"] else "random")
 
 
-def write_validation_report(data_dir: Path, out_dir: Path, seed: int = 0) -> dict:
-    """Score the validation split through the exported SavedModel (the app's path), as it is and
-    re-rendered under each site shift; choose the finding thresholds on it (into ``metadata.json``);
+def write_validation_report(data_dir: Path, val: Records, out_dir: Path) -> dict:
+    """Score the validation split ``val`` (records of ``data_dir``) through the exported SavedModel
+    (the app's path), as it is and re-rendered under each site shift; choose the finding thresholds on it (into ``metadata.json``);
     and write ``metrics.json``, ``plots/`` and ``MODEL_CARD.md`` beside it."""
-    _, val = split_train_val(read_records(data_dir), seed=seed)
     model = FractureModel(out_dir, backend="tensorflow")
     evaluation = summarise(*score_records(val, model), model=model, data_dir=Path(data_dir), split="val")
     located = locate_records(evaluation.records, outlines_beside(data_dir), Path(data_dir), model, model.input_size)
