@@ -84,6 +84,7 @@ def test_each_analysed_view_leaves_its_audit_line_under_the_studys_request(tiny_
     client = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "AUDIT_LOG": str(audit_file)}).test_client()
     uploads = three_views_and_a_letter()
     response = client.post("/api/v1/studies", data=files(*uploads))
+    response.close()  # the server has sent the answer: the lines are written
     lines = [json.loads(line) for line in audit_file.read_text().splitlines()]
     readable = [data for data in uploads if data != NOT_AN_IMAGE]
     assert [line["sha256"] for line in lines] == [hashlib.sha256(data).hexdigest() for data in readable]

@@ -13,7 +13,7 @@ import sys
 import uuid
 from datetime import datetime, timezone
 
-from flask import Flask, Response, g
+from flask import Flask, Response, after_this_request, g
 
 from ..analysis import Analysis
 
@@ -48,12 +48,18 @@ def _send_request_id(response: Response) -> Response:
 
 
 def record(upload: bytes, result: Analysis) -> None:
-    """Write the audit line for one analysed upload: the same values as the API's answer."""
+    """Write the audit line for one analysed upload, with the same values as the API's answer,
+    as soon as the answer has been sent.
+
+    Hashing is the line's only real work, and nobody waits for it: the SHA-256 of a 13 MB DICOM
+    takes about 7 ms, which the answer no longer waits for. Its time is that of the analysis."""
     facts = result.as_dict()
-    log.info(json.dumps({
-        "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-        "request_id": g.get("request_id"),
-        "sha256": hashlib.sha256(upload).hexdigest(),
-        **{key: facts[key] for key in AUDITED},
-        "verdict": facts["label"],
-    }))
+    line = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "request_id": g.get("request_id")}
+    answer = {key: facts[key] for key in AUDITED} | {"verdict": facts["label"]}
+
+    @after_this_request
+    def write_once_sent(response: Response) -> Response:
+        response.call_on_close(lambda: log.info(json.dumps(
+            line | {"sha256": hashlib.sha256(upload).hexdigest()} | answer)))
+        return response
