@@ -252,6 +252,17 @@ def test_large_uploads_stay_in_memory(app, sample_bytes):
         assert stream.getvalue() == big
 
 
+def test_a_body_is_received_whole_in_large_pieces_and_a_cut_off_one_ends_where_it_stops(monkeypatch):
+    from fracture_web.web import uploads
+
+    body = bytes(range(256)) * 5000  # 1.28 MB
+    monkeypatch.setattr(uploads, "PIECE", 100_000)
+    reader = uploads.LargeReads(io.BytesIO(body), len(body))
+    assert reader.read(70_000) + reader.read(1) + reader.read() == body  # in whatever sizes are asked for
+    cut_off = uploads.LargeReads(io.BytesIO(body[:1000]), len(body))  # the client went away mid-upload
+    assert cut_off.read() == body[:1000] and cut_off.read(10) == b""
+
+
 def test_16_bit_and_rgb_versions_of_an_xray_get_the_same_answer(client, sample_bytes):
     gray = cv2.imdecode(np.frombuffer(sample_bytes, np.uint8), cv2.IMREAD_GRAYSCALE)
     versions = {"8-bit": gray, "16-bit": gray.astype(np.uint16) * 257, "rgb": cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)}
