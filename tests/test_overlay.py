@@ -9,6 +9,9 @@ import pytest
 from PIL import Image
 
 from fracture_web import overlay
+from fracture_web.pixels import to_uint8
+
+from helpers import SAMPLES
 
 
 def test_heatmap_is_mapped_back_onto_the_image_frame_without_the_letterbox_bars():
@@ -44,6 +47,17 @@ def test_display_image_is_downscaled_uint8():
     image = np.random.default_rng(0).random((1000, 800)).astype(np.float32)
     shown = overlay.display_image(image, max_side=500)
     assert shown.shape == (500, 400) and shown.dtype == np.uint8
+
+
+def test_a_full_size_display_image_looks_like_one_area_resample_of_it():
+    # A radiograph decoded at 1440x1152 is halved, then resampled bilinearly to 640x512 (cheaper
+    # than one area resample); a reader sees the same picture: a level or two apart at most, but at edges.
+    gray = cv2.imread(str(SAMPLES[0]), cv2.IMREAD_GRAYSCALE)
+    image = cv2.resize(gray, (1152, 1440), interpolation=cv2.INTER_CUBIC).astype(np.float32) / 255
+    shown = overlay.display_image(image, max_side=640)
+    one_resample = to_uint8(cv2.resize(image, (512, 640), interpolation=cv2.INTER_AREA))
+    difference = np.abs(shown.astype(int) - one_resample)
+    assert shown.shape == (640, 512) and difference.mean() < 0.5 and np.percentile(difference, 99) <= 4
 
 
 @pytest.mark.parametrize("shape", [(20, 30, 3), (31, 17), (1, 1)], ids=["rgb", "grey", "one-pixel"])
