@@ -18,7 +18,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     """
     from flask import Flask
 
-    from .web import audit, csrf, errors, extension, monitoring, security, uploads, views
+    from .web import audit, csrf, errors, extension, jsonprovider, monitoring, security, uploads, views
 
     app = Flask(__name__, instance_relative_config=True,
                 template_folder=str(PROJECT_ROOT / "templates"),
@@ -30,6 +30,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config.from_mapping(test_config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    jsonprovider.init_app(app)
     extension.init_app(app)
     audit.init_app(app)
     # Counted before any later hook can refuse the request.

@@ -375,3 +375,21 @@ def test_a_batch_of_uploads_leaves_no_file_behind(client, sample_bytes, tmp_path
         client.post("/api/v1/predict", data=upload(data, name="../../etc/evil name.jpg"))
         post_form(client, upload(data, name="../../etc/evil name.jpg"))
     assert {p for p in files() - before if "__pycache__" not in p.parts} == set()
+
+
+def test_json_answers_say_what_flasks_own_encoder_would(app):
+    # orjson writes the API's answers (the overlay's base64 is 0.4 MB); nothing a client reads changes.
+    import datetime
+    import json
+    import uuid
+
+    from flask.json.provider import DefaultJSONProvider
+
+    answer = {"probability": 0.123457, "label": "fractured", "findings": [{"box": [1, 2, 3, 4], "score": 1e-7}],
+              "warnings": ["Ünïcode"], "checked": datetime.date(2026, 11, 29), "id": uuid.UUID(int=7), "none": None}
+    ours, flasks = app.json.dumps(answer), DefaultJSONProvider(app).dumps(answer)
+    assert json.loads(ours) == json.loads(flasks)
+    assert list(json.loads(ours)) == sorted(answer)
+    with app.test_request_context():
+        response = app.json.response(answer)
+    assert response.mimetype == "application/json" and json.loads(response.get_data()) == json.loads(flasks)
