@@ -51,16 +51,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_gunicorn(port: int, env: Mapping[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:
+def start_gunicorn(port: int, env: Mapping[str, str] | None = None, log: Path | None = None,
+                   app: str | None = None) -> subprocess.Popen:
     """gunicorn with the checkout's ``gunicorn.conf.py`` on ``127.0.0.1:port``, from this
     interpreter's environment; ``env`` adds settings (e.g. ``FRACTURE_BACKEND``), ``log`` takes
-    its output (else it is discarded)."""
+    its output (else it is discarded), ``app`` serves another WSGI app (``module:name``) than ours."""
     env = os.environ | {"BIND": f"127.0.0.1:{port}", "TF_CPP_MIN_LOG_LEVEL": "2"} | dict(env or {})
     gunicorn = Path(sys.executable).parent / "gunicorn"
     output = log.open("w") if log else subprocess.DEVNULL
     try:
-        return subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py"], cwd=PROJECT_ROOT, env=env,
-                                stdout=output, stderr=subprocess.STDOUT)
+        return subprocess.Popen([str(gunicorn), "-c", "gunicorn.conf.py", *([app] if app else [])], cwd=PROJECT_ROOT,
+                                env=env, stdout=output, stderr=subprocess.STDOUT)
     finally:
         if log:
             output.close()  # the server holds its own copy

@@ -27,7 +27,8 @@ Measures:
     gunicorn, its default backend; as a multipart form and as the raw request body) paired with the
     bare ``serving_default`` call, one plain library
     decode of the same file (OpenCV, or pydicom's ``pixel_array``), the ratio (e2e p50 - plain decode
-    p50) / signature p50, and the peak memory Python allocates for one ``analyse()`` of it and for
+    p50) / signature p50, the transport floor (the same uploads to scripts/bare_upload.py, an app that
+    only receives them, under the same gunicorn settings), and the peak memory Python allocates for one ``analyse()`` of it and for
     one whole API request (tracemalloc, the app in-process; the model's own buffers do not depend
     on the image). Then the workers' resident
     memory before, right after and a while after a series of 32 MB uploads.
@@ -249,10 +250,27 @@ def request_peak_mb(client, data: bytes, name: str) -> dict[str, float]:
             "raw_body": traced_peak_mb(lambda: client.post(API, data=data, content_type="application/octet-stream"))}
 
 
+def upload_floor_ms(port: int, bodies: dict[str, tuple[bytes, str]], runs: int) -> dict[str, float]:
+    """p50 ms of posting each body to the bare upload app (scripts/bare_upload.py) on ``port``:
+    the transport alone, which no work of the app can save."""
+    connection = HTTPConnection("127.0.0.1", port, timeout=60)
+    floors = {}
+    for kind, (body, content_type) in bodies.items():
+        def post(_):
+            connection.request("POST", "/", body, {"Content-Type": content_type})
+            response = connection.getresponse()
+            if response.read() != str(len(body)).encode():
+                raise RuntimeError(f"the bare upload app answered {response.status} on port {port}")
+        floors[kind] = percentiles(time_calls(post, [None], runs))["p50"]
+    connection.close()
+    return floors
+
+
 def full_size_case(name: str, data: bytes, model: FractureModel, direct: Callable, port: int, runs: int,
-                   client) -> dict:
+                   client, floor_port: int) -> dict:
     """One full-size upload: its steps, its e2e latency paired with the bare signature, a plain
-    decode of it, the overhead ratio and the peak memory of one analysis and of one whole request."""
+    decode of it, the overhead ratio, the transport floor (the same bodies posted to the bare
+    upload app) and the peak memory of one analysis and of one whole request."""
     decoded = decode_image(data, max(model.input_size, DISPLAY_MAX_SIDE))
     plain = plain_decode(data)
     decoded_mb = plain().nbytes / 1e6
@@ -268,6 +286,8 @@ def full_size_case(name: str, data: bytes, model: FractureModel, direct: Callabl
             "raw_body": {"e2e_ms": raw["e2e_ms"], "direct_signature_ms": raw["direct_signature_ms"],
                          "ratio_e2e_minus_plain_decode_over_signature":
                              (raw["e2e_ms"]["p50"] - plain_ms) / raw["direct_signature_ms"]["p50"]},
+            "upload_floor_ms": upload_floor_ms(floor_port, {"multipart": multipart(data, name),
+                                                            "raw_body": (data, "application/octet-stream")}, runs),
             "analyse_peak_mb": peak, "plain_decoded_mb": decoded_mb, "peak_over_decoded": peak / decoded_mb,
             "request_peak_mb": request_peak_mb(client, data, name)}
 
@@ -302,19 +322,36 @@ def full_size_report(model_dir: Path, small: Path, runs: int, source: Path = FUL
     cases = full_size_cases(source, small)
     model, direct = FractureModel(model_dir), direct_signature(model_dir)
     client = create_app({"MODEL_DIR": str(model_dir), "METRICS": "off", "AUDIT_LOG": os.devnull}).test_client()
-    port = local_server.free_port()
+    port, floor_port = local_server.free_port(), local_server.free_port()
     server = gunicorn_server("auto")(port)
+    floor = local_server.start_gunicorn(floor_port, app="scripts.bare_upload:app")
     try:
         local_server.wait_ready(port, server)
+        wait_bare_ready(floor_port, floor)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
             backend = json.loads(response.read())["backend"]
         report = {"source": str(source), "runs": runs, "backend": f"auto ({backend})", "cases": {
-            name: full_size_case(name, data, model, direct, port, runs, client) for name, data in cases.items()}}
+            name: full_size_case(name, data, model, direct, port, runs, client, floor_port)
+            for name, data in cases.items()}}
         big, small_jpeg = cases[BIG_DICOM], next(iter(cases.values()))
         report["worker_memory"] = worker_memory_after_big_uploads(port, server.pid, big, small_jpeg)
     finally:
         local_server.stop(server)
+        local_server.stop(floor)
     return report
+
+
+def wait_bare_ready(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
+    """Wait until the bare upload app answers (it has no /healthz)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout and process.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", data=b"ok", timeout=2) as response:
+                if response.read() == b"2":
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"the bare upload app on port {port} did not start")
 
 
 def cpu_peak_gflops(cores: int) -> tuple[float, float]:
@@ -451,16 +488,18 @@ def full_size_table(section: dict) -> list[str]:
     lines = [f"full-size uploads (from {Path(section['source']).name}; {section['runs']} runs each; backend "
              f"{section.get('backend', 'tensorflow')}), ms p50:",
              "case                          decoded at   plain decode  e2e p50  e2e p95  signature  ratio  "
-             "raw body: e2e p50  ratio  peak MB (x decoded)"]
+             "raw body: e2e p50  ratio  floor (raw)  peak MB (x decoded)"]
     for name, c in section["cases"].items():
         raw = c["raw_body"]
         lines.append(f"{name:30s}{'x'.join(map(str, c['decoded_at'][::-1])):>10s}  {c['plain_decode_ms']:12.1f}  "
                      f"{c['e2e_ms']['p50']:7.1f}  {c['e2e_ms']['p95']:7.1f}  {c['direct_signature_ms']['p50']:9.1f}  "
                      f"{c['ratio_e2e_minus_plain_decode_over_signature']:5.2f}  {raw['e2e_ms']['p50']:17.1f}  "
-                     f"{raw['ratio_e2e_minus_plain_decode_over_signature']:5.2f}  {c['analyse_peak_mb']:6.1f} "
-                     f"({c['peak_over_decoded']:.2f})")
+                     f"{raw['ratio_e2e_minus_plain_decode_over_signature']:5.2f}  "
+                     f"{c['upload_floor_ms']['multipart']:5.1f} ({c['upload_floor_ms']['raw_body']:4.1f})  "
+                     f"{c['analyse_peak_mb']:6.1f} ({c['peak_over_decoded']:.2f})")
     lines.append("  ratio = (e2e p50 - plain decode p50) / signature p50; e2e is a multipart upload, raw body the "
-                 "file as the request body; peak = one analyse(); whole request, MB (x decoded):")
+                 "file as the request body; floor = the same upload to an app that only receives it "
+                 "(scripts/bare_upload.py); peak = one analyse(); whole request, MB (x decoded):")
     for name, c in section["cases"].items():
         whole = c["request_peak_mb"]
         lines.append(f"  {name}: multipart {whole['multipart']:.1f} ({whole['multipart'] / c['plain_decoded_mb']:.2f}), "
