@@ -31,7 +31,7 @@ Measures:
     only receives them, under the same gunicorn settings), and the peak memory Python allocates for one ``analyse()`` of it and for
     one whole API request (tracemalloc, the app in-process; the model's own buffers do not depend
     on the image). Then the workers' resident
-    memory before, right after and a while after a series of 32 MB uploads.
+    memory before, and right after and a while after each of three rounds of ten 32 MB uploads.
 
 Default images: the first 16 typical (454x373 or 373x454) JPEGs of the FracAtlas validation split in
 ../shared/data/fracatlas, else data/samples. Takes about 3 minutes with the defaults, plus about 2
@@ -293,9 +293,10 @@ def full_size_case(name: str, data: bytes, model: FractureModel, direct: Callabl
 
 
 def worker_memory_after_big_uploads(port: int, master_pid: int, big: bytes, small: bytes, count: int = 10,
-                                    settle_s: float = 10) -> dict:
-    """The workers' resident memory (MB each) in steady state, right after ``count`` big uploads,
-    and ``settle_s`` later (after a few small requests): does a 32 MB upload leave memory behind?"""
+                                    settle_s: float = 10, rounds: int = 3) -> dict:
+    """The workers' resident memory (MB each) in steady state, then for each of ``rounds`` rounds:
+    right after ``count`` big uploads and ``settle_s`` later (after a few small requests). Does a
+    32 MB upload leave memory behind, and does it pile up from round to round?"""
     bodies = {"small": multipart(small, "small.jpg"), "big": multipart(big, "big.dcm")}
 
     def post(kind: str, times: int) -> None:
@@ -307,14 +308,15 @@ def worker_memory_after_big_uploads(port: int, master_pid: int, big: bytes, smal
         connection.close()
 
     post("small", 10)
-    steady = local_server.worker_memory_mb(master_pid)
-    post("big", count)
-    after = local_server.worker_memory_mb(master_pid)
-    time.sleep(settle_s)
-    post("small", 10)
-    settled = local_server.worker_memory_mb(master_pid)
-    return {"big_uploads": count, "big_upload_mb": len(big) / 1e6, "steady_mb": steady, "after_big_mb": after,
-            "settled_mb": settled, "settled_minus_steady_mb": [b - a for a, b in zip(steady, settled)]}
+    report = {"big_uploads": count, "big_upload_mb": len(big) / 1e6,
+              "steady_mb": local_server.worker_memory_mb(master_pid), "rounds": []}
+    for _ in range(rounds):
+        post("big", count)
+        after = local_server.worker_memory_mb(master_pid)
+        time.sleep(settle_s)
+        post("small", 10)
+        report["rounds"].append({"after_big_mb": after, "settled_mb": local_server.worker_memory_mb(master_pid)})
+    return report
 
 
 def full_size_report(model_dir: Path, small: Path, runs: int, source: Path = FULL_SIZE_SOURCE) -> dict:
@@ -508,10 +510,11 @@ def full_size_table(section: dict) -> list[str]:
     for name, c in section["cases"].items():
         lines.append(f"  {name}: " + ", ".join(f"{step} {ms:.1f}" for step, ms in c["steps_ms"].items()))
     memory = section["worker_memory"]
-    rounded = lambda key: [round(mb) for mb in memory[key]]  # noqa: E731
-    lines.append(f"worker RSS MB (each worker) around {memory['big_uploads']} uploads of {memory['big_upload_mb']:.0f} "
-                 f"MB: steady {rounded('steady_mb')}, right after {rounded('after_big_mb')}, settled "
-                 f"{rounded('settled_mb')} (settled - steady {rounded('settled_minus_steady_mb')})")
+    rounded = lambda values: [round(mb) for mb in values]  # noqa: E731
+    rounds = "; ".join(f"right after {rounded(r['after_big_mb'])}, settled {rounded(r['settled_mb'])}"
+                       for r in memory["rounds"])
+    lines.append(f"worker RSS MB (each worker), steady {rounded(memory['steady_mb'])}, then in each round of "
+                 f"{memory['big_uploads']} uploads of {memory['big_upload_mb']:.0f} MB: {rounds}")
     return lines
 
 
