@@ -3,7 +3,7 @@
 Each worker loads and warms up its own copy of the model (about 0.2 GB resident on LiteRT, the
 default backend's choice for the shipped model; about 0.8 GB with FRACTURE_BACKEND=tensorflow;
 scripts/benchmark.py and scripts/compare_backends.py report it).
-Environment: MALLOC_TRIM_ABOVE (bytes, 16777216; see post_request), MALLOC_ARENA_MAX (glibc's; 1 unless set, see post_fork), PORT (5000), BIND (0.0.0.0:$PORT), WEB_CONCURRENCY (workers, 2),
+Environment: MALLOC_TRIM_ABOVE (bytes, 16777216) and MALLOC_TRIM_IDLE_S (2; see post_request), MALLOC_ARENA_MAX (glibc's; 1 unless set, see post_fork), PORT (5000), BIND (0.0.0.0:$PORT), WEB_CONCURRENCY (workers, 2),
 GUNICORN_THREADS (threads per worker, 4), GUNICORN_TIMEOUT (seconds, 60),
 PROMETHEUS_MULTIPROC_DIR (where the workers share their metrics; see on_starting).
 """
@@ -12,6 +12,7 @@ import ctypes.util
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 # Keep TensorFlow's C++ start-up chatter out of the log (workers inherit this).
@@ -75,18 +76,33 @@ def post_fork(server, worker):
         _libc.mallopt(_M_ARENA_MAX, 1)
 
 
+#: Seconds without a large request after which a worker hands its free memory back.
+_trim_after_s = float(os.environ.get("MALLOC_TRIM_IDLE_S", "2"))
+#: The pending hand-back, restarted by each large request (one per worker process).
+_trim_timer = None
+
+
 def post_request(worker, req, environ, resp):
     """After a request that left much free memory inside malloc (a full-size upload, its decoded
-    pixels), hand it back to the system, so a worker returns to its steady size.
+    pixels), hand it back to the system once no other such request has come for a while, so a
+    worker returns to its steady size.
 
     glibc keeps freed memory for reuse, so after a series of 32 MB DICOMs a worker held about
     +60-120 MB for good. Handing it back after every large buffer instead (a fixed mmap threshold)
     made each big request fault in fresh pages for every copy of its body, which about doubled the
-    time of a 13 MB DICOM's request. Trimming only here, after the answer has been sent, costs the next big upload
-    one round of fresh pages and nothing for small ones (scripts/benchmark.py, worker memory).
+    time of a 13 MB DICOM's request; handing it back after every large request still cost the next
+    one 5-25 ms of fresh pages. So a run of large uploads (a PACS sending a study) keeps the memory
+    it reuses, and it goes back MALLOC_TRIM_IDLE_S seconds after the last of them
+    (scripts/benchmark.py, worker memory). Small requests cost nothing here.
     """
-    if _libc is not None and _libc.mallinfo2().fordblks > _trim_above:
-        _libc.malloc_trim(0)
+    global _trim_timer
+    if _libc is None or _libc.mallinfo2().fordblks <= _trim_above:
+        return
+    if _trim_timer is not None:
+        _trim_timer.cancel()
+    _trim_timer = threading.Timer(_trim_after_s, _libc.malloc_trim, args=(0,))
+    _trim_timer.daemon = True
+    _trim_timer.start()
 
 
 #: The metrics folder on_starting made for this server (removed on exit), or None for the operator's own.
