@@ -7,6 +7,8 @@ body is read from the server in large pieces (:class:`LargeReads`).
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
+from typing import BinaryIO
 
 from flask import Flask, Request, abort, current_app, request
 from werkzeug.exceptions import ClientDisconnected
@@ -22,10 +24,10 @@ class LargeReads(io.RawIOBase):
 
     Werkzeug reads a body 64 KiB at a time, and gunicorn answers each such read by copying all it
     has read ahead (up to 1 MiB) to keep the rest: a 13 MB DICOM's body then cost about 5 ms more
-    to receive as a form. Errors of the server's stream (a timeout, a client gone) pass through.
+    to receive as a form (61 against 55 ms end to end). Errors of the server's stream (a timeout, a client gone) pass through.
     """
 
-    def __init__(self, stream, length: int) -> None:
+    def __init__(self, stream: BinaryIO, length: int) -> None:
         super().__init__()
         self._stream, self._left = stream, length
         self._piece, self._position = memoryview(b""), 0
@@ -33,7 +35,7 @@ class LargeReads(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: memoryview | bytearray) -> int:
         if self._position == len(self._piece):
             data = self._stream.read(min(self._left, PIECE)) if self._left > 0 else b""
             self._left -= len(data)
@@ -44,9 +46,9 @@ class LargeReads(io.RawIOBase):
         return count
 
 
-def read_in_large_pieces(wsgi_app):
+def read_in_large_pieces(wsgi_app: Callable) -> Callable:
     """Wrap a WSGI app so that every body of stated length is read through ``LargeReads``."""
-    def app(environ, start_response):
+    def app(environ: dict, start_response: Callable):
         length = environ.get("CONTENT_LENGTH", "")
         if length.isdigit() and int(length) > 0:
             environ["wsgi.input"] = LargeReads(environ["wsgi.input"], int(length))
