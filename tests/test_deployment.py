@@ -115,3 +115,27 @@ def test_stalled_uploads_time_out_instead_of_blocking_the_server(tiny_model_dir)
     finally:
         for sock in stalled:
             sock.close()
+
+
+def test_a_worker_gives_back_the_memory_of_large_uploads_once_they_stop(tiny_model_dir):
+    # A PACS script sends a run of 30 MB files; a while after the last one the worker is back to its
+    # steady size (gunicorn.conf.py: one malloc arena, free memory handed back after the run).
+    import time
+    from http.client import HTTPConnection
+
+    def post(port: int, body: bytes, times: int) -> None:
+        connection = HTTPConnection("127.0.0.1", port, timeout=60)
+        for _ in range(times):  # refused as no image, but only after the whole body was read into memory
+            connection.request("POST", "/api/v1/predict", body, {"Content-Type": "application/octet-stream"})
+            assert connection.getresponse().read()
+        connection.close()
+
+    env = {"WEB_CONCURRENCY": "1", "FRACTURE_MODEL_DIR": str(tiny_model_dir), "MALLOC_TRIM_IDLE_S": "0.5"}
+    with local_server.running_gunicorn(env, timeout=120) as server:
+        post(server.port, b"x" * 1000, 5)
+        steady = local_server.worker_memory_mb(server.process.pid)[0]
+        post(server.port, bytes(30 << 20), 5)  # up to 60-90 MB more while they come
+        time.sleep(2)
+        settled = local_server.worker_memory_mb(server.process.pid)[0]
+    # With a malloc arena per thread (MALLOC_ARENA_MAX=8) this worker kept 35-90 MB for good.
+    assert settled < steady + 10, (steady, settled)
