@@ -329,7 +329,7 @@ def full_size_report(model_dir: Path, small: Path, runs: int, source: Path = FUL
     floor = local_server.start_gunicorn(floor_port, app="scripts.bare_upload:app")
     try:
         local_server.wait_ready(port, server)
-        wait_bare_ready(floor_port, floor)
+        local_server.wait_ready(floor_port, floor)  # the bare app answers any path, /healthz too
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
             backend = json.loads(response.read())["backend"]
         report = {"source": str(source), "runs": runs, "backend": f"auto ({backend})", "cases": {
@@ -341,19 +341,6 @@ def full_size_report(model_dir: Path, small: Path, runs: int, source: Path = FUL
         local_server.stop(server)
         local_server.stop(floor)
     return report
-
-
-def wait_bare_ready(port: int, process: subprocess.Popen, timeout: float = 60) -> None:
-    """Wait until the bare upload app answers (it has no /healthz)."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout and process.poll() is None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", data=b"ok", timeout=2) as response:
-                if response.read() == b"2":
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"the bare upload app on port {port} did not start")
 
 
 def cpu_peak_gflops(cores: int) -> tuple[float, float]:
