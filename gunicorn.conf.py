@@ -46,7 +46,7 @@ class _MallInfo2(ctypes.Structure):
 
 
 def _glibc():
-    """The C library's malloc_trim and mallinfo2, or None where the C library is not glibc 2.33+."""
+    """The C library, for mallopt, mallinfo2 and malloc_trim; None where it is not glibc 2.33+."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"))
         libc.mallinfo2.restype = _MallInfo2
