@@ -16,7 +16,9 @@ option), which skips most of the work. No Flask, no TensorFlow.
 from __future__ import annotations
 
 import io
+import logging
 import struct
+import zlib
 
 import numpy as np
 import openjpeg
@@ -24,10 +26,16 @@ import pydicom
 from PIL import Image
 from pydicom.encaps import get_frame
 from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import _read_file_meta_info, read_preamble
+from pydicom.filewriter import write_file_meta_info
 from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
-from pydicom.uid import JPEG2000TransferSyntaxes
+from pydicom.pixels.utils import _get_jpg_parameters, get_expected_length
+from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, JPEG2000TransferSyntaxes,
+                         JPEGLSTransferSyntaxes, JPEGTransferSyntaxes, RLELossless)
 
-from .pixels import DecodedImage, InvalidImageError, check_dimensions, check_not_blank, normalise, reduction, shrink
+from .pixels import (MAX_PIXELS, DecodedImage, InvalidImageError, check_dimensions, check_not_blank, normalise,
+                     reduction, shrink)
 
 #: Modalities of plain radiographs: computed and digital radiography, radiographic imaging.
 RADIOGRAPH_MODALITIES = frozenset({"CR", "DX", "RG"})
@@ -51,11 +59,25 @@ READ_ELEMENTS = ["SpecificCharacterSet", "SOPClassUID", "Modality", "BodyPartExa
                  "PixelData", "FloatPixelData", "DoubleFloatPixelData"]
 
 DAMAGED = "The file looks like DICOM but could not be read; it may be damaged or incomplete."
+#: The most a deflated dataset may inflate to: the largest image allowed, at 16 bits, and a megabyte of header.
+MAX_INFLATED_BYTES = 2 * MAX_PIXELS + (1 << 20)
+#: How much is inflated at a time, and so how far past ``MAX_INFLATED_BYTES`` a bomb gets.
+INFLATE_STEP = 1 << 24
 #: (7FE0,0010) Pixel Data as it appears in a little-endian file.
 PIXEL_DATA_TAG = b"\xe0\x7f\x10\x00"
 #: What pydicom and its decoder plugins raise on damaged files (values of the wrong type included).
 DAMAGE = (InvalidDicomError, BytesLengthException, struct.error, ValueError, EOFError, OSError, KeyError, TypeError,
           AttributeError, NotImplementedError, IndexError, OverflowError, RuntimeError)
+
+
+def _no_decoder_tracebacks(record: logging.LogRecord) -> bool:
+    """pydicom logs every decoder that fails on a frame, traceback and all, at ERROR, before it raises
+    the failures together; the refusal then says it once (and its cause keeps the detail), so the log
+    gets no traceback per refused file."""
+    return record.exc_info is None
+
+
+logging.getLogger("pydicom.pixels.decoders.base").addFilter(_no_decoder_tracebacks)
 
 
 def decode_dicom(data: bytes, long_side: int | None = None) -> DecodedImage:
@@ -74,7 +96,8 @@ def decode_dicom(data: bytes, long_side: int | None = None) -> DecodedImage:
     size = (int(ds.Rows), int(ds.Columns))
     factor = reduction(size, long_side)
     try:
-        stored, reduced = first_frame(ds, factor)
+        stored, reduced = (encoded_first_frame if ds.file_meta.TransferSyntaxUID.is_encapsulated
+                           else first_frame)(ds, factor)
         pixels = grayscale_pipeline(stored, ds, factor // reduced)
     except InvalidImageError:
         raise
@@ -86,19 +109,59 @@ def decode_dicom(data: bytes, long_side: int | None = None) -> DecodedImage:
     return DecodedImage(pixels, size, warnings, header_context(ds))
 
 
-def first_frame(ds: pydicom.Dataset, factor: int = 1) -> tuple[np.ndarray, int]:
-    """The first frame's stored values, and by how much of ``factor`` they are already shrunk.
+def encoded_first_frame(ds: pydicom.Dataset, factor: int = 1) -> tuple[np.ndarray, int]:
+    """A compressed first frame's stored values, and by how much of ``factor`` they are already shrunk.
 
-    JPEG 2000 comes at a reduced resolution level where the stream plainly matches its header;
-    uncompressed data is a read-only view on the file's bytes (no copy); other syntaxes and
-    anything unusual go through pydicom's decoders at full size."""
+    The frame's own header must declare the DICOM header's size (:func:`check_frame_size`) before
+    anything is decoded. JPEG 2000 comes at a reduced resolution level where the stream plainly
+    matches its header; other syntaxes and anything unusual go through pydicom's decoders at full size."""
     syntax = ds.file_meta.TransferSyntaxUID
+    codestream = get_frame(ds.PixelData, 0, number_of_frames=int(ds.get("NumberOfFrames") or 1))
+    check_frame_size(codestream, syntax, (int(ds.Rows), int(ds.Columns)))
     if factor > 1 and syntax in JPEG2000TransferSyntaxes:
-        reduced = _jpeg2000_reduced(ds, factor)
+        reduced = _jpeg2000_reduced(ds, codestream, factor)
         if reduced is not None:
             return reduced
-    if syntax.is_encapsulated:
-        return pixel_array(ds, index=0), 1
+    return pixel_array(ds, index=0), 1
+
+
+def check_frame_size(codestream: bytes, syntax: pydicom.uid.UID, size: tuple[int, int]) -> None:
+    """Refuse a compressed frame whose own header declares another (rows, columns) than ``size``,
+    the DICOM header's (checked against the limits already): a tiny file can declare a frame of any
+    size, and the decoder allocates it whole before anyone compares. RLE frames carry no size of
+    their own (pydicom decodes them to the header's); other compressions are refused."""
+    if syntax in JPEG2000TransferSyntaxes:
+        try:
+            stream = openjpeg.get_parameters(codestream)
+        except (RuntimeError, ValueError) as err:
+            raise InvalidImageError(DAMAGED) from err
+        declared = (stream["rows"], stream["columns"])
+    elif syntax in JPEGTransferSyntaxes or syntax in JPEGLSTransferSyntaxes:
+        # pydicom's own reader of the SOF segment (its decoders use it to choose options)
+        stream = _get_jpg_parameters(codestream)
+        declared = (stream.get("height"), stream.get("width"))
+    elif syntax == RLELossless:
+        return
+    else:
+        raise InvalidImageError(f"DICOM images compressed as {syntax.name} are not supported; send the image "
+                                "uncompressed, or as JPEG, JPEG-LS, JPEG 2000 or RLE.")
+    if declared != size:
+        found = "no readable size" if None in declared else f"{declared[1]}x{declared[0]} pixels"
+        raise InvalidImageError(f"The DICOM file is inconsistent: its compressed image declares {found}, "
+                                f"its header {size[1]}x{size[0]}; it may be damaged or forged.")
+
+
+def first_frame(ds: pydicom.Dataset, factor: int = 1) -> tuple[np.ndarray, int]:
+    """An uncompressed first frame's stored values, as a read-only view on the file's bytes (no
+    copy), and by how much of ``factor`` they are already shrunk (never: 1). Pixel data of another
+    length than the header's size calls for (one byte of padding aside) is refused: a wrong Rows,
+    Columns or frame count would otherwise be read as a garbled or partial image."""
+    expected, held = get_expected_length(ds), len(ds.PixelData)
+    if held not in (expected, expected + 1):
+        frames = int(ds.get("NumberOfFrames") or 1)
+        raise InvalidImageError(f"The DICOM image could not be read: its pixel data holds {held} bytes where its "
+                                f"header ({ds.Columns}x{ds.Rows}, {frames} frame(s) of {ds.BitsAllocated} bits) calls "
+                                f"for {expected}; the file may be damaged, cut off or forged.")
     frame = pixel_array(ds, index=0, view_only=True, correct_unused_bits=False)
     bits = int(ds.BitsStored)
     low, high = (-(1 << bits - 1), (1 << bits - 1) - 1) if frame.dtype.kind == "i" else (0, (1 << bits) - 1)
@@ -107,11 +170,10 @@ def first_frame(ds: pydicom.Dataset, factor: int = 1) -> tuple[np.ndarray, int]:
     return frame, 1
 
 
-def _jpeg2000_reduced(ds: pydicom.Dataset, factor: int) -> tuple[np.ndarray, int] | None:
-    """The first frame decoded at 1/``factor`` a side, or at the smallest resolution level the
-    codestream holds above that; None where the stream's size or sample format differs from the
-    header's (pydicom reconciles or refuses those) or the stream cannot be read this way."""
-    codestream = get_frame(ds.PixelData, 0, number_of_frames=int(ds.get("NumberOfFrames") or 1))
+def _jpeg2000_reduced(ds: pydicom.Dataset, codestream: bytes, factor: int) -> tuple[np.ndarray, int] | None:
+    """The first frame (``codestream``) decoded at 1/``factor`` a side, or at the smallest resolution
+    level the codestream holds above that; None where the stream's size or sample format differs from
+    the header's (pydicom reconciles or refuses those) or the stream cannot be read this way."""
     levels = min(factor.bit_length() - 1, wavelet_levels(codestream))
     stream = openjpeg.get_parameters(codestream)
     bits, signed = int(ds.BitsStored), int(ds.get("PixelRepresentation") or 0) == 1
@@ -147,6 +209,7 @@ def wavelet_levels(codestream: bytes) -> int:
 
 def read_header(data: bytes) -> pydicom.Dataset:
     """Parse the file (only the elements in ``READ_ELEMENTS``); refuse what is not DICOM."""
+    data = inflated(data)
     try:
         ds = pydicom.dcmread(io.BytesIO(data), specific_tags=READ_ELEMENTS)
         ds.walk(lambda _ds, _elem: None)  # parse every value now, so damage shows up here
@@ -155,6 +218,48 @@ def read_header(data: bytes) -> pydicom.Dataset:
     if PIXEL_DATA_TAG in data and "PixelData" not in ds:
         raise InvalidImageError(DAMAGED)  # the pixel data is announced but cut off
     return ds
+
+
+def inflated(data: bytes) -> bytes:
+    """A DICOM file as it is or, where its transfer syntax is Deflated Explicit VR Little Endian, the
+    same file with its dataset inflated and its transfer syntax Explicit VR Little Endian.
+
+    pydicom (and pynetdicom) inflate a whole deflated dataset at once, with no limit: a 1 MB file
+    can ask for gigabytes. Here the stream inflates with a ceiling, ``MAX_INFLATED_BYTES``, and a
+    file that would pass it is refused as soon as it does."""
+    fp = io.BytesIO(data)
+    try:
+        read_preamble(fp, False)
+        meta = _read_file_meta_info(fp)  # pydicom's reader of the file meta (group 2) alone
+    except DAMAGE as err:
+        raise InvalidImageError(DAMAGED) from err
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return data
+    dataset = _inflate(memoryview(data)[fp.tell():])
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    head = DicomBytesIO()
+    write_file_meta_info(head, meta, enforce_standard=False)  # the group length follows the new UID
+    return b"".join([data[:132], head.getvalue(), *dataset])
+
+
+def _inflate(stream: memoryview) -> list[bytes]:
+    """A raw deflate stream inflated, in pieces of ``INFLATE_STEP`` bytes; refused once they add up
+    to more than ``MAX_INFLATED_BYTES`` (so a bomb costs no more than that), or when it is cut off."""
+    inflater, pieces, size = zlib.decompressobj(-zlib.MAX_WBITS), [], 0
+    try:
+        while not inflater.eof:
+            piece = inflater.decompress(stream, INFLATE_STEP)
+            stream = inflater.unconsumed_tail
+            if not piece and not stream:
+                raise InvalidImageError(DAMAGED)  # the deflated stream is cut off
+            size += len(piece)
+            if size > MAX_INFLATED_BYTES:
+                raise InvalidImageError(f"The DICOM file is too large once inflated (over {MAX_INFLATED_BYTES >> 20} "
+                                        "MB, more than the largest radiograph accepted); it may be a decompression bomb.")
+            pieces.append(piece)
+    except zlib.error as err:
+        raise InvalidImageError(DAMAGED) from err
+    return pieces
 
 
 def check_radiograph(ds: pydicom.Dataset) -> tuple[str, ...]:
@@ -189,7 +294,8 @@ def grayscale_pipeline(stored: np.ndarray, ds: pydicom.Dataset, factor: int = 1)
     """
     stored = stored.astype(np.int16 if stored.dtype.kind == "i" else np.uint8 if stored.dtype.itemsize == 1
                            else np.uint16, copy=False)  # BitsStored <= 16 fits; native byte order
-    lut = grayscale_lut(ds, stored.dtype, int(stored.min()), int(stored.max()))
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and infinity are refused, not warned about
+        lut = grayscale_lut(ds, stored.dtype, int(stored.min()), int(stored.max()))
     small = shrink(stored, factor)  # area averages stay within the stored range
     # indexing casts the 16-bit indices in small buffers (np.take would widen them all to 64 bits first)
     return lut[small.view(np.uint8 if small.dtype == np.uint8 else np.uint16)]
@@ -210,6 +316,9 @@ def grayscale_lut(ds: pydicom.Dataset, dtype: np.dtype, low: int, high: int) -> 
     codes = np.arange(np.iinfo(unsigned).max + 1).astype(unsigned).view(dtype)
     held = (codes >= low) & (codes <= high)
     values = apply_modality_lut(codes, ds)
+    if not np.isfinite(values[held]).all():
+        raise InvalidImageError("The DICOM file's Rescale Slope, Rescale Intercept or Modality LUT turns its pixels "
+                                "into values that are not numbers (NaN or infinity); the image cannot be read.")
     if _has_voi(ds):
         out_low, out_high = _voi_output_range(ds)
         unit = np.clip((apply_voi_lut(_as_lut_input(values, ds), ds) - out_low) / (out_high - out_low), 0.0, 1.0)
@@ -238,9 +347,14 @@ def _voi_output_range(ds: pydicom.Dataset) -> tuple[float, float]:
         probe = np.array([first, first + (entries or 2**16) - 1], dtype=np.int64)
     else:
         probe = np.array([-np.inf, np.inf])  # a window maps everything below/above it to its ends
-    low, high = sorted(float(v) for v in apply_voi_lut(probe, ds))  # a LUT may run downhill
-    if not high > low:
-        raise InvalidImageError("The DICOM file's VOI LUT or window is unusable (its output range is empty).")
+    unusable = InvalidImageError("The DICOM file's VOI LUT or window is unusable (its output range is empty, "
+                                 "or its centre or width is not a number or not positive).")
+    try:
+        low, high = sorted(float(v) for v in apply_voi_lut(probe, ds))  # a LUT may run downhill
+    except ValueError as err:  # pydicom's refusal of a window width under 1
+        raise unusable from err
+    if not high > low:  # NaN compares false: refused too
+        raise unusable
     return low, high
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from .config import DEFAULT_BACKEND, DEFAULT_TFLITE_FILE
 from .findings import Finding, FindingLevels, locate
+from .pixels import InvalidImageError
 from .probability import recalibrate
 from .runtimes import (BACKENDS, ModelLoadError, Runner, available_cores, load_litert, load_savedmodel,
                        resolve_backend)
@@ -28,6 +29,11 @@ VERDICTS = {True: "Fracture suspected", False: "No fracture detected"}
 
 class UnknownOperatingPointError(ValueError):
     """An operating point that the model's metadata does not define."""
+
+
+class ModelOutputError(InvalidImageError):
+    """The network answered this image with NaN or infinity: it is refused like an unreadable image
+    (no verdict, and a study's other views go on without it)."""
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,7 @@ class FractureModel:
         findings' boxes are in its pixels (in the model input's, without it)."""
         name = self.resolve(operating_point)
         outputs = self.outputs(model_input[np.newaxis])
+        _check_finite(outputs)
         probability, threshold = float(outputs["probability"][0]), self.thresholds[name]
         fractured = probability >= threshold
         atypicality = float(outputs["atypicality"][0]) if "atypicality" in outputs else 0.0
@@ -164,6 +171,16 @@ class FractureModel:
         blank = np.zeros((1, self.input_size, self.input_size, 1), np.float32)
         for _ in range(runs):
             self.infer(blank)
+
+
+def _check_finite(outputs: dict[str, np.ndarray]) -> None:
+    """Refuse an answer whose probability, heatmap, fracture map or atypicality is NaN or infinite:
+    a NaN compares false with every threshold, so it would read as "no fracture"."""
+    broken = [name for name in ("probability", "heatmap", "fracture_map", "atypicality")
+              if name in outputs and not np.isfinite(outputs[name]).all()]
+    if broken:
+        raise ModelOutputError(f"The model could not read this image: its {broken[0].replace('_', ' ')} came out "
+                               "as NaN or infinity, so no verdict is given. Check the image, or send it again.")
 
 
 def _site_platt(metadata: dict) -> tuple[float, float] | None:

@@ -4,6 +4,7 @@ contrast checks, and the choice of how far to shrink. numpy and OpenCV; the bott
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import cv2
@@ -22,6 +23,8 @@ MAX_ASPECT = 8.0
 HEADROOM = 2
 #: Smallest range of brightness (on a [0, 1] or raw scale) that is not a blank image.
 MIN_CONTRAST = 1e-6
+NOT_A_NUMBER = ("The image holds values that are not numbers (NaN or infinity), so it cannot be read; "
+                "check the file or export it again.")
 
 
 class InvalidImageError(ValueError):
@@ -43,6 +46,11 @@ class DecodedImage:
     warnings: tuple[str, ...] = ()
     context: dict[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # the decoders' shared promise: a NaN or infinite pixel never reaches the model
+        if not np.isfinite(self.pixels).all():
+            raise InvalidImageError(NOT_A_NUMBER)
+
 
 def check_dimensions(width: int, height: int) -> None:
     """Refuse, from the header's size alone, pixel bombs, tiny images and strips."""
@@ -55,8 +63,11 @@ def check_dimensions(width: int, height: int) -> None:
 
 
 def check_not_blank(pixels: np.ndarray) -> tuple[float, float]:
-    """Refuse an image whose pixels all have the same value; returns its (min, max)."""
+    """Refuse an image whose pixels all have the same value, or any that is NaN or infinite
+    (the min and max show both); returns its (min, max)."""
     low, high = float(pixels.min()), float(pixels.max())
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise InvalidImageError(NOT_A_NUMBER)
     if high - low < MIN_CONTRAST:
         raise InvalidImageError("The image is blank (every pixel has the same value).")
     return low, high

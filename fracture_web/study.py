@@ -7,6 +7,7 @@ verdict, probability and threshold read together like a single image's. Pure; no
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,6 +47,9 @@ def combine(predictions: Sequence[Prediction]) -> StudyVerdict:
         raise EmptyStudyError("None of the study's images could be analysed.")
     if len({(p.operating_point, p.threshold, p.model_version) for p in predictions}) > 1:
         raise ValueError("a study's views must be scored by one model at one operating point")
+    if not all(math.isfinite(p.probability) for p in predictions):
+        # max() over a NaN depends on the order of the views; the model refuses such views itself
+        raise ValueError("a study's views must have real probabilities (not NaN or infinity)")
     top = max(predictions, key=lambda p: p.probability)
     return StudyVerdict(top.label, top.fractured, top.probability, top.threshold, top.operating_point,
                         top.model_version, len(predictions))

@@ -3,14 +3,16 @@ of them made by hand (no model), and the node's reports read back as a viewer wo
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import cv2
 import highdicom as hd
 import numpy as np
 from pydicom import Dataset, FileMetaDataset, dcmread, dcmwrite
 from pydicom.encaps import encapsulate
-from pydicom.uid import (DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, JPEG2000Lossless,
-                         JPEGBaseline8Bit, RLELossless, generate_uid)
+from pydicom.uid import (DeflatedExplicitVRLittleEndian, DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian,
+                         JPEG2000Lossless, JPEGBaseline8Bit, RLELossless, generate_uid)
 
 from fracture_web import overlay
 from fracture_web.analysis import Analysis
@@ -99,3 +101,20 @@ def report_of(sr: Dataset) -> hd.sr.MeasurementReport:
     read = hd.sr.ComprehensiveSR.from_dataset(dcmread(io.BytesIO(to_bytes(sr))))
     assert isinstance(read.content, hd.sr.MeasurementReport)
     return read.content
+
+
+def deflate_bomb(ds: Dataset, inflated_mb: int) -> bytes:
+    """The dataset without its pixels, as Deflated Explicit VR Little Endian, followed by pixel data of
+    ``inflated_mb`` megabytes of zeros: a file of about a thousandth of that (repeated deflate blocks,
+    each byte-aligned by a full flush, so the bomb is built without deflating it all)."""
+    del ds.PixelData
+    plain = to_bytes(ds)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    meta = to_bytes(ds)
+    meta = meta[:144 + struct.unpack_from("<I", meta, 140)[0]]  # preamble, prefix and group 2
+    body = plain[144 + struct.unpack_from("<I", plain, 140)[0]:]
+    pixels = b"\xe0\x7f\x10\x00OB\x00\x00" + struct.pack("<I", inflated_mb << 20)
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    start = deflater.compress(body + pixels) + deflater.flush(zlib.Z_FULL_FLUSH)
+    megabyte = deflater.compress(bytes(1 << 20)) + deflater.flush(zlib.Z_FULL_FLUSH)
+    return meta + start + megabyte * inflated_mb + deflater.flush()

@@ -61,5 +61,5 @@ def record(upload: bytes, result: Analysis) -> None:
     @after_this_request
     def write_once_sent(response: Response) -> Response:
         response.call_on_close(lambda: log.info(json.dumps(
-            line | {"sha256": hashlib.sha256(upload).hexdigest()} | answer)))
+            line | {"sha256": hashlib.sha256(upload).hexdigest()} | answer, allow_nan=False)))
         return response
