@@ -22,7 +22,7 @@ wsgi_app = "fracture_web.wsgi:app"
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '5000')}")
 # Two workers: one can die or restart while the other serves. Latency first: one request uses
 # every core (FRACTURE_THREADS), so more workers than cores only add memory; throughput at 1, 4
-# and 16 clients is in README.md (Speed), measured by scripts/benchmark.py with these settings.
+# and 16 clients is in docs/performance.md, measured by scripts/benchmark.py with these settings.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))

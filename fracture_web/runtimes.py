@@ -56,7 +56,7 @@ def resolve_backend(backend: str, model_dir: Path, tflite_file: str, model_versi
     a verified stand-in for this SavedModel (:func:`stand_in_problem`) and LiteRT is installed, else TensorFlow.
 
     Under gunicorn on 2 cores, LiteRT (XNNPACK) answered sooner than TensorFlow in every case of an
-    interleaved comparison (README, Speed) with a quarter of the memory per worker, and the same
+    interleaved comparison (docs/performance.md) with a quarter of the memory per worker, and the same
     answers to 1e-5."""
     if backend != "auto":
         return backend

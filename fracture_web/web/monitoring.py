@@ -2,7 +2,7 @@
 prediction request by endpoint, each refusal by reason, each analysed image and its drift window.
 
 ``METRICS`` off answers 404 at ``/metrics``; otherwise keep it off the public path at the
-reverse proxy (README, Operations: metrics). The page holds no patient data: counts only.
+reverse proxy (docs/operations.md, Metrics). The page holds no patient data: counts only.
 """
 from __future__ import annotations
 
