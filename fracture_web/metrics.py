@@ -45,6 +45,10 @@ ANALYSIS_SECONDS = Histogram("fracture_analysis_seconds", "Time to analyse one r
 QUEUE_DEPTH = Gauge("fracture_queue_depth", "DICOM images received and not yet analysed and sent.",
                     multiprocess_mode="mostrecent")
 SEND_FAILURES = Counter("fracture_send_failures", "Failed attempts to send results to the PACS, by kind.", ["kind"])
+#: Why a DICOM result (or the makings of one) was set aside for a person to look at; a fixed set.
+DEAD_LETTER_REASONS = ("report_failed", "result_unreadable", "refused", "analysis_failed", "delivery_failed")
+DEAD_LETTERS = Counter("fracture_dead_letters", "DICOM results set aside (dead letter) instead of sent, by reason.",
+                       ["reason"])
 # Each process keeps its own window (a sample of the traffic it serves); "mostrecent" exports the
 # window of the process that analysed the latest image: one series to alert on, never stale.
 FRACTURED_SHARE = Gauge("fracture_fractured_share_recent", "Share of fractured verdicts over the last N images.",
@@ -89,6 +93,13 @@ def record_queue_depth(n: int) -> None:
 def record_send_failure(kind: str) -> None:
     """Count one failed send to the PACS; ``kind`` is short and fixed (e.g. "c_store", "stow_rs")."""
     SEND_FAILURES.labels(kind).inc()
+
+
+def record_dead_letter(reason: str) -> None:
+    """Count one result set aside; ``reason`` is one of ``DEAD_LETTER_REASONS`` (``ValueError`` otherwise)."""
+    if reason not in DEAD_LETTER_REASONS:
+        raise ValueError(f"unknown dead-letter reason {reason!r}")
+    DEAD_LETTERS.labels(reason).inc()
 
 
 def expected_share(counts: dict, window: int, z: float = Z_99) -> tuple[float, float]:

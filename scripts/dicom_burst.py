@@ -153,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                             "FRACTURE_MODEL_DIR": str(args.model), "FRACTURE_DICOM_SETTLE_SECONDS": "1",
                             "FRACTURE_DICOM_DEST_HOST": "127.0.0.1", "FRACTURE_DICOM_DEST_PORT": str(dest_port),
                             "FRACTURE_DICOM_DEST_AE_TITLE": "DEST", "FRACTURE_DICOM_BIND": "127.0.0.1",
-                            "FRACTURE_DICOM_PORT": str(node_port), "FRACTURE_DICOM_QUEUE_DIR": str(folder / "queue")}
+                            "FRACTURE_DICOM_PORT": str(node_port), "FRACTURE_DICOM_QUEUE_DIR": str(folder / "queue"),
+                            "FRACTURE_DICOM_ALLOWED_AE_TITLES": "BURST"}
         with running_process([redis, "--bind", "127.0.0.1", "--port", str(redis_port), "--dir", temp, "--save", "",
                       "--appendonly", "yes"], folder / "redis.log"), \
                 running_process([sys.executable, "-m", "fracture_web.dicom_node"], folder / "node.log", env):

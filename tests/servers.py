@@ -109,7 +109,8 @@ def node_env(tmp_path: Path, node_port: int, settings: dict[str, str]) -> dict[s
     """The environment of a node or worker process: the shipped model, loopback, a queue folder, ``settings``."""
     return os.environ | {"FRACTURE_MODEL_DIR": str(SHIPPED_MODEL), "FRACTURE_DICOM_AE_TITLE": NODE_AE,
                          "FRACTURE_DICOM_BIND": "127.0.0.1", "FRACTURE_DICOM_PORT": str(node_port),
-                         "FRACTURE_DICOM_QUEUE_DIR": str(tmp_path / "queue")} | settings
+                         "FRACTURE_DICOM_QUEUE_DIR": str(tmp_path / "queue"),
+                         "FRACTURE_DICOM_ALLOWED_AE_TITLES": f"{ORTHANC_AE},MODALITY"} | settings
 
 
 @contextmanager

@@ -42,6 +42,9 @@ from fracture_web.local_server import free_port, running_process
 from dicom_files import PATIENT, analysis_of, radiograph_dataset, radiograph_study, to_bytes
 from helpers import synthetic_xray
 
+#: The calling AE title the tests' modality uses, as the node's allowed callers.
+MODALITY = ("MODALITY",)
+
 
 @pytest.fixture(scope="module")
 def source(sample_bytes):
@@ -229,8 +232,8 @@ def test_results_wait_on_disk_while_the_destination_is_down_then_are_sent_and_de
                                                                                       caplog):
     node_port, dest_port = free_port(), free_port()
     config = NodeConfig(dest_host="127.0.0.1", dest_port=dest_port, dest_ae_title="DEST", bind="127.0.0.1",
-                        port=node_port, queue_dir=tmp_path / "queue", retries=2, retry_delay=0.1, resend_interval=0.5,
-                        settle_seconds=0.2)
+                        allowed_ae_titles=MODALITY, port=node_port, queue_dir=tmp_path / "queue", retries=2,
+                        retry_delay=0.1, resend_interval=0.5, settle_seconds=0.2)
     node = Node(config, model)
     node.start()
     try:
@@ -253,7 +256,8 @@ def test_results_wait_on_disk_while_the_destination_is_down_then_are_sent_and_de
 def test_non_radiographs_are_accepted_and_ignored(source, model, tmp_path, caplog):
     node_port, dest_port = free_port(), free_port()
     config = NodeConfig(dest_host="127.0.0.1", dest_port=dest_port, dest_ae_title="DEST", bind="127.0.0.1",
-                        port=node_port, queue_dir=tmp_path / "queue", retry_delay=0.1, settle_seconds=0.2)
+                        allowed_ae_titles=MODALITY, port=node_port, queue_dir=tmp_path / "queue", retry_delay=0.1,
+                        settle_seconds=0.2)
     ct = copy.deepcopy(source)
     ct.SOPClassUID, ct.Modality = CTImageStorage, "CT"
     node = Node(config, model)
@@ -275,7 +279,8 @@ def test_a_study_received_before_a_restart_is_reported_after_it(sample_bytes, mo
     views = radiograph_study([gray, cv2.flip(gray, 1)])
     dest_port = free_port()
     config = NodeConfig(dest_host="127.0.0.1", dest_port=dest_port, dest_ae_title="DEST", bind="127.0.0.1",
-                        port=free_port(), queue_dir=tmp_path / "queue", retry_delay=0.1, settle_seconds=3600)
+                        allowed_ae_titles=MODALITY, port=free_port(), queue_dir=tmp_path / "queue", retry_delay=0.1,
+                        settle_seconds=3600)
     before = Node(config, model)
     before.start()
     try:
@@ -417,7 +422,8 @@ def test_a_node_killed_mid_burst_without_a_broker_loses_nothing_it_acknowledged(
     env = os.environ | {"FRACTURE_MODEL_DIR": str(tiny_model_dir), "FRACTURE_DICOM_DEST_HOST": "127.0.0.1",
                         "FRACTURE_DICOM_DEST_PORT": str(dest_port), "FRACTURE_DICOM_DEST_AE_TITLE": "DEST",
                         "FRACTURE_DICOM_BIND": "127.0.0.1", "FRACTURE_DICOM_PORT": str(node_port),
-                        "FRACTURE_DICOM_QUEUE_DIR": str(tmp_path / "queue"), "FRACTURE_DICOM_SETTLE_SECONDS": "1"}
+                        "FRACTURE_DICOM_QUEUE_DIR": str(tmp_path / "queue"), "FRACTURE_DICOM_SETTLE_SECONDS": "1",
+                        "FRACTURE_DICOM_ALLOWED_AE_TITLES": "MODALITY"}
     acknowledged: list = []
     command = [sys.executable, "-m", "fracture_web.dicom_node"]
     with storage_scp(dest_port) as received:

@@ -13,7 +13,8 @@ from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage
 
 from fracture_web.dicom_node.collector import StudyCollector
 from fracture_web.dicom_node.results import secondary_capture
-from fracture_web.dicom_node.server import Node
+from fracture_web.dicom_node.dead_letter import DeadLetters
+from fracture_web.dicom_node.server import study_results
 
 from dicom_files import BOXES, PATIENT, analysis_of, radiograph_study, report_of
 from helpers import synthetic_xray
@@ -56,7 +57,7 @@ def test_a_study_is_reported_once_no_new_view_came_for_the_settling_time(views, 
     clock.now += 1
     (study,) = collector.settled()
     assert [r.source.SOPInstanceUID for r in study.readings] == [views[0][0].SOPInstanceUID, views[1][0].SOPInstanceUID]
-    results = Node.study_results(study)
+    results = study_results(study, DeadLetters(tmp_path / "dead-letter"))
     assert [ds.SOPClassUID for ds in results] == [SecondaryCaptureImageStorage] * 2 + [ComprehensiveSRStorage]
     collector.delivered(study)
     assert collector.settled() == []
@@ -69,13 +70,13 @@ def test_a_late_view_reissues_the_report_of_the_whole_study_under_the_same_uid(v
         receive(collector, *view)
     clock.now += SETTLE
     (study,) = collector.settled()
-    *_scs, first_report = Node.study_results(study)
+    *_scs, first_report = study_results(study, DeadLetters(tmp_path / "dead-letter"))
     collector.delivered(study)
     clock.now += 600  # the oblique view comes ten minutes later
     receive(collector, *views[2])
     clock.now += SETTLE
     (late,) = collector.settled()
-    *scs, report = Node.study_results(late)
+    *scs, report = study_results(late, DeadLetters(tmp_path / "dead-letter"))
     assert [sc.SourceImageSequence[0].ReferencedSOPInstanceUID for sc in scs] == [views[2][0].SOPInstanceUID]
     assert report.SOPInstanceUID == first_report.SOPInstanceUID  # the PACS keeps the latest
     assert len(report_of(first_report).get_planar_roi_measurement_groups()) == 0
@@ -99,7 +100,7 @@ def test_nothing_acknowledged_is_lost_when_the_node_restarts_while_a_study_settl
     (study,) = after.settled()
     assert [r.source.SOPInstanceUID for r in study.readings] == [source.SOPInstanceUID for source, _a in views]
     assert [r.analysis.prediction for r in study.readings][2].findings == BOXES
-    *scs, report = Node.study_results(study)
+    *scs, report = study_results(study, DeadLetters(tmp_path / "dead-letter"))
     assert len(scs) == 3 and all(sc.pixel_array.shape[2] == 3 for sc in scs)
     assert report.PatientName == PATIENT["PatientName"] and report.StudyInstanceUID == views[0][0].StudyInstanceUID
 

@@ -1,7 +1,10 @@
 """The node with a broker (``FRACTURE_BROKER_URL``): it only receives. Each radiograph becomes an
 *analyse* task in Redis (:mod:`fracture_web.dicom_node.tasks`) before the C-STORE is answered with
-success; the workers do the rest. When Redis cannot take the task, the C-STORE is refused (out of
-resources) so that the sender keeps the image and tries again."""
+success; the workers do the rest. When Redis cannot take the task, the C-STORE is refused within a
+few seconds (out of resources, 0xA700, a status senders retry) so that the sender keeps the image
+and tries again. The task is sent without a result (``ignore_result``): asking for one would first
+subscribe to the result backend, whose own reconnection loop takes about twenty seconds to give up
+and raises an error that is neither kombu's nor Redis's."""
 from __future__ import annotations
 
 import logging
@@ -10,9 +13,10 @@ from urllib.parse import urlsplit
 
 from kombu.exceptions import OperationalError
 from pydicom import Dataset
+from redis import RedisError
 
 from .config import NodeConfig
-from .scp import OUT_OF_RESOURCES, SUCCESS, StorageServer
+from .scp import OUT_OF_RESOURCES, SUCCESS, StorageServer, refusal
 from .tasks import ANALYSE, broker_client, celery_app, encode, watch_queue
 
 log = logging.getLogger(__name__)
@@ -28,13 +32,14 @@ class BrokerNode(StorageServer):
         self.app = celery_app(config)
         self.redis = broker_client(config)
 
-    def receive(self, source: Dataset, data: bytes) -> int:
+    def receive(self, source: Dataset, data: bytes) -> int | Dataset:
         """Queue the radiograph's DICOM file for analysis; answer success once Redis holds it."""
         try:
-            self.app.send_task(ANALYSE, args=[encode(data), time.time()], retry=True, retry_policy=PUBLISH_RETRY)
-        except OperationalError as err:
+            self.app.send_task(ANALYSE, args=[encode(data), time.time()], retry=True, retry_policy=PUBLISH_RETRY,
+                               ignore_result=True)
+        except (OperationalError, RedisError, OSError) as err:
             log.error("cannot queue a received radiograph, refused for the sender to retry: %s", err)
-            return OUT_OF_RESOURCES
+            return refusal(OUT_OF_RESOURCES, "the node's queue is unavailable; try again later")
         watch_queue(self.redis)
         return SUCCESS
 

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydicom import Dataset, dcmread
+from pydicom import Dataset
 
 from ..analysis import Analysis
 from .private_files import dicom_file, private_folder, remove_partial_writes, write_private
@@ -49,11 +49,7 @@ class SettledStudy:
 
     key: str
     readings: tuple[Reading, ...]  # in order of arrival
-    waiting: tuple[Path, ...]
-
-    def results(self) -> list[Dataset]:
-        """The waiting results, read from disk."""
-        return [dcmread(path) for path in self.waiting]
+    waiting: tuple[Path, ...]  # the results' DICOM files
 
 
 class StudyCollector:

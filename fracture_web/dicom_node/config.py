@@ -45,25 +45,39 @@ class NodeConfig:
     ae_title: str = "FRACTURE_AI"
     bind: str = "0.0.0.0"
     port: int = 11112
+    allowed_ae_titles: tuple[str, ...] = ()  # calling AE titles that may store here; () = the destination's
+    max_associations: int = 32  # associations served at once (pynetdicom's default is 10)
+    idle_seconds: float = 60.0  # an association that stores nothing for this long is closed (C-ECHO aside)
     queue_dir: Path = Path("~/.fracture-web/dicom-queue")  # "~" is expanded when the outbox opens it
     settle_seconds: float = 5.0  # a study is reported once no new image of it came for this long
     keep_studies_days: float = 7.0  # how long a reported study's readings wait for late images
     retries: int = 3  # tries per send before the result is queued on disk
     retry_delay: float = 1.0  # seconds before the 2nd try, doubled for each further one
     resend_interval: float = 30.0  # longest wait between attempts to resend the disk queue
+    dead_letter_after: int = 10  # refusals by the destination before a result is set aside (dead letter)
     model_dir: Path = Path(defaults()["MODEL_DIR"])
     operating_point: str | None = None
     backend: str = DEFAULT_BACKEND  # "litert" serves the .tflite file, as the web app does
     tflite_file: str = DEFAULT_TFLITE_FILE
     threads: int | None = None  # cores one image may use; None = all
     broker_url: str | None = field(default=None, repr=False)  # Redis for the workers; None = one box
-    visibility_timeout: float = 3600.0  # seconds before a task a dead worker held runs again elsewhere
+    visibility_timeout: float = 90.0  # seconds before a task a dead worker held runs again elsewhere
     metrics_port: int | None = None  # serve this process's Prometheus metrics on this port; None = not
 
     @property
     def studies_dir(self) -> Path:
         """Where received images wait for their study to settle: inside the queue folder."""
         return self.queue_dir / "studies"
+
+    @property
+    def dead_letter_dir(self) -> Path:
+        """Where results that cannot be built or that the destination keeps refusing are set aside."""
+        return self.queue_dir / "dead-letter"
+
+    @property
+    def callers(self) -> tuple[str, ...]:
+        """The calling AE titles the node accepts associations from: the allowed ones, else the destination PACS."""
+        return self.allowed_ae_titles or ((self.dest_ae_title,) if self.dest_ae_title else ())
 
 
 def from_environment(env: Mapping[str, str]) -> NodeConfig:
@@ -82,6 +96,10 @@ def from_environment(env: Mapping[str, str]) -> NodeConfig:
             dest_port=int(get("DEST_PORT", 104)), dicomweb=dicomweb,
             ae_title=get("AE_TITLE", NodeConfig.ae_title), bind=get("BIND", NodeConfig.bind),
             port=int(get("PORT", NodeConfig.port)), queue_dir=Path(get("QUEUE_DIR", NodeConfig.queue_dir)),
+            allowed_ae_titles=tuple(t.strip() for t in get("ALLOWED_AE_TITLES", "").split(",") if t.strip()),
+            max_associations=int(get("MAX_ASSOCIATIONS", NodeConfig.max_associations)),
+            idle_seconds=float(get("IDLE_SECONDS", NodeConfig.idle_seconds)),
+            dead_letter_after=int(get("DEAD_LETTER_AFTER", NodeConfig.dead_letter_after)),
             settle_seconds=float(get("SETTLE_SECONDS", NodeConfig.settle_seconds)),
             keep_studies_days=float(get("KEEP_STUDIES_DAYS", NodeConfig.keep_studies_days)),
             retries=int(get("RETRIES", NodeConfig.retries)),
@@ -97,6 +115,10 @@ def from_environment(env: Mapping[str, str]) -> NodeConfig:
             metrics_port=int(get("METRICS_PORT")) if get("METRICS_PORT") else None)
     except ValueError as err:
         raise NodeConfigError(f"A {PREFIX}* number is malformed: {err}") from err
+    if config.max_associations < 1 or config.idle_seconds <= 0 or config.dead_letter_after < 1:
+        raise NodeConfigError(f"{PREFIX}MAX_ASSOCIATIONS, IDLE_SECONDS and DEAD_LETTER_AFTER must be positive.")
+    if bad := [title for title in config.allowed_ae_titles if len(title) > 16]:
+        raise NodeConfigError(f"{PREFIX}ALLOWED_AE_TITLES: an AE title has at most 16 characters ({bad[0]!r}).")
     if config.broker_url and config.visibility_timeout <= max(config.settle_seconds, config.resend_interval):
         raise NodeConfigError(f"{BROKER_PREFIX}VISIBILITY_TIMEOUT must be longer than {PREFIX}SETTLE_SECONDS and "
                               f"{PREFIX}RESEND_INTERVAL: tasks wait that long in a worker before they run.")

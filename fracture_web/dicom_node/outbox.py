@@ -3,7 +3,8 @@
 The folder is made (or tightened to) mode 0700 and each file is 0600, written whole under a
 temporary name and then renamed (:mod:`fracture_web.dicom_node.private_files`), so a crash never
 leaves half a file to send. Files are sent oldest first and deleted once the destination has
-accepted them.
+accepted them. How many times the destination refused a file is kept in its name
+(``<time>-r<refusals>-<SOP Instance UID>.dcm``), so the count survives a restart.
 """
 from __future__ import annotations
 
@@ -37,3 +38,15 @@ class Outbox:
     @staticmethod
     def remove(path: Path) -> None:
         path.unlink(missing_ok=True)
+
+    @staticmethod
+    def refusals(path: Path) -> int:
+        """How many times the destination refused this file."""
+        parts = path.stem.split("-")
+        return int(parts[1][1:]) if len(parts) > 2 and parts[1].startswith("r") else 0
+
+    def refused(self, path: Path) -> Path:
+        """Count one more refusal of the file (in its name, keeping its place in the order); its new path."""
+        queued, *rest = path.stem.split("-")
+        uid = rest[-1]
+        return path.rename(path.with_name(f"{queued}-r{self.refusals(path) + 1}-{uid}.dcm"))

@@ -7,6 +7,7 @@ the image arrived, stored as one small JSON document. Pure (pydicom, json); no d
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -55,3 +56,8 @@ class Reading:
         return cls(Dataset.from_json(stored["source"]), Analysis(prediction, tuple(stored["warnings"])),
                    stored["received"])
 
+
+
+def readings_json(readings: Sequence[Reading]) -> str:
+    """Readings as one JSON list (for a person to look at a study that could not be reported)."""
+    return json.dumps([json.loads(reading.to_json()) for reading in readings])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 import highdicom as hd
@@ -93,6 +94,43 @@ def study_report(readings: Sequence[Reading], now: datetime) -> hd.sr.Comprehens
     log.info("reporting a study of %d image(s): %s, probability %.3f", verdict.views, verdict.label,
              verdict.probability)
     return measurement_report(images, now)
+
+
+@dataclass(frozen=True)
+class StudyReport:
+    """A study's report over the readings it could be made with (None: none could), and the readings
+    left out with the error that the first try met."""
+
+    report: hd.sr.ComprehensiveSR | None
+    left_out: tuple[Reading, ...] = ()
+    error: Exception | None = None
+
+
+def report_what_can_be_reported(readings: Sequence[Reading], now: datetime) -> StudyReport:
+    """The study's report; when it cannot be made, the report over the readings that can each be
+    reported alone, the others left out (all of them when even those fail together). The faults
+    (highdicom, pydicom and numpy raise many kinds on a bad value) are caught whatever their type:
+    one image's facts must never cost the study's other views their report."""
+    if not readings:
+        return StudyReport(None)
+    try:
+        return StudyReport(study_report(readings, now))
+    except Exception as err:  # noqa: BLE001 (see the docstring)
+        error = err
+    good = tuple(reading for reading in readings if _can_report(reading, now))
+    left_out = tuple(reading for reading in readings if not any(reading is g for g in good))
+    try:
+        return StudyReport(study_report(good, now) if good else None, left_out, error)
+    except Exception:  # noqa: BLE001 - they fail only together: none of them can be reported
+        return StudyReport(None, tuple(readings), error)
+
+
+def _can_report(reading: Reading, now: datetime) -> bool:
+    try:
+        study_report([reading], now)
+    except Exception:  # noqa: BLE001 - any fault: this reading is the one left out
+        return False
+    return True
 
 
 def observation_context(model_version: str) -> hd.sr.ObservationContext:

@@ -1,6 +1,12 @@
-"""What every kind of node shares: the Storage SCP that accepts any storage object, checks that a
-radiograph names its study, series and instance, and hands it on (:meth:`StorageServer.receive`);
-and the reading of one radiograph as the node's results need it.
+"""What every kind of node shares: the Storage SCP that accepts any storage object from the allowed
+callers (:mod:`~fracture_web.dicom_node.associations`), checks that a radiograph names its study,
+series and instance with valid UIDs, and hands it on (:meth:`StorageServer.receive`); the reading of
+one radiograph as the node's results need it; and the process's metrics server.
+
+A radiograph whose Study, Series or SOP Instance UID is not a valid DICOM UID (over 64 characters,
+or not digits and dots) is refused at intake with "cannot understand" (0xC000) and an Error Comment
+saying which: its results would have to go in that study, and a PACS refuses them there (Orthanc
+answers 0xA700 for ever), so the modality is told at once instead.
 
 Anything that is not a radiograph is accepted and ignored (logged). Nothing about the patient is
 logged: only the SOP class, verdicts and probabilities.
@@ -9,7 +15,9 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from wsgiref.simple_server import WSGIServer
 
+from prometheus_client import start_http_server
 from pydicom import Dataset
 from pydicom.uid import UID, ComputedRadiographyImageStorage, DigitalXRayImageStorageForPresentation
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
@@ -20,7 +28,8 @@ from ..config import defaults
 from ..inference import FractureModel
 from ..metrics import DriftMonitor, record_prediction
 from ..pixels import InvalidImageError
-from .config import NodeConfig
+from .associations import IdleWatch, limit
+from .config import NodeConfig, NodeConfigError
 
 log = logging.getLogger(__name__)
 
@@ -46,44 +55,69 @@ def read_radiograph(data: bytes, model: FractureModel, operating_point: str | No
     return analysis
 
 
+def serve_metrics(config: NodeConfig) -> WSGIServer | None:
+    """Serve this process's metrics for Prometheus on ``metrics_port``, on the node's bind address only."""
+    if not config.metrics_port:
+        return None
+    server, _thread = start_http_server(config.metrics_port, addr=config.bind)
+    return server
+
+
+def check_identity(source: Dataset) -> None:
+    """Raise :class:`InvalidImageError` unless the radiograph names its study, series and instance by valid UIDs."""
+    if missing := [keyword for keyword in IDENTITY if not source.get(keyword)]:
+        raise InvalidImageError(f"it has no {' or '.join(missing)}")
+    if invalid := [keyword for keyword in IDENTITY if not UID(str(source[keyword].value)).is_valid]:
+        raise InvalidImageError(f"invalid UID: {', '.join(invalid)}")
+
+
 class StorageServer(ABC):
     """An association server for any storage object and C-ECHO; radiographs go to :meth:`receive`."""
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
         self._server = None
+        self._idle: IdleWatch | None = None
 
     def start(self) -> None:
-        """Listen for associations."""
+        """Listen for associations from the allowed callers."""
+        if not self.config.callers:
+            raise NodeConfigError("Set FRACTURE_DICOM_ALLOWED_AE_TITLES: the calling AE titles that may store here.")
         ae = AE(ae_title=self.config.ae_title)
         for context in AllStoragePresentationContexts:
             ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)  # C-ECHO, for the PACS's "test connection"
+        limit(ae, self.config)
         self._server = ae.start_server((self.config.bind, self.config.port), block=False,
                                        evt_handlers=[(evt.EVT_C_STORE, self.handle_store)])
+        self._idle = IdleWatch(self.config.idle_seconds, lambda: self._server.active_associations)
+        self._idle.start()
 
     def stop(self) -> None:
         """Stop listening."""
+        if self._idle is not None:
+            self._idle.stop()
         if self._server is not None:
             self._server.shutdown()
 
-    def handle_store(self, event: evt.Event) -> int:
-        """One received instance: hand it on if it is a radiograph, else accept and ignore it."""
-        sop_class = UID(event.request.AffectedSOPClassUID)
-        if sop_class not in RADIOGRAPH_SOP_CLASSES:
-            log.info("ignored a %s instance: not a radiograph", sop_class.name)
-            return SUCCESS
-        source = event.dataset
-        try:
-            if missing := [keyword for keyword in IDENTITY if not source.get(keyword)]:
-                raise InvalidImageError(f"it has no {' or '.join(missing)}")
-            return self.receive(source, event.encoded_dataset())
-        except InvalidImageError as err:
-            log.warning("received a %s that cannot be analysed: %s", sop_class.name, err)
-            return CANNOT_UNDERSTAND
+    def handle_store(self, event: evt.Event) -> int | Dataset:
+        """One received instance (its association busy meanwhile): hand it on if it is a radiograph, else
+        accept and ignore it."""
+        with self._idle.storing(event.assoc):
+            sop_class = UID(event.request.AffectedSOPClassUID)
+            if sop_class not in RADIOGRAPH_SOP_CLASSES:
+                log.info("ignored a %s instance: not a radiograph", sop_class.name)
+                return SUCCESS
+            source = event.dataset
+            try:
+                check_identity(source)
+                return self.receive(source, event.encoded_dataset())
+            except InvalidImageError as err:
+                log.warning("received a %s that cannot be analysed: %s", sop_class.name, err)
+                return refusal(CANNOT_UNDERSTAND, str(err))
 
     @abstractmethod
-    def receive(self, source: Dataset, data: bytes) -> int:
+    def receive(self, source: Dataset, data: bytes) -> int | Dataset:
         """Keep one radiograph (its dataset and its DICOM file) durably; the C-STORE status to answer
         (raises :class:`InvalidImageError` for one that cannot be analysed)."""
 
@@ -91,3 +125,10 @@ class StorageServer(ABC):
     @abstractmethod
     def destination(self) -> str:
         """Where results go, for the log."""
+
+
+def refusal(status: int, comment: str) -> Dataset:
+    """A C-STORE failure status with an Error Comment saying why (at most 64 characters, as DICOM allows)."""
+    answer = Dataset()
+    answer.Status, answer.ErrorComment = status, comment[:64]
+    return answer

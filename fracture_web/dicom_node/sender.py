@@ -1,7 +1,9 @@
 """Delivery of result datasets to the destination, with retries and exponential backoff.
 
 :class:`Sender` is the interface the node uses: ``send`` tries up to ``retries`` times with doubling
-delays and says whether everything was stored. Each way to deliver implements one attempt:
+delays and says whether everything was stored. Each way to deliver implements one attempt, which
+says what went wrong as a :class:`Failure`: *refused* when the destination answered and turned the
+result down (a C-STORE failure status, an HTTP 4xx), as opposed to not being reached at all:
 :class:`CStoreSender` here (DICOM C-STORE, pynetdicom), and
 :class:`fracture_web.dicom_node.stow.StowSender` (DICOMweb STOW-RS).
 """
@@ -11,6 +13,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from pydicom import Dataset
 from pydicom.uid import (BasicTextSRStorage, ComprehensiveSRStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian,
@@ -28,6 +31,18 @@ STORED = {0x0000, 0xB000, 0xB006, 0xB007}
 SOP_CLASSES = (SecondaryCaptureImageStorage, ComprehensiveSRStorage, BasicTextSRStorage)
 
 
+@dataclass(frozen=True)
+class Failure:
+    """What went wrong with one attempt (no patient data); ``refused`` when the destination answered
+    and turned the result down, which trying again may not change (the outbox counts those)."""
+
+    reason: str
+    refused: bool = False
+
+    def __str__(self) -> str:
+        return self.reason
+
+
 class Sender(ABC):
     """Sends result datasets to the configured destination, retrying with doubling delays."""
 
@@ -41,7 +56,7 @@ class Sender(ABC):
         """Store every dataset, trying up to ``tries`` times with doubling delays; True once all are stored."""
         tries = tries or self.config.retries
         for attempt in range(1, tries + 1):
-            problem = self.send_once(datasets)
+            problem = self.attempt(datasets)
             if problem is None:
                 return True
             record_send_failure(self.kind)
@@ -52,9 +67,17 @@ class Sender(ABC):
                 time.sleep(delay)
         return False
 
+    def attempt(self, datasets: Sequence[Dataset]) -> Failure | None:
+        """One attempt (:meth:`send_once`) whose unexpected faults (a dataset that cannot be encoded, a
+        library's error) count as a refusal of these datasets instead of reaching the caller."""
+        try:
+            return self.send_once(datasets)
+        except Exception as err:  # noqa: BLE001 - whatever one result does, the node goes on
+            return Failure(f"sending failed ({type(err).__name__})", refused=True)
+
     @abstractmethod
-    def send_once(self, datasets: Sequence[Dataset]) -> str | None:
-        """One attempt; None when everything was stored, else what went wrong (no patient data)."""
+    def send_once(self, datasets: Sequence[Dataset]) -> Failure | None:
+        """One attempt; None when everything was stored, else what went wrong."""
 
     @property
     @abstractmethod
@@ -73,23 +96,23 @@ class CStoreSender(Sender):
         for sop_class in SOP_CLASSES:
             self.ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
 
-    def send_once(self, datasets: Sequence[Dataset]) -> str | None:
+    def send_once(self, datasets: Sequence[Dataset]) -> Failure | None:
         c = self.config
         try:
             assoc = self.ae.associate(c.dest_host, c.dest_port, ae_title=c.dest_ae_title)
         except (OSError, RuntimeError, ValueError) as err:
-            return f"cannot connect ({err})"
+            return Failure(f"cannot connect ({err})")
         if not assoc.is_established:
-            return "association rejected or aborted"
+            return Failure("association rejected or aborted")
         try:
             for ds in datasets:
                 status = assoc.send_c_store(ds)
                 code = getattr(status, "Status", None)
                 if code not in STORED:
-                    return "no answer" if code is None else f"C-STORE status 0x{code:04X}"
+                    return Failure("no answer") if code is None else Failure(f"C-STORE status 0x{code:04X}", True)
             return None
         except (OSError, RuntimeError, ValueError, AttributeError) as err:
-            return f"C-STORE failed ({err})"
+            return Failure(f"C-STORE failed ({err})")
         finally:
             if assoc.is_established:
                 assoc.release()

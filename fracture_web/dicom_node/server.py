@@ -7,7 +7,11 @@ at once. The image's reading and Secondary Capture are written to disk
 nothing acknowledged is lost if the node stops. Once a study has had no new image for
 ``FRACTURE_DICOM_SETTLE_SECONDS``, a delivery thread sends its Secondary Captures and one
 Measurement Report (SR) for the whole study, by C-STORE or STOW-RS; what cannot be delivered waits
-in the outbox. With a broker URL, :func:`main` runs a
+in the outbox, which is resent file by file: one the destination refuses is passed over (the others
+still go) and set aside after ``FRACTURE_DICOM_DEAD_LETTER_AFTER`` refusals. Nothing one study does
+stops the delivery thread: a result file that cannot be read, or an image the report cannot be made
+with, is set aside (:mod:`~fracture_web.dicom_node.dead_letter`) and the study's other results go.
+With a broker URL, :func:`main` runs a
 :class:`~fracture_web.dicom_node.broker.BrokerNode` instead, which only receives (the workers analyse).
 """
 from __future__ import annotations
@@ -19,19 +23,20 @@ import threading
 import time
 from datetime import datetime, timedelta
 
-from prometheus_client import start_http_server
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 
 from ..inference import FractureModel, ModelLoadError, UnknownOperatingPointError, load_model
-from ..metrics import DriftMonitor
+from ..metrics import DriftMonitor, record_send_failure
 from .broker import BrokerNode
 from .collector import SettledStudy, StudyCollector
 from .config import NodeConfig, NodeConfigError, from_environment
+from .dead_letter import DeadLetters
 from .destinations import sender_for
 from .outbox import Outbox
-from .report import study_report
+from .readings import readings_json
+from .report import report_what_can_be_reported
 from .results import secondary_capture
-from .scp import DRIFT_WINDOW, OUT_OF_RESOURCES, SUCCESS, StorageServer, read_radiograph
+from .scp import DRIFT_WINDOW, OUT_OF_RESOURCES, SUCCESS, StorageServer, read_radiograph, serve_metrics
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,7 @@ class Node(StorageServer):
         self.model = model
         self.drift = DriftMonitor.for_model(model, DRIFT_WINDOW)
         self.outbox = Outbox(config.queue_dir)
+        self.dead_letters = DeadLetters(config.dead_letter_dir)
         self.collector = StudyCollector(config.studies_dir, config.settle_seconds,
                                         timedelta(days=config.keep_studies_days).total_seconds())
         self.sender = sender_for(config)
@@ -82,36 +88,77 @@ class Node(StorageServer):
         """Send each settled study's results; on failure queue them on disk; resend the queue with growing waits."""
         wait, next_resend = self.config.retry_delay, 0.0
         while not self._stopping.wait(POLL_SECONDS):
-            for study in self.collector.settled():
-                self._send_or_queue(self.study_results(study))
-                self.collector.delivered(study)
-            if time.monotonic() >= next_resend and self.outbox.pending():
-                delivered = self._resend_queued()
-                wait = self.config.retry_delay if delivered else min(wait * 2, self.config.resend_interval)
-                next_resend = time.monotonic() + wait
+            try:
+                for study in self.collector.settled():
+                    self._deliver_study(study)
+                if time.monotonic() >= next_resend and self.outbox.pending():
+                    delivered = self._resend_queued()
+                    wait = self.config.retry_delay if delivered else min(wait * 2, self.config.resend_interval)
+                    next_resend = time.monotonic() + wait
+            except Exception as err:  # noqa: BLE001 - the thread's edge: it must outlive any fault (a full disk)
+                log.error("the delivery thread met %s; it goes on in %g s", type(err).__name__, wait)
+                self._stopping.wait(wait)
 
-    @staticmethod
-    def study_results(study: SettledStudy) -> list[Dataset]:
-        """The study's waiting results and its report over every image of it read so far."""
-        results = study.results()
-        if study.readings:  # none only when a crash came between writing an image's results and its reading
-            results.append(study_report(study.readings, datetime.now()))
-        return results
+    def _deliver_study(self, study: SettledStudy) -> None:
+        """Send (or queue) one study's results; whatever fault they meet, the study is done with, its
+        results set aside rather than tried for ever."""
+        try:
+            self._send_or_queue(study_results(study, self.dead_letters))
+        except Exception as err:  # noqa: BLE001 - one study's fault must not stop the others
+            for path in study.waiting:
+                if path.exists():
+                    self.dead_letters.move("delivery_failed", path, err)
+        self.collector.delivered(study)
 
     def _send_or_queue(self, batch: list[Dataset]) -> None:
-        if not self.sender.send(batch):
+        if batch and not self.sender.send(batch):
             for ds in batch:
                 self.outbox.put(ds)
             log.warning("destination unreachable: %d result objects queued in %s", len(batch), self.outbox.folder)
 
     def _resend_queued(self) -> bool:
-        """Send the queued files oldest first, deleting each once stored; False at the first failure."""
+        """Send the queued files oldest first, deleting each once stored. One the destination refuses
+        waits for the next round while the others go on, and is set aside after ``dead_letter_after``
+        refusals; the round stops when the destination cannot be reached. True when any was stored."""
+        stored = False
         for path in self.outbox.pending():
-            if not self.sender.send([self.outbox.read(path)], tries=1):
-                return False
-            self.outbox.remove(path)
-            log.info("sent a queued result object; %d left", len(self.outbox.pending()))
-        return True
+            try:
+                ds = self.outbox.read(path)
+            except Exception as err:  # noqa: BLE001 - a file that cannot be read is set aside, not retried
+                self.dead_letters.move("result_unreadable", path, err)
+                continue
+            failure = self.sender.attempt([ds])
+            if failure is None:
+                self.outbox.remove(path)
+                stored = True
+                log.info("sent a queued result object; %d left", len(self.outbox.pending()))
+                continue
+            record_send_failure(self.sender.kind)
+            log.warning("resending to %s failed: %s", self.destination, failure)
+            if not failure.refused:
+                break
+            path = self.outbox.refused(path)
+            if self.outbox.refusals(path) >= self.config.dead_letter_after:
+                self.dead_letters.move("refused", path, failure.reason)
+        return stored
+
+
+def study_results(study: SettledStudy, dead_letters: DeadLetters) -> list[Dataset]:
+    """The study's waiting results and its report over every image of it read so far; a result file
+    that cannot be read, or the readings the report cannot be made with, are set aside instead."""
+    results = []
+    for path in study.waiting:
+        try:
+            results.append(dcmread(path))
+        except Exception as err:  # noqa: BLE001 - any fault reading one file: that file alone is set aside
+            dead_letters.move("result_unreadable", path, err)
+    made = report_what_can_be_reported(study.readings, datetime.now())
+    if made.left_out:
+        dead_letters.put("report_failed", f"study-{study.key}-readings.json",
+                         readings_json(made.left_out).encode(), made.error)
+    if made.report is not None:
+        results.append(made.report)
+    return results
 
 
 def main(env: dict[str, str] | None = None) -> int:
@@ -122,8 +169,7 @@ def main(env: dict[str, str] | None = None) -> int:
         config = from_environment(os.environ if env is None else env)
         node = BrokerNode(config) if config.broker_url else local_node(config)
         node.start()
-        if config.metrics_port:
-            start_http_server(config.metrics_port)  # the node's own metrics, for Prometheus to scrape
+        serve_metrics(config)  # the node's own metrics, for Prometheus to scrape
     except (NodeConfigError, ModelLoadError, UnknownOperatingPointError, OSError) as err:
         log.error("the DICOM node cannot start: %s", err)
         return 2

@@ -12,6 +12,10 @@ study *due* when it has not grown since and has readings no report covers yet, s
 checks only the one after the last image reports, and a late image re-issues the report (same UID:
 it replaces the earlier one). A report's count lets the sender drop a report that a newer one has
 replaced while it waited for a retry. Everything expires ``keep_seconds`` after the study last grew.
+
+A delivered result is marked (``fracture:sent:<hash>``, also for ``keep_seconds``) by its SOP
+Instance UID and, for a report, the number of readings it covers: a task that runs again after
+its worker died (or its message came back) does not send it a second time.
 """
 from __future__ import annotations
 
@@ -21,6 +25,7 @@ from .collector import hashed, study_key
 from .readings import Reading
 
 PREFIX = "fracture:study:"
+SENT = "fracture:sent:"
 
 
 class SharedStudies:
@@ -63,3 +68,11 @@ class SharedStudies:
     def superseded(self, key: str, count: int) -> bool:
         """Whether a report over more readings than ``count`` has been made since."""
         return int(self.client.get(PREFIX + key + ":reported") or 0) > count
+
+    def was_sent(self, uid: str, readings: int = 0) -> bool:
+        """Whether this result (a report: over this many readings) was delivered already."""
+        return bool(self.client.exists(SENT + hashed(uid, readings)))
+
+    def sent(self, uid: str, readings: int = 0) -> None:
+        """Mark this result as delivered."""
+        self.client.set(SENT + hashed(uid, readings), 1, ex=self.keep)

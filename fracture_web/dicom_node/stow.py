@@ -16,10 +16,12 @@ from dicomweb_client.session_utils import create_session, create_session_from_us
 from pydicom import Dataset
 
 from .config import NodeConfig
-from .sender import Sender
+from .sender import Failure, Sender
 
 #: Seconds to connect, and to wait for each part of the answer.
 TIMEOUT = (10, 60)
+#: HTTP client errors that say nothing against the instances themselves (sign-in, timeouts, rate limits).
+NOT_A_REFUSAL = {401, 403, 407, 408, 429}
 
 
 class StowSender(Sender):
@@ -36,15 +38,16 @@ class StowSender(Sender):
         self.client = DICOMwebClient(web.url, session=session, timeout=TIMEOUT)
         self.client.set_http_retry_params(retry=False)  # the retries are the node's, as for C-STORE
 
-    def send_once(self, datasets: Sequence[Dataset]) -> str | None:
+    def send_once(self, datasets: Sequence[Dataset]) -> Failure | None:
         try:
             answer = self.client.store_instances(list(datasets))
         except requests.RequestException as err:
-            return f"STOW-RS failed ({err})"
+            status = getattr(err.response, "status_code", None) or 0
+            return Failure(f"STOW-RS failed ({err})", 400 <= status < 500 and status not in NOT_A_REFUSAL)
         except ValueError as err:  # an answer dicomweb-client cannot read
-            return f"STOW-RS answer unreadable ({err})"
+            return Failure(f"STOW-RS answer unreadable ({err})")
         failed = answer.get("FailedSOPSequence") or []
-        return f"{len(failed)} of {len(datasets)} instances not stored" if failed else None
+        return Failure(f"{len(failed)} of {len(datasets)} instances not stored", True) if failed else None
 
     @property
     def destination(self) -> str:

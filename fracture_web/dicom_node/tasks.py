@@ -10,10 +10,19 @@ Celery's retries, in Redis, in place of the one-box node's disk outbox. *read_fi
 of an archive for ``scripts/reread.py`` and returns its result row.
 
 Messages are acknowledged only after their task has finished (``task_acks_late``, one message at a
-time per worker): a worker killed mid-task leaves its message unacknowledged, and Redis hands it to
-another worker once ``FRACTURE_BROKER_VISIBILITY_TIMEOUT`` has passed. A task may therefore run
-twice; every result's UID derives from its source, so the PACS replaces, never duplicates. Run Redis
-with ``appendonly yes`` so that what it accepted survives its own restart.
+time per worker): a worker killed mid-task leaves its message unacknowledged, and the other workers
+put it back in the queue once ``FRACTURE_BROKER_VISIBILITY_TIMEOUT`` has passed (about two minutes
+in all with the defaults, see :mod:`~fracture_web.dicom_node.worker`). A task may therefore run
+twice, and each step is written so that this does no harm: every result's UID derives from its
+source; a delivered result is marked in Redis (its SOP Instance UID, and for a report the number of
+readings it covers) and a task that runs again does not send it again; a study is marked as
+reported only after its report is queued, so a worker dying in between reports it again instead of
+never. Run Redis with ``appendonly yes`` so that what it accepted survives its own restart.
+
+What cannot be done for good goes to the dead letter (:mod:`~fracture_web.dicom_node.dead_letter`):
+a received image that cannot be analysed, the readings a study's report cannot be made with (its
+other views are still reported), a result the destination refused ``FRACTURE_DICOM_DEAD_LETTER_AFTER``
+times.
 """
 from __future__ import annotations
 
@@ -29,15 +38,15 @@ from redis import Redis, RedisError
 
 from ..inference import FractureModel
 from ..metrics import DriftMonitor, record_queue_depth, record_send_failure
-from ..pixels import InvalidImageError
 from .archive import result_row
 from .config import NodeConfig
+from .dead_letter import to_redis
 from .private_files import dicom_file
-from .readings import Reading
-from .report import study_report
+from .readings import Reading, readings_json
+from .report import report_what_can_be_reported
 from .results import secondary_capture
 from .scp import read_radiograph
-from .sender import Sender
+from .sender import Failure, Sender
 from .shared_studies import SharedStudies
 
 log = logging.getLogger(__name__)
@@ -48,6 +57,8 @@ ANALYSE, REPORT, DELIVER, READ_FILE = ("fracture.analyse", "fracture.report_stud
 QUEUE = "celery"
 #: How long a re-read's result rows wait in Redis for the command that asked for them.
 RESULT_SECONDS = 86400
+#: Seconds to open a connection to Redis: the node answers a C-STORE within a few of them when Redis is down.
+CONNECT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,8 @@ def celery_app(config: NodeConfig) -> NodeCelery:
         task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
         task_serializer="json", result_serializer="json", accept_content=["json"],
         task_ignore_result=True, result_expires=RESULT_SECONDS, broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": config.visibility_timeout},
+        broker_transport_options={"visibility_timeout": config.visibility_timeout,
+                                  "socket_connect_timeout": CONNECT_SECONDS},
         worker_hijack_root_logger=False)
     app.task(name=ANALYSE, bind=True)(analyse)
     app.task(name=REPORT, bind=True)(report_study)
@@ -94,15 +106,16 @@ def decode(text: str) -> bytes:
 
 
 def analyse(task: Task, data: str, received: float) -> None:
-    """Read one received radiograph; queue its Secondary Capture and a check of its study."""
+    """Read one received radiograph; queue its Secondary Capture and a check of its study. One that
+    cannot be read (whatever the fault) was acknowledged already: it goes to the dead letter."""
     context, raw = task.app.context, decode(data)
     try:
         analysis = read_radiograph(raw, context.model, context.config.operating_point, context.drift)
-    except InvalidImageError as err:
-        log.warning("a received radiograph cannot be analysed: %s", err)
+        source = dcmread(io.BytesIO(raw), stop_before_pixels=True)
+        results = secondary_capture(source, analysis, datetime.now())
+    except Exception as err:  # noqa: BLE001 - InvalidImageError or any other fault: kept, never dropped
+        to_redis(context.studies.client, "analysis_failed", "a received radiograph", data, err)
         return
-    source = dcmread(io.BytesIO(raw), stop_before_pixels=True)
-    results = secondary_capture(source, analysis, datetime.now())
     key = context.studies.add(Reading.of(source, analysis, received))
     task.app.send_task(DELIVER, args=[[encode(results)]])
     task.app.send_task(REPORT, args=[key], countdown=context.config.settle_seconds)
@@ -110,31 +123,54 @@ def analyse(task: Task, data: str, received: float) -> None:
 
 
 def report_study(task: Task, key: str) -> None:
-    """Queue the study's report when the study has settled with images no report covers yet."""
+    """Queue the study's report when the study has settled with images no report covers yet; the
+    readings the report cannot be made with go to the dead letter (the others are still reported)."""
     context = task.app.context
     readings = context.studies.due(key, context.config.settle_seconds)
     if readings is None:  # it grew since (a later check will report it), or it was reported
         return
-    report = study_report(readings, datetime.now())
-    context.studies.reporting(key, len(readings))
-    task.app.send_task(DELIVER, args=[[encode(report)], key, len(readings)])
+    made = report_what_can_be_reported(readings, datetime.now())
+    if made.left_out:
+        to_redis(context.studies.client, "report_failed", "a study's readings", readings_json(made.left_out),
+                 made.error)
+    if made.report is not None:
+        task.app.send_task(DELIVER, args=[[encode(made.report)], key, len(readings)])
+    context.studies.reporting(key, len(readings))  # after the report is queued: a death in between reports again
 
 
-def deliver(task: Task, datasets: list[str], study: str | None = None, readings: int = 0) -> None:
-    """Send result objects to the destination; retry with doubling waits while it cannot be reached.
-    A study's report is dropped when a report over more of its images was made meanwhile."""
+def deliver(task: Task, datasets: list[str], study: str | None = None, readings: int = 0, refusals: int = 0) -> None:
+    """Send result objects to the destination, each once (a task run again skips what was delivered);
+    retry with doubling waits while it cannot be reached, and set them aside once it has refused them
+    ``dead_letter_after`` times. A study's report is dropped when a report over more of its images was
+    made meanwhile."""
     context = task.app.context
     if study is not None and context.studies.superseded(study, readings):
         log.info("dropped a study report that a newer one replaces")
         return
-    problem = context.sender.send_once([dcmread(io.BytesIO(decode(text))) for text in datasets])
-    if problem is None:
+    pending = {text: dcmread(io.BytesIO(decode(text))) for text in datasets}
+    pending = {text: ds for text, ds in pending.items() if not context.studies.was_sent(ds.SOPInstanceUID, readings)}
+    if not pending:
+        log.info("skipped a result delivered already (its task ran again)")
         return
+    failure = context.sender.attempt(list(pending.values()))
+    if failure is None:
+        for ds in pending.values():
+            context.studies.sent(ds.SOPInstanceUID, readings)
+        return
+    _retry_or_set_aside(task, pending, failure, refusals + failure.refused)
+
+
+def _retry_or_set_aside(task: Task, pending: dict[str, Dataset], failure: Failure, refusals: int) -> None:
+    context = task.app.context
     record_send_failure(context.sender.kind)
+    if refusals >= context.config.dead_letter_after:
+        for text in pending:
+            to_redis(context.studies.client, "refused", "a result object", text, failure.reason)
+        return
     delay = min(context.config.retry_delay * 2 ** task.request.retries, context.config.resend_interval)
     log.warning("sending to %s failed (try %d): %s; retrying in %g s", context.sender.destination,
-                task.request.retries + 1, problem, delay)
-    raise task.retry(countdown=delay)
+                task.request.retries + 1, failure, delay)
+    raise task.retry(countdown=delay, kwargs={"refusals": refusals})
 
 
 def read_file(task: Task, name: str, data: str, operating_point: str | None) -> dict:
@@ -144,7 +180,7 @@ def read_file(task: Task, name: str, data: str, operating_point: str | None) -> 
 
 def broker_client(config: NodeConfig) -> Redis:
     """A Redis client on the broker's database, for the shared studies."""
-    return Redis.from_url(config.broker_url)
+    return Redis.from_url(config.broker_url, socket_connect_timeout=CONNECT_SECONDS)
 
 
 def watch_queue(client: Redis) -> None:

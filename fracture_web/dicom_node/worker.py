@@ -16,14 +16,12 @@ from datetime import timedelta
 from celery import bootsteps
 from celery.worker.consumer import Consumer
 
-from prometheus_client import start_http_server
-
 from ..inference import ModelLoadError, UnknownOperatingPointError, load_model
 from ..metrics import DriftMonitor
 from .config import NodeConfig, NodeConfigError, from_environment
 from .destinations import sender_for
 from .shared_studies import SharedStudies
-from .scp import DRIFT_WINDOW
+from .scp import DRIFT_WINDOW, serve_metrics
 from .tasks import NodeCelery, WorkerContext, broker_client, celery_app
 
 log = logging.getLogger(__name__)
@@ -31,17 +29,27 @@ log = logging.getLogger(__name__)
 RESTORE_EVERY_SECONDS = 30.0
 
 
+def restore_every(visibility_timeout: float) -> float:
+    """Seconds between two looks for abandoned messages: a quarter of the visibility timeout, at most
+    ``RESTORE_EVERY_SECONDS``."""
+    return min(RESTORE_EVERY_SECONDS, max(1.0, visibility_timeout / 4))
+
+
+def recovery_seconds(config: NodeConfig) -> float:
+    """The longest a task a dead worker held waits before another worker takes it up."""
+    return config.visibility_timeout + restore_every(config.visibility_timeout)
+
+
 class RestoreAbandoned(bootsteps.StartStopStep):
-    """Every few seconds (a quarter of the visibility timeout, at most ``RESTORE_EVERY_SECONDS``), put
-    back in the queue the messages that a worker took and never acknowledged within the visibility
-    timeout: a dead worker's. kombu's Redis transport does this itself only about every 100 seconds."""
+    """Every few seconds (:func:`restore_every`), put back in the queue the messages that a worker
+    took and never acknowledged within the visibility timeout: a dead worker's. kombu's Redis
+    transport does this itself only about every 100 seconds."""
 
     requires = {"celery.worker.consumer.tasks:Tasks"}
 
     def start(self, consumer: Consumer) -> None:
         visibility = consumer.app.conf.broker_transport_options["visibility_timeout"]
-        every = min(RESTORE_EVERY_SECONDS, max(1.0, visibility / 4))
-        consumer.timer.call_repeatedly(every, self.restore, (consumer,))
+        consumer.timer.call_repeatedly(restore_every(visibility), self.restore, (consumer,))
 
     @staticmethod
     def restore(consumer: Consumer) -> None:
@@ -59,8 +67,7 @@ def worker_app(config: NodeConfig) -> NodeCelery:
     keep = timedelta(days=config.keep_studies_days).total_seconds()
     app.context = WorkerContext(config, model, sender_for(config), SharedStudies(broker_client(config), keep),
                                 DriftMonitor.for_model(model, DRIFT_WINDOW))
-    if config.metrics_port:
-        start_http_server(config.metrics_port)  # this worker's own metrics, for Prometheus to scrape
+    serve_metrics(config)  # this worker's own metrics, for Prometheus to scrape
     log.info("worker ready: model %s; results go to %s", model.version, app.context.sender.destination)
     return app
 

@@ -1,0 +1,85 @@
+"""Who may open an association with the node, how many at once, and how long one may sit idle.
+
+- Only the calling AE titles in ``FRACTURE_DICOM_ALLOWED_AE_TITLES`` (by default the destination
+  PACS's, ``FRACTURE_DICOM_DEST_AE_TITLE``) are accepted; any other is rejected at once (A-ASSOCIATE-RJ,
+  "calling AE title not recognised"). An AE title is no password: bind the node to the hospital
+  network and firewall it as well.
+- At most ``FRACTURE_DICOM_MAX_ASSOCIATIONS`` at once; the next is rejected (transient, "local limit
+  exceeded") for the sender to try again.
+- An association that stores nothing for ``FRACTURE_DICOM_IDLE_SECONDS`` is aborted by a watcher
+  thread, whatever else it does: a C-ECHO every few seconds keeps pynetdicom's own network timeout
+  from firing, so idle associations could otherwise fill every slot and lock out real stores. One
+  whose C-STORE is being handled (an image being analysed) is never idle.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from weakref import WeakKeyDictionary
+
+from pynetdicom import AE
+from pynetdicom.association import Association
+
+from .config import NodeConfig
+
+log = logging.getLogger(__name__)
+#: Seconds to negotiate an association: a connection that never asks for one is dropped.
+ACSE_SECONDS = 30.0
+
+
+def limit(ae: AE, config: NodeConfig) -> None:
+    """Apply the node's allowed callers, association count and timeouts to ``ae``."""
+    ae.require_calling_aet = list(config.callers)
+    ae.maximum_associations = config.max_associations
+    ae.acse_timeout = min(ACSE_SECONDS, config.idle_seconds)
+    ae.network_timeout = config.idle_seconds  # silence on the wire; the watcher also counts C-ECHO as idle
+
+
+class IdleWatch:
+    """Aborts associations that have stored nothing for ``idle_seconds`` (C-ECHO does not count)."""
+
+    def __init__(self, idle_seconds: float, active: Callable[[], Iterable[Association]],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.idle_seconds, self.active, self.clock = idle_seconds, active, clock
+        self._last: WeakKeyDictionary[Association, float | None] = WeakKeyDictionary()  # None: storing now
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="dicom-idle-watch", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @contextmanager
+    def storing(self, assoc: Association) -> Iterator[None]:
+        """Around one C-STORE's handling: the association is busy, and active again when it ends."""
+        with self._lock:
+            self._last[assoc] = None
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._last[assoc] = self.clock()
+
+    def close_idle(self) -> int:
+        """Abort the associations idle for too long (first seen now counts as activity); how many."""
+        now, idle = self.clock(), []
+        with self._lock:
+            for assoc in self.active():
+                last = self._last.setdefault(assoc, now)
+                if last is not None and now - last >= self.idle_seconds:
+                    idle.append(assoc)
+        for assoc in idle:
+            log.warning("closing an association idle for %g s (calling AE %s)", self.idle_seconds,
+                        assoc.requestor.ae_title)
+            assoc.abort()
+        return len(idle)
+
+    def _watch(self) -> None:
+        while not self._stop.wait(min(1.0, self.idle_seconds / 4)):
+            self.close_idle()

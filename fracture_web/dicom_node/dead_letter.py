@@ -1,0 +1,78 @@
+"""What the node sets aside instead of sending: results it cannot build, or that the destination
+keeps refusing, so that one bad study never holds up the others.
+
+On one box they go to a private folder, ``dead-letter`` in the queue folder (made when first needed;
+0700, files 0600), each file named ``<time>-<reason>-...`` beside a ``.why`` note with the error: a
+result's DICOM file, or a study's readings (JSON) when its report could not be made. A person can
+look at them, and move a DICOM file back into the queue folder to send it again. With a broker they
+go to a Redis list (``fracture:dead-letter``, the newest ``REDIS_KEEP`` kept). Either way each is
+logged (the reason and the error's type, no patient data) and counted in ``fracture_dead_letters``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from redis import Redis
+
+from ..metrics import record_dead_letter
+from .private_files import private_folder, write_private
+
+log = logging.getLogger(__name__)
+
+FOLDER = "dead-letter"
+REDIS_KEY = "fracture:dead-letter"
+#: Entries the Redis list keeps (the oldest are dropped): it must not fill the broker's memory.
+REDIS_KEEP = 1000
+
+
+def record(reason: str, what: str, error: BaseException | str) -> None:
+    """Log and count one thing set aside; only the error's type is logged (its text may quote the data)."""
+    kind = error if isinstance(error, str) else type(error).__name__
+    log.error("set aside (dead letter, %s): %s: %s", reason, what, kind)
+    record_dead_letter(reason)
+
+
+class DeadLetters:
+    """The one-box node's dead-letter folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder).expanduser()
+
+    def put(self, reason: str, name: str, data: bytes, error: BaseException | str) -> Path:
+        """Keep ``data`` (a file called ``name``) with why it was set aside; logged and counted."""
+        path = write_private(self._path(reason, name), data)
+        self._note(path, error)
+        record(reason, name.rsplit(".", 1)[-1], error)
+        return path
+
+    def move(self, reason: str, path: Path, error: BaseException | str) -> Path:
+        """Move a file here (from the outbox: same file system) with why; logged and counted."""
+        moved = path.rename(self._path(reason, path.name))
+        self._note(moved, error)
+        record(reason, "a result object", error)
+        return moved
+
+    def items(self) -> list[Path]:
+        """What was set aside (not the notes), oldest first."""
+        return sorted(p for p in self.folder.glob("*") if p.suffix != ".why") if self.folder.exists() else []
+
+    def _path(self, reason: str, name: str) -> Path:
+        return private_folder(self.folder) / f"{time.time_ns():020d}-{reason}-{name}"
+
+    @staticmethod
+    def _note(path: Path, error: BaseException | str) -> None:
+        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+        write_private(path.with_name(path.name + ".why"), text.encode())
+
+
+def to_redis(client: Redis, reason: str, what: str, payload: str, error: BaseException | str) -> None:
+    """Push a dead letter (``payload``: a base64 DICOM file or readings as JSON) to the Redis list;
+    logged and counted."""
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    entry = json.dumps({"reason": reason, "what": what, "error": text, "time": time.time(), "payload": payload})
+    with client.pipeline() as pipe:
+        pipe.lpush(REDIS_KEY, entry).ltrim(REDIS_KEY, 0, REDIS_KEEP - 1).execute()
+    record(reason, what, error)
