@@ -2,42 +2,58 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from .config import PROJECT_ROOT, defaults
+from . import config
+from .config import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from flask import Flask
 
+#: Other processes' variables under ``FRACTURE_`` (the DICOM node, its broker): not the web app's typos.
+OTHER_PREFIXES = ("FRACTURE_DICOM_", "FRACTURE_DICOMWEB_", "FRACTURE_BROKER_")
+log = logging.getLogger(__name__)
 
-def create_app(test_config: dict | None = None) -> Flask:
-    """Application factory: config, the model extension, blueprints and error handlers.
 
-    Flask is imported here, not at package import, so the training and command-line
-    tools (which import ``fracture_web.imaging`` and friends) do not need it.
+def create_app(test_config: dict | None = None, environ: Mapping[str, str] | None = None) -> Flask:
+    """Application factory: settings, the model extension, blueprints and error handlers.
+
+    Settings come from the defaults, then an optional instance ``config.py``, then the
+    ``FRACTURE_*`` variables of ``environ`` (the process's own by default), then ``test_config``;
+    each is read by its kind (``fracture_web.config``), and a malformed one raises
+    ``SettingsError`` naming it. Flask is imported here, not at package import, so the training
+    and command-line tools (which import ``fracture_web.imaging`` and friends) do not need it.
     """
     from flask import Flask
 
-    from .web import audit, csrf, errors, extension, jsonprovider, monitoring, security, uploads, views
+    from .web import access, audit, csrf, errors, extension, jsonprovider, monitoring, security, uploads, views
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    environ = os.environ if environ is None else environ
     app = Flask(__name__, instance_relative_config=True,
                 template_folder=str(PROJECT_ROOT / "templates"),
                 static_folder=str(PROJECT_ROOT / "static"))
-    app.config.from_mapping(defaults())
+    app.config.from_mapping(config.defaults())
     app.config.from_pyfile("config.py", silent=True)
-    app.config.from_prefixed_env("FRACTURE")
+    app.config.from_mapping(config.from_environ(environ))
     if test_config:
         app.config.from_mapping(test_config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app.config.from_mapping(config.check(app.config))
+    for name in config.unknown(environ, OTHER_PREFIXES):
+        log.warning("%s is not a setting of the web app and is ignored (a typo?)", name)
 
     jsonprovider.init_app(app)
     extension.init_app(app)
     audit.init_app(app)
     # Counted before any later hook can refuse the request.
     monitoring.init_app(app)
-    # Request hooks run in this order: refuse cross-site POSTs before reading their body,
-    # read the body (in memory, with a timeout), then check the form's CSRF token.
+    # Request hooks run in this order: refuse cross-site POSTs and requests without the API token
+    # before reading their body, read the body (in memory, within a deadline), then check the
+    # form's CSRF token.
     security.init_app(app)
+    access.init_app(app)
     uploads.init_app(app)
     csrf.init_app(app)
     errors.init_app(app)

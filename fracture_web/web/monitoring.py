@@ -20,8 +20,6 @@ bp = Blueprint("monitoring", __name__)
 KEY = "fracture_drift"
 #: The prediction views and the endpoint label their requests are counted under.
 ENDPOINTS = {"fracture.predict_page": "page", "fracture.predict_api": "predict", "fracture.studies_api": "studies"}
-#: Values of ``METRICS`` that turn ``/metrics`` off (``FRACTURE_METRICS=off`` or ``=false``).
-OFF = ("off", "false", "0", "no")
 
 
 def init_app(app: Flask) -> None:
@@ -29,7 +27,7 @@ def init_app(app: Flask) -> None:
     refuse them, and serve ``/metrics``."""
     model = app.extensions.get(extension.KEY)
     app.extensions[KEY] = (None if model is None
-                           else metrics.DriftMonitor.for_model(model, int(app.config["METRICS_DRIFT_WINDOW"])))
+                           else metrics.DriftMonitor.for_model(model, app.config["METRICS_DRIFT_WINDOW"]))
     app.before_request(count_request)
     app.register_blueprint(bp)
 
@@ -56,8 +54,8 @@ class Timer:
 
 
 def enabled() -> bool:
-    """Whether ``/metrics`` is served (``METRICS`` is on unless set to off/false)."""
-    return str(current_app.config["METRICS"]).lower() not in OFF
+    """Whether ``/metrics`` is served (``METRICS``, a boolean setting: on unless set false/off/no/0)."""
+    return current_app.config["METRICS"]
 
 
 @bp.get("/metrics")

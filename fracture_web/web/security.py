@@ -1,4 +1,5 @@
-"""Security headers on every response; the page loads nothing from outside the app."""
+"""Security headers on every response; the page loads nothing from outside the app, and no answer
+but a static file is stored in a cache."""
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -35,7 +36,10 @@ def refuse_cross_site_posts() -> None:
 
 
 def add_security_headers(response: Response) -> Response:
-    """CSP without inline script, no MIME sniffing, no framing, no referrer leaks."""
+    """CSP without inline script, no MIME sniffing, no framing, no referrer leaks; and nothing but
+    the static files kept in any cache (a result page or answer holds a patient's verdict and image)."""
+    if request.endpoint != "static":
+        response.headers.setdefault("Cache-Control", "no-store")
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("X-Frame-Options", "DENY")

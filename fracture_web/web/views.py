@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import base64
-import functools
-import hmac
 from datetime import datetime
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
@@ -18,9 +16,6 @@ from . import audit, monitoring
 from .extension import get_model
 
 bp = Blueprint("fracture", __name__)
-
-TOKEN_NEEDED = "This API needs the header 'Authorization: Bearer <token>'."
-
 
 class UploadError(ValueError):
     """The request's ``file`` fields are missing, or hold more files than the endpoint takes."""
@@ -47,13 +42,15 @@ def _refusal(err: ValueError) -> str:
 
 
 def _uploaded_files() -> list[bytes]:
-    """The bytes of each file in the ``file`` form field, in upload order (at least one)."""
-    files = request.files.getlist("file")
-    if not files or not files[0].filename and not files[0].content_length:
+    """The bytes of each file in the ``file`` form field, in upload order (at least one). A part with
+    content is a file whatever its file name; one with neither is a form sent without choosing a file."""
+    uploads = [data for file in request.files.getlist("file")
+               if (data := _read_and_close(file)) or file.filename]
+    if not uploads:
         others = [name for name in request.files if name != "file"]
         hint = f" (found a field named {others[0]!r})" if others else ""
         raise NoFileError(f"No file was uploaded: send the image in the form field 'file'{hint}.")
-    return [_read_and_close(file) for file in files]
+    return uploads
 
 
 def _read_and_close(file: FileStorage) -> bytes:
@@ -156,15 +153,6 @@ def _study_page(study: StudyAnalysis):
     return _page(study=study, xray_uris=xray_uris, chosen=study.verdict.operating_point, analysed_at=_now())
 
 
-def _api_token_ok() -> bool:
-    """True unless ``API_TOKEN`` is configured and the request lacks ``Authorization: Bearer <it>``."""
-    token = current_app.config.get("API_TOKEN")
-    if not token:
-        return True
-    sent = request.headers.get("Authorization", "")
-    return hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
-
-
 def _wants_heatmap() -> bool:
     return request.args.get("heatmap", "0").lower() in ("1", "true", "yes")
 
@@ -173,19 +161,7 @@ def _base64(png: bytes) -> str:
     return base64.b64encode(png).decode("ascii")
 
 
-def _needs_token(view):
-    """Guard a JSON API view: 401, counted as refused, unless ``API_TOKEN`` is unset or the request carries it."""
-    @functools.wraps(view)
-    def guarded(*args, **kwargs):
-        if not _api_token_ok():
-            metrics.record_refusal("unauthorised")
-            return jsonify(error=TOKEN_NEEDED), 401
-        return view(*args, **kwargs)
-    return guarded
-
-
 @bp.post("/api/v1/predict")
-@_needs_token
 def predict_api():
     """Multipart ``file``, or the file as the body (any image or DICOM) -> JSON verdict;
     ``?heatmap=1`` adds the overlay as base64 PNG."""
@@ -200,7 +176,6 @@ def predict_api():
 
 
 @bp.post("/api/v1/studies")
-@_needs_token
 def studies_api():
     """Several ``file`` fields, the views of one study -> the study verdict and, in upload order,
     each file's answer as ``/api/v1/predict`` gives it, or ``{"error": ...}`` for one it could not read."""
