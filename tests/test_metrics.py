@@ -97,7 +97,7 @@ def test_refusals_before_the_view_are_counted_too(sample_bytes):
 
 
 def test_the_api_token_refusal_is_counted(tiny_model_dir, sample_bytes):
-    client = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "API_TOKEN": "s3cret"}).test_client()
+    client = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "API_TOKEN": "s3cret-token-for-tests"}).test_client()
     before = value(scrape(client), "fracture_refusals_total", reason="unauthorised")
     assert client.post("/api/v1/studies", data=files(sample_bytes)).status_code == 401
     assert value(scrape(client), "fracture_refusals_total", reason="unauthorised") - before == 1

@@ -71,8 +71,8 @@ def test_too_many_files_or_none_are_refused_before_any_analysis(client, sample_b
 
 def test_the_largest_study_and_the_token_are_the_sites_settings(tiny_model_dir, sample_bytes):
     client = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "MAX_STUDY_IMAGES": 2,
-                         "API_TOKEN": "s3cret"}).test_client()
-    bearer = {"Authorization": "Bearer s3cret"}
+                         "API_TOKEN": "s3cret-token-for-tests"}).test_client()
+    bearer = {"Authorization": "Bearer s3cret-token-for-tests"}
     assert client.post("/api/v1/studies", data=files(sample_bytes, sample_bytes)).status_code == 401
     refused = client.post("/api/v1/studies", data=files(*[sample_bytes] * 3), headers=bearer)
     assert refused.status_code == 400 and "at most 2 images" in refused.get_json()["error"]
