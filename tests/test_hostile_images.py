@@ -1,0 +1,240 @@
+"""Files made to hurt: values that are not numbers, and small files that ask for gigabytes. Each is
+refused quickly, with a message a person understands, in bounded memory, and never gets a verdict;
+the same decoding serves the web app and the DICOM node."""
+from __future__ import annotations
+
+import io
+import json
+import logging
+import time
+import tracemalloc
+from contextlib import contextmanager
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom.encaps import encapsulate, get_frame
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGLSLossless
+
+from helpers import SAMPLES
+from dicom_files import deflate_bomb, jpeg2000, jpeg_baseline, radiograph_dataset, to_bytes
+from fracture_web import create_app
+from fracture_web.dicom import MAX_INFLATED_BYTES
+from fracture_web.imaging import decode_image
+from fracture_web.inference import Prediction
+from fracture_web.pixels import InvalidImageError
+from fracture_web.study import combine
+
+
+@pytest.fixture(scope="module")
+def gray() -> np.ndarray:
+    """A real radiograph's 8-bit pixels, small."""
+    image = cv2.imdecode(np.frombuffer(SAMPLES[0].read_bytes(), np.uint8), cv2.IMREAD_GRAYSCALE)
+    return cv2.resize(image, (240, 300))
+
+
+@contextmanager
+def measured():
+    """Time and peak traced memory (bytes) of the block, as ``cost["seconds"]`` and ``cost["peak"]``."""
+    cost = {}
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        yield cost
+    finally:
+        cost["seconds"] = time.perf_counter() - start
+        cost["peak"] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+
+
+def refusal(data: bytes, long_side: int | None = 512) -> str:
+    """The message a file is refused with (fails the test when it is read)."""
+    with pytest.raises(InvalidImageError) as refused:
+        decode_image(data, long_side)
+    return str(refused.value)
+
+
+def with_frame_size(frame: bytes, marker: bytes, offset: int, rows: int, columns: int, width: int) -> bytes:
+    """A codestream whose own header (the segment after ``marker``) declares another size."""
+    edited = bytearray(frame)
+    at = edited.find(marker) + offset
+    edited[at:at + 2 * width] = rows.to_bytes(width, "big") + columns.to_bytes(width, "big")
+    return bytes(edited)
+
+
+# Values that are not numbers
+
+@pytest.mark.parametrize("elements", [{"RescaleSlope": "NaN"}, {"RescaleSlope": "inf"}, {"RescaleIntercept": "NaN"},
+                                      {"RescaleIntercept": "-inf"}, {"RescaleSlope": "1e308"}])
+def test_a_rescale_that_is_not_a_number_is_refused_by_name(gray, elements):
+    ds = radiograph_dataset(gray, **({"RescaleSlope": 1, "RescaleIntercept": 0} | elements))
+    assert "Rescale Slope" in refusal(to_bytes(ds))
+
+
+@pytest.mark.parametrize("centre, width", [("NaN", 100), (100, "NaN"), ("inf", 100), (100, "inf"), (100, 0)])
+def test_a_window_that_is_not_a_number_or_empty_is_refused_by_name(gray, centre, width):
+    assert "window is unusable" in refusal(to_bytes(radiograph_dataset(gray, WindowCenter=centre, WindowWidth=width)))
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_a_float_tiff_holding_nan_or_infinity_is_refused(gray, value):
+    pixels = gray.astype(np.float32)
+    pixels[10, 10] = value
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "TIFF")
+    assert "not numbers" in refusal(buffer.getvalue())
+
+
+def test_float_pixel_data_is_refused_as_unsupported(gray):
+    ds = radiograph_dataset(gray)
+    del ds.PixelData, ds.BitsStored, ds.HighBit, ds.PixelRepresentation
+    ds.BitsAllocated, ds.FloatPixelData = 32, np.full(gray.shape, np.nan, np.float32).tobytes()
+    assert "floating-point" in refusal(to_bytes(ds))
+
+
+def test_a_study_never_averages_over_a_nan_whatever_the_order():
+    def view(probability: float) -> Prediction:
+        return Prediction("fractured", probability >= 0.5, probability, 0.5, "balanced", "m1", np.zeros((2, 2)))
+    for order in ([view(float("nan")), view(0.99)], [view(0.99), view(float("nan"))]):
+        with pytest.raises(ValueError, match="NaN"):
+            combine(order)
+
+
+# Decompression bombs
+
+def test_a_deflated_dicom_reads_as_the_same_file_uncompressed(gray):
+    plain = radiograph_dataset(gray)
+    deflated = radiograph_dataset(gray)
+    deflated.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    np.testing.assert_array_equal(decode_image(to_bytes(deflated)).pixels, decode_image(to_bytes(plain)).pixels)
+    cut = to_bytes(deflated)
+    assert "damaged" in refusal(cut[:len(cut) * 3 // 4])
+
+
+def test_a_deflate_bomb_is_refused_quickly_without_inflating_it(gray):
+    bomb = deflate_bomb(radiograph_dataset(gray), inflated_mb=600)  # about 600 KB
+    with measured() as cost:
+        message = refusal(bomb)
+    assert "too large once inflated" in message
+    assert cost["peak"] < 1.5 * MAX_INFLATED_BYTES and cost["seconds"] < 3
+
+
+def test_a_jpeg_frame_declaring_20000_pixels_a_side_is_refused_before_decoding(gray):
+    ds = jpeg_baseline(radiograph_dataset(gray))
+    frame = get_frame(ds.PixelData, 0, number_of_frames=1)
+    ds.PixelData = encapsulate([with_frame_size(frame, b"\xff\xc0", 5, 20_000, 20_000, 2)])
+    with measured() as cost:
+        message = refusal(to_bytes(ds))
+    assert "declares 20000x20000 pixels, its header 240x300" in message
+    assert cost["seconds"] < 1 and cost["peak"] < 10 << 20
+
+
+def test_a_jpeg_ls_frame_declaring_20000_pixels_a_side_is_refused_before_decoding(gray):
+    ds = radiograph_dataset(gray)
+    ds.compress(JPEGLSLossless)
+    frame = get_frame(ds.PixelData, 0, number_of_frames=1)
+    ds.PixelData = encapsulate([with_frame_size(frame, b"\xff\xf7", 5, 20_000, 20_000, 2)])
+    with measured() as cost:
+        message = refusal(to_bytes(ds))
+    assert "declares 20000x20000" in message and cost["seconds"] < 1 and cost["peak"] < 10 << 20
+
+
+@pytest.mark.parametrize("long_side", [None, 64])  # full size, and the reduced JPEG 2000 decode
+def test_a_jpeg_2000_codestream_declaring_30000_pixels_a_side_is_refused_before_decoding(gray, long_side):
+    ds = jpeg2000(radiograph_dataset(gray))
+    frame = get_frame(ds.PixelData, 0, number_of_frames=1)
+    # SIZ: marker, Lsiz, Rsiz, then Xsiz and Ysiz (4 bytes each: the columns first)
+    ds.PixelData = encapsulate([with_frame_size(frame, b"\xff\x51", 6, 30_000, 30_000, 4)])
+    with measured() as cost:
+        message = refusal(to_bytes(ds), long_side)
+    assert "declares 30000x30000" in message and cost["seconds"] < 1 and cost["peak"] < 10 << 20
+
+
+def test_a_compressed_frame_of_another_size_than_the_header_says_is_refused(gray):
+    ds = jpeg_baseline(radiograph_dataset(gray))
+    ds.Rows = 600
+    assert "inconsistent" in refusal(to_bytes(ds))
+
+
+@pytest.mark.parametrize("change", ["short", "long", "frames"])
+def test_pixel_data_of_another_length_than_the_header_says_is_refused(gray, change):
+    ds = radiograph_dataset(gray)
+    if change == "short":
+        ds.PixelData = ds.PixelData[:-240]
+    elif change == "long":  # twice the data: a header whose Rows were halved would show half an image
+        ds.PixelData = ds.PixelData * 2
+    else:
+        ds.NumberOfFrames = 2**31 - 1
+    assert "pixel data holds" in refusal(to_bytes(ds))
+
+
+def test_plain_images_declaring_huge_sizes_stay_refused_from_their_headers(gray):
+    ok, jpeg = cv2.imencode(".jpg", gray)
+    assert ok
+    bomb = with_frame_size(jpeg.tobytes(), b"\xff\xc0", 5, 20_000, 20_000, 2)
+    with measured() as cost:
+        assert "too large" in refusal(bomb)
+    assert cost["seconds"] < 1 and cost["peak"] < 10 << 20
+
+
+def test_a_refused_dicom_leaves_no_traceback_in_the_log(gray, caplog):
+    ds = jpeg2000(radiograph_dataset(gray))
+    frame = bytearray(get_frame(ds.PixelData, 0, number_of_frames=1))
+    frame[len(frame) // 2:] = b"\xff" * (len(frame) - len(frame) // 2)  # the coded data damaged
+    ds.PixelData = encapsulate([bytes(frame)])
+    with caplog.at_level(logging.DEBUG):
+        assert "could not be decoded" in refusal(to_bytes(ds), None)
+    assert not [record for record in caplog.records if record.exc_info]
+    assert len([record for record in caplog.records if record.levelno >= logging.WARNING]) <= 1
+
+
+# Through the API: no verdict, a clear 400, the same study whatever the order, a valid audit trail
+
+NAN_SLOPE = {"RescaleSlope": "NaN", "RescaleIntercept": 0}
+
+
+def post(client, url: str, *uploads: bytes):
+    return client.post(url, data={"file": [(io.BytesIO(data), f"view{i}") for i, data in enumerate(uploads)]})
+
+
+def test_a_nan_rescale_gets_a_400_and_no_verdict(client, gray):
+    response = post(client, "/api/v1/predict", to_bytes(radiograph_dataset(gray, **NAN_SLOPE)))
+    assert response.status_code == 400
+    body = response.get_json()
+    assert "label" not in body and "probability" not in body and "Rescale Slope" in body["error"]
+
+
+def test_a_study_with_a_nan_view_reads_the_same_in_either_order(client, gray):
+    nan_view, real_view = to_bytes(radiograph_dataset(gray, **NAN_SLOPE)), SAMPLES[0].read_bytes()
+    first = post(client, "/api/v1/studies", nan_view, real_view).get_json()
+    second = post(client, "/api/v1/studies", real_view, nan_view).get_json()
+    assert {key: first[key] for key in ("label", "probability")} == {key: second[key] for key in ("label", "probability")}
+    assert first["images"][0] == second["images"][1] and "Rescale Slope" in first["images"][0]["error"]
+    assert first["warnings"] == ["1 of 2 files could not be analysed."]
+
+
+def test_a_model_answering_nan_gives_no_verdict(client, app, gray, monkeypatch):
+    model = app.extensions["fracture_model"]
+    answer = model._call_runtime
+
+    def nan_probability(batch: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = answer(batch)
+        return outputs | {"probability": np.full_like(outputs["probability"], np.nan)}
+    monkeypatch.setattr(model, "_call_runtime", nan_probability)
+    response = post(client, "/api/v1/predict", SAMPLES[0].read_bytes())
+    assert response.status_code == 400 and "probability came out as NaN" in response.get_json()["error"]
+    study = post(client, "/api/v1/studies", SAMPLES[0].read_bytes(), SAMPLES[1].read_bytes())
+    assert study.status_code == 400 and "None of the study's files" in study.get_json()["error"]
+
+
+def test_the_audit_trail_stays_valid_json_after_hostile_uploads(tiny_model_dir, gray, tmp_path):
+    audit_file = tmp_path / "audit.log"
+    client = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "AUDIT_LOG": str(audit_file)}).test_client()
+    for data in (to_bytes(radiograph_dataset(gray, **NAN_SLOPE)), SAMPLES[0].read_bytes()):
+        post(client, "/api/v1/predict", data).close()
+    lines = audit_file.read_text().splitlines()
+
+    def refuse(constant: str):
+        raise AssertionError(f"{constant} in an audit line is not JSON")
+    assert [json.loads(line, parse_constant=refuse)["verdict"] for line in lines] in (["fractured"], ["not_fractured"])
