@@ -129,7 +129,8 @@ def check_frame_size(codestream: bytes, syntax: pydicom.uid.UID, size: tuple[int
     """Refuse a compressed frame whose own header declares another (rows, columns) than ``size``,
     the DICOM header's (checked against the limits already): a tiny file can declare a frame of any
     size, and the decoder allocates it whole before anyone compares. RLE frames carry no size of
-    their own (pydicom decodes them to the header's); other compressions are refused."""
+    their own: theirs is what each segment decodes to (:func:`_check_rle_segments`). Other
+    compressions are refused."""
     if syntax in JPEG2000TransferSyntaxes:
         try:
             stream = openjpeg.get_parameters(codestream)
@@ -141,6 +142,7 @@ def check_frame_size(codestream: bytes, syntax: pydicom.uid.UID, size: tuple[int
         stream = _get_jpg_parameters(codestream)
         declared = (stream.get("height"), stream.get("width"))
     elif syntax == RLELossless:
+        _check_rle_segments(codestream, size)
         return
     else:
         raise InvalidImageError(f"DICOM images compressed as {syntax.name} are not supported; send the image "
@@ -149,6 +151,22 @@ def check_frame_size(codestream: bytes, syntax: pydicom.uid.UID, size: tuple[int
         found = "no readable size" if None in declared else f"{declared[1]}x{declared[0]} pixels"
         raise InvalidImageError(f"The DICOM file is inconsistent: its compressed image declares {found}, "
                                 f"its header {size[1]}x{size[0]}; it may be damaged or forged.")
+
+
+def _check_rle_segments(codestream: bytes, size: tuple[int, int]) -> None:
+    """Refuse an RLE frame with a segment that decodes to more than a row beyond the image's
+    rows x columns bytes. pydicom decodes a segment whole, in Python, before it compares its length,
+    and two bytes can ask for 128: a 32 MB upload for 2 GB. Pillow's PackBits decoder (the same
+    code) decodes into an image of fixed size instead, in C, and says whether the segment filled it."""
+    rows, columns = size
+    count, *offsets = struct.unpack_from("<16L", codestream)  # the RLE header: segments, then where each starts
+    for start, end in zip(offsets[:count], [*offsets[1:count], len(codestream)]):
+        try:
+            Image.frombytes("L", (columns, rows + 1), memoryview(codestream)[start:end], "packbits", "L")
+        except ValueError:
+            continue  # the segment ends before it fills one row more than the image has: as it should
+        raise InvalidImageError(f"The DICOM file is inconsistent: its RLE-compressed image holds more than its "
+                                f"header's {columns}x{rows} pixels; it may be damaged or forged.")
 
 
 def first_frame(ds: pydicom.Dataset, factor: int = 1) -> tuple[np.ndarray, int]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import struct
 import time
 import tracemalloc
 from contextlib import contextmanager
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from pydicom.encaps import encapsulate, get_frame
-from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGLSLossless
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGLSLossless, RLELossless
 
 from helpers import SAMPLES
 from dicom_files import deflate_bomb, jpeg2000, jpeg_baseline, radiograph_dataset, to_bytes
@@ -149,6 +150,17 @@ def test_a_jpeg_2000_codestream_declaring_30000_pixels_a_side_is_refused_before_
     with measured() as cost:
         message = refusal(to_bytes(ds), long_side)
     assert "declares 30000x30000" in message and cost["seconds"] < 1 and cost["peak"] < 10 << 20
+
+
+def test_an_rle_frame_that_would_decode_to_gigabytes_is_refused_before_decoding(gray):
+    ds = radiograph_dataset(gray)
+    ds.file_meta.TransferSyntaxUID = RLELossless
+    runs = b"\x81\x00" * (2 << 20)  # one segment, 4 MB: each two bytes say "128 zeros", 256 MB in all
+    ds.PixelData = encapsulate([struct.pack("<16L", 1, 64, *[0] * 14) + runs])
+    with measured() as cost:
+        message = refusal(to_bytes(ds))
+    assert "RLE-compressed image holds more than its header's 240x300 pixels" in message
+    assert cost["seconds"] < 1 and cost["peak"] < 40 << 20  # the file itself, a few times
 
 
 def test_a_compressed_frame_of_another_size_than_the_header_says_is_refused(gray):
