@@ -127,7 +127,8 @@ def encoded_first_frame(ds: pydicom.Dataset, factor: int = 1) -> tuple[np.ndarra
 
 def check_frame_size(codestream: bytes, syntax: pydicom.uid.UID, size: tuple[int, int]) -> None:
     """Refuse a compressed frame whose own header declares another (rows, columns) than ``size``,
-    the DICOM header's (checked against the limits already): a tiny file can declare a frame of any
+    the DICOM header's (checked against the limits already), or more than one sample (component)
+    per pixel, where the DICOM header says grayscale: a tiny file can declare a frame of any
     size, and the decoder allocates it whole before anyone compares. RLE frames carry no size of
     their own: theirs is what each segment decodes to (:func:`_check_rle_segments`). Other
     compressions are refused."""
@@ -136,21 +137,22 @@ def check_frame_size(codestream: bytes, syntax: pydicom.uid.UID, size: tuple[int
             stream = openjpeg.get_parameters(codestream)
         except (RuntimeError, ValueError) as err:
             raise InvalidImageError(DAMAGED) from err
-        declared = (stream["rows"], stream["columns"])
+        declared, samples = (stream["rows"], stream["columns"]), stream["samples_per_pixel"]
     elif syntax in JPEGTransferSyntaxes or syntax in JPEGLSTransferSyntaxes:
         # pydicom's own reader of the SOF segment (its decoders use it to choose options)
         stream = _get_jpg_parameters(codestream)
-        declared = (stream.get("height"), stream.get("width"))
+        declared, samples = (stream.get("height"), stream.get("width")), stream.get("components")
     elif syntax == RLELossless:
         _check_rle_segments(codestream, size)
         return
     else:
         raise InvalidImageError(f"DICOM images compressed as {syntax.name} are not supported; send the image "
                                 "uncompressed, or as JPEG, JPEG-LS, JPEG 2000 or RLE.")
-    if declared != size:
-        found = "no readable size" if None in declared else f"{declared[1]}x{declared[0]} pixels"
+    if declared != size or samples != 1:
+        found = ("no readable size" if None in declared or samples is None
+                 else f"{declared[1]}x{declared[0]} pixels of {samples} sample(s)")
         raise InvalidImageError(f"The DICOM file is inconsistent: its compressed image declares {found}, "
-                                f"its header {size[1]}x{size[0]}; it may be damaged or forged.")
+                                f"its header {size[1]}x{size[0]} grayscale; it may be damaged or forged.")
 
 
 def _check_rle_segments(codestream: bytes, size: tuple[int, int]) -> None:

@@ -127,7 +127,7 @@ def test_a_jpeg_frame_declaring_20000_pixels_a_side_is_refused_before_decoding(g
     ds.PixelData = encapsulate([with_frame_size(frame, b"\xff\xc0", 5, 20_000, 20_000, 2)])
     with measured() as cost:
         message = refusal(to_bytes(ds))
-    assert "declares 20000x20000 pixels, its header 240x300" in message
+    assert "declares 20000x20000 pixels of 1 sample(s), its header 240x300" in message
     assert cost["seconds"] < 1 and cost["peak"] < 10 << 20
 
 
@@ -167,6 +167,14 @@ def test_a_compressed_frame_of_another_size_than_the_header_says_is_refused(gray
     ds = jpeg_baseline(radiograph_dataset(gray))
     ds.Rows = 600
     assert "inconsistent" in refusal(to_bytes(ds))
+
+
+def test_a_compressed_frame_with_more_samples_than_grayscale_is_refused_before_decoding(gray):
+    ds = jpeg_baseline(radiograph_dataset(gray))
+    ok, colour = cv2.imencode(".jpg", cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR))
+    assert ok
+    ds.PixelData = encapsulate([colour.tobytes()])
+    assert "of 3 sample(s)" in refusal(to_bytes(ds))
 
 
 @pytest.mark.parametrize("change", ["short", "long", "frames"])
