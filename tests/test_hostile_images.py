@@ -9,6 +9,7 @@ import logging
 import struct
 import time
 import tracemalloc
+import zlib
 from contextlib import contextmanager
 
 import cv2
@@ -189,13 +190,20 @@ def test_pixel_data_of_another_length_than_the_header_says_is_refused(gray, chan
     assert "pixel data holds" in refusal(to_bytes(ds))
 
 
+def png_declaring(gray: np.ndarray, width: int, height: int) -> bytes:
+    """A PNG of ``gray`` whose header (IHDR, with a matching checksum) declares another size."""
+    png = bytearray(cv2.imencode(".png", gray)[1].tobytes())
+    png[16:24] = struct.pack(">II", width, height)
+    png[29:33] = struct.pack(">I", zlib.crc32(bytes(png[12:29])))
+    return bytes(png)
+
+
 def test_plain_images_declaring_huge_sizes_stay_refused_from_their_headers(gray):
-    ok, jpeg = cv2.imencode(".jpg", gray)
-    assert ok
-    bomb = with_frame_size(jpeg.tobytes(), b"\xff\xc0", 5, 20_000, 20_000, 2)
-    with measured() as cost:
-        assert "too large" in refusal(bomb)
-    assert cost["seconds"] < 1 and cost["peak"] < 10 << 20
+    jpeg = with_frame_size(cv2.imencode(".jpg", gray)[1].tobytes(), b"\xff\xc0", 5, 20_000, 20_000, 2)
+    for bomb in (jpeg, png_declaring(gray, 20_000, 20_000)):
+        with measured() as cost:
+            assert "too large" in refusal(bomb)
+        assert cost["seconds"] < 1 and cost["peak"] < 10 << 20
 
 
 def test_a_refused_dicom_leaves_no_traceback_in_the_log(gray, caplog):
