@@ -11,7 +11,9 @@ baseline, extended, lossless, JPEG-LS), pylibjpeg-openjpeg (JPEG 2000) and pydic
 decoder (pylibjpeg-rle is left out on purpose: on damaged data it panics with an exception
 that cannot be caught as an error). JPEG 2000 wanted at reduced size is decoded by Pillow's
 OpenJPEG at one of the codestream's own resolution levels (pylibjpeg-openjpeg has no such
-option), which skips most of the work. No Flask, no TensorFlow.
+option), which skips most of the work. A small file must not cost gigabytes: a deflated dataset
+inflates under a ceiling, and a compressed frame's own header (or an RLE frame's decoded length) must
+agree with the DICOM header's size before anything is decoded. No Flask, no TensorFlow.
 """
 from __future__ import annotations
 
