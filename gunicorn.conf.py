@@ -4,7 +4,8 @@ Each worker loads and warms up its own copy of the model (about 0.2 GB resident 
 default backend's choice for the shipped model; about 0.8 GB with FRACTURE_BACKEND=tensorflow;
 scripts/benchmark.py and scripts/compare_backends.py report it).
 Environment: MALLOC_TRIM_ABOVE (bytes, 16777216) and MALLOC_TRIM_IDLE_S (2; see post_request), MALLOC_ARENA_MAX (glibc's; 1 unless set, see post_fork), PORT (5000), BIND (0.0.0.0:$PORT), WEB_CONCURRENCY (workers, 2),
-GUNICORN_THREADS (threads per worker, 4), GUNICORN_TIMEOUT (seconds, 60),
+GUNICORN_THREADS (threads per worker, 4), GUNICORN_TIMEOUT (seconds, 60), GUNICORN_HEADER_TIMEOUT (seconds a
+client has to send a request's line and headers, 10; see HeadDeadlineWorker),
 PROMETHEUS_MULTIPROC_DIR (where the workers share their metrics; see on_starting).
 """
 import ctypes
@@ -13,18 +14,24 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
+
+from gunicorn.http.errors import NoMoreData
+from gunicorn.workers.gthread import ThreadWorker
 
 # Keep TensorFlow's C++ start-up chatter out of the log (workers inherit this).
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 wsgi_app = "fracture_web.wsgi:app"
+# Without nginx in front, gunicorn's threads are held by slow clients: the app bounds the time for
+# a request's body (FRACTURE_UPLOAD_TIMEOUT), HeadDeadlineWorker the time for its head. This limits
+# what one slow client can do, not what many can: on an untrusted network run behind nginx.
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '5000')}")
 # Two workers: one can die or restart while the other serves. Latency first: one request uses
 # every core (FRACTURE_THREADS), so more workers than cores only add memory; throughput at 1, 4
 # and 16 clients is in docs/performance.md, measured by scripts/benchmark.py with these settings.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gthread"
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # A prediction takes well under a second; the timeout covers model loading at start.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
@@ -38,6 +45,59 @@ max_requests_jitter = 200
 accesslog = "-"
 errorlog = "-"
 loglevel = "info"
+
+#: Seconds a client has to send a request's line and headers once it has started (see HeadDeadlineWorker).
+_header_timeout = float(os.environ.get("GUNICORN_HEADER_TIMEOUT", "10"))
+
+
+class _HeadDeadline:
+    """A client's socket whose reads end at ``deadline`` (a ``time.monotonic()``; None: no limit)."""
+
+    def __init__(self, sock):
+        self._sock, self.deadline = sock, None
+
+    def recv(self, size, *flags):
+        if self.deadline is None:
+            return self._sock.recv(size, *flags)
+        left = self.deadline - time.monotonic()
+        try:
+            if left <= 0:
+                raise TimeoutError
+            self._sock.settimeout(left)
+            return self._sock.recv(size, *flags)
+        except TimeoutError:
+            raise NoMoreData(b"") from None  # gunicorn closes the connection quietly
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+class HeadDeadlineWorker(ThreadWorker):
+    """gunicorn's gthread worker, with a deadline for each request's line and headers.
+
+    gthread reads them in a worker thread with no time limit: clients sending their headers a
+    byte at a time held every thread (tests/test_hostile_clients.py). Here a client has
+    GUNICORN_HEADER_TIMEOUT seconds from the moment a thread takes up its connection; a slower one
+    is disconnected. The body's own limit is the app's (FRACTURE_UPLOAD_TIMEOUT). Not for TLS
+    served by gunicorn itself (its socket is wrapped later); TLS belongs to nginx here anyway.
+    """
+
+    def handle(self, conn):
+        if conn.parser is None and not self.cfg.is_ssl and not isinstance(conn.sock, _HeadDeadline):
+            conn.sock = _HeadDeadline(conn.sock)
+        if isinstance(conn.sock, _HeadDeadline):
+            conn.sock.deadline = time.monotonic() + _header_timeout
+        return super().handle(conn)
+
+    def handle_request(self, req, conn):
+        if isinstance(conn.sock, _HeadDeadline):  # the head is in: the app bounds the body
+            conn.sock.deadline = None
+            conn.sock.settimeout(None)
+        return super().handle_request(req, conn)
+
+
+worker_class = HeadDeadlineWorker
+
 
 class _MallInfo2(ctypes.Structure):
     """glibc's ``struct mallinfo2`` (malloc.h, glibc 2.33+): ``fordblks`` is the free memory malloc holds."""
