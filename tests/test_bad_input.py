@@ -107,6 +107,25 @@ def test_every_invalid_file_is_refused_clearly_by_api_and_page(baseline, name):
     assert "<script>x</script>" not in page.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("disposition", [b'name="file"; filename=""', b'name="file"; filename="r\xf6ntgen.jpg"',
+                                         b'name="file"'], ids=["empty name", "Latin-1 name", "no name"])
+def test_the_file_name_does_not_matter_only_the_content(baseline, disposition):
+    # An empty or non-UTF-8 file name made a good image "no file" (Werkzeug dropped the whole form).
+    client, probability = baseline
+    body = (b"--b\r\nContent-Disposition: form-data; " + disposition + b"\r\nContent-Type: image/jpeg\r\n\r\n"
+            + SAMPLES[0].read_bytes() + b"\r\n--b--\r\n")
+    response = client.post("/api/v1/predict", data=body, content_type="multipart/form-data; boundary=b")
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["probability"] == pytest.approx(probability, abs=1e-6)
+
+
+def test_a_form_sent_without_choosing_a_file_is_told_so(baseline):
+    client, _ = baseline
+    body = b'--b\r\nContent-Disposition: form-data; name="file"; filename=""\r\n\r\n\r\n--b--\r\n'
+    response = client.post("/api/v1/predict", data=body, content_type="multipart/form-data; boundary=b")
+    assert response.status_code == 400 and "No file was uploaded" in response.get_json()["error"]
+
+
 def test_after_the_corpus_the_server_is_healthy_and_answers_as_before(baseline):
     client, probability = baseline
     for data in list(invalid_corpus().values()) + list(valid_corpus().values()):

@@ -14,8 +14,8 @@ from fracture_web.loadgen import multipart, summarise
 from helpers import ROOT, running_gunicorn
 
 
-def start_gunicorn(model_dir: Path) -> subprocess.CompletedProcess:
-    env = os.environ | {"FRACTURE_MODEL_DIR": str(model_dir), "BIND": "127.0.0.1:0", "WEB_CONCURRENCY": "1"}
+def start_gunicorn(model_dir: Path, **settings: str) -> subprocess.CompletedProcess:
+    env = os.environ | {"FRACTURE_MODEL_DIR": str(model_dir), "BIND": "127.0.0.1:0", "WEB_CONCURRENCY": "1"} | settings
     return subprocess.run([str(Path(sys.executable).parent / "gunicorn"), "-c", "gunicorn.conf.py"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
 
@@ -34,6 +34,15 @@ def test_startup_fails_fast_with_one_clear_line_when_the_model_is_unusable(damag
     assert done.returncode != 0
     reasons = [line for line in done.stderr.splitlines() if "cannot start:" in line]
     assert reasons and str(model_dir) in reasons[0]
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("name, value", [("FRACTURE_API_TOKEN", "false"), ("FRACTURE_MAX_CONTENT_LENGTH", "32 MB!")])
+def test_startup_fails_fast_with_one_clear_line_when_a_setting_is_malformed(name, value, tiny_model_dir):
+    done = start_gunicorn(tiny_model_dir, **{name: value})
+    assert done.returncode != 0
+    reasons = [line for line in done.stderr.splitlines() if "cannot start:" in line]
+    assert reasons and name in reasons[0]
     assert "Traceback" not in done.stderr
 
 
