@@ -5,7 +5,6 @@ bad item does stops the others (pynetdicom on both ends; a real redis-server whe
 from __future__ import annotations
 
 import copy
-import io
 import threading
 import time
 from contextlib import contextmanager
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 from pydicom import dcmread
-from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 from redis import Redis
@@ -264,12 +263,13 @@ def test_a_result_task_run_again_after_a_worker_died_does_not_send_it_twice(tmp_
         config = replace(node_config(tmp_path, dest_port), broker_url=url)
         app = celery_app(config)
         app.context = WorkerContext(config, None, CStoreSender(config), SharedStudies(Redis.from_url(url), 3600))
+        deliver = app.tasks[DELIVER]
         for _ in range(2):  # the second run: the message came back after the worker died before acknowledging
-            assert app.tasks[DELIVER].apply(args=[[encode(sc)]]).successful()
+            assert deliver.apply(args=[[encode(sc)]]).successful()
         assert [ds.SOPInstanceUID for ds in received] == [sc.SOPInstanceUID]
-        report_task = app.tasks[DELIVER]
-        assert report_task.apply(args=[[encode(sc)], "study", 2]).successful()  # a report over more readings: sent
-        assert len(received) == 2
+        for readings in (2, 2, 3):  # a study's report, run twice, then re-issued (same UID) over a late view
+            assert deliver.apply(args=[[encode(sc)], "study-key", readings]).successful()
+        assert len(received) == 3
 
 
 @needs_redis

@@ -18,7 +18,7 @@ from pathlib import Path
 from redis import Redis
 
 from ..metrics import record_dead_letter
-from .private_files import private_folder, write_private
+from .private_files import PARTIAL, private_folder, write_private
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,9 @@ class DeadLetters:
 
     def items(self) -> list[Path]:
         """What was set aside (not the notes), oldest first."""
-        return sorted(p for p in self.folder.glob("*") if p.suffix != ".why") if self.folder.exists() else []
+        if not self.folder.exists():
+            return []
+        return sorted(p for p in self.folder.glob("*") if p.suffix not in (".why", PARTIAL))
 
     def _path(self, reason: str, name: str) -> Path:
         return private_folder(self.folder) / f"{time.time_ns():020d}-{reason}-{name}"

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from celery import Celery, Task
+from kombu.exceptions import OperationalError
 from pydicom import Dataset, dcmread
 from redis import Redis, RedisError
 
@@ -89,9 +90,13 @@ def celery_app(config: NodeConfig) -> NodeCelery:
         broker_transport_options={"visibility_timeout": config.visibility_timeout,
                                   "socket_connect_timeout": CONNECT_SECONDS},
         worker_hijack_root_logger=False)
-    app.task(name=ANALYSE, bind=True)(analyse)
-    app.task(name=REPORT, bind=True)(report_study)
-    app.task(name=DELIVER, bind=True, max_retries=None)(deliver)
+    # A Redis hiccup mid-task would fail the task, and a failed task's message is acknowledged: retry
+    # instead (and while Redis is down even the acknowledgement fails, so the message comes back).
+    transient = {"autoretry_for": (RedisError, OperationalError), "retry_backoff": True,
+                 "retry_backoff_max": config.resend_interval, "max_retries": None}
+    app.task(name=ANALYSE, bind=True, **transient)(analyse)
+    app.task(name=REPORT, bind=True, **transient)(report_study)
+    app.task(name=DELIVER, bind=True, **transient)(deliver)
     app.task(name=READ_FILE, bind=True, ignore_result=False)(read_file)
     return app
 
