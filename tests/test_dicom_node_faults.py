@@ -29,7 +29,8 @@ from fracture_web.dicom_node.scp import serve_metrics
 from fracture_web.dicom_node.sender import CStoreSender
 from fracture_web.dicom_node.server import Node
 from fracture_web.dicom_node.shared_studies import SharedStudies
-from fracture_web.dicom_node.tasks import DELIVER, WorkerContext, celery_app, encode
+from fracture_web.dicom_node.readings import Reading
+from fracture_web.dicom_node.tasks import DELIVER, REPORT, WorkerContext, celery_app, encode
 from fracture_web.dicom_node.worker import recovery_seconds
 from fracture_web.inference import FractureModel
 from fracture_web.local_server import free_port
@@ -270,6 +271,27 @@ def test_a_result_task_run_again_after_a_worker_died_does_not_send_it_twice(tmp_
         for readings in (2, 2, 3):  # a study's report, run twice, then re-issued (same UID) over a late view
             assert deliver.apply(args=[[encode(sc)], "study-key", readings]).successful()
         assert len(received) == 3
+
+
+@needs_redis
+def test_a_study_whose_reporting_task_died_before_queuing_its_report_is_reported_when_the_task_runs_again(tmp_path):
+    source = radiograph_dataset(np.full((64, 48), 90, np.uint8))
+    reading = Reading.of(source, analysis_of(source, False, (), display_max_side=32), received=100.0)
+    with redis_server(tmp_path) as url:
+        config = replace(node_config(tmp_path, free_port()), broker_url=url, settle_seconds=0)
+        app = celery_app(config)
+        app.context = WorkerContext(config, None, CStoreSender(config), SharedStudies(Redis.from_url(url), 3600))
+        key, queued = app.context.studies.add(reading), []
+
+        def dies_while_queuing(name, args, **options):
+            raise SystemExit("SIGKILL")  # the worker dies as it hands the report to Redis
+
+        app.send_task = dies_while_queuing
+        with pytest.raises(SystemExit):
+            app.tasks[REPORT].apply(args=[key], throw=True)
+        app.send_task = lambda name, args, **options: queued.append((name, args))
+        assert app.tasks[REPORT].apply(args=[key]).successful()  # its message came back: the task runs again
+    assert [(name, args[1:]) for name, args in queued] == [(DELIVER, [key, 1])]
 
 
 @needs_redis
