@@ -22,7 +22,7 @@ from redis import Redis
 
 from fracture_web.dicom_node import report
 from fracture_web.dicom_node.broker import BrokerNode
-from fracture_web.dicom_node.config import NodeConfig, from_environment
+from fracture_web.dicom_node.config import NodeConfig, NodeConfigError, from_environment
 from fracture_web.dicom_node.dead_letter import REDIS_KEY
 from fracture_web.dicom_node.results import secondary_capture
 from fracture_web.dicom_node.scp import serve_metrics
@@ -197,18 +197,28 @@ def test_a_radiograph_with_an_invalid_study_uid_is_refused_at_intake_saying_why(
         assert len(node.collector.settled()) == 0 and len(list(config.studies_dir.iterdir())) == 1  # only the good
 
 
-def test_only_the_allowed_calling_ae_titles_may_open_an_association(model, tmp_path):
+def test_only_the_allowed_calling_ae_titles_and_hosts_may_open_an_association(model, tmp_path):
     config = node_config(tmp_path, free_port(), settle_seconds=3600)
     with running(Node(config, model)):
         stranger = associate(config.port, calling="ANY_HOST")
         assert stranger.is_rejected and not stranger.is_established
         assert c_store(config.port, views(4, 1)[0], calling="ANY_HOST") is None
         assert c_store(config.port, views(5, 1)[0]).Status == 0x0000
+    elsewhere = replace(config, port=free_port(), allowed_hosts=("10.0.0.0/8",))
+    with running(Node(elsewhere, model)):  # with allowed hosts, the right AE title from the wrong host is not enough
+        started = time.monotonic()
+        assert not associate(elsewhere.port).is_established and time.monotonic() - started < 5
+    here = replace(config, port=free_port(), allowed_hosts=("192.168.0.0/16", "127.0.0.1"))
+    with running(Node(here, model)):
+        assert c_store(here.port, views(5, 1)[0]).Status == 0x0000
     pacs_only = from_environment({"FRACTURE_DICOM_DEST_HOST": "pacs", "FRACTURE_DICOM_DEST_AE_TITLE": "PACS"})
     assert pacs_only.callers == ("PACS",)  # by default only the PACS the results go to
     listed = from_environment({"FRACTURE_DICOM_DEST_HOST": "pacs", "FRACTURE_DICOM_DEST_AE_TITLE": "PACS",
                                "FRACTURE_DICOM_ALLOWED_AE_TITLES": "CR_ROOM_1, DX_ROOM_2"})
     assert listed.callers == ("CR_ROOM_1", "DX_ROOM_2")
+    with pytest.raises(NodeConfigError, match="malformed"):
+        from_environment({"FRACTURE_DICOM_DEST_HOST": "pacs", "FRACTURE_DICOM_DEST_AE_TITLE": "PACS",
+                          "FRACTURE_DICOM_ALLOWED_HOSTS": "10.0.0.0/8, the-ward"})
 
 
 def test_a_good_store_is_accepted_while_ten_idle_associations_are_held_with_c_echoes(model, tmp_path):

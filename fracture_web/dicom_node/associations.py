@@ -2,8 +2,9 @@
 
 - Only the calling AE titles in ``FRACTURE_DICOM_ALLOWED_AE_TITLES`` (by default the destination
   PACS's, ``FRACTURE_DICOM_DEST_AE_TITLE``) are accepted; any other is rejected at once (A-ASSOCIATE-RJ,
-  "calling AE title not recognised"). An AE title is no password: bind the node to the hospital
-  network and firewall it as well.
+  "calling AE title not recognised"). An AE title is no password: with ``FRACTURE_DICOM_ALLOWED_HOSTS``
+  (addresses or networks) a connection from any other host is closed before it can ask for anything;
+  bind the node to the hospital network and firewall it as well.
 - At most ``FRACTURE_DICOM_MAX_ASSOCIATIONS`` at once; the next is rejected (transient, "local limit
   exceeded") for the sender to try again.
 - An association that stores nothing for ``FRACTURE_DICOM_IDLE_SECONDS`` is aborted by a watcher
@@ -18,10 +19,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from ipaddress import IPv6Address, ip_address, ip_network
 from weakref import WeakKeyDictionary
 
 from pynetdicom import AE
 from pynetdicom.association import Association
+from pynetdicom.transport import AssociationServer
 
 from .config import NodeConfig
 
@@ -36,6 +39,25 @@ def limit(ae: AE, config: NodeConfig) -> None:
     ae.maximum_associations = config.max_associations
     ae.acse_timeout = min(ACSE_SECONDS, config.idle_seconds)
     ae.network_timeout = config.idle_seconds  # silence on the wire; the watcher also counts C-ECHO as idle
+
+
+def admit_hosts(server: AssociationServer, hosts: tuple[str, ...]) -> None:
+    """Close a connection from outside ``hosts`` (addresses or networks) before any association; none
+    given: any host (the calling AE title is still checked)."""
+    if not hosts:
+        return
+    networks = [ip_network(host, strict=False) for host in hosts]
+
+    def verify_request(_request: object, client_address: tuple) -> bool:  # socketserver's hook, per connection
+        address = ip_address(client_address[0])
+        if isinstance(address, IPv6Address) and address.ipv4_mapped:  # a dual-stack socket's IPv4 caller
+            address = address.ipv4_mapped
+        if any(address in network for network in networks):
+            return True
+        log.warning("closed a connection from %s: not in FRACTURE_DICOM_ALLOWED_HOSTS", address)
+        return False
+
+    server.verify_request = verify_request
 
 
 class IdleWatch:

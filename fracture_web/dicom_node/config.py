@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import ip_network
 from pathlib import Path
 
 from ..config import DEFAULT_BACKEND, DEFAULT_TFLITE_FILE, defaults
@@ -46,6 +47,7 @@ class NodeConfig:
     bind: str = "0.0.0.0"
     port: int = 11112
     allowed_ae_titles: tuple[str, ...] = ()  # calling AE titles that may store here; () = the destination's
+    allowed_hosts: tuple[str, ...] = ()  # addresses or networks that may connect; () = any (AE titles still checked)
     max_associations: int = 32  # associations served at once (pynetdicom's default is 10)
     idle_seconds: float = 60.0  # an association that stores nothing for this long is closed (C-ECHO aside)
     queue_dir: Path = Path("~/.fracture-web/dicom-queue")  # "~" is expanded when the outbox opens it
@@ -96,7 +98,7 @@ def from_environment(env: Mapping[str, str]) -> NodeConfig:
             dest_port=int(get("DEST_PORT", 104)), dicomweb=dicomweb,
             ae_title=get("AE_TITLE", NodeConfig.ae_title), bind=get("BIND", NodeConfig.bind),
             port=int(get("PORT", NodeConfig.port)), queue_dir=Path(get("QUEUE_DIR", NodeConfig.queue_dir)),
-            allowed_ae_titles=tuple(t.strip() for t in get("ALLOWED_AE_TITLES", "").split(",") if t.strip()),
+            allowed_ae_titles=listed(get("ALLOWED_AE_TITLES", "")), allowed_hosts=listed(get("ALLOWED_HOSTS", "")),
             max_associations=int(get("MAX_ASSOCIATIONS", NodeConfig.max_associations)),
             idle_seconds=float(get("IDLE_SECONDS", NodeConfig.idle_seconds)),
             dead_letter_after=int(get("DEAD_LETTER_AFTER", NodeConfig.dead_letter_after)),
@@ -113,8 +115,10 @@ def from_environment(env: Mapping[str, str]) -> NodeConfig:
             broker_url=broker_url(env),
             visibility_timeout=float(env.get(BROKER_PREFIX + "VISIBILITY_TIMEOUT") or NodeConfig.visibility_timeout),
             metrics_port=int(get("METRICS_PORT")) if get("METRICS_PORT") else None)
+        for host in config.allowed_hosts:
+            ip_network(host, strict=False)
     except ValueError as err:
-        raise NodeConfigError(f"A {PREFIX}* number is malformed: {err}") from err
+        raise NodeConfigError(f"A {PREFIX}* number or address is malformed: {err}") from err
     if config.max_associations < 1 or config.idle_seconds <= 0 or config.dead_letter_after < 1:
         raise NodeConfigError(f"{PREFIX}MAX_ASSOCIATIONS, IDLE_SECONDS and DEAD_LETTER_AFTER must be positive.")
     if bad := [title for title in config.allowed_ae_titles if len(title) > 16]:
@@ -123,6 +127,11 @@ def from_environment(env: Mapping[str, str]) -> NodeConfig:
         raise NodeConfigError(f"{BROKER_PREFIX}VISIBILITY_TIMEOUT must be longer than {PREFIX}SETTLE_SECONDS and "
                               f"{PREFIX}RESEND_INTERVAL: tasks wait that long in a worker before they run.")
     return config
+
+
+def listed(text: str) -> tuple[str, ...]:
+    """A comma-separated setting's items."""
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def broker_url(env: Mapping[str, str]) -> str | None:

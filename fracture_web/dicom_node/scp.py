@@ -28,7 +28,7 @@ from ..config import defaults
 from ..inference import FractureModel
 from ..metrics import DriftMonitor, record_prediction
 from ..pixels import InvalidImageError
-from .associations import IdleWatch, limit
+from .associations import IdleWatch, admit_hosts, limit
 from .config import NodeConfig, NodeConfigError
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class StorageServer(ABC):
         limit(ae, self.config)
         self._server = ae.start_server((self.config.bind, self.config.port), block=False,
                                        evt_handlers=[(evt.EVT_C_STORE, self.handle_store)])
+        admit_hosts(self._server, self.config.allowed_hosts)
         self._idle = IdleWatch(self.config.idle_seconds, lambda: self._server.active_associations)
         self._idle.start()
 
