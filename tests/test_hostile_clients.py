@@ -10,7 +10,6 @@ import urllib.request
 
 import pytest
 
-from fracture_web.web.uploads import Deadline
 from helpers import running_gunicorn
 
 TOKEN = "site-token-for-the-test-suite"
@@ -43,18 +42,22 @@ def exchange(port: int, request: bytes, timeout: float = 15) -> bytes:
 
 
 def trickle(port: int, first: bytes, answers: list, stop: threading.Event) -> None:
-    """Send ``first``, then one byte every half second until the server answers; keep its answer."""
+    """Send ``first``, then one byte every half second, keeping the server's answer, until the server
+    closes the connection (or the test stops)."""
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.sendall(first)
+        answer = b""
         while not stop.is_set():
-            if select.select([sock], [], [], 0.5)[0]:
-                answers.append(sock.recv(65536))
-                return
             try:
+                if select.select([sock], [], [], 0.5)[0]:
+                    data = sock.recv(65536)
+                    if not data:
+                        break
+                    answer += data
                 sock.sendall(b"x")
             except OSError:
-                answers.append(b"")
-                return
+                break
+        answers.append(answer)
 
 
 def tricklers(port: int, first: bytes, count: int = 4):
@@ -87,9 +90,12 @@ def test_bodies_trickled_by_more_clients_than_threads_get_408_and_others_are_sti
     assert len(answers) == 4 and all(b" 408 " in answer for answer in answers), answers
 
 
-def test_headers_trickled_by_more_clients_than_threads_do_not_hold_the_threads(server):
+@pytest.mark.parametrize("first", [b"GET /healthz HTTP/1.1\r\nX-Slow: ",
+                                   b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n\r\n"],
+                         ids=["slow headers", "a slow body the app does not read"])
+def test_slow_requests_by_more_clients_than_threads_do_not_hold_the_threads(server, first):
     url, port = server
-    answers, stop, threads = tricklers(port, b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+    answers, stop, threads = tricklers(port, first)
     time.sleep(0.5)
     try:
         assert healthz_seconds(url) < 2 * DEADLINE + 5
@@ -123,6 +129,8 @@ def test_a_large_upload_without_the_token_is_refused_at_once_and_not_read(server
 
 
 def test_the_deadline_counts_the_whole_body_and_a_minimum_rate_after_a_grace_period():
+    from fracture_web.web.uploads import Deadline
+
     client, server_side = socket.socketpair()
     with client, server_side:
         reader = Deadline(server_side, seconds=0.6)

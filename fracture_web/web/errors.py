@@ -16,7 +16,7 @@ MESSAGES = {
     403: "Requests from other web sites are refused.",
     404: "There is no page at this address.",
     405: "This address does not accept that kind of request.",
-    408: "The upload stalled or was cut off before the whole file arrived; please try again.",
+    408: "The upload was too slow, stalled or was cut off before the whole file arrived; please try again.",
     413: "The file is too large to upload.",
     503: "The model is not loaded yet; try again in a moment.",
 }

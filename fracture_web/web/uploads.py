@@ -138,14 +138,16 @@ def close_connection(response: Response) -> Response:
     return response
 
 
-#: Refusals of a POST whose body was not read to its end (no token, cross-site, too slow, too large):
-#: the connection closes after them, so the server does not read, or wait for, the rest.
+#: Refusals of a POST whose body was not read to its end (no token, cross-site, too slow, too large).
 CLOSE_AFTER = frozenset({401, 403, 408, 413})
 
 
 def close_if_unread(response: Response) -> Response:
-    """Close the connection after a refusal in ``CLOSE_AFTER``."""
-    if request.method == "POST" and response.status_code in CLOSE_AFTER:
+    """Close the connection after a request whose body was not read to its end: a refusal in
+    ``CLOSE_AFTER``, or any request but a POST that came with a body (only a POST's is read). The
+    server would otherwise read what is left of it, at the client's pace, before the next request."""
+    has_body = bool(request.content_length) or "Transfer-Encoding" in request.headers
+    if response.status_code in CLOSE_AFTER if request.method == "POST" else has_body:
         close_connection(response)
     return response
 
