@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
+import tracemalloc
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -15,8 +16,9 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 from pydicom import dcmread
-from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+from pydicom.uid import ComprehensiveSRStorage, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 from pynetdicom import AE, evt
+from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import Verification
 from redis import Redis
 
@@ -35,7 +37,7 @@ from fracture_web.dicom_node.worker import recovery_seconds
 from fracture_web.inference import FractureModel
 from fracture_web.local_server import free_port
 
-from dicom_files import analysis_of, radiograph_dataset, radiograph_study
+from dicom_files import analysis_of, deflate_bomb, radiograph_dataset, radiograph_study
 from helpers import synthetic_xray
 from servers import REDIS, redis_server
 
@@ -332,3 +334,26 @@ def test_the_metrics_server_listens_on_the_nodes_bind_address_only():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_deflated_bomb_is_refused_at_intake_and_the_next_good_store_still_accepted(model, tmp_path, monkeypatch):
+    """A few hundred kilobytes that pynetdicom alone would inflate to 400 MB in the node's memory."""
+    monkeypatch.setattr(pynetdicom_config, "STORE_SEND_CHUNKED_DATASET", True)  # the modality sends the file as it is
+    source = views(4, 1)[0]
+    bomb = tmp_path / "bomb.dcm"
+    bomb.write_bytes(deflate_bomb(copy.deepcopy(source), inflated_mb=400))
+    config = node_config(tmp_path, free_port(), settle_seconds=3600)
+    with running(Node(config, model)):
+        ae = AE(ae_title=MODALITY_AE)
+        ae.add_requested_context(source.SOPClassUID, DeflatedExplicitVRLittleEndian)
+        assoc = ae.associate("127.0.0.1", config.port, ae_title="FRACTURE_AI")
+        tracemalloc.start()
+        try:
+            status = assoc.send_c_store(bomb)
+            _now, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+            assoc.release()
+        assert status.Status == 0xC000 and "inflated" in status.ErrorComment
+        assert peak < 250 << 20
+        assert c_store(config.port, source).Status == 0x0000

@@ -13,18 +13,21 @@ logged: only the SOP class, verdicts and probabilities.
 """
 from __future__ import annotations
 
+import io
 import logging
 from abc import ABC, abstractmethod
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import start_http_server
-from pydicom import Dataset
-from pydicom.uid import UID, ComputedRadiographyImageStorage, DigitalXRayImageStorageForPresentation
+from pydicom import Dataset, dcmread
+from pydicom.uid import (UID, ComputedRadiographyImageStorage, DeflatedExplicitVRLittleEndian,
+                         DigitalXRayImageStorageForPresentation)
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
 from ..analysis import Analysis, analyse
 from ..config import defaults
+from ..dicom import inflated
 from ..inference import FractureModel
 from ..metrics import DriftMonitor, record_prediction
 from ..pixels import InvalidImageError
@@ -109,10 +112,10 @@ class StorageServer(ABC):
             if sop_class not in RADIOGRAPH_SOP_CLASSES:
                 log.info("ignored a %s instance: not a radiograph", sop_class.name)
                 return SUCCESS
-            source = event.dataset
             try:
+                source, data = received(event)
                 check_identity(source)
-                return self.receive(source, event.encoded_dataset())
+                return self.receive(source, data)
             except InvalidImageError as err:
                 log.warning("received a %s that cannot be analysed: %s", sop_class.name, err)
                 return refusal(CANNOT_UNDERSTAND, str(err))
@@ -126,6 +129,18 @@ class StorageServer(ABC):
     @abstractmethod
     def destination(self) -> str:
         """Where results go, for the log."""
+
+
+def received(event: evt.Event) -> tuple[Dataset, bytes]:
+    """The received instance as a dataset and as a DICOM file, parsed once.
+
+    pynetdicom would inflate a deflated dataset whole, with no limit (a small C-STORE could ask for
+    gigabytes); such a one is inflated here with the web app's ceiling and refused past it."""
+    data = event.encoded_dataset()
+    if event.context.transfer_syntax != DeflatedExplicitVRLittleEndian:
+        return event.dataset, data
+    data = inflated(data)
+    return dcmread(io.BytesIO(data)), data
 
 
 def refusal(status: int, comment: str) -> Dataset:
