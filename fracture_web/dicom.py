@@ -253,9 +253,10 @@ def inflated(data: bytes) -> bytes:
     try:
         read_preamble(fp, False)
         meta = _read_file_meta_info(fp)  # pydicom's reader of the file meta (group 2) alone
+        syntax = meta.get("TransferSyntaxUID")  # converted from its raw bytes here, so it may raise too
     except DAMAGE as err:
         raise InvalidImageError(DAMAGED) from err
-    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+    if syntax != DeflatedExplicitVRLittleEndian:
         return data
     dataset = _inflate(memoryview(data)[fp.tell():])
     meta.TransferSyntaxUID = ExplicitVRLittleEndian

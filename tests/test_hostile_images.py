@@ -114,6 +114,14 @@ def test_a_deflated_dicom_reads_as_the_same_file_uncompressed(gray):
     assert "damaged" in refusal(cut[:len(cut) * 3 // 4])
 
 
+def test_a_file_meta_whose_transfer_syntax_has_a_damaged_vr_is_refused_as_damaged(gray):
+    """Found by the fuzz test: one flipped byte turns the transfer syntax's VR "UI" into an unknown one."""
+    data = bytearray(to_bytes(radiograph_dataset(gray)))
+    at = data.find(b"\x02\x00\x10\x00UI") + 5
+    data[at] = 0
+    assert "damaged" in refusal(bytes(data))
+
+
 def test_a_deflate_bomb_is_refused_quickly_without_inflating_it(gray):
     bomb = deflate_bomb(radiograph_dataset(gray), inflated_mb=600)  # about 600 KB
     with measured() as cost:
