@@ -56,7 +56,7 @@ wheelhouse-check:
 
 ## Speed, memory and size on this machine, with the naive baseline (about 4 minutes; writes benchmark.json).
 benchmark: $(VENV)/.dev-installed
-	$(BIN)/python scripts/benchmark.py --out benchmark.json
+	$(BIN)/python -m bench.benchmark --out benchmark.json
 
 ## The development server (Flask's reloader) on port 5000.
 dev: $(VENV)/.run-installed

@@ -4,12 +4,12 @@
 
 In a fresh temporary folder: unpack the app and model from the wheelhouse, make a virtual
 environment, ``pip install --no-index --find-links`` the variant's requirements and the app, start
-gunicorn (the slim variant on the LiteRT backend) and post a real X-ray, both through the installed
-app's own ``python -m fracture_web.local_server`` (the helper the tests and the load test start
-gunicorn with). Every step runs inside a network namespace with only a loopback interface
-(``unshare --net``, needs root and iproute2), so any download would fail; pip's machine-wide
-settings are ignored (``PIP_CONFIG_FILE=/dev/null``) so no local mirror helps either. Exits 0 when
-the X-ray gets a verdict, 1 otherwise.
+gunicorn (the slim variant on the LiteRT backend) and post a real X-ray, both with the unpacked
+checkout's ``python -m bench.local_server`` (the helper the tests and the load test start gunicorn
+with; it needs nothing beyond the run install). Every step runs inside a network namespace with only
+a loopback interface (``unshare --net``, needs root and iproute2), so any download would fail; pip's
+machine-wide settings are ignored (``PIP_CONFIG_FILE=/dev/null``) so no local mirror helps either.
+Exits 0 when the X-ray gets a verdict, 1 otherwise.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def steps(work: Path, wheelhouse: Path, variant: str) -> str:
 {pip} --no-deps -e {source}
 {no_tensorflow}
 cd {source}
-{venv}/bin/python -m fracture_web.local_server --post {SAMPLE} --log {work}/gunicorn.log \\
+{venv}/bin/python -m bench.local_server --post {SAMPLE} --log {work}/gunicorn.log \\
     --env WEB_CONCURRENCY=1 FRACTURE_BACKEND={backend}
 """
 

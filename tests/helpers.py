@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fracture_web import local_server
+from bench import local_server
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "data" / "samples").glob("*.jpg"))
@@ -29,6 +29,12 @@ def synthetic_xray(rng: np.random.Generator, crack: bool, size: tuple[int, int] 
 def run_script(name: str, *args: str) -> subprocess.CompletedProcess:
     """Run one of scripts/ as a user would, in a fresh interpreter."""
     return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *args],
+                          capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+def run_bench(module: str, *args: str) -> subprocess.CompletedProcess:
+    """Run one of the lab's tools (``bench/``) as ``python -m bench.<module>`` from the project root."""
+    return subprocess.run([sys.executable, "-m", f"bench.{module}", *args],
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 

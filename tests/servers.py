@@ -19,7 +19,7 @@ from pydicom.uid import ExplicitVRLittleEndian
 from pynetdicom import AE
 from redis import Redis, RedisError
 
-from fracture_web.local_server import free_port, running_process
+from bench.local_server import free_port, running_process
 
 from helpers import ROOT
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from fracture_web import local_server
-from fracture_web.loadgen import multipart, summarise
+from bench import local_server
+from bench.loadgen import multipart, summarise
 from helpers import ROOT, running_gunicorn
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 
-from fracture_web.local_server import free_port, running_process
+from bench.local_server import free_port, running_process
 
 from dicom_files import PATIENT, radiograph_study
 from helpers import ROOT, SAMPLES, synthetic_xray

@@ -29,6 +29,7 @@ from pydicom.uid import ComprehensiveSRStorage, CTImageStorage, ExplicitVRLittle
 from pynetdicom import AE, evt
 from pynetdicom.sop_class import Verification
 
+from bench.local_server import free_port, running_process
 from fracture_web.analysis import analyse
 from fracture_web.dicom_node.config import DicomWebDestination, NodeConfig, NodeConfigError, from_environment
 from fracture_web.dicom_node.outbox import Outbox
@@ -37,7 +38,6 @@ from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS, secondary_capture
 from fracture_web.dicom_node import worker
 from fracture_web.dicom_node.server import Node, sender_for
 from fracture_web.inference import FractureModel
-from fracture_web.local_server import free_port, running_process
 
 from dicom_files import PATIENT, analysis_of, radiograph_dataset, radiograph_study, to_bytes
 from helpers import synthetic_xray

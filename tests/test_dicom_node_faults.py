@@ -22,6 +22,7 @@ from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import Verification
 from redis import Redis
 
+from bench.local_server import free_port
 from fracture_web.dicom_node import report
 from fracture_web.dicom_node.broker import BrokerNode
 from fracture_web.dicom_node.config import NodeConfig, NodeConfigError, from_environment
@@ -35,7 +36,6 @@ from fracture_web.dicom_node.readings import Reading
 from fracture_web.dicom_node.tasks import DELIVER, REPORT, WorkerContext, celery_app, encode
 from fracture_web.dicom_node.worker import recovery_seconds
 from fracture_web.inference import FractureModel
-from fracture_web.local_server import free_port
 
 from dicom_files import analysis_of, deflate_bomb, radiograph_dataset, radiograph_study
 from helpers import synthetic_xray

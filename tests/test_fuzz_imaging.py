@@ -27,7 +27,7 @@ def _seed_files() -> list[bytes]:
 
 
 SEEDS = _seed_files()
-#: A short run here; scripts/fuzz_imaging.py sets FUZZ_EXAMPLES for a long one.
+#: A short run here; bench/fuzz_imaging.py sets FUZZ_EXAMPLES for a long one.
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "300"))
 
 

@@ -14,9 +14,9 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from helpers import post_form, running_gunicorn
+from bench.loadgen import multipart
 from fracture_web import create_app, metrics
 from fracture_web.analysis import OUT_OF_SCOPE
-from fracture_web.loadgen import multipart
 
 NOT_AN_IMAGE = b"this is a letter, not a radiograph"
 

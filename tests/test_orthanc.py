@@ -22,12 +22,12 @@ from pydicom import dcmread
 from pydicom.sr.codedict import codes
 from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage
 
+from bench.local_server import free_port
 from fracture_web import overlay
 from fracture_web.analysis import analyse
 from fracture_web.dicom_node.report import FRACTURE, STUDY_ASSESSMENT
 from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS
 from fracture_web.inference import FractureModel
-from fracture_web.local_server import free_port
 from fracture_web.study import combine
 
 from helpers import SAMPLES

@@ -21,7 +21,7 @@ from fracture_web.config import PROJECT_ROOT
 from fracture_web.imaging import preprocess
 from fracture_web.inference import FractureModel, ModelLoadError
 
-from helpers import ROOT, SAMPLES, run_script, running_gunicorn
+from helpers import ROOT, SAMPLES, run_bench, run_script, running_gunicorn
 from test_deployment import SAMPLE_UPLOAD
 
 
@@ -196,8 +196,8 @@ def test_one_image_uses_the_containers_cpu_share_not_the_hosts_core_count(cpu_ma
 def test_two_models_calls_are_timed_in_one_run_with_their_multiply_adds(lite_model_dir, tiny_model_dir, tmp_path):
     out, bare = tmp_path / "calls.json", tmp_path / "bare"
     shutil.copytree(tiny_model_dir, bare, ignore=shutil.ignore_patterns("*.tflite"))
-    done = run_script("compare_models.py", "--models", str(bare), str(lite_model_dir),
-                      "--images", str(SAMPLES[0]), "--rounds", "2", "--out", str(out))
+    done = run_bench("compare_models", "--models", str(bare), str(lite_model_dir),
+                     "--images", str(SAMPLES[0]), "--rounds", "2", "--out", str(out))
     assert done.returncode == 0, done.stderr
     rows = json.loads(out.read_text())["models"]
     first, second = rows[str(bare)], rows[str(lite_model_dir)]

@@ -1,7 +1,7 @@
 """Load test: the app under gunicorn with the shipped model, N concurrent clients for T seconds.
 
-    python scripts/loadtest.py --clients 16 --seconds 60 [--images data/samples/*.jpg] [--out load.json]
-    python scripts/loadtest.py --kill-worker-after 20      # fault: SIGKILL one worker mid-run
+    python -m bench.loadtest --clients 16 --seconds 60 [--images data/samples/*.jpg] [--out load.json]
+    python -m bench.loadtest --kill-worker-after 20      # fault: SIGKILL one worker mid-run
 
 Starts gunicorn with gunicorn.conf.py on a free loopback port, waits for /healthz, then each
 client posts real X-rays to /api/v1/predict in a loop. Reports requests, errors, latency
@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from fracture_web.loadgen import multipart, run_clients, summarise
-from fracture_web.local_server import running_gunicorn, worker_memory_mb, worker_pids
+from bench.loadgen import multipart, run_clients, summarise
+from bench.local_server import running_gunicorn, worker_memory_mb, worker_pids
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,7 +1,7 @@
 """HTTP load for the app's JSON API: multipart bodies, concurrent client loops and their summary.
 
-Used by ``scripts/loadtest.py`` and ``scripts/benchmark.py`` against a server on loopback (see
-:mod:`fracture_web.local_server`). Standard library and numpy; no Flask.
+Used by ``bench/loadtest.py`` and ``bench/benchmark.py`` against a server on loopback (see
+:mod:`bench.local_server`). Standard library and numpy; no Flask.
 """
 from __future__ import annotations
 

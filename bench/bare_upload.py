@@ -1,6 +1,6 @@
 """The floor of an upload through gunicorn: a WSGI app that only receives the body and says how long it was.
 
-``scripts/benchmark.py`` serves it with the app's own ``gunicorn.conf.py`` and posts each full-size
+``bench/benchmark.py`` serves it with the app's own ``gunicorn.conf.py`` and posts each full-size
 case to it as to the app: what that takes is the transport alone (client, loopback, gunicorn), which
 no work inside the app can save. Not a part of the product.
 """

@@ -1,7 +1,7 @@
 """A burst of radiographs sent to the DICOM node with a broker: how fast the node acknowledges them,
 and how long one worker, then two, take to read them all and deliver their results.
 
-    python scripts/dicom_burst.py [--count 200] [--workers 1 2] [--model model/] [--out burst.json]
+    python -m bench.dicom_burst [--count 200] [--workers 1 2] [--model model/] [--out burst.json]
 
 Starts everything on loopback and stops it afterwards: Debian's ``redis-server`` (a temporary
 folder), a destination PACS (a pynetdicom Storage SCP in this process that counts the Secondary
@@ -30,8 +30,8 @@ from pydicom.uid import (DigitalXRayImageStorageForPresentation, ExplicitVRLittl
                          generate_uid)
 from pynetdicom import AE, evt
 
+from bench.local_server import free_port, running_process
 from fracture_web.config import defaults
-from fracture_web.local_server import free_port, running_process
 from fracture_web.runtimes import available_cores
 
 ROOT = Path(__file__).resolve().parent.parent

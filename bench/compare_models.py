@@ -1,6 +1,6 @@
 """Time the model call of two (or more) model folders in one run, on this machine.
 
-    python scripts/compare_models.py --models /tmp/previous-model model --out benchmarks/model-call.json
+    python -m bench.compare_models --models /tmp/previous-model model --out benchmarks/model-call.json
 
 Each model is loaded as the app loads it (``fracture_web.runtimes.load_savedmodel``, one image per
 call) and called on the same real radiographs; the calls are interleaved, round after round, so
@@ -21,10 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.flops import multiply_adds
 from fracture_web.config import DEFAULT_TFLITE_FILE
 from fracture_web.imaging import preprocess
 from fracture_web.inference import read_metadata
-from fracture_web.runtimes import available_cores, load_savedmodel, multiply_adds
+from fracture_web.runtimes import available_cores, load_savedmodel
 
 SAMPLES = sorted((Path(__file__).resolve().parents[1] / "data" / "samples").glob("*.jpg"))
 

@@ -1,6 +1,6 @@
 """Long fuzzing run of the decode/preprocess path (the test suite runs a short one).
 
-    python scripts/fuzz_imaging.py --examples 20000
+    python -m bench.fuzz_imaging --examples 20000
 
 Runs tests/test_fuzz_imaging.py with many more hypothesis examples: random bytes and
 mutated or cut PNG, JPEG, TIFF and BMP files must each give a valid model input or

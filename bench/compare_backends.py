@@ -1,10 +1,10 @@
 """The app under gunicorn on two backends at once, timed end to end with requests alternating
 between them, so that a busy moment of the machine falls on both alike.
 
-    python scripts/compare_backends.py [--backends tensorflow auto] [--runs 30] [--out benchmarks/backends.json]
+    python -m bench.compare_backends [--backends tensorflow auto] [--runs 30] [--out benchmarks/backends.json]
 
 Starts one gunicorn server per backend (``gunicorn.conf.py``, one worker each, ``FRACTURE_BACKEND``
-set), then for each upload of the full-size benchmark (scripts/benchmark.py: a typical 454x373 JPEG,
+set), then for each upload of the full-size benchmark (bench/benchmark.py: a typical 454x373 JPEG,
 a 2304x2880 FracAtlas original as baseline and progressive JPEG, 16-bit PNG and 12-bit MONOCHROME1
 DICOM) posts it to ``/api/v1/predict?heatmap=1`` on each server in turn, each request followed by the
 bare ``serving_default`` call of the SavedModel in this process. Reports, per upload and backend,
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark import FULL_SIZE_SOURCE, API, default_images, direct_signature, full_size_cases, machine, percentiles
-from fracture_web import local_server
+from bench import local_server
+from bench.benchmark import FULL_SIZE_SOURCE, API, default_images, direct_signature, full_size_cases, machine, percentiles
+from bench.loadgen import multipart
 from fracture_web.imaging import decode_image, to_model_input
 from fracture_web.inference import read_metadata
-from fracture_web.loadgen import multipart
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The full-size benchmark's uploads compared here (the JPEG 2000 and 32 MB ones take long and add nothing).

@@ -3,7 +3,7 @@ needs (``analyse``: halved while the long side keeps twice the display size) ins
 size (as training and evaluation decode it): the largest |change| over a labelled split and over
 the FracAtlas originals, each as stored and, with --formats, as the other formats made from it.
 
-    python scripts/decode_parity.py [--data-dir ../shared/data/fracatlas] [--split val]
+    python -m bench.decode_parity [--data-dir ../shared/data/fracatlas] [--split val]
         [--full-size-dir ../shared/data/fracatlas-fullres] [--formats stored png16 dicom jpeg2000]
         [--limit N] [--model model/] [--out parity.json]
 
@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from pydicom.uid import JPEG2000Lossless
 
-from benchmark import dicom_file  # scripts/benchmark.py: the DX file the full-size benchmark uploads
+from bench.benchmark import dicom_file  # bench/benchmark.py: the DX file the full-size benchmark uploads
 from fracture_web.config import defaults
 from fracture_web.datasets import read_records
 from fracture_web.imaging import decode_image, to_model_input

@@ -1,11 +1,11 @@
 """The app under gunicorn on a free loopback port: start it, wait for ``/healthz``, read its
 workers' memory, stop it.
 
-The one implementation that the test suite, ``scripts/loadtest.py``, ``scripts/benchmark.py`` and
+The one implementation that the test suite, ``bench/loadtest.py``, ``bench/benchmark.py`` and
 ``scripts/offline_install_check.py`` use. No Flask: gunicorn imports the app in its own
-processes, with ``gunicorn.conf.py`` from the checkout.
+processes, with ``gunicorn.conf.py`` from the checkout. Not part of the product (serving never imports it).
 
-    python -m fracture_web.local_server --post data/samples/hand_fractured_IMG0000019.jpg
+    python -m bench.local_server --post data/samples/hand_fractured_IMG0000019.jpg
         # start, wait until ready, post the image to /api/v1/predict, print the answer, stop
 """
 from __future__ import annotations
@@ -22,8 +22,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import PROJECT_ROOT
-from .loadgen import post_file
+from bench.loadgen import post_file
+
+#: The checkout: gunicorn runs from here, with its gunicorn.conf.py.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 class ServerStartError(RuntimeError):

@@ -1,6 +1,6 @@
-"""The naive baseline for scripts/benchmark.py: how hobby fracture apps serve a model. NOT the product.
+"""The naive baseline for bench/benchmark.py: how hobby fracture apps serve a model. NOT the product.
 
-    python scripts/naive_app.py --port 5001 [--model model/]
+    python -m bench.naive_app --port 5001 [--model model/]
 
 Deliberately written the usual hobby way, so the benchmark can show what the product's design
 buys on the same weights and images: a single Flask development-server process, the Keras model

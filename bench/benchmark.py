@@ -1,8 +1,8 @@
 """Benchmark on this machine: the model, the app under gunicorn (TensorFlow and LiteRT backends)
 and the naive baseline, side by side in one run. Prints a table and writes JSON.
 
-    python scripts/benchmark.py [--out benchmark.json] [--seconds 10] [--runs 50] [--images F.jpg ...]
-    python scripts/benchmark.py --full-size-only --out benchmarks/run5.json   # only the full-size part
+    python -m bench.benchmark [--out benchmark.json] [--seconds 10] [--runs 50] [--images F.jpg ...]
+    python -m bench.benchmark --full-size-only --out benchmarks/run5.json   # only the full-size part
 
 Measures:
   * model-only latency of one image with its heatmap (batch 1): the shipped SavedModel's
@@ -11,7 +11,7 @@ Measures:
   * for each server: cold start (process start -> /healthz 200), end-to-end HTTP latency of one
     upload at a time with the heatmap (p50/p95), throughput at 1, 4 and 16 concurrent clients,
     resident memory per worker. Servers: the app under gunicorn with gunicorn.conf.py (the
-    recommended settings) on each backend, and scripts/naive_app.py (Flask dev server, Keras
+    recommended settings) on each backend, and bench/naive_app.py (Flask dev server, Keras
     ``model.predict()`` per request) on the same weights and images;
   * ratios: ours over the naive baseline; the app's overhead: e2e p50 over the p50 of the direct
     ``serving_default`` call in this process, each HTTP request paired with a direct call on the same
@@ -27,7 +27,7 @@ Measures:
     gunicorn, its default backend; as a multipart form and as the raw request body) paired with the
     bare ``serving_default`` call, one plain library
     decode of the same file (OpenCV, or pydicom's ``pixel_array``), the ratio (e2e p50 - plain decode
-    p50) / signature p50, the transport floor (the same uploads to scripts/bare_upload.py, an app that
+    p50) / signature p50, the transport floor (the same uploads to bench/bare_upload.py, an app that
     only receives them, under the same gunicorn settings), and the peak memory Python allocates for one ``analyse()`` of it and for
     one whole API request (tracemalloc, the app in-process; the model's own buffers do not depend
     on the image). Then the workers' resident
@@ -62,14 +62,15 @@ import numpy as np
 import pydicom
 from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, JPEG2000Lossless
 
-from fracture_web import create_app, local_server, overlay
+from bench import local_server
+from bench.flops import multiply_adds
+from bench.loadgen import multipart, run_clients, summarise
+from fracture_web import create_app, overlay
 from fracture_web.analysis import analyse
 from fracture_web.config import DEFAULT_TFLITE_FILE, defaults
+from fracture_web.datasets import read_records
 from fracture_web.imaging import decode_image, is_dicom, preprocess, to_model_input
 from fracture_web.inference import FractureModel, read_metadata
-from fracture_web.loadgen import multipart, run_clients, summarise
-from fracture_web.runtimes import multiply_adds
-from fracture_web.datasets import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 FRACATLAS = ROOT.parent / "shared" / "data" / "fracatlas"
@@ -251,7 +252,7 @@ def request_peak_mb(client, data: bytes, name: str) -> dict[str, float]:
 
 
 def upload_floor_ms(port: int, bodies: dict[str, tuple[bytes, str]], runs: int) -> dict[str, float]:
-    """p50 ms of posting each body to the bare upload app (scripts/bare_upload.py) on ``port``:
+    """p50 ms of posting each body to the bare upload app (bench/bare_upload.py) on ``port``:
     the transport alone, which no work of the app can save."""
     connection = HTTPConnection("127.0.0.1", port, timeout=60)
     floors = {}
@@ -326,7 +327,7 @@ def full_size_report(model_dir: Path, small: Path, runs: int, source: Path = FUL
     client = create_app({"MODEL_DIR": str(model_dir), "METRICS": "off", "AUDIT_LOG": os.devnull}).test_client()
     port, floor_port = local_server.free_port(), local_server.free_port()
     server = gunicorn_server("auto")(port)
-    floor = local_server.start_gunicorn(floor_port, app="scripts.bare_upload:app")
+    floor = local_server.start_gunicorn(floor_port, app="bench.bare_upload:app")
     try:
         local_server.wait_ready(port, server)
         local_server.wait_ready(floor_port, floor)  # the bare app answers any path, /healthz too
@@ -377,9 +378,9 @@ def gunicorn_server(backend: str) -> Callable[[int], subprocess.Popen]:
 
 
 def naive_server(port: int) -> subprocess.Popen:
-    """Starts scripts/naive_app.py, the baseline, on ``port``."""
+    """Starts bench/naive_app.py, the baseline, on ``port``."""
     env = os.environ | {"TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_BACKEND": "tensorflow"}
-    return subprocess.Popen([sys.executable, str(ROOT / "scripts" / "naive_app.py"), "--port", str(port)],
+    return subprocess.Popen([sys.executable, "-m", "bench.naive_app", "--port", str(port)],
                             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -488,7 +489,7 @@ def full_size_table(section: dict) -> list[str]:
                      f"{c['analyse_peak_mb']:6.1f} ({c['peak_over_decoded']:.2f})")
     lines.append("  ratio = (e2e p50 - plain decode p50) / signature p50; e2e is a multipart upload, raw body the "
                  "file as the request body; floor = the same upload to an app that only receives it "
-                 "(scripts/bare_upload.py); peak = one analyse(); whole request, MB (x decoded):")
+                 "(bench/bare_upload.py); peak = one analyse(); whole request, MB (x decoded):")
     for name, c in section["cases"].items():
         whole = c["request_peak_mb"]
         lines.append(f"  {name}: multipart {whole['multipart']:.1f} ({whole['multipart'] / c['plain_decoded_mb']:.2f}), "
