@@ -10,7 +10,10 @@
 - An association that stores nothing for ``FRACTURE_DICOM_IDLE_SECONDS`` is aborted by a watcher
   thread, whatever else it does: a C-ECHO every few seconds keeps pynetdicom's own network timeout
   from firing, so idle associations could otherwise fill every slot and lock out real stores. One
-  whose C-STORE is being handled (an image being analysed) is never idle.
+  whose C-STORE is being handled (an image being analysed) or whose instance is arriving is never idle.
+- An instance larger than ``MAX_INSTANCE_BYTES`` (the largest DICOM file the analysis accepts, as an
+  inflated one) aborts its association as it arrives: pynetdicom would otherwise hold any size a peer
+  sends in memory.
 """
 from __future__ import annotations
 
@@ -22,15 +25,19 @@ from contextlib import contextmanager
 from ipaddress import IPv6Address, ip_address, ip_network
 from weakref import WeakKeyDictionary
 
-from pynetdicom import AE
+from pynetdicom import AE, evt
 from pynetdicom.association import Association
+from pynetdicom.sop_class import Verification
 from pynetdicom.transport import AssociationServer
 
+from ..dicom import MAX_INFLATED_BYTES
 from .config import NodeConfig
 
 log = logging.getLogger(__name__)
 #: Seconds to negotiate an association: a connection that never asks for one is dropped.
 ACSE_SECONDS = 30.0
+#: The most bytes of one instance (its command and dataset as received) before its association is aborted.
+MAX_INSTANCE_BYTES = MAX_INFLATED_BYTES
 
 
 def limit(ae: AE, config: NodeConfig) -> None:
@@ -61,12 +68,14 @@ def admit_hosts(server: AssociationServer, hosts: tuple[str, ...]) -> None:
 
 
 class IdleWatch:
-    """Aborts associations that have stored nothing for ``idle_seconds`` (C-ECHO does not count)."""
+    """Aborts associations that have stored nothing for ``idle_seconds`` (C-ECHO does not count), and
+    those sending an instance over ``max_bytes``."""
 
     def __init__(self, idle_seconds: float, active: Callable[[], Iterable[Association]],
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.idle_seconds, self.active, self.clock = idle_seconds, active, clock
+                 clock: Callable[[], float] = time.monotonic, max_bytes: int = MAX_INSTANCE_BYTES) -> None:
+        self.idle_seconds, self.active, self.clock, self.max_bytes = idle_seconds, active, clock, max_bytes
         self._last: WeakKeyDictionary[Association, float | None] = WeakKeyDictionary()  # None: storing now
+        self._arriving: WeakKeyDictionary[Association, int] = WeakKeyDictionary()  # bytes of the instance so far
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="dicom-idle-watch", daemon=True)
@@ -87,6 +96,28 @@ class IdleWatch:
         finally:
             with self._lock:
                 self._last[assoc] = self.clock()
+                self._arriving[assoc] = 0
+
+    def received(self, event: evt.Event) -> None:
+        """A PDU from a peer (``EVT_PDU_RECV``, on the association's reader thread): a stored instance's
+        data arriving is activity, a C-ECHO's is not; past ``max_bytes`` the association is aborted."""
+        items = getattr(event.pdu, "presentation_data_value_items", None)
+        if not items:
+            return
+        assoc = event.assoc
+        storage = {cx.context_id for cx in assoc.accepted_contexts if cx.abstract_syntax != Verification}
+        size = sum(len(item.data or b"") for item in items if item.context_id in storage)
+        if not size:
+            return
+        with self._lock:
+            if self._last.get(assoc, 0.0) is not None:
+                self._last[assoc] = self.clock()
+            total = self._arriving[assoc] = self._arriving.get(assoc, 0) + size
+        if total > self.max_bytes >= total - size:  # once, as it passes the limit
+            log.warning("aborting an association whose instance is over %d MB (calling AE %s)",
+                        self.max_bytes >> 20, assoc.requestor.ae_title)
+            # Not on this thread: aborting waits for the reader thread, which is this one.
+            threading.Thread(target=assoc.abort, name="dicom-abort", daemon=True).start()
 
     def close_idle(self) -> int:
         """Abort the associations idle for too long (first seen now counts as activity); how many."""
