@@ -60,9 +60,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pydicom
-from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, JPEG2000Lossless
+from pydicom.uid import JPEG2000Lossless
 
 from bench import local_server
+from bench.dx_files import dicom_file
 from bench.flops import multiply_adds
 from bench.loadgen import multipart, run_clients, summarise
 from fracture_web import create_app, overlay
@@ -183,24 +184,6 @@ def stage_breakdown(model: FractureModel, data: bytes, runs: int) -> dict[str, f
              "blend": lambda: overlay.blend(shown, heat), "PNG encode": lambda: overlay.encode_png(blended),
              "base64": lambda: base64.b64encode(png)}
     return {name: percentiles(time_calls(lambda _: step(), [None], runs))["p50"] for name, step in steps.items()}
-
-
-def dicom_file(stored: np.ndarray, photometric: str, bits_stored: int, syntax: str | None = None, **elements) -> bytes:
-    """A DX radiograph 'for presentation' as a DICOM file, with no patient in it; compressed in
-    ``syntax`` (e.g. JPEG 2000 Lossless, by pylibjpeg-openjpeg) when one is given."""
-    ds = pydicom.Dataset()
-    ds.file_meta = pydicom.dataset.FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID, ds.SOPInstanceUID = DigitalXRayImageStorageForPresentation, pydicom.uid.generate_uid()
-    ds.Modality, ds.BodyPartExamined, ds.ViewPosition = "DX", "HAND", "PA"
-    ds.set_pixel_data(stored, photometric, bits_stored)
-    for keyword, value in elements.items():
-        setattr(ds, keyword, value)
-    if syntax:
-        ds.compress(syntax)
-    buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def full_size_cases(source: Path, small: Path) -> dict[str, bytes]:

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from pydicom.uid import JPEG2000Lossless
 
-from bench.benchmark import dicom_file  # bench/benchmark.py: the DX file the full-size benchmark uploads
+from bench.dx_files import dicom_file  # the DX file the full-size benchmark uploads
 from fracture_web.config import defaults
 from fracture_web.datasets import read_records
 from fracture_web.imaging import decode_image, to_model_input

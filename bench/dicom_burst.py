@@ -25,11 +25,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from pydicom import Dataset, FileMetaDataset
-from pydicom.uid import (DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, SecondaryCaptureImageStorage,
-                         generate_uid)
+from pydicom import Dataset
+from pydicom.uid import DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 from pynetdicom import AE, evt
 
+from bench.dx_files import radiograph_dataset
 from bench.local_server import free_port, running_process
 from fracture_web.config import defaults
 from fracture_web.runtimes import available_cores
@@ -52,14 +52,9 @@ def radiographs(count: int) -> list[Dataset]:
     images = [cv2.imread(str(path), cv2.IMREAD_GRAYSCALE) for path in sorted((ROOT / "data" / "samples").glob("*.jpg"))]
     datasets = []
     for i in range(count):
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID, ds.SOPInstanceUID = DigitalXRayImageStorageForPresentation, generate_uid()
-        ds.StudyInstanceUID = datasets[-1].StudyInstanceUID if i % 4 else generate_uid()
-        ds.SeriesInstanceUID, ds.Modality, ds.PatientID, ds.PatientName = generate_uid(), "DX", "BURST", "Burst^Test"
-        ds.set_pixel_data(np.ascontiguousarray(images[i % len(images)]), "MONOCHROME2", 8)
-        datasets.append(ds)
+        study = {"StudyInstanceUID": datasets[-1].StudyInstanceUID} if i % 4 else {}
+        datasets.append(radiograph_dataset(np.ascontiguousarray(images[i % len(images)]), PatientID="BURST",
+                                           PatientName="Burst^Test", **study))
     return datasets
 
 

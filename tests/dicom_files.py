@@ -9,11 +9,12 @@ import zlib
 import cv2
 import highdicom as hd
 import numpy as np
-from pydicom import Dataset, FileMetaDataset, dcmread, dcmwrite
+from pydicom import Dataset, dcmread
 from pydicom.encaps import encapsulate
-from pydicom.uid import (DeflatedExplicitVRLittleEndian, DigitalXRayImageStorageForPresentation, ExplicitVRLittleEndian,
-                         JPEG2000Lossless, JPEGBaseline8Bit, RLELossless, generate_uid)
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, RLELossless
 
+from bench import dx_files
+from bench.dx_files import to_bytes
 from fracture_web import overlay
 from fracture_web.analysis import Analysis
 from fracture_web.findings import Finding
@@ -21,28 +22,17 @@ from fracture_web.inference import Prediction
 
 #: Identifying values planted in every test file: they must never reach a page, a response or a log.
 PATIENT = {"PatientName": "Doe^Jane", "PatientID": "PID-0451-XRAY", "PatientBirthDate": "19700101"}
+#: The study every test file belongs to unless a test says otherwise.
+STUDY = {"PatientSex": "F", "StudyDate": "20261120", "StudyTime": "101500", "AccessionNumber": "ACC42", "StudyID": "S1"}
 #: Two findings on a 400 x 320 radiograph, one of each level.
 BOXES = (Finding((40.0, 60.5, 150.0, 170.0), 0.91, "definite"), Finding((160.0, 250.0, 300.0, 380.0), 0.42, "possible"))
 
 
 def radiograph_dataset(pixels: np.ndarray, photometric: str = "MONOCHROME2", bits_stored: int | None = None,
                        **elements) -> Dataset:
-    """A DX 'for presentation' dataset with these stored pixel values (uint8/uint16/int16, 2-D or frames)."""
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = DigitalXRayImageStorageForPresentation
-    ds.SOPInstanceUID = generate_uid()
-    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
-    ds.update(PATIENT)
-    ds.PatientSex = "F"
-    ds.StudyDate, ds.StudyTime, ds.AccessionNumber, ds.StudyID = "20261120", "101500", "ACC42", "S1"
-    ds.ReferringPhysicianName, ds.SeriesNumber, ds.InstanceNumber = "", 1, 1
-    ds.Modality, ds.BodyPartExamined, ds.ViewPosition, ds.ImageLaterality = "DX", "HAND", "PA", "L"
-    ds.set_pixel_data(pixels, photometric, bits_stored or pixels.dtype.itemsize * 8)
-    for keyword, value in elements.items():
-        setattr(ds, keyword, value)
-    return ds
+    """The lab's DX dataset (:func:`bench.dx_files.radiograph_dataset`) with the test patient and study
+    planted, unless ``elements`` say otherwise."""
+    return dx_files.radiograph_dataset(pixels, photometric, bits_stored, **(PATIENT | STUDY | elements))
 
 
 def radiograph_study(images: list[np.ndarray], **elements) -> list[Dataset]:
@@ -53,13 +43,6 @@ def radiograph_study(images: list[np.ndarray], **elements) -> list[Dataset]:
                                          SeriesInstanceUID=first.SeriesInstanceUID, InstanceNumber=number,
                                          ViewPosition=views[(number - 2) % len(views)], **elements)
                       for number, pixels in enumerate(images[1:], start=2)]
-
-
-def to_bytes(ds: Dataset) -> bytes:
-    """The dataset as a DICOM file (128-byte preamble, 'DICM', file meta)."""
-    buffer = io.BytesIO()
-    dcmwrite(buffer, ds, enforce_file_format=True)
-    return buffer.getvalue()
 
 
 def rle(ds: Dataset) -> Dataset:
