@@ -24,7 +24,7 @@ from pathlib import Path
 
 from fracture_web.config import defaults
 from fracture_web.datasets import DatasetError, read_records
-from fracture_web.evaluation.metrics import to_json
+from fracture_web.evaluation.diagnostic_accuracy import to_json
 from fracture_web.evaluation.model_card import render
 from fracture_web.evaluation.scoring import EvaluationError, score_records
 from fracture_web.evaluation.site import SITE_KEY, fit_site, site_metadata, write_site_model

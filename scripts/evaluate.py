@@ -17,8 +17,8 @@ from pathlib import Path
 
 from fracture_web.config import defaults
 from fracture_web.datasets import DatasetError, read_records
+from fracture_web.evaluation.diagnostic_accuracy import to_json
 from fracture_web.evaluation.localisation import format_findings
-from fracture_web.evaluation.metrics import to_json
 from fracture_web.evaluation.plots import PlotsUnavailableError, pyplot, write_plots
 from fracture_web.evaluation.report import add_site_tables, evaluate, format_table
 from fracture_web.evaluation.robustness import format_robustness

@@ -14,7 +14,7 @@ import pytest
 from sklearn.metrics import roc_auc_score, roc_curve as sklearn_roc_curve
 
 from helpers import ROOT, run_script, synthetic_xray
-from fracture_web.evaluation.metrics import calibration_bins, expected_calibration_error, roc_auc, roc_curve
+from fracture_web.evaluation.diagnostic_accuracy import calibration_bins, expected_calibration_error, roc_auc, roc_curve
 from fracture_web.evaluation.model_card import render
 from fracture_web.evaluation.report import evaluate
 from fracture_web.evaluation.scoring import EvaluationError, score_folder

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from fracture_web.datasets import DatasetError, read_records
-from fracture_web.evaluation.metrics import confusion_rates, expected_calibration_error
 from fracture_web.evaluation.calibration import choose_operating_points, fit_platt
+from fracture_web.evaluation.diagnostic_accuracy import confusion_rates, expected_calibration_error
 from fracture_web.probability import sigmoid
 from fracture_web.training.splits import split_train_val
 from fracture_web.training.workflow import LABELS
@@ -109,7 +109,7 @@ def test_confusion_rates_count_correctly():
 
 
 def test_wilson_interval_matches_a_known_value():
-    from fracture_web.evaluation.metrics import wilson_interval
+    from fracture_web.evaluation.diagnostic_accuracy import wilson_interval
 
     low, high = wilson_interval(81, 90)  # 0.9 of 90: the textbook interval is about 0.821-0.946
     assert low == pytest.approx(0.8211, abs=1e-3) and high == pytest.approx(0.9464, abs=1e-3)

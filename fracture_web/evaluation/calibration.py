@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..probability import sigmoid
-from .metrics import confusion_rates, roc_curve
+from .diagnostic_accuracy import confusion_rates, roc_curve
 
 #: The smallest sensitivity the ``high_sensitivity`` operating point is fitted to keep.
 HIGH_SENSITIVITY = 0.90

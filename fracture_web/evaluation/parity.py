@@ -13,7 +13,7 @@ import numpy as np
 
 from ..datasets import Records, load_split
 from ..inference import FractureModel
-from .metrics import roc_auc
+from .diagnostic_accuracy import roc_auc
 from .scoring import batched_outputs
 
 

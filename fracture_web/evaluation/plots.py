@@ -11,7 +11,7 @@ from types import ModuleType
 
 import numpy as np
 
-from .metrics import CALIBRATION_BINS, calibration_bins, roc_auc, roc_curve
+from .diagnostic_accuracy import CALIBRATION_BINS, calibration_bins, roc_auc, roc_curve
 from .report import Evaluation
 
 

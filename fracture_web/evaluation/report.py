@@ -11,8 +11,8 @@ import numpy as np
 
 from ..datasets import Records
 from ..outlines import outlines_beside
+from .diagnostic_accuracy import report
 from .localisation import Located, findings_table, locate_records, pointing_table
-from .metrics import report
 from .robustness import robustness_table
 from .scoring import EvaluationError, Scorer, score_folder
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..datasets import Records
 from ..shifts import SHIFTS, Shift
-from .metrics import confusion_rates, roc_auc
+from .diagnostic_accuracy import confusion_rates, roc_auc
 from .scoring import Scorer, score_records
 
 #: The operating point the table reports.

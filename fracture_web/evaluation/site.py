@@ -19,7 +19,7 @@ import numpy as np
 
 from ..probability import logit, sigmoid
 from .calibration import HIGH_SENSITIVITY, choose_operating_points, cross_validated_rates, fit_platt
-from .metrics import expected_calibration_error, report, to_json
+from .diagnostic_accuracy import expected_calibration_error, report, to_json
 from .scoring import EvaluationError
 
 #: Readable images of each class a sample needs before its operating points are worth fitting.

@@ -7,8 +7,8 @@ import numpy as np
 
 from ..datasets import Split
 from ..evaluation.calibration import choose_operating_points, fit_platt
+from ..evaluation.diagnostic_accuracy import expected_calibration_error, report
 from ..probability import sigmoid
-from ..evaluation.metrics import expected_calibration_error, report
 
 
 def calibrate(val: Split, logits: np.ndarray) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 import keras
 
 from ..datasets import load_split, read_records
-from ..evaluation.metrics import to_json
+from ..evaluation.diagnostic_accuracy import to_json
 from ..outlines import outlines_beside
 from .calibration import calibrate
 from .network import build_network

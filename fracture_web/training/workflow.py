@@ -17,9 +17,9 @@ import keras
 
 from ..datasets import Records, read_records
 from ..outlines import outlines_beside
+from ..evaluation.diagnostic_accuracy import to_json
 from ..evaluation.figures import FINDINGS_FIGURE, write_findings_figure
 from ..evaluation.localisation import MAX_DEFINITE_PER_NORMAL, MAX_FINDINGS_PER_NORMAL, choose_levels, locate_records
-from ..evaluation.metrics import to_json
 from ..evaluation.model_card import render
 from ..evaluation.plots import write_plots
 from ..evaluation.report import add_site_tables, summarise

@@ -1,6 +1,7 @@
-"""Scores of a binary classifier in numpy: ROC curve and AUC with a bootstrap CI, rates at an
-operating point with Wilson intervals, calibration bins and expected calibration error,
-subgroups, and the summary report as strict JSON.
+"""Diagnostic accuracy of a binary classifier, in numpy: ROC curve and AUC with a bootstrap CI, rates
+at an operating point with Wilson intervals, calibration bins and expected calibration error,
+subgroups, and the summary report as strict JSON. (Not to be confused with ``fracture_web.metrics``,
+the service's Prometheus metrics.)
 
 No scikit-learn: :func:`roc_curve` and :func:`roc_auc` follow ``sklearn.metrics.roc_curve`` and
 ``roc_auc_score`` step by step (same sort, same corner points, same trapezoid sum), so they
