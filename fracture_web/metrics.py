@@ -22,14 +22,15 @@ from typing import TYPE_CHECKING
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
                                generate_latest, multiprocess)
 
+from .refusals import LABELS
+
 if TYPE_CHECKING:
     from .inference import FractureModel, Prediction
 
 log = logging.getLogger(__name__)
 
-#: Why a request was refused; a fixed set, so the metric has a handful of series.
-REFUSAL_REASONS = ("no_file", "too_many_files", "unreadable", "too_large", "bad_operating_point", "no_model",
-                   "unauthorised", "cross_site", "expired_form", "upload_stalled", "bad_request")
+#: Why a request was refused: the reasons of the table of refusals, a fixed set (a handful of series).
+REFUSAL_REASONS = LABELS
 #: The validation counts the expected drift range is derived from (``metadata.json``, per operating point).
 COUNTS = ("tp", "fp", "tn", "fn")
 #: Normal quantile of the expected range: 99% of windows of a model seeing validation-like images fall inside.

@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from flask import Blueprint, Flask, current_app, jsonify, redirect, request, session, url_for
+from flask import Blueprint, Flask, current_app, redirect, request, session, url_for
 
-from .. import metrics
-from . import errors
+from .. import refusals
+from ..refusals import Refused
 
 bp = Blueprint("access", __name__)
 
@@ -24,9 +24,6 @@ bp = Blueprint("access", __name__)
 PAGE, API = frozenset({"fracture.predict_page"}), frozenset({"fracture.predict_api", "fracture.studies_api"})
 #: Largest sign-in form accepted, in bytes (a token and a CSRF token).
 SIGN_IN_LIMIT = 4096
-TOKEN_NEEDED = "This API needs the header 'Authorization: Bearer <token>'."
-SIGN_IN_FIRST = "Sign in with this site's access token first, then upload the image again."
-WRONG_TOKEN = "That is not this site's access token."
 
 
 def init_app(app: Flask) -> None:
@@ -57,7 +54,7 @@ def needs_sign_in() -> bool:
     return token is not None and not hmac.compare_digest(str(session.get("access", "")), _fingerprint(token))
 
 
-def require_token():
+def require_token() -> None:
     """401 for an analysing request without the token, before its body is read."""
     if request.endpoint == "access.sign_in":
         request.max_content_length = SIGN_IN_LIMIT
@@ -66,10 +63,7 @@ def require_token():
         return None
     if request.endpoint in PAGE and not needs_sign_in():
         return None
-    metrics.record_refusal("unauthorised")
-    if request.endpoint in API:
-        return jsonify(error=TOKEN_NEEDED), 401, {"WWW-Authenticate": "Bearer"}
-    return errors.respond(SIGN_IN_FIRST, 401)
+    raise Refused(refusals.TOKEN_NEEDED if request.endpoint in API else refusals.SIGN_IN_FIRST)
 
 
 @bp.post("/sign-in")
@@ -80,8 +74,7 @@ def sign_in():
     if token is None:
         return redirect(url_for("fracture.index"), 303)
     if not hmac.compare_digest(sent.encode(), token.encode()):
-        metrics.record_refusal("unauthorised")
-        return errors.respond(WRONG_TOKEN, 401)
+        raise Refused(refusals.WRONG_TOKEN)
     session["access"] = _fingerprint(token)
     return redirect(url_for("fracture.index"), 303)
 

@@ -15,13 +15,10 @@ from pathlib import Path
 from flask import Flask
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
-from .. import metrics
+from .. import refusals
 from . import errors
 
 csrf = CSRFProtect()
-
-EXPIRED = ("This form has expired or did not come from this app's page. "
-           "Reload the page and upload the image again.")
 
 
 def init_app(app: Flask) -> None:
@@ -41,8 +38,7 @@ def init_app(app: Flask) -> None:
 
 def refuse_form(err: CSRFError):
     """The upload page again, with a message saying what to do."""
-    metrics.record_refusal("expired_form")
-    return errors.respond(EXPIRED, 400)
+    return errors.refuse(refusals.EXPIRED_FORM)
 
 
 def instance_secret(path: Path) -> str:

@@ -1,4 +1,9 @@
-"""HTTP errors as a page for people and as JSON for the API; never a traceback."""
+"""Every error answer, as a page for people and as JSON for the API; never a traceback.
+
+Views raise or ``abort``; the handlers registered here find the refusal's row in
+``fracture_web.refusals`` (by exception type or HTTP status), count it under its reason, and
+answer with its status and message.
+"""
 from __future__ import annotations
 
 import logging
@@ -6,26 +11,18 @@ import logging
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from .. import metrics
+from .. import metrics, refusals
+from ..refusals import Refusal, Refused
 from .extension import get_model
 
 log = logging.getLogger(__name__)
 
-MESSAGES = {
-    400: "The request could not be understood.",
-    403: "Requests from other web sites are refused.",
-    404: "There is no page at this address.",
-    405: "This address does not accept that kind of request.",
-    408: "The upload was too slow, stalled or was cut off before the whole file arrived; please try again.",
-    413: "The file is too large to upload.",
-    503: "The model is not loaded yet; try again in a moment.",
-}
-#: The refusals counted in ``fracture_refusals_total``, by status (404, 405 and 500 are no refusal).
-REFUSALS = {400: "bad_request", 403: "cross_site", 408: "upload_stalled", 413: "too_large", 503: "no_model"}
-
 
 def init_app(app: Flask) -> None:
-    """Register the handlers."""
+    """Register a handler for each domain exception, for ``Refused``, for HTTP errors and for the rest."""
+    for kind in refusals.BY_EXCEPTION:
+        app.register_error_handler(kind, handle_domain_error)
+    app.register_error_handler(Refused, handle_refused)
     app.register_error_handler(HTTPException, handle_http_error)
     app.register_error_handler(Exception, handle_unexpected)
 
@@ -34,24 +31,40 @@ def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
 
 
+def refuse(refusal: Refusal, message: str | None = None):
+    """Count the refusal under its reason (if it has one) and answer with its status and ``message``
+    (by default the row's own)."""
+    if refusal.label is not None:
+        metrics.record_refusal(refusal.label)
+    return respond(refusal.text() if message is None else message, refusal.status, dict(refusal.headers))
+
+
+def handle_domain_error(err: Exception):
+    """A domain exception from the analysis (an unreadable image, an unknown operating point...)."""
+    refusal = refusals.for_exception(err)
+    return refuse(refusal, refusal.text(err))
+
+
+def handle_refused(err: Refused):
+    """A refusal the web layer raised, with its message already filled in."""
+    return refuse(err.refusal, str(err))
+
+
 def handle_http_error(err: HTTPException):
-    """A clear message with the right status; a refusal is counted under its reason."""
+    """An HTTP error by its status: its row's message, or Werkzeug's description for a status not in the table."""
     status = err.code or 500
-    if status in REFUSALS:
-        metrics.record_refusal(REFUSALS[status])
-    message = MESSAGES.get(status, err.description or "Something went wrong.")
-    if status == 413:
-        limit = request.max_content_length or 0
-        message = (f"The file is too large to upload (the limit is {limit // (1024 * 1024)} MB, "
-                   "for all the files of one upload together).")
-    return respond(message, status)
+    refusal = refusals.BY_STATUS.get(status)
+    if refusal is None:
+        return respond(err.description or "Something went wrong.", status)
+    limit_mb = (request.max_content_length or 0) // (1024 * 1024)
+    return refuse(refusal, refusal.text(limit_mb=limit_mb))
 
 
-def respond(message: str, status: int):
+def respond(message: str, status: int, headers: dict[str, str] | None = None):
     """``message`` as JSON for the API, or on the upload page for people."""
     if _wants_json():
-        return jsonify(error=message), status
-    return render_template("index.html", model=get_model(), error=message), status
+        return jsonify(error=message), status, headers or {}
+    return render_template("index.html", model=get_model(), error=message), status, headers or {}
 
 
 def handle_unexpected(err: Exception):

@@ -20,6 +20,7 @@ from flask import Flask, Request, Response, abort, current_app, request
 from gunicorn.http.errors import NoMoreData, ParseException
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
+from .. import refusals
 from .multipart import FormParser
 
 #: How much of a request body is asked of the server at once (see ``LargeReads``).
@@ -138,8 +139,9 @@ def close_connection(response: Response) -> Response:
     return response
 
 
-#: Refusals of a POST whose body was not read to its end (no token, cross-site, too slow, too large).
-CLOSE_AFTER = frozenset({401, 403, 408, 413})
+#: Statuses of the refusals made before a POST's body was read to its end (no token, cross-site, too slow,
+#: too large: ``body_unread`` in the table of refusals).
+CLOSE_AFTER = frozenset(refusal.status for refusal in refusals.TABLE if refusal.body_unread)
 
 
 def close_if_unread(response: Response) -> Response:

@@ -2,43 +2,20 @@
 from __future__ import annotations
 
 import base64
+from contextlib import closing
 from datetime import datetime
 
 from flask import Blueprint, abort, current_app, jsonify, render_template, request
 from werkzeug.datastructures import FileStorage
 
-from .. import metrics
+from .. import refusals
 from ..analysis import Analysis, StudyAnalysis, analyse, analyse_study
-from ..inference import FractureModel, UnknownOperatingPointError
-from ..pixels import InvalidImageError
-from ..study import EmptyStudyError
+from ..inference import FractureModel
+from ..refusals import Refused
 from . import audit, monitoring
 from .extension import get_model
 
 bp = Blueprint("fracture", __name__)
-
-class UploadError(ValueError):
-    """The request's ``file`` fields are missing, or hold more files than the endpoint takes."""
-
-
-class NoFileError(UploadError):
-    """The request has no file in the ``file`` field."""
-
-
-class TooManyFilesError(UploadError):
-    """The request has more files than the endpoint takes."""
-
-
-#: What a request may get wrong, refused with 400 and the message, and the reason it is counted under.
-REASONS = {InvalidImageError: "unreadable", EmptyStudyError: "unreadable", NoFileError: "no_file",
-           TooManyFilesError: "too_many_files", UnknownOperatingPointError: "bad_operating_point"}
-REFUSED = tuple(REASONS)
-
-
-def _refusal(err: ValueError) -> str:
-    """Count the refused request under its reason; the message for the person who sent it."""
-    metrics.record_refusal(next(reason for kind, reason in REASONS.items() if isinstance(err, kind)))
-    return str(err)
 
 
 def _uploaded_files() -> list[bytes]:
@@ -48,18 +25,17 @@ def _uploaded_files() -> list[bytes]:
                if (data := _read_and_close(file)) or file.filename]
     if not uploads:
         others = [name for name in request.files if name != "file"]
-        hint = f" (found a field named {others[0]!r})" if others else ""
-        raise NoFileError(f"No file was uploaded: send the image in the form field 'file'{hint}.")
+        if others:
+            raise Refused(refusals.WRONG_FIELD, field=others[0])
+        raise Refused(refusals.NO_FILE)
     return uploads
 
 
 def _read_and_close(file: FileStorage) -> bytes:
     """The uploaded file's bytes; its in-memory stream is freed at once (a full-size DICOM is
     otherwise held twice while it is analysed)."""
-    try:
+    with closing(file):
         return file.read()
-    finally:
-        file.close()
 
 
 #: Content types of a request whose body is the file itself (``curl --data-binary @x.dcm -H
@@ -73,11 +49,11 @@ def _one_upload() -> bytes:
     if request.mimetype in RAW_BODY_TYPES or request.mimetype.startswith("image/"):
         data = request.get_data()
         if not data:
-            raise NoFileError("The request body is empty: send the image's bytes, or use the form field 'file'.")
+            raise Refused(refusals.EMPTY_BODY)
         return data
     uploads = _uploaded_files()
     if len(uploads) > 1:
-        raise TooManyFilesError("Upload one image at a time here; send the views of one study to /api/v1/studies.")
+        raise Refused(refusals.ONE_AT_A_TIME)
     return uploads[0]
 
 
@@ -86,8 +62,7 @@ def _study_uploads() -> list[bytes]:
     uploads = _uploaded_files()
     limit = current_app.config["MAX_STUDY_IMAGES"]
     if len(uploads) > limit:
-        raise TooManyFilesError(f"Too many files: a study takes at most {limit} images, "
-                                f"and {len(uploads)} were sent.")
+        raise Refused(refusals.STUDY_TOO_LARGE, limit=limit, sent=len(uploads))
     return uploads
 
 
@@ -100,7 +75,7 @@ def _model() -> FractureModel:
 
 
 def _run(model: FractureModel, upload: bytes, images: bool) -> Analysis:
-    """Analyse one uploaded file, count and audit it; raises the domain errors for the caller to render."""
+    """Analyse one uploaded file, count and audit it; the domain errors it raises are answered by ``errors``."""
     timer = monitoring.Timer()
     result = analyse(upload, model, request.values.get("operating_point") or None,
                      images=images, display_max_side=current_app.config["DISPLAY_MAX_SIDE"])
@@ -121,8 +96,8 @@ def _run_study(model: FractureModel, uploads: list[bytes], images: bool) -> Stud
     return study
 
 
-def _page(status: int = 200, **context):
-    return render_template("index.html", model=get_model(), **context), status
+def _page(**context):
+    return render_template("index.html", model=get_model(), **context)
 
 
 @bp.get("/")
@@ -135,14 +110,11 @@ def index():
 def predict_page():
     """Form upload -> result page (server-rendered, works without JavaScript): one image as
     always, or several views of one study with the study verdict first."""
-    try:
-        model = _model()
-        uploads = _study_uploads()
-        if len(uploads) > 1:
-            return _study_page(_run_study(model, uploads, images=True))
-        result = _run(model, uploads[0], images=True)
-    except REFUSED as err:
-        return _page(400, error=_refusal(err))
+    model = _model()
+    uploads = _study_uploads()
+    if len(uploads) > 1:
+        return _study_page(_run_study(model, uploads, images=True))
+    result = _run(model, uploads[0], images=True)
     return _page(result=result, chosen=result.prediction.operating_point, analysed_at=_now(),
                  xray_uri=_data_uri(result.xray_png), overlay_uri=_data_uri(result.overlay_png))
 
@@ -165,10 +137,7 @@ def _base64(png: bytes) -> str:
 def predict_api():
     """Multipart ``file``, or the file as the body (any image or DICOM) -> JSON verdict;
     ``?heatmap=1`` adds the overlay as base64 PNG."""
-    try:
-        result = _run(_model(), _one_upload(), images=_wants_heatmap())
-    except REFUSED as err:
-        return jsonify(error=_refusal(err)), 400
+    result = _run(_model(), _one_upload(), images=_wants_heatmap())
     body = result.as_dict()
     if _wants_heatmap():
         body["heatmap_png"] = _base64(result.overlay_png)
@@ -179,10 +148,7 @@ def predict_api():
 def studies_api():
     """Several ``file`` fields, the views of one study -> the study verdict and, in upload order,
     each file's answer as ``/api/v1/predict`` gives it, or ``{"error": ...}`` for one it could not read."""
-    try:
-        study = _run_study(_model(), _study_uploads(), images=_wants_heatmap())
-    except REFUSED as err:
-        return jsonify(error=_refusal(err)), 400
+    study = _run_study(_model(), _study_uploads(), images=_wants_heatmap())
     body = study.as_dict()
     if _wants_heatmap():  # each analysed file's entry as /api/v1/predict?heatmap=1 gives it
         for entry, image in zip(body["images"], study.images):
