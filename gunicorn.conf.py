@@ -2,7 +2,7 @@
 
 Each worker loads and warms up its own copy of the model (about 0.2 GB resident on LiteRT, the
 default backend's choice for the shipped model; about 0.8 GB with FRACTURE_BACKEND=tensorflow;
-scripts/benchmark.py and scripts/compare_backends.py report it).
+bench/benchmark.py and bench/compare_backends.py report it).
 Environment: MALLOC_TRIM_ABOVE (bytes, 16777216) and MALLOC_TRIM_IDLE_S (2; see post_request), MALLOC_ARENA_MAX (glibc's; 1 unless set, see post_fork), PORT (5000), BIND (0.0.0.0:$PORT), WEB_CONCURRENCY (workers, 2),
 GUNICORN_THREADS (threads per worker, 4), GUNICORN_TIMEOUT (seconds, 60), GUNICORN_HEADER_TIMEOUT (seconds a
 client has to send a request's line and headers, 10; see HeadDeadlineWorker),
@@ -30,7 +30,7 @@ wsgi_app = "fracture_web.wsgi:app"
 bind = os.environ.get("BIND", f"0.0.0.0:{os.environ.get('PORT', '5000')}")
 # Two workers: one can die or restart while the other serves. Latency first: one request uses
 # every core (FRACTURE_THREADS), so more workers than cores only add memory; throughput at 1, 4
-# and 16 clients is in docs/performance.md, measured by scripts/benchmark.py with these settings.
+# and 16 clients is in docs/performance.md, measured by bench/benchmark.py with these settings.
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # A prediction takes well under a second; the timeout covers model loading at start.
@@ -130,7 +130,7 @@ def post_fork(server, worker):
     glibc gives each thread that allocates its own arena, and memory freed in those arenas stays
     with the process even after malloc_trim: a worker whose threads had served 32 MB uploads
     stayed 60-80 MB above its steady size, for good. With one arena it returns to it
-    (scripts/benchmark.py, worker memory). The worker's threads start after this hook.
+    (bench/benchmark.py, worker memory). The worker's threads start after this hook.
     """
     if _libc is not None and "MALLOC_ARENA_MAX" not in os.environ:
         _libc.mallopt(_M_ARENA_MAX, 1)
@@ -153,7 +153,7 @@ def post_request(worker, req, environ, resp):
     time of a 13 MB DICOM's request; handing it back after every large request still cost the next
     one 5-25 ms of fresh pages. So a run of large uploads (a PACS sending a study) keeps the memory
     it reuses, and it goes back MALLOC_TRIM_IDLE_S seconds after the last of them
-    (scripts/benchmark.py, worker memory). Small requests cost nothing here.
+    (bench/benchmark.py, worker memory). Small requests cost nothing here.
     """
     global _trim_timer
     if _libc is None or _libc.mallinfo2().fordblks <= _trim_above:
