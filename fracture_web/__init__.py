@@ -2,47 +2,45 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from . import config
-from .config import PROJECT_ROOT
+from .config import PROJECT_ROOT, WEB, Settings
 
 if TYPE_CHECKING:
     from flask import Flask
 
-#: Other processes' variables under ``FRACTURE_`` (the DICOM node, its broker): not the web app's typos.
-OTHER_PREFIXES = ("FRACTURE_DICOM_", "FRACTURE_DICOMWEB_", "FRACTURE_BROKER_")
 log = logging.getLogger(__name__)
 
 
-def create_app(test_config: dict | None = None, environ: Mapping[str, str] | None = None) -> Flask:
+def create_app(test_config: dict | None = None, environ: Mapping[str, str] | None = None,
+               settings: Settings | None = None) -> Flask:
     """Application factory: settings, the model extension, blueprints and error handlers.
 
     Settings come from the defaults, then an optional instance ``config.py``, then the
-    ``FRACTURE_*`` variables of ``environ`` (the process's own by default), then ``test_config``;
-    each is read by its kind (``fracture_web.config``), and a malformed one raises
-    ``SettingsError`` naming it. Flask is imported here, not at package import, so the training
-    and command-line tools (which import ``fracture_web.imaging`` and friends) do not need it.
+    ``FRACTURE_*`` variables (``settings``, else read from ``environ``, else from the process's
+    environment), then ``test_config``; each is read by its kind (``fracture_web.config``), and a
+    malformed one raises ``SettingsError`` naming it. Flask is imported here, not at package import,
+    so the training and command-line tools (which import ``fracture_web.imaging`` and friends) do
+    not need it.
     """
     from flask import Flask
 
     from .web import access, audit, csrf, errors, extension, jsonprovider, monitoring, security, uploads, views
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    environ = os.environ if environ is None else environ
+    settings = Settings.from_environ(environ) if settings is None else settings
     app = Flask(__name__, instance_relative_config=True,
                 template_folder=str(PROJECT_ROOT / "templates"),
                 static_folder=str(PROJECT_ROOT / "static"))
-    app.config.from_mapping(config.defaults())
+    app.config.from_mapping(config.defaults(WEB))
     app.config.from_pyfile("config.py", silent=True)
-    app.config.from_mapping(config.from_environ(environ))
+    app.config.from_mapping(settings.given_to(WEB))
     if test_config:
         app.config.from_mapping(test_config)
     app.config.from_mapping(config.check(app.config))
-    for name in config.unknown(environ, OTHER_PREFIXES):
-        log.warning("%s is not a setting of the web app and is ignored (a typo?)", name)
+    settings.warn_unknown(log)
 
     jsonprovider.init_app(app)
     extension.init_app(app)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import threading
 from collections import deque
 from typing import TYPE_CHECKING
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import (CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, Counter, Gauge, Histogram,
                                generate_latest, multiprocess)
 
+from .config import prometheus_multiproc_dir
 from .refusals import LABELS
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ class DriftMonitor:
 def exposition() -> tuple[bytes, str]:
     """The metrics in Prometheus text format and its content type: summed over every process
     that writes to ``PROMETHEUS_MULTIPROC_DIR`` when it is set, else this process's own."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if prometheus_multiproc_dir():
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:

@@ -22,7 +22,7 @@ import logging
 import sys
 from pathlib import Path
 
-from fracture_web.config import defaults
+from fracture_web.config import for_command_line
 from fracture_web.datasets import DatasetError, read_records
 from fracture_web.evaluation.diagnostic_accuracy import to_json
 from fracture_web.evaluation.model_card import render
@@ -35,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, required=True, help="this site's labelled folder")
     parser.add_argument("--out", type=Path, required=True, help="the re-fitted model folder to write")
-    parser.add_argument("--model", type=Path, default=Path(defaults()["MODEL_DIR"]), help="model to re-fit")
+    parser.add_argument("--model", type=Path, default=Path(for_command_line(parser)["MODEL_DIR"]), help="model to re-fit (default: %(default)s)")
     parser.add_argument("--split", help="only rows of labels.csv whose split column is this")
     parser.add_argument("--batch-size", type=int, default=16, help="images per model call (default 16)")
     parser.add_argument("--force", action="store_true", help="overwrite a non-empty --out (even the model)")

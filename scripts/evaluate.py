@@ -15,7 +15,7 @@ import logging
 import sys
 from pathlib import Path
 
-from fracture_web.config import defaults
+from fracture_web.config import for_command_line
 from fracture_web.datasets import DatasetError, read_records
 from fracture_web.evaluation.diagnostic_accuracy import to_json
 from fracture_web.evaluation.localisation import format_findings
@@ -29,7 +29,7 @@ from fracture_web.inference import FractureModel, ModelLoadError
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, required=True, help="labelled folder to evaluate on")
-    parser.add_argument("--model", type=Path, default=Path(defaults()["MODEL_DIR"]), help="model directory")
+    parser.add_argument("--model", type=Path, default=Path(for_command_line(parser)["MODEL_DIR"]), help="model directory (default: %(default)s)")
     parser.add_argument("--out", type=Path, help="write the metrics as JSON here")
     parser.add_argument("--plots", type=Path, metavar="DIR", help="write roc.png and reliability.png here")
     parser.add_argument("--split", help="score only rows of labels.csv whose split column is this (e.g. val)")

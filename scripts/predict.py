@@ -1,7 +1,10 @@
 """Print the verdict and probability for one or more X-ray files (PNG, JPEG, TIFF or DICOM).
 
     python scripts/predict.py --image PATH [PATH ...] [--json] [--model model/] [--operating-point NAME]
-                              [--backend tensorflow|litert]
+                              [--backend auto|tensorflow|litert] [--threads N]
+
+The defaults are the settings' (FRACTURE_MODEL_DIR, FRACTURE_BACKEND, FRACTURE_OPERATING_POINT,
+FRACTURE_THREADS, FRACTURE_TFLITE_FILE: docs/operations.md, Settings); a flag overrides them.
 
 One line per file. Exits 1 if any file could not be analysed (each says why on stderr).
 """
@@ -10,12 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 
 from fracture_web.analysis import analyse
-from fracture_web.config import defaults
+from fracture_web.config import for_command_line
 from fracture_web.pixels import InvalidImageError
 from fracture_web.inference import FractureModel, ModelLoadError, UnknownOperatingPointError, load_model
 from fracture_web.runtimes import BACKENDS
@@ -24,13 +26,20 @@ from fracture_web.runtimes import BACKENDS
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line's options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    settings = for_command_line(parser)
+    point, threads = settings["OPERATING_POINT"] or "the model's own", settings["THREADS"] or "every core"
     parser.add_argument("--image", "--images", dest="images", type=Path, nargs="+", required=True)
-    parser.add_argument("--model", type=Path, default=Path(defaults()["MODEL_DIR"]), help="model directory")
-    parser.add_argument("--operating-point", help="e.g. balanced or high_sensitivity (default: the model's)")
+    parser.add_argument("--model", type=Path, default=Path(settings["MODEL_DIR"]),
+                        help="model directory (default: %(default)s)")
+    parser.add_argument("--operating-point", default=settings["OPERATING_POINT"],
+                        help=f"e.g. balanced or high_sensitivity (default: {point})")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
-    parser.add_argument("--backend", choices=BACKENDS, default=os.environ.get("FRACTURE_BACKEND", defaults()["BACKEND"]),
-                        help="litert runs model_float32.tflite without TensorFlow (default: $FRACTURE_BACKEND or "
-                             "tensorflow)")
+    parser.add_argument("--backend", choices=BACKENDS, default=settings["BACKEND"],
+                        help="auto serves the verified .tflite file where there is one, else the SavedModel; "
+                             f"litert runs {settings['TFLITE_FILE']} without TensorFlow (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=settings["THREADS"],
+                        help=f"cores one image may use (default: {threads})")
+    parser.set_defaults(tflite_file=settings["TFLITE_FILE"])
     return parser.parse_args(argv)
 
 
@@ -53,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     try:
-        model = load_model(args.model, backend=args.backend)
+        model = load_model(args.model, backend=args.backend, tflite_file=args.tflite_file, threads=args.threads)
         model.resolve(args.operating_point)
     except (ModelLoadError, UnknownOperatingPointError) as err:
         print(f"error: {err}", file=sys.stderr)

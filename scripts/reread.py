@@ -1,7 +1,7 @@
 """Re-read an archive: every file under a folder (DICOM or images, recursively) -> one CSV row each.
 
     python scripts/reread.py --folder DIR --out results.csv [--model model/] [--operating-point NAME]
-                             [--backend tensorflow|litert] [--broker redis://HOST:PORT/N] [--window 32]
+                             [--backend auto|tensorflow|litert] [--broker redis://HOST:PORT/N] [--window 32]
 
 Resumable: rows are written as results come, and a second run skips the files already in the CSV.
 With a broker (``--broker`` or ``FRACTURE_BROKER_URL``) the files go to the DICOM node's workers
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -21,7 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fracture_web.config import defaults
+from fracture_web.config import for_command_line
 from fracture_web.dicom_node.archive import CsvRows, pending, result_row
 from fracture_web.dicom_node.config import NodeConfig
 from fracture_web.inference import ModelLoadError, UnknownOperatingPointError, load_model
@@ -31,21 +30,25 @@ from fracture_web.runtimes import BACKENDS
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line's options."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    settings = for_command_line(parser)
     parser.add_argument("--folder", type=Path, required=True, help="the archive: read recursively")
     parser.add_argument("--out", type=Path, required=True, help="the CSV; rows are appended, done files skipped")
-    parser.add_argument("--model", type=Path, default=Path(defaults()["MODEL_DIR"]), help="model directory")
-    parser.add_argument("--operating-point", help="e.g. balanced or high_sensitivity (default: the model's)")
-    parser.add_argument("--backend", choices=BACKENDS,
-                        default=os.environ.get("FRACTURE_BACKEND", defaults()["BACKEND"]))
-    parser.add_argument("--broker", default=os.environ.get("FRACTURE_BROKER_URL"),
-                        help="Redis URL of the workers (default: $FRACTURE_BROKER_URL); none = read here")
+    parser.add_argument("--model", type=Path, default=Path(settings["MODEL_DIR"]),
+                        help="model directory (default: %(default)s)")
+    parser.add_argument("--operating-point", default=settings["OPERATING_POINT"],
+                        help="e.g. balanced or high_sensitivity (default: FRACTURE_OPERATING_POINT, else the model's)")
+    parser.add_argument("--backend", choices=BACKENDS, default=settings["BACKEND"], help="default: %(default)s")
+    parser.add_argument("--broker", default=settings["BROKER_URL"],
+                        help="Redis URL of the workers (default: FRACTURE_BROKER_URL); none = read here")
     parser.add_argument("--window", type=int, default=32, help="files in flight at once with a broker")
+    parser.set_defaults(tflite_file=settings["TFLITE_FILE"], threads=settings["THREADS"],
+                        visibility_timeout=settings["BROKER_VISIBILITY_TIMEOUT"])
     return parser.parse_args(argv)
 
 
 def read_here(args: argparse.Namespace, names: list[str]) -> Iterator[dict]:
     """The rows, read in this process with the model."""
-    model = load_model(args.model, backend=args.backend)
+    model = load_model(args.model, backend=args.backend, tflite_file=args.tflite_file, threads=args.threads)
     model.resolve(args.operating_point)
     for name in names:
         yield result_row(name, (args.folder / name).read_bytes(), model, args.operating_point)
@@ -55,7 +58,7 @@ def read_by_workers(args: argparse.Namespace, names: list[str]) -> Iterator[dict
     """The rows, read by the workers: each file travels in its task, so workers need no shared folder."""
     from fracture_web.dicom_node.tasks import READ_FILE, celery_app, encode  # only with a broker
 
-    app = celery_app(NodeConfig(broker_url=args.broker))
+    app = celery_app(NodeConfig(broker_url=args.broker, visibility_timeout=args.visibility_timeout))
     in_flight: deque = deque()
     for name in names:
         in_flight.append(app.send_task(READ_FILE, args=[name, encode((args.folder / name).read_bytes()),

@@ -26,7 +26,6 @@ from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts
 from pynetdicom.sop_class import Verification
 
 from ..analysis import Analysis, analyse
-from ..config import defaults
 from ..dicom import inflated
 from ..inference import FractureModel
 from ..metrics import DriftMonitor, record_prediction
@@ -42,8 +41,6 @@ RADIOGRAPH_SOP_CLASSES = frozenset({ComputedRadiographyImageStorage, DigitalXRay
 IDENTITY = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
 #: Longest side of the Secondary Capture image.
 DISPLAY_MAX_SIDE = 1024
-#: Images in a node's or worker's drift window: the web app's default (FRACTURE_METRICS_DRIFT_WINDOW).
-DRIFT_WINDOW = int(defaults()["METRICS_DRIFT_WINDOW"])
 SUCCESS, OUT_OF_RESOURCES, CANNOT_UNDERSTAND = 0x0000, 0xA700, 0xC000
 
 

@@ -17,7 +17,6 @@ With a broker URL, :func:`main` runs a
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
@@ -25,18 +24,19 @@ from datetime import datetime, timedelta
 
 from pydicom import Dataset, dcmread
 
-from ..inference import FractureModel, ModelLoadError, UnknownOperatingPointError, load_model
+from ..inference import FractureModel, load_model
 from ..metrics import DriftMonitor, record_send_failure
 from .broker import BrokerNode
 from .collector import SettledStudy, StudyCollector
-from .config import NodeConfig, NodeConfigError, from_environment
+from .config import NodeConfig
 from .dead_letter import DeadLetters
 from .destinations import sender_for
 from .outbox import Outbox
 from .readings import readings_json
 from .report import report_what_can_be_reported
 from .results import secondary_capture
-from .scp import DRIFT_WINDOW, OUT_OF_RESOURCES, SUCCESS, StorageServer, read_radiograph, serve_metrics
+from .scp import OUT_OF_RESOURCES, SUCCESS, StorageServer, read_radiograph
+from .startup import start_process
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class Node(StorageServer):
     def __init__(self, config: NodeConfig, model: FractureModel) -> None:
         super().__init__(config)
         self.model = model
-        self.drift = DriftMonitor.for_model(model, DRIFT_WINDOW)
+        self.drift = DriftMonitor.for_model(model, config.drift_window)
         self.outbox = Outbox(config.queue_dir)
         self.dead_letters = DeadLetters(config.dead_letter_dir)
         self.collector = StudyCollector(config.studies_dir, config.settle_seconds,
@@ -163,16 +163,10 @@ def study_results(study: SettledStudy, dead_letters: DeadLetters) -> list[Datase
 
 def main(env: dict[str, str] | None = None) -> int:
     """Run the node until SIGTERM or SIGINT; 2 on a configuration or model problem."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO lines dump request details
-    try:
-        config = from_environment(os.environ if env is None else env)
-        node = BrokerNode(config) if config.broker_url else local_node(config)
-        node.start()
-        serve_metrics(config)  # the node's own metrics, for Prometheus to scrape
-    except (NodeConfigError, ModelLoadError, UnknownOperatingPointError, OSError) as err:
-        log.error("the DICOM node cannot start: %s", err)
+    started = start_process("DICOM node", started_node, env)
+    if started is None:
         return 2
+    config, node = started
     log.info("DICOM node %s listening on %s:%d; results go to %s, each study %g s after its last image",
              config.ae_title, config.bind, config.port, node.destination, config.settle_seconds)
     stop = threading.Event()
@@ -183,6 +177,13 @@ def main(env: dict[str, str] | None = None) -> int:
     node.stop()
     log.info("DICOM node stopped")
     return 0
+
+
+def started_node(config: NodeConfig) -> StorageServer:
+    """The node the settings ask for, listening: one that only receives with a broker, else the one-box node."""
+    node = BrokerNode(config) if config.broker_url else local_node(config)
+    node.start()
+    return node
 
 
 def local_node(config: NodeConfig) -> Node:

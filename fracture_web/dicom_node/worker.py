@@ -16,12 +16,12 @@ from datetime import timedelta
 from celery import bootsteps
 from celery.worker.consumer import Consumer
 
-from ..inference import ModelLoadError, UnknownOperatingPointError, load_model
+from ..inference import load_model
 from ..metrics import DriftMonitor
-from .config import NodeConfig, NodeConfigError, from_environment
+from .config import NodeConfig, NodeConfigError
 from .destinations import sender_for
 from .shared_studies import SharedStudies
-from .scp import DRIFT_WINDOW, serve_metrics
+from .startup import start_process
 from .tasks import NodeCelery, WorkerContext, broker_client, celery_app
 
 log = logging.getLogger(__name__)
@@ -66,21 +66,17 @@ def worker_app(config: NodeConfig) -> NodeCelery:
     app.steps["consumer"].add(RestoreAbandoned)
     keep = timedelta(days=config.keep_studies_days).total_seconds()
     app.context = WorkerContext(config, model, sender_for(config), SharedStudies(broker_client(config), keep),
-                                DriftMonitor.for_model(model, DRIFT_WINDOW))
-    serve_metrics(config)  # this worker's own metrics, for Prometheus to scrape
+                                DriftMonitor.for_model(model, config.drift_window))
     log.info("worker ready: model %s; results go to %s", model.version, app.context.sender.destination)
     return app
 
 
 def main(env: dict[str, str] | None = None) -> int:
     """Run a worker until SIGTERM or SIGINT (Celery's warm shutdown); 2 on a configuration or model problem."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO lines dump request details
-    try:
-        app = worker_app(from_environment(os.environ if env is None else env))
-    except (NodeConfigError, ModelLoadError, UnknownOperatingPointError, OSError) as err:
-        log.error("the worker cannot start: %s", err)
+    started = start_process("worker", worker_app, env)
+    if started is None:
         return 2
+    _config, app = started
     app.worker_main(["worker", "--pool=solo", "--concurrency=1", "--loglevel=INFO",
                      f"--hostname=fracture-{os.getpid()}@%h", "--without-gossip", "--without-mingle"])
     return 0
