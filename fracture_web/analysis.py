@@ -9,13 +9,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from pydicom import Dataset
 
 from . import overlay
+from .dicom import decode_dataset
 from .imaging import decode_image, to_model_input
 from .inference import FractureModel, Prediction
-from .pixels import InvalidImageError
+from .pixels import DecodedImage, InvalidImageError
 from .study import EmptyStudyError, StudyVerdict, combine
 
+#: What the API reports of a prediction's written shape (:meth:`Prediction.as_dict`).
+API_FIELDS = ("label", "probability", "threshold", "operating_point", "model_version", "calibration", "findings")
 OUT_OF_SCOPE = ("This image is unlike the radiographs the model was trained on (adult hand, leg, hip or "
                 "shoulder X-rays); treat the verdict with extra caution.")
 
@@ -52,11 +56,8 @@ class Analysis:
         ("development", or "site" where the operating points were re-fitted locally), findings
         (boxes in the image's pixels, highest score first), warnings and, for a DICOM upload,
         ``dicom`` with the header's non-identifying context."""
-        p = self.prediction
-        facts = {"label": p.label, "probability": round(p.probability, 6), "threshold": p.threshold,
-                 "operating_point": p.operating_point, "model_version": p.model_version,
-                 "calibration": p.calibration, "findings": [finding.as_dict() for finding in p.findings],
-                 "warnings": list(self.warnings)}
+        written = self.prediction.as_dict(rounded=True)
+        facts = {key: written[key] for key in API_FIELDS} | {"warnings": list(self.warnings)}
         if self.context:
             facts["dicom"] = dict(self.context)
         return facts
@@ -81,9 +82,23 @@ def analyse(data: bytes, model: FractureModel, operating_point: str | None = Non
     ``UnknownOperatingPointError`` for an operating point the model lacks.
     """
     model.resolve(operating_point)  # refuse a bad operating point before the work
-    # one decode, no larger than the model input or the display image needs; boxes and scale
-    # refer to the upload's own pixels (decoded.size), whatever size was decoded
+    # one decode, no larger than the model input or the display image needs
     decoded = decode_image(data, max(model.input_size, display_max_side))
+    return analyse_decoded(decoded, model, operating_point, images, display_max_side)
+
+
+def analyse_dataset(ds: Dataset, model: FractureModel, operating_point: str | None = None,
+                    images: bool = True, display_max_side: int = 640) -> Analysis:
+    """What :func:`analyse` gives for a DICOM file, from its dataset already parsed (the DICOM node's)."""
+    model.resolve(operating_point)
+    decoded = decode_dataset(ds, max(model.input_size, display_max_side))
+    return analyse_decoded(decoded, model, operating_point, images, display_max_side)
+
+
+def analyse_decoded(decoded: DecodedImage, model: FractureModel, operating_point: str | None = None,
+                    images: bool = True, display_max_side: int = 640) -> Analysis:
+    """The model's reading of a decoded image; boxes and scale refer to the upload's own pixels
+    (``decoded.size``), whatever size was decoded."""
     image = decoded.pixels
     prediction = model.predict(to_model_input(image, model.input_size), operating_point, decoded.size)
     warnings = decoded.warnings + (() if prediction.in_scope else (OUT_OF_SCOPE,))

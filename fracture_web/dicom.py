@@ -83,14 +83,21 @@ logging.getLogger("pydicom.pixels.decoders.base").addFilter(_no_decoder_tracebac
 
 
 def decode_dicom(data: bytes, long_side: int | None = None) -> DecodedImage:
-    """Decode a DICOM radiograph's first frame to float32 [0, 1], with warnings and header context.
+    """Decode a DICOM file's radiograph (:func:`decode_dataset`), parsing only the elements it needs."""
+    return decode_dataset(read_header(data), long_side)
 
-    Refuses, with a message for a person: unreadable files, files without pixel data,
-    modalities other than radiography (CT, MR ...), colour images, bit depths outside
-    8-16 and, from the header alone, images too large, too small or too narrow. ``long_side``
-    shrinks the image as for other formats (:func:`fracture_web.pixels.reduction`).
+
+def decode_dataset(ds: pydicom.Dataset, long_side: int | None = None) -> DecodedImage:
+    """Decode a parsed DICOM radiograph's first frame to float32 [0, 1], with warnings and header context.
+
+    Only the elements in ``READ_ELEMENTS`` are looked at, whatever else the dataset holds, so a
+    dataset parsed whole (the DICOM node's) decodes exactly as its file does. Refuses, with a
+    message for a person: damaged values, files without pixel data, modalities other than
+    radiography (CT, MR ...), colour images, bit depths outside 8-16 and, from the header alone,
+    images too large, too small or too narrow. ``long_side`` shrinks the image as for other
+    formats (:func:`fracture_web.pixels.reduction`).
     """
-    ds = read_header(data)
+    ds = needed_elements(ds)
     warnings = check_radiograph(ds)
     frames = int(ds.get("NumberOfFrames") or 1)
     if frames > 1:
@@ -109,6 +116,22 @@ def decode_dicom(data: bytes, long_side: int | None = None) -> DecodedImage:
         raise InvalidImageError(f"The DICOM image data could not be decoded ({name}); "
                                 "the file may be damaged.") from err
     return DecodedImage(pixels, size, warnings, header_context(ds))
+
+
+def needed_elements(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """The dataset's elements in ``READ_ELEMENTS`` (and its file meta), each value parsed now so that
+    damage shows up here, as one :class:`InvalidImageError`."""
+    kept = pydicom.Dataset()
+    kept.file_meta = getattr(ds, "file_meta", pydicom.dataset.FileMetaDataset())
+    kept.set_original_encoding(*ds.original_encoding)
+    try:
+        for keyword in READ_ELEMENTS:
+            if keyword in ds:
+                kept[keyword] = ds[keyword]  # parsed (and an ambiguous VR resolved) in its own dataset
+        kept.walk(lambda _ds, _elem: None)  # parse every value of the sequences too
+    except DAMAGE as err:
+        raise InvalidImageError(DAMAGED) from err
+    return kept
 
 
 def encoded_first_frame(ds: pydicom.Dataset, factor: int = 1) -> tuple[np.ndarray, int]:
@@ -230,16 +253,26 @@ def wavelet_levels(codestream: bytes) -> int:
 
 
 def read_header(data: bytes) -> pydicom.Dataset:
-    """Parse the file (only the elements in ``READ_ELEMENTS``); refuse what is not DICOM."""
+    """Parse the file's elements in ``READ_ELEMENTS`` alone (what :func:`decode_dataset` needs)."""
+    return read_dataset(data, READ_ELEMENTS)
+
+
+def read_dataset(data: bytes, elements: list[str] | None = None) -> pydicom.Dataset:
+    """Parse a DICOM file (only ``elements`` where given), inflated within the ceiling (:func:`inflated`);
+    refuse what is not DICOM or is cut off. Values are parsed when first used (:func:`needed_elements`)."""
     data = inflated(data)
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), specific_tags=READ_ELEMENTS)
-        ds.walk(lambda _ds, _elem: None)  # parse every value now, so damage shows up here
+        ds = pydicom.dcmread(io.BytesIO(data), specific_tags=elements)
     except DAMAGE as err:
         raise InvalidImageError(DAMAGED) from err
-    if PIXEL_DATA_TAG in data and "PixelData" not in ds:
-        raise InvalidImageError(DAMAGED)  # the pixel data is announced but cut off
+    check_complete(ds, data)
     return ds
+
+
+def check_complete(ds: pydicom.Dataset, data: bytes) -> None:
+    """Refuse a dataset whose encoding (``data``) announces pixel data that the parse did not get: cut off."""
+    if PIXEL_DATA_TAG in data and "PixelData" not in ds:
+        raise InvalidImageError(DAMAGED)
 
 
 def inflated(data: bytes) -> bytes:

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 #: The verdict in words, by whether it is positive: the one wording of the page, the command
 #: line and the DICOM results (burned-in text and SR finding).
 VERDICTS = {True: "Fracture suspected", False: "No fracture detected"}
+#: What a prediction read back without its heatmap has in its place (the node's readings do not draw it).
+NO_HEATMAP = np.zeros((0, 0), np.float32)
 
 
 class UnknownOperatingPointError(ValueError):
@@ -54,6 +56,27 @@ class Prediction:
     atypicality: float = 0.0  # feature distance from the training images / threshold; > 1 is out of scope
     calibration: str = "development"  # or "site": the operating points were re-fitted on this site's images
     findings: tuple[Finding, ...] = ()  # suspected fractures, highest score first (see fracture_web.findings)
+
+    def as_dict(self, rounded: bool = False) -> dict:
+        """The prediction written out, heatmap aside: the one shape of the JSON API (which leaves out
+        ``fractured`` and ``atypicality``), the node's readings, the archive's rows and the audit line.
+        Floats are exact, so :meth:`from_dict` gives back the same prediction; ``rounded`` rounds them
+        as the API reports them (probability to 6 decimals, findings as :meth:`Finding.as_dict`)."""
+        return {"label": self.label, "fractured": self.fractured,
+                "probability": round(self.probability, 6) if rounded else self.probability,
+                "threshold": self.threshold, "operating_point": self.operating_point,
+                "model_version": self.model_version, "atypicality": self.atypicality, "calibration": self.calibration,
+                "findings": [finding.as_dict() if rounded else {"box": list(finding.box), "score": finding.score,
+                                                                  "level": finding.level}
+                             for finding in self.findings]}
+
+    @classmethod
+    def from_dict(cls, facts: dict, heatmap: np.ndarray | None = None) -> Prediction:
+        """A prediction written out by :meth:`as_dict` (with an empty heatmap unless one is given)."""
+        findings = tuple(Finding(tuple(f["box"]), f["score"], f["level"]) for f in facts["findings"])
+        return cls(facts["label"], facts["fractured"], facts["probability"], facts["threshold"],
+                   facts["operating_point"], facts["model_version"], NO_HEATMAP if heatmap is None else heatmap,
+                   facts["atypicality"], facts["calibration"], findings)
 
     @property
     def verdict(self) -> str:

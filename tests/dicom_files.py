@@ -3,6 +3,7 @@ of them made by hand (no model), and the node's reports read back as a viewer wo
 from __future__ import annotations
 
 import io
+from datetime import datetime
 import struct
 import zlib
 
@@ -17,6 +18,9 @@ from bench import dx_files
 from bench.dx_files import to_bytes
 from fracture_web import overlay
 from fracture_web.analysis import Analysis
+from fracture_web.dicom_node.readings import Reading
+from fracture_web.dicom_node.report import measurement_report
+from fracture_web.dicom_node.results import secondary_capture
 from fracture_web.findings import Finding
 from fracture_web.inference import Prediction
 
@@ -77,6 +81,22 @@ def analysis_of(source: Dataset, fractured: bool, findings: tuple[Finding, ...],
     prediction = Prediction("fractured" if fractured else "not_fractured", fractured, probability,
                             0.3, "balanced", "test-model-1", np.zeros((8, 8), np.float32), findings=findings)
     return Analysis(prediction, warnings, xray, overlay.blend(xray, np.zeros(xray.shape, np.float32)))
+
+
+def reading_of(source: Dataset, analysis: Analysis, received: float = 0.0) -> Reading:
+    """The node's reading of the source from this analysis (its prediction and warnings)."""
+    return Reading.of(source, analysis.prediction, analysis.warnings, received)
+
+
+def sc_of(source: Dataset, analysis: Analysis, now: datetime) -> Dataset:
+    """The Secondary Capture the node makes of the source from this analysis (its overlay image)."""
+    return secondary_capture(source, analysis.prediction, analysis.warnings, analysis.overlay, now)
+
+
+def report_over(views: list[tuple[Dataset, Analysis]], now: datetime) -> Dataset:
+    """The study's Measurement Report over these views (source and analysis), in this order of arrival."""
+    return measurement_report([reading_of(source, analysis, float(i)) for i, (source, analysis) in enumerate(views)],
+                              now)
 
 
 def report_of(sr: Dataset) -> hd.sr.MeasurementReport:

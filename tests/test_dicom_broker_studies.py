@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 from redis import Redis
 
-from fracture_web.dicom_node.readings import Reading
 from fracture_web.dicom_node.shared_studies import SharedStudies
 
-from dicom_files import BOXES, analysis_of, radiograph_study
+from dicom_files import BOXES, analysis_of, radiograph_study, reading_of
 from helpers import synthetic_xray
 from servers import REDIS, redis_server
 
@@ -22,7 +21,7 @@ pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server is not insta
 def test_a_study_is_reported_once_settled_and_again_for_a_late_view(tmp_path):
     rng = np.random.default_rng(5)
     sources = radiograph_study([synthetic_xray(rng, crack=i == 1, size=(200, 160)) for i in range(3)])
-    readings = [Reading.of(source, analysis_of(source, i == 1, BOXES if i == 1 else (), display_max_side=80),
+    readings = [reading_of(source, analysis_of(source, i == 1, BOXES if i == 1 else (), display_max_side=80),
                            received=100.0 + i) for i, source in enumerate(sources)]
     with redis_server(tmp_path) as url:
         first_worker, second_worker = (SharedStudies(Redis.from_url(url), keep_seconds=3600) for _ in range(2))

@@ -31,15 +31,14 @@ from pynetdicom.sop_class import Verification
 
 from bench.local_server import free_port, running_process
 from fracture_web.analysis import analyse
+from fracture_web.dicom_node import worker
 from fracture_web.dicom_node.config import DicomWebDestination, NodeConfig, NodeConfigError, from_environment
 from fracture_web.dicom_node.outbox import Outbox
-from fracture_web.dicom_node.report import measurement_report
-from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS, secondary_capture
-from fracture_web.dicom_node import worker
+from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS
 from fracture_web.dicom_node.server import Node, sender_for
 from fracture_web.inference import FractureModel
 
-from dicom_files import PATIENT, analysis_of, radiograph_dataset, radiograph_study, to_bytes
+from dicom_files import PATIENT, analysis_of, radiograph_dataset, radiograph_study, report_over, sc_of, to_bytes
 from helpers import synthetic_xray
 
 #: The calling AE title the tests' modality uses, as the node's allowed callers.
@@ -61,7 +60,7 @@ def model(tiny_model_dir):
 def results(source, model):
     """The analysis and what the node sends for a study of this one image: its SC and the study's report."""
     analysis, now = analyse(to_bytes(source), model), datetime(2026, 11, 27, 1, 2, 3)
-    return analysis, [secondary_capture(source, analysis, now), measurement_report([(source, analysis)], now)]
+    return analysis, [sc_of(source, analysis, now), report_over([(source, analysis)], now)]
 
 
 def test_results_are_a_secondary_capture_and_a_measurement_report_in_new_series_of_the_same_study(source, model):
@@ -344,7 +343,7 @@ def stow_answer(ds, failed: bool = False) -> dict:
 def small_report():
     """A study report made without a model: small enough to post in one piece."""
     source = radiograph_dataset(np.full((64, 48), 90, np.uint8))
-    return measurement_report([(source, analysis_of(source, False, (), display_max_side=32))], datetime(2026, 11, 28))
+    return report_over([(source, analysis_of(source, False, (), display_max_side=32))], datetime(2026, 11, 28))
 
 
 def test_stow_rs_sends_the_token_and_retries_until_every_instance_is_stored(small_report, caplog):
@@ -448,14 +447,14 @@ def test_a_node_killed_mid_burst_without_a_broker_loses_nothing_it_acknowledged(
 def test_each_radiograph_the_node_reads_is_counted_in_its_metrics_served_on_its_port(source, model):
     from prometheus_client import REGISTRY
 
-    from fracture_web.dicom_node.scp import read_radiograph
+    from fracture_web.dicom_node.radiograph import read_radiograph
     from fracture_web.metrics import DriftMonitor
 
     drift = DriftMonitor.for_model(model, 4)
     before = {label: REGISTRY.get_sample_value("fracture_verdicts_total", {"label": label, "operating_point":
                                                                            model.default_operating_point}) or 0
               for label in model.labels}
-    prediction = read_radiograph(to_bytes(source), model, None, drift).prediction
+    prediction = read_radiograph(source, model, None, drift).prediction
     after = REGISTRY.get_sample_value("fracture_verdicts_total", {"label": prediction.label,
                                                                   "operating_point": prediction.operating_point})
     assert after == before[prediction.label] + 1

@@ -27,17 +27,15 @@ from fracture_web.dicom_node import report
 from fracture_web.dicom_node.broker import BrokerNode
 from fracture_web.dicom_node.config import NodeConfig, NodeConfigError, from_environment
 from fracture_web.dicom_node.dead_letter import REDIS_KEY
-from fracture_web.dicom_node.results import secondary_capture
 from fracture_web.dicom_node.scp import serve_metrics
 from fracture_web.dicom_node.sender import CStoreSender
 from fracture_web.dicom_node.server import Node
 from fracture_web.dicom_node.shared_studies import SharedStudies
-from fracture_web.dicom_node.readings import Reading
 from fracture_web.dicom_node.tasks import DELIVER, REPORT, WorkerContext, celery_app, encode
 from fracture_web.dicom_node.worker import recovery_seconds
 from fracture_web.inference import FractureModel
 
-from dicom_files import analysis_of, deflate_bomb, radiograph_dataset, radiograph_study
+from dicom_files import analysis_of, deflate_bomb, radiograph_dataset, radiograph_study, reading_of, sc_of
 from helpers import synthetic_xray
 from servers import REDIS, redis_server
 
@@ -128,10 +126,10 @@ def test_a_view_whose_report_cannot_be_made_is_set_aside_and_everything_else_is_
     poison = bad_study[1].SOPInstanceUID  # say, its Rescale Slope is NaN and the SR builder raises on it
     made = report.measurement_report
 
-    def faulty(images, now):
-        if any(source.SOPInstanceUID == poison for source, _analysis in images):
+    def faulty(readings, now):
+        if any(reading.source.SOPInstanceUID == poison for reading in readings):
             raise ValueError("cannot encode a NaN measurement")
-        return made(images, now)
+        return made(readings, now)
 
     monkeypatch.setattr(report, "measurement_report", faulty)
     dest_port, before = free_port(), dead_letters("report_failed")
@@ -162,7 +160,7 @@ def results_of_three_images() -> list:
     scs = []
     for seed in range(3):
         source = radiograph_dataset(np.full((64, 48), 90 + seed, np.uint8))
-        scs.append(secondary_capture(source, analysis_of(source, False, (), display_max_side=32), datetime.now()))
+        scs.append(sc_of(source, analysis_of(source, False, (), display_max_side=32), datetime.now()))
     return scs
 
 
@@ -288,7 +286,7 @@ def test_a_result_task_run_again_after_a_worker_died_does_not_send_it_twice(tmp_
 @needs_redis
 def test_a_study_whose_reporting_task_died_before_queuing_its_report_is_reported_when_the_task_runs_again(tmp_path):
     source = radiograph_dataset(np.full((64, 48), 90, np.uint8))
-    reading = Reading.of(source, analysis_of(source, False, (), display_max_side=32), received=100.0)
+    reading = reading_of(source, analysis_of(source, False, (), display_max_side=32), received=100.0)
     with redis_server(tmp_path) as url:
         config = replace(node_config(tmp_path, free_port()), broker_url=url, settle_seconds=0)
         app = celery_app(config)

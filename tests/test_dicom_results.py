@@ -18,11 +18,11 @@ from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage
 
 from fracture_web import overlay
 from fracture_web.analysis import Analysis
-from fracture_web.dicom_node.report import FRACTURE, measurement_report
-from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS, findings_line, secondary_capture
+from fracture_web.dicom_node.report import FRACTURE
+from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS, findings_line
 from fracture_web.inference import Prediction
 
-from dicom_files import BOXES, analysis_of, radiograph_dataset, report_of
+from dicom_files import BOXES, analysis_of, radiograph_dataset, report_of, report_over, sc_of
 from helpers import synthetic_xray
 
 DCIODVFY = shutil.which("dciodvfy")
@@ -37,7 +37,7 @@ def source() -> Dataset:
 
 def result_datasets(source: Dataset, analysis: Analysis, now: datetime) -> list[Dataset]:
     """What the node sends for a study of this one image: its Secondary Capture and the study's report."""
-    return [secondary_capture(source, analysis, now), measurement_report([(source, analysis)], now)]
+    return [sc_of(source, analysis, now), report_over([(source, analysis)], now)]
 
 
 def texts(group: hd.sr.templates.Template, concept) -> list[str]:
@@ -123,9 +123,9 @@ def test_the_secondary_capture_draws_each_box_scaled_to_the_display_and_says_how
 def test_the_burned_in_text_counts_the_findings_by_level():
     positive = Prediction("fractured", True, 0.9, 0.3, "balanced", "m", np.zeros((2, 2)), findings=BOXES)
     negative = Prediction("not_fractured", False, 0.1, 0.3, "balanced", "m", np.zeros((2, 2)))
-    assert findings_line(Analysis(positive, ())) == ("2 findings: 1 definite, 1 possible "
+    assert findings_line(positive) == ("2 findings: 1 definite, 1 possible "
                                                       "(solid = definite, dashed = possible)")
-    assert findings_line(Analysis(negative, ())) == "No findings marked"
+    assert findings_line(negative) == "No findings marked"
 
 
 @pytest.mark.parametrize("side, expected", [({"ImageLaterality": "L"}, "L"), ({"Laterality": "R"}, "R"),

@@ -12,11 +12,10 @@ import pytest
 from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage
 
 from fracture_web.dicom_node.collector import StudyCollector
-from fracture_web.dicom_node.results import secondary_capture
 from fracture_web.dicom_node.dead_letter import DeadLetters
 from fracture_web.dicom_node.server import study_results
 
-from dicom_files import BOXES, PATIENT, analysis_of, radiograph_study, report_of
+from dicom_files import BOXES, PATIENT, analysis_of, radiograph_study, report_of, sc_of
 from helpers import synthetic_xray
 
 SETTLE, KEEP = 5.0, 3600.0
@@ -43,7 +42,7 @@ def views():
 
 def receive(collector: StudyCollector, source, analysis) -> None:
     """What the node does with a received radiograph before it answers the C-STORE."""
-    collector.add(source, analysis, [secondary_capture(source, analysis, datetime(2026, 11, 28, 9, 0, 0))])
+    collector.add(source, analysis.prediction, analysis.warnings, [sc_of(source, analysis, datetime(2026, 11, 28, 9, 0, 0))])
 
 
 def test_a_study_is_reported_once_no_new_view_came_for_the_settling_time(views, tmp_path):
@@ -99,7 +98,7 @@ def test_nothing_acknowledged_is_lost_when_the_node_restarts_while_a_study_settl
     clock.now += 3
     (study,) = after.settled()
     assert [r.source.SOPInstanceUID for r in study.readings] == [source.SOPInstanceUID for source, _a in views]
-    assert [r.analysis.prediction for r in study.readings][2].findings == BOXES
+    assert [r.prediction for r in study.readings][2].findings == BOXES
     *scs, report = study_results(study, DeadLetters(tmp_path / "dead-letter"))
     assert len(scs) == 3 and all(sc.pixel_array.shape[2] == 3 for sc in scs)
     assert report.PatientName == PATIENT["PatientName"] and report.StudyInstanceUID == views[0][0].StudyInstanceUID

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from pydicom.sr.codedict import codes
 
-from fracture_web.dicom_node.report import FRACTURE, STUDY_ASSESSMENT, measurement_report
+from fracture_web.dicom_node.report import FRACTURE, STUDY_ASSESSMENT
 from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS
 
-from dicom_files import BOXES, analysis_of, radiograph_study, report_of
+from dicom_files import BOXES, analysis_of, radiograph_study, report_of, report_over
 from helpers import synthetic_xray
 
 DCIODVFY = shutil.which("dciodvfy")
@@ -44,7 +44,7 @@ def comments(group) -> list[str]:
 
 
 def test_the_study_report_gives_the_study_verdict_from_its_most_suspicious_view(study):
-    report = report_of(measurement_report(study, NOW))
+    report = report_of(report_over(study, NOW))
     group = study_group(report)
     assert group.source_images == []  # about the whole study, not one image
     (verdict,) = group.get_qualitative_evaluations()
@@ -56,7 +56,7 @@ def test_the_study_report_gives_the_study_verdict_from_its_most_suspicious_view(
 
 
 def test_the_study_report_cites_all_three_images_each_with_its_own_verdict(study):
-    sr = measurement_report(study, NOW)
+    sr = report_over(study, NOW)
     evidence = sr.CurrentRequestedProcedureEvidenceSequence[0]
     assert evidence.StudyInstanceUID == study[0][0].StudyInstanceUID
     cited = [ref.ReferencedSOPInstanceUID for series in evidence.ReferencedSeriesSequence
@@ -73,7 +73,7 @@ def test_the_study_report_cites_all_three_images_each_with_its_own_verdict(study
 
 
 def test_each_finding_is_a_region_of_its_own_image(study):
-    report = report_of(measurement_report(study, NOW))
+    report = report_of(report_over(study, NOW))
     regions = report.get_planar_roi_measurement_groups()
     assert len(regions) == 3  # two on the second view, one on the third, none on the first
     on_image = [(group.roi.ContentSequence[0].referenced_sop_instance_uid, group.roi.value) for group in regions]
@@ -85,19 +85,19 @@ def test_each_finding_is_a_region_of_its_own_image(study):
 
 
 def test_a_report_reissued_with_more_images_of_the_study_replaces_the_first(study):
-    first, again = measurement_report(study[:2], NOW), measurement_report(study, datetime(2026, 11, 28, 10, 0, 0))
+    first, again = report_over(study[:2], NOW), report_over(study, datetime(2026, 11, 28, 10, 0, 0))
     assert (again.SOPInstanceUID, again.SeriesInstanceUID) == (first.SOPInstanceUID, first.SeriesInstanceUID)
     assert first.SOPInstanceUID not in {source.SOPInstanceUID for source, _analysis in study}
     other_point = [(source, replace(analysis, prediction=replace(analysis.prediction, operating_point="sensitive")))
                    for source, analysis in study]
-    assert measurement_report(other_point, NOW).SOPInstanceUID != first.SOPInstanceUID  # a report of its own
+    assert report_over(other_point, NOW).SOPInstanceUID != first.SOPInstanceUID  # a report of its own
 
 
 @pytest.mark.skipif(DCIODVFY is None, reason="dciodvfy is not installed (make test installs the Debian package "
                     "'dicom3tools' when it runs as root with apt-get)")
 def test_the_study_report_passes_dciodvfy_without_errors(study, tmp_path):
     path = tmp_path / "study-sr.dcm"
-    measurement_report(study, NOW).save_as(path, enforce_file_format=True)
+    report_over(study, NOW).save_as(path, enforce_file_format=True)
     done = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60)
     report = done.stdout + done.stderr
     assert not [line for line in report.splitlines() if "Error" in line], report

@@ -15,8 +15,9 @@ from ..analysis import analyse
 from ..inference import FractureModel
 from ..pixels import InvalidImageError
 
-COLUMNS = ("file", "label", "probability", "threshold", "operating_point", "model_version", "definite_findings",
-           "possible_findings", "warnings", "error")
+#: The columns a row takes from the prediction's written shape (:meth:`~fracture_web.inference.Prediction.as_dict`).
+PREDICTION_COLUMNS = ("label", "probability", "threshold", "operating_point", "model_version")
+COLUMNS = ("file", *PREDICTION_COLUMNS, "definite_findings", "possible_findings", "warnings", "error")
 
 
 def files_in(folder: Path) -> list[str]:
@@ -39,12 +40,11 @@ def result_row(name: str, data: bytes, model: FractureModel, operating_point: st
         analysis = analyse(data, model, operating_point, images=False)
     except InvalidImageError as err:
         return {"file": name, "error": str(err)}
-    p = analysis.prediction
-    levels = [finding.level for finding in p.findings]
-    return {"file": name, "label": p.label, "probability": round(p.probability, 6), "threshold": p.threshold,
-            "operating_point": p.operating_point, "model_version": p.model_version,
-            "definite_findings": levels.count("definite"), "possible_findings": levels.count("possible"),
-            "warnings": " | ".join(analysis.warnings), "error": ""}
+    written = analysis.prediction.as_dict(rounded=True)  # the shape the API and the readings use
+    levels = [finding["level"] for finding in written["findings"]]
+    return ({"file": name} | {key: written[key] for key in PREDICTION_COLUMNS}
+            | {"definite_findings": levels.count("definite"), "possible_findings": levels.count("possible"),
+               "warnings": " | ".join(analysis.warnings), "error": ""})
 
 
 class CsvRows:

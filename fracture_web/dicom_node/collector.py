@@ -36,7 +36,7 @@ from pathlib import Path
 
 from pydicom import Dataset
 
-from ..analysis import Analysis
+from ..inference import Prediction
 from .private_files import dicom_file, private_folder, remove_partial_writes, write_private
 from .readings import Reading
 
@@ -68,9 +68,9 @@ class StudyCollector:
                 self._waiting_since[study.name] = max((r.received for r in readings), default=0.0)
         self._forget_old()
 
-    def add(self, source: Dataset, analysis: Analysis, results: Sequence[Dataset]) -> None:
+    def add(self, source: Dataset, prediction: Prediction, warnings: Sequence[str], results: Sequence[Dataset]) -> None:
         """Keep a received image's reading and its results on disk; returns once they are written."""
-        reading = Reading.of(source, analysis, self.clock())
+        reading = Reading.of(source, prediction, warnings, self.clock())
         key, image = study_key(reading), hashed(source.SOPInstanceUID)
         with self._lock:
             study = private_folder(self.folder / key)
@@ -117,7 +117,7 @@ class StudyCollector:
 def study_key(reading: Reading) -> str:
     """The name a study's results go under: its Study Instance UID, model version and operating point
     (the three the report's UIDs derive from), hashed."""
-    p = reading.analysis.prediction
+    p = reading.prediction
     return hashed(reading.source.StudyInstanceUID, p.model_version, p.operating_point)
 
 

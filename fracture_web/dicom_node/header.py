@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydicom import Dataset
 from pydicom.uid import generate_uid
 
-from ..analysis import Analysis
+from ..inference import Prediction
 
 MANUFACTURER = "fracture-web"
 MODEL_NAME = "fracture-detection assistant"
@@ -20,16 +20,15 @@ REQUIRED_EMPTY = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", 
                   "StudyID", "AccessionNumber", "ReferringPhysicianName")
 
 
-def result_uid(source: Dataset, analysis: Analysis, kind: str) -> str:
-    """A UID that is new (not the source's) but the same each time this image gets this result."""
-    p = analysis.prediction
+def result_uid(source: Dataset, p: Prediction, kind: str) -> str:
+    """A UID that is new (not the source's) but the same each time this image gets this result (from
+    this model at this operating point)."""
     return generate_uid(entropy_srcs=[str(source.SOPInstanceUID), p.model_version, p.operating_point, kind])
 
 
-def study_result_uid(source: Dataset, analysis: Analysis, kind: str) -> str:
+def study_result_uid(source: Dataset, p: Prediction, kind: str) -> str:
     """A UID for a result about the source's whole study: the same each time this study gets this
     result from this model at this operating point, whichever of its images the result covers."""
-    p = analysis.prediction
     return generate_uid(entropy_srcs=[str(source.StudyInstanceUID), p.model_version, p.operating_point, "study",
                                       kind])
 

@@ -1,4 +1,4 @@
-"""A model's analyses of a study's radiographs -> one TID 1500 Measurement Report (Comprehensive SR, highdicom).
+"""A study's readings (each radiograph's prediction and warnings) -> one TID 1500 Measurement Report (Comprehensive SR, highdicom).
 
 Laid out as IHE AI Results asks, so a PACS or viewer can read the result without knowing the app:
 
@@ -37,7 +37,7 @@ from pydicom.sr.codedict import codes
 from pydicom.sr.coding import Code
 from pydicom.uid import generate_uid
 
-from ..analysis import Analysis
+from ..inference import Prediction
 from ..findings import Finding
 from ..study import StudyVerdict, combine
 from .header import (MANUFACTURER, MODEL_NAME, NOT_FOR_DIAGNOSIS, SCHEME, identity, result_uid,
@@ -59,26 +59,26 @@ DISCLAIMER = (f"{NOT_FOR_DIAGNOSIS}. Produced by an AI decision aid, not a diagn
               "the model suspects a fracture (definite or possible), to be checked by a reader.")
 
 
-def measurement_report(images: Sequence[tuple[Dataset, Analysis]], now: datetime) -> hd.sr.ComprehensiveSR:
-    """The SR document for the analysed images (source and analysis) of one study, in a new series of it."""
-    first, first_analysis = images[0]  # all of one study, model and operating point
-    p = first_analysis.prediction
-    verdict = combine([analysis.prediction for _source, analysis in images])
+def measurement_report(readings: Sequence[Reading], now: datetime) -> hd.sr.ComprehensiveSR:
+    """The SR document for the readings of one study (in order of arrival), in a new series of it."""
+    first = readings[0].source  # all of one study, model and operating point
+    p = readings[0].prediction
+    verdict = combine([reading.prediction for reading in readings])
     algorithm = hd.sr.AlgorithmIdentification(
         name=MANUFACTURER, version=p.model_version,
         parameters=[f"operating point: {p.operating_point}", f"threshold: {p.threshold:.4f}"])
-    groups = [study_group(first, first_analysis, verdict, algorithm)]
-    for source, analysis in images:
-        groups += [image_group(source, analysis, algorithm),
-                   *(finding_group(source, analysis, rank, finding, algorithm)
-                     for rank, finding in enumerate(analysis.prediction.findings, start=1))]
+    groups = [study_group(first, p, verdict, algorithm)]
+    for reading in readings:
+        groups += [image_group(reading, algorithm),
+                   *(finding_group(reading.source, reading.prediction, rank, finding, algorithm)
+                     for rank, finding in enumerate(reading.prediction.findings, start=1))]
     content = hd.sr.MeasurementReport(observation_context=observation_context(p.model_version),
                                       procedure_reported=codes.SCT.PlainRadiography, imaging_measurements=groups)
     # The evidence is each source's identity with only its patient and study: nothing else is copied.
     sr = hd.sr.ComprehensiveSR(
-        evidence=[identity(source) for source, _analysis in images], content=content[0],
-        series_instance_uid=study_result_uid(first, first_analysis, "series-sr"), series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=study_result_uid(first, first_analysis, "sr"), instance_number=1,
+        evidence=[identity(reading.source) for reading in readings], content=content[0],
+        series_instance_uid=study_result_uid(first, p, "series-sr"), series_number=SR_SERIES_NUMBER,
+        sop_instance_uid=study_result_uid(first, p, "sr"), instance_number=1,
         manufacturer=MANUFACTURER, manufacturer_model_name=MODEL_NAME, software_versions=p.model_version,
         series_description=f"Fracture AI report - {NOT_FOR_DIAGNOSIS}", is_complete=True, is_final=True,
         content_date=now.date(), content_time=now.time(),
@@ -89,11 +89,10 @@ def measurement_report(images: Sequence[tuple[Dataset, Analysis]], now: datetime
 
 def study_report(readings: Sequence[Reading], now: datetime) -> hd.sr.ComprehensiveSR:
     """The report over a study's readings (in order of arrival); logs the study's verdict (no patient data)."""
-    images = [(reading.source, reading.analysis) for reading in readings]
-    verdict = combine([analysis.prediction for _source, analysis in images])
+    verdict = combine([reading.prediction for reading in readings])
     log.info("reporting a study of %d image(s): %s, probability %.3f", verdict.views, verdict.label,
              verdict.probability)
-    return measurement_report(images, now)
+    return measurement_report(readings, now)
 
 
 @dataclass(frozen=True)
@@ -143,25 +142,25 @@ def observation_context(model_version: str) -> hd.sr.ObservationContext:
                                                       observer_identifying_attributes=device))
 
 
-def study_group(source: Dataset, analysis: Analysis, verdict: StudyVerdict,
+def study_group(source: Dataset, p: Prediction, verdict: StudyVerdict,
                 algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     """The study-level verdict, probability and threshold, citing no image, with the disclaimer and the rule."""
-    group = verdict_group(hd.sr.TrackingIdentifier(uid=study_result_uid(source, analysis, "study-assessment"),
+    group = verdict_group(hd.sr.TrackingIdentifier(uid=study_result_uid(source, p, "study-assessment"),
                                                    identifier=STUDY_ASSESSMENT),
                           algorithm, verdict.probability, verdict.threshold, verdict.fractured)
     views = f"{verdict.views} view{'s' if verdict.views > 1 else ''}"
     return with_comments(group, DISCLAIMER, f"Study verdict from {views}: {STUDY_RULE}")
 
 
-def image_group(source: Dataset, analysis: Analysis,
+def image_group(reading: Reading,
                 algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
     """One image's verdict, probability and threshold, with the disclaimer and warnings as comments."""
-    p = analysis.prediction
-    group = verdict_group(hd.sr.TrackingIdentifier(uid=result_uid(source, analysis, "image-assessment"),
+    source, p = reading.source, reading.prediction
+    group = verdict_group(hd.sr.TrackingIdentifier(uid=result_uid(source, p, "image-assessment"),
                                                    identifier=IMAGE_ASSESSMENT),
                           algorithm, p.probability, p.threshold, p.fractured,
                           [hd.sr.SourceImageForMeasurementGroup(source.SOPClassUID, source.SOPInstanceUID)])
-    return with_comments(group, DISCLAIMER, *analysis.warnings)
+    return with_comments(group, DISCLAIMER, *reading.warnings)
 
 
 def verdict_group(tracking: hd.sr.TrackingIdentifier, algorithm: hd.sr.AlgorithmIdentification,
@@ -190,14 +189,14 @@ def with_comments(group: hd.sr.MeasurementsAndQualitativeEvaluations,
     return group
 
 
-def finding_group(source: Dataset, analysis: Analysis, rank: int, finding: Finding,
+def finding_group(source: Dataset, p: Prediction, rank: int, finding: Finding,
                   algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
     """One finding: its box on the source image, coded as a fracture, with its score and level."""
     region = hd.sr.ImageRegion(
         graphic_type=hd.sr.GraphicTypeValues.POLYLINE, graphic_data=rectangle(finding.box),
         source_image=hd.sr.SourceImageForRegion(source.SOPClassUID, source.SOPInstanceUID))
     return hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=hd.sr.TrackingIdentifier(uid=result_uid(source, analysis, f"finding-{rank}"),
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=result_uid(source, p, f"finding-{rank}"),
                                                      identifier=f"Finding {rank}"),
         referenced_region=region, finding_type=FRACTURE, algorithm_id=algorithm,
         measurements=[hd.sr.Measurement(SCORE, finding.score, codes.UCUM.NoUnits)],

@@ -1,4 +1,4 @@
-"""A model's analysis of a received radiograph -> the Secondary Capture image sent back to the PACS.
+"""A model's prediction for a received radiograph -> the Secondary Capture image sent back to the PACS.
 
 The X-ray with the heatmap overlay and the findings' boxes (solid = definite, dashed = possible,
 numbered by score) and, burned in above it, the verdict, probability, findings, operating point,
@@ -14,6 +14,7 @@ same image twice replaces the earlier result instead of duplicating it. Pure fun
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from datetime import datetime
 
 import cv2
@@ -23,26 +24,25 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
 from .. import overlay
-from ..analysis import Analysis
+from ..inference import Prediction
 from .header import MANUFACTURER, MODEL_NAME, NOT_FOR_DIAGNOSIS, patient_and_study, reference, result_uid
 
 SC_SERIES_NUMBER = 9001
 
 
-def summary_lines(analysis: Analysis) -> list[str]:
+def summary_lines(p: Prediction, warnings: Sequence[str]) -> list[str]:
     """The facts burned into the image, one per line, and the analysis's warnings (wrapped)."""
-    p = analysis.prediction
     return [f"{NOT_FOR_DIAGNOSIS} - AI decision aid",
             f"{p.verdict}: probability {p.probability:.1%}",
-            findings_line(analysis),
+            findings_line(p),
             f"Operating point {p.operating_point.replace('_', ' ')} (threshold {p.threshold:.1%})",
             f"Model {p.model_version}; heatmap = where the model looked",
-            *(line for warning in analysis.warnings for line in textwrap.wrap(f"Warning: {warning}", 70))]
+            *(line for warning in warnings for line in textwrap.wrap(f"Warning: {warning}", 70))]
 
 
-def findings_line(analysis: Analysis) -> str:
+def findings_line(p: Prediction) -> str:
     """How many boxes there are, of which level, and how to tell the levels apart."""
-    levels = [finding.level for finding in analysis.prediction.findings]
+    levels = [finding.level for finding in p.findings]
     if not levels:
         return "No findings marked"
     count = f"{len(levels)} finding{'s' if len(levels) > 1 else ''}"
@@ -68,16 +68,18 @@ def burn_in(image_rgb: np.ndarray, lines: list[str]) -> np.ndarray:
     return np.vstack([band, image_rgb])
 
 
-def annotated_overlay(source: Dataset, analysis: Analysis) -> np.ndarray:
-    """The heatmap overlay with the findings' boxes, scaled from the source's pixels to the overlay's."""
-    scale = analysis.overlay.shape[1] / int(source.Columns)
-    return overlay.draw_findings(analysis.overlay, analysis.prediction.findings, scale)
+def annotated_overlay(source: Dataset, p: Prediction, shown: np.ndarray) -> np.ndarray:
+    """The heatmap overlay (``shown``) with the findings' boxes, scaled from the source's pixels to the overlay's."""
+    scale = shown.shape[1] / int(source.Columns)
+    return overlay.draw_findings(shown, p.findings, scale)
 
 
-def secondary_capture(source: Dataset, analysis: Analysis, now: datetime) -> Dataset:
-    """The Secondary Capture image (RGB, 8 bits) of the overlay and boxes with the summary burned in."""
-    pixels = burn_in(annotated_overlay(source, analysis), summary_lines(analysis))
-    ds = _new_instance(source, analysis, SecondaryCaptureImageStorage, "sc", now)
+def secondary_capture(source: Dataset, p: Prediction, warnings: Sequence[str], shown: np.ndarray,
+                      now: datetime) -> Dataset:
+    """The Secondary Capture image (RGB, 8 bits) of the heatmap overlay (``shown``, RGB) and the
+    prediction's boxes, with its summary and the warnings burned in."""
+    pixels = burn_in(annotated_overlay(source, p, shown), summary_lines(p, warnings))
+    ds = _new_instance(source, p, SecondaryCaptureImageStorage, "sc", now)
     ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "OT", SC_SERIES_NUMBER, 1
     ds.SeriesDescription = f"Fracture AI heatmap - {NOT_FOR_DIAGNOSIS}"
     ds.Laterality = laterality(source)
@@ -104,15 +106,15 @@ def laterality(source: Dataset) -> str:
     return side if side in ("R", "L") else ""
 
 
-def _new_instance(source: Dataset, analysis: Analysis, sop_class: str, kind: str, now: datetime) -> Dataset:
+def _new_instance(source: Dataset, p: Prediction, sop_class: str, kind: str, now: datetime) -> Dataset:
     """A dataset with the source's patient and study, a new series and instance, and our equipment."""
     ds = patient_and_study(source)
-    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, result_uid(source, analysis, kind)
-    ds.SeriesInstanceUID = result_uid(source, analysis, f"series-{kind}")
+    ds.SOPClassUID, ds.SOPInstanceUID = sop_class, result_uid(source, p, kind)
+    ds.SeriesInstanceUID = result_uid(source, p, f"series-{kind}")
     ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.InstanceCreationDate, ds.InstanceCreationTime = ds.ContentDate, ds.ContentTime
     ds.Manufacturer, ds.ManufacturerModelName = MANUFACTURER, MODEL_NAME
-    ds.SoftwareVersions = analysis.prediction.model_version
+    ds.SoftwareVersions = p.model_version
     ds.file_meta = _file_meta(ds)
     return ds
 

@@ -1,7 +1,7 @@
 """What every kind of node shares: the Storage SCP that accepts any storage object from the allowed
 callers (:mod:`~fracture_web.dicom_node.associations`), checks that a radiograph names its study,
-series and instance with valid UIDs, and hands it on (:meth:`StorageServer.receive`); the reading of
-one radiograph as the node's results need it; and the process's metrics server.
+series and instance with valid UIDs, and hands it on (:meth:`StorageServer.receive`) as the dataset
+parsed once and the file as received; and the process's metrics server.
 
 A radiograph whose Study, Series or SOP Instance UID is not a valid DICOM UID (over 64 characters,
 or not digits and dots) is refused at intake with "cannot understand" (0xC000) and an Error Comment
@@ -13,22 +13,18 @@ logged: only the SOP class, verdicts and probabilities.
 """
 from __future__ import annotations
 
-import io
 import logging
 from abc import ABC, abstractmethod
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import start_http_server
-from pydicom import Dataset, dcmread
+from pydicom import Dataset
 from pydicom.uid import (UID, ComputedRadiographyImageStorage, DeflatedExplicitVRLittleEndian,
                          DigitalXRayImageStorageForPresentation)
 from pynetdicom import ALL_TRANSFER_SYNTAXES, AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification
 
-from ..analysis import Analysis, analyse
-from ..dicom import inflated
-from ..inference import FractureModel
-from ..metrics import DriftMonitor, record_prediction
+from ..dicom import check_complete, inflated, read_dataset
 from ..pixels import InvalidImageError
 from .associations import IdleWatch, admit_hosts, limit
 from .config import NodeConfig, NodeConfigError
@@ -39,20 +35,7 @@ log = logging.getLogger(__name__)
 RADIOGRAPH_SOP_CLASSES = frozenset({ComputedRadiographyImageStorage, DigitalXRayImageStorageForPresentation})
 #: What a radiograph must name to be filed with its study.
 IDENTITY = ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")
-#: Longest side of the Secondary Capture image.
-DISPLAY_MAX_SIDE = 1024
 SUCCESS, OUT_OF_RESOURCES, CANNOT_UNDERSTAND = 0x0000, 0xA700, 0xC000
-
-
-def read_radiograph(data: bytes, model: FractureModel, operating_point: str | None,
-                    drift: DriftMonitor | None = None) -> Analysis:
-    """The app's analysis of one DICOM file, with display images for the Secondary Capture; counted
-    in this process's metrics (verdict, out-of-scope warning, the ``drift`` window)."""
-    analysis = analyse(data, model, operating_point, display_max_side=DISPLAY_MAX_SIDE)
-    p = analysis.prediction
-    record_prediction(p, drift)
-    log.info("analysed a radiograph: %s, probability %.3f (%s)", p.label, p.probability, p.operating_point)
-    return analysis
 
 
 def serve_metrics(config: NodeConfig) -> WSGIServer | None:
@@ -119,8 +102,9 @@ class StorageServer(ABC):
 
     @abstractmethod
     def receive(self, source: Dataset, data: bytes) -> int | Dataset:
-        """Keep one radiograph (its dataset and its DICOM file) durably; the C-STORE status to answer
-        (raises :class:`InvalidImageError` for one that cannot be analysed)."""
+        """Keep one radiograph durably: its dataset (parsed already, with its file meta; parse it no
+        more) and its DICOM file as received (for a node that hands it on); the C-STORE status to
+        answer (raises :class:`InvalidImageError` for one that cannot be analysed)."""
 
     @property
     @abstractmethod
@@ -129,15 +113,21 @@ class StorageServer(ABC):
 
 
 def received(event: evt.Event) -> tuple[Dataset, bytes]:
-    """The received instance as a dataset and as a DICOM file, parsed once.
+    """The received instance as a dataset (parsed once, by pynetdicom, with its file meta) and as a
+    DICOM file (its bytes as received, not parsed again); one whose pixel data is cut off is refused
+    as the analysis refuses such a file.
 
     pynetdicom would inflate a deflated dataset whole, with no limit (a small C-STORE could ask for
-    gigabytes); such a one is inflated here with the web app's ceiling and refused past it."""
+    gigabytes); such a one is inflated here with the web app's ceiling, refused past it, and parsed
+    from the inflated file instead."""
     data = event.encoded_dataset()
-    if event.context.transfer_syntax != DeflatedExplicitVRLittleEndian:
-        return event.dataset, data
-    data = inflated(data)
-    return dcmread(io.BytesIO(data)), data
+    if event.context.transfer_syntax == DeflatedExplicitVRLittleEndian:
+        data = inflated(data)
+        return read_dataset(data), data
+    source = event.dataset
+    source.file_meta = event.file_meta
+    check_complete(source, data)
+    return source, data
 
 
 def refusal(status: int, comment: str) -> Dataset:

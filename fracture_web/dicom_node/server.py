@@ -35,7 +35,8 @@ from .outbox import Outbox
 from .readings import readings_json
 from .report import report_what_can_be_reported
 from .results import secondary_capture
-from .scp import OUT_OF_RESOURCES, SUCCESS, StorageServer, read_radiograph
+from .radiograph import read_radiograph
+from .scp import OUT_OF_RESOURCES, SUCCESS, StorageServer
 from .startup import start_process
 
 log = logging.getLogger(__name__)
@@ -71,10 +72,13 @@ class Node(StorageServer):
         self._delivery.join(timeout=60)
 
     def receive(self, source: Dataset, data: bytes) -> int:
-        """Analyse the radiograph and keep its reading and Secondary Capture on disk before answering."""
-        analysis = read_radiograph(data, self.model, self.config.operating_point, self.drift)
+        """Analyse the radiograph (its dataset: the file is not parsed again) and keep its reading and
+        Secondary Capture on disk before answering."""
+        analysis = read_radiograph(source, self.model, self.config.operating_point, self.drift)
+        p, warnings = analysis.prediction, analysis.warnings
         try:
-            self.collector.add(source, analysis, [secondary_capture(source, analysis, datetime.now())])
+            self.collector.add(source, p, warnings, [secondary_capture(source, p, warnings, analysis.overlay,
+                                                                       datetime.now())])
         except OSError as err:
             log.error("cannot keep a received radiograph on disk, refused for the sender to retry: %s", err)
             return OUT_OF_RESOURCES

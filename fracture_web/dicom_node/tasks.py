@@ -37,16 +37,17 @@ from kombu.exceptions import OperationalError
 from pydicom import Dataset, dcmread
 from redis import Redis, RedisError
 
+from ..dicom import read_dataset
 from ..inference import FractureModel
 from ..metrics import DriftMonitor, record_queue_depth, record_send_failure
 from .archive import result_row
 from .config import NodeConfig
 from .dead_letter import to_redis
 from .private_files import dicom_file
+from .radiograph import read_radiograph
 from .readings import Reading, readings_json
 from .report import report_what_can_be_reported
 from .results import secondary_capture
-from .scp import read_radiograph
 from .sender import Failure, Sender
 from .shared_studies import SharedStudies
 
@@ -113,15 +114,16 @@ def decode(text: str) -> bytes:
 def analyse(task: Task, data: str, received: float) -> None:
     """Read one received radiograph; queue its Secondary Capture and a check of its study. One that
     cannot be read (whatever the fault) was acknowledged already: it goes to the dead letter."""
-    context, raw = task.app.context, decode(data)
+    context = task.app.context
     try:
-        analysis = read_radiograph(raw, context.model, context.config.operating_point, context.drift)
-        source = dcmread(io.BytesIO(raw), stop_before_pixels=True)
-        results = secondary_capture(source, analysis, datetime.now())
+        source = read_dataset(decode(data))  # the one parse of the file on this side
+        analysis = read_radiograph(source, context.model, context.config.operating_point, context.drift)
+        p, warnings = analysis.prediction, analysis.warnings
+        results = secondary_capture(source, p, warnings, analysis.overlay, datetime.now())
     except Exception as err:  # noqa: BLE001 - InvalidImageError or any other fault: kept, never dropped
         to_redis(context.studies.client, "analysis_failed", "a received radiograph", data, err)
         return
-    key = context.studies.add(Reading.of(source, analysis, received))
+    key = context.studies.add(Reading.of(source, p, warnings, received))
     task.app.send_task(DELIVER, args=[[encode(results)]])
     task.app.send_task(REPORT, args=[key], countdown=context.config.settle_seconds)
     watch_queue(context.studies.client)

@@ -18,8 +18,8 @@ from flask import Flask, Response, after_this_request, g
 from ..analysis import Analysis
 
 log = logging.getLogger("fracture_web.audit")
-#: What an audit line keeps of an analysis's result (``Analysis.as_dict``); never its warnings or
-#: DICOM context, so nothing beyond the model's answer reaches the trail.
+#: What an audit line keeps of a prediction's written shape (``Prediction.as_dict``, rounded as the API
+#: answers); never the analysis's warnings or DICOM context, so nothing beyond the model's answer reaches the trail.
 AUDITED = ("model_version", "operating_point", "probability")
 
 
@@ -51,9 +51,9 @@ def record(upload: bytes, result: Analysis) -> None:
     """Write the audit line for one analysed upload, with the same values as the API's answer,
     as soon as the answer has been sent.
 
-    Hashing is the line's only real work, and nobody waits for it: the SHA-256 of a 13 MB DICOM
-    takes about 7 ms, which the answer no longer waits for. Its time is that of the analysis."""
-    facts = result.as_dict()
+    Hashing is the line's only real work, and nobody waits for it: the SHA-256 of a large DICOM is
+    taken once the answer has gone. Its time is that of the analysis."""
+    facts = result.prediction.as_dict(rounded=True)
     line = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             "request_id": g.get("request_id")}
     answer = {key: facts[key] for key in AUDITED} | {"verdict": facts["label"]}
