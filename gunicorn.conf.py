@@ -1,8 +1,8 @@
 """gunicorn settings for a clinic intranet: `gunicorn -c gunicorn.conf.py`.
 
-Each worker loads and warms up its own copy of the model (about 0.2 GB resident on LiteRT, the
-default backend's choice for the shipped model; about 0.8 GB with FRACTURE_BACKEND=tensorflow;
-bench/benchmark.py and bench/compare_backends.py report it).
+Each worker loads and warms up its own copy of the model (its resident memory, on LiteRT, the
+default backend's choice for the shipped model, and on TensorFlow, is in docs/performance.md;
+bench/benchmark.py and bench/compare_backends.py measure it).
 Environment: MALLOC_TRIM_ABOVE (bytes, 16777216) and MALLOC_TRIM_IDLE_S (2; see post_request), MALLOC_ARENA_MAX (glibc's; 1 unless set, see post_fork), PORT (5000), BIND (0.0.0.0:$PORT), WEB_CONCURRENCY (workers, 2),
 GUNICORN_THREADS (threads per worker, 4), GUNICORN_TIMEOUT (seconds, 60), GUNICORN_HEADER_TIMEOUT (seconds a
 client has to send a request's line and headers, 10; see HeadDeadlineWorker),
@@ -128,8 +128,8 @@ def post_fork(server, worker):
     """One malloc arena for all of a worker's threads, unless MALLOC_ARENA_MAX says otherwise.
 
     glibc gives each thread that allocates its own arena, and memory freed in those arenas stays
-    with the process even after malloc_trim: a worker whose threads had served 32 MB uploads
-    stayed 60-80 MB above its steady size, for good. With one arena it returns to it
+    with the process even after malloc_trim: a worker whose threads had served large uploads
+    stayed above its steady size for good. With one arena it returns to it
     (bench/benchmark.py, worker memory). The worker's threads start after this hook.
     """
     if _libc is not None and "MALLOC_ARENA_MAX" not in os.environ:
@@ -147,11 +147,11 @@ def post_request(worker, req, environ, resp):
     pixels), hand it back to the system once no other such request has come for a while, so a
     worker returns to its steady size.
 
-    glibc keeps freed memory for reuse, so after a series of 32 MB DICOMs a worker held about
-    +60-120 MB for good. Handing it back after every large buffer instead (a fixed mmap threshold)
-    made each big request fault in fresh pages for every copy of its body, which about doubled the
-    time of a 13 MB DICOM's request; handing it back after every large request still cost the next
-    one 5-25 ms of fresh pages. So a run of large uploads (a PACS sending a study) keeps the memory
+    glibc keeps freed memory for reuse, so after a series of large DICOMs a worker held more than
+    its steady size for good. Handing it back after every large buffer instead (a fixed mmap
+    threshold) made each big request fault in fresh pages for every copy of its body, which made
+    a large DICOM's request much slower; handing it back after every large request still cost the
+    next one fresh pages. So a run of large uploads (a PACS sending a study) keeps the memory
     it reuses, and it goes back MALLOC_TRIM_IDLE_S seconds after the last of them
     (bench/benchmark.py, worker memory). Small requests cost nothing here.
     """

@@ -20,8 +20,8 @@ def display_image(image: np.ndarray, max_side: int = 640) -> np.ndarray:
     """Downscale a [0, 1] radiograph to at most max_side pixels, as uint8.
 
     As a mipmap does: halved (2x2 means) while still twice the size or more, then bilinear for
-    the last step of under 2x. On a 1440x1152 decode that is 0.2 ms, where one area resample
-    to 640x512 took 1.4 ms; the two differ by a level or two of 255 except along sharp edges.
+    the last step of under 2x: several times cheaper than one area resample of a full-size decode
+    (docs/performance.md), and within a level or two of 255 of it except along sharp edges.
     """
     height, width = image.shape[:2]
     scale = min(1.0, max_side / max(height, width))
@@ -55,8 +55,8 @@ def blend(gray: np.ndarray, heatmap: np.ndarray, alpha: float = 0.45) -> np.ndar
     """Overlay a [0, 1] heatmap (same shape as gray) on a uint8 radiograph; RGB uint8.
 
     The colour's weight grows with the heatmap value, so quiet regions keep the X-ray visible.
-    OpenCV's per-pixel weighted sum does it in one pass over uint8 pixels (about 8x faster
-    than the same arithmetic in float32 numpy).
+    OpenCV's per-pixel weighted sum does it in one pass over uint8 pixels, far cheaper than the
+    same arithmetic in float32 numpy.
     """
     colour_weight = np.float32(alpha) * heatmap.astype(np.float32, copy=False)
     return cv2.blendLinear(cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB), colorize(heatmap),
@@ -109,8 +109,8 @@ def encode_png(image: np.ndarray) -> bytes:
 
     The fastest lossless encoding found for the overlay: the PNG "up" filter in numpy, then
     deflate by ISA-L (``isal``, level 1), then the three chunks PNG needs (IHDR, IDAT, IEND).
-    A 454x373 colour overlay takes 0.8-1.0 ms (scripts/benchmark.py, "PNG encode"), where libpng
-    through OpenCV took 3.8-3.9 ms with its fastest settings (zlib's Huffman coding is the slow part).
+    libpng through OpenCV is several times slower even with its fastest settings (zlib's Huffman
+    coding is the slow part); ``bench/benchmark.py`` times it ("PNG encode").
     """
     channels = 1 if image.ndim == 2 else image.shape[-1]
     if image.dtype != np.uint8 or image.ndim not in (2, 3) or channels not in _COLOUR_TYPES:

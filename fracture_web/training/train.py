@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Recipe settings; the defaults train on 2 CPU cores in about 80 minutes (see docs/model.md)."""
+    """Recipe settings; the defaults are the shipped model's recipe (why, and what it measured: docs/model.md)."""
 
     image_size: int = 384
     epochs: int = 12

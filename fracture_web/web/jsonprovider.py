@@ -1,8 +1,8 @@
 """JSON responses through orjson: Flask's own encoder, with its key order and fallbacks, only faster.
 
-The API's answer with the heatmap carries the overlay as about 0.4 MB of base64, which the standard
-library's encoder scans character by character: about 1 ms of every such request, against 0.01 ms
-with orjson. Sorted keys and Flask's handling of dates, UUIDs and dataclasses stay as they were.
+The API's answer with the heatmap carries the overlay as a long base64 string, which the standard
+library's encoder scans character by character; orjson copies it at memory speed. Sorted keys and
+Flask's handling of dates, UUIDs and dataclasses stay as they were.
 """
 from __future__ import annotations
 
