@@ -16,15 +16,12 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from .kinds import (MIN_SECRET_LENGTH, WORDS, Kind, boolean, choice, integer, optional, rate, secret, seconds, size,
-                    text)
 from .table import (BY_NAME, CLI, DEFAULT_BACKEND, DEFAULT_TFLITE_FILE, NODE, PREFIX, PROJECT_ROOT, READERS, SETTINGS,
                     WEB, WORKER, Setting, SettingsError)
 
-__all__ = ["BY_NAME", "CLI", "DEFAULT_BACKEND", "DEFAULT_TFLITE_FILE", "MIN_SECRET_LENGTH", "NODE", "PREFIX",
-           "PROJECT_ROOT", "READERS", "SETTINGS", "WEB", "WORDS", "WORKER", "Kind", "Setting", "Settings",
-           "SettingsError", "boolean", "check", "choice", "defaults", "for_command_line", "from_environ", "integer", "optional",
-           "prometheus_multiproc_dir", "rate", "secret", "seconds", "size", "text", "unknown"]
+__all__ = ["BY_NAME", "CLI", "DEFAULT_BACKEND", "DEFAULT_TFLITE_FILE", "NODE", "PREFIX", "PROJECT_ROOT", "READERS",
+           "SETTINGS", "WEB", "WORKER", "Setting", "Settings", "SettingsError", "check", "defaults", "for_command_line",
+           "from_environ", "prometheus_multiproc_dir", "unknown"]
 
 
 def environ(env: Mapping[str, str] | None = None) -> Mapping[str, str]:

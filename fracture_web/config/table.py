@@ -72,14 +72,18 @@ MODEL = (
 )
 
 WEB_APP = (
-    Setting("LOAD_MODEL", boolean, True, (WEB,), "Load (and warm up) the model when the app is created; false only in tests."),
+    Setting("LOAD_MODEL", boolean, True, (WEB,),
+            "Load (and warm up) the model when the app is created; false only in tests."),
     Setting("UPLOAD_TIMEOUT", seconds, 60.0, (WEB,),
-            "Seconds a client may take to send a whole request body (an upload), counted from its start; slower gets 408."),
+            "Seconds a client may take to send a whole request body (an upload), counted from its start; "
+            "slower gets 408."),
     Setting("UPLOAD_MIN_RATE", rate, 64 * 1024, (WEB,),
             "Slowest average upload accepted once `FRACTURE_UPLOAD_GRACE` has passed, in bytes per second "
             "(units allowed, e.g. `64KiB`); `0` = no minimum. A slower client gets 408.", shown="`64KiB`"),
-    Setting("UPLOAD_GRACE", seconds, 5.0, (WEB,), "Seconds an upload may take before `FRACTURE_UPLOAD_MIN_RATE` applies."),
-    Setting("MAX_STUDY_IMAGES", integer(1), 8, (WEB,), "Most files one study may have (the page, `POST /api/v1/studies`)."),
+    Setting("UPLOAD_GRACE", seconds, 5.0, (WEB,),
+            "Seconds an upload may take before `FRACTURE_UPLOAD_MIN_RATE` applies."),
+    Setting("MAX_STUDY_IMAGES", integer(1), 8, (WEB,),
+            "Most files one study may have (the page, `POST /api/v1/studies`)."),
     Setting("MAX_CONTENT_LENGTH", size, 32 * 1024 * 1024, (WEB,),
             "Largest request body, all files of one upload together, also when sent in chunks; larger gets 413.",
             shown="`32MiB`"),
@@ -89,7 +93,8 @@ WEB_APP = (
     Setting("SECRET_KEY", secret, None, (WEB,),
             "Signs the page's cookie (its CSRF token and sign-in); all workers must share it.",
             shown="made once in `instance/secret_key`"),
-    Setting("SESSION_COOKIE_SAMESITE", choice("Lax", "Strict"), "Lax", (WEB,), "SameSite attribute of the page's cookie."),
+    Setting("SESSION_COOKIE_SAMESITE", choice("Lax",
+            "Strict"), "Lax", (WEB,), "SameSite attribute of the page's cookie."),
     Setting("SESSION_COOKIE_SECURE", boolean, False, (WEB,),
             "Send the page's cookie over HTTPS only; set `true` when served over HTTPS (behind nginx)."),
     Setting("API_TOKEN", secret, None, (WEB,),
@@ -103,17 +108,21 @@ WEB_APP = (
 )
 
 DICOM_NODE = (
-    Setting("DICOM_AE_TITLE", ae_title, "FRACTURE_AI", SENDERS, "The node's AE title (also the workers' calling AE title)."),
-    Setting("DICOM_BIND", text, "0.0.0.0", SENDERS, "Address the node listens on (its metrics server too, and a worker's)."),
+    Setting("DICOM_AE_TITLE", ae_title,
+            "FRACTURE_AI", SENDERS, "The node's AE title (also the workers' calling AE title)."),
+    Setting("DICOM_BIND", text,
+            "0.0.0.0", SENDERS, "Address the node listens on (its metrics server too, and a worker's)."),
     Setting("DICOM_PORT", port, 11112, (NODE,), "Port the node listens on."),
     Setting("DICOM_DEST_HOST", optional(text), None, SENDERS,
             "The PACS that receives the results by C-STORE.", shown="required unless DICOMweb"),
     Setting("DICOM_DEST_PORT", port, 104, SENDERS, "Its port."),
-    Setting("DICOM_DEST_AE_TITLE", optional(ae_title), None, SENDERS, "Its AE title.", shown="required unless DICOMweb"),
+    Setting("DICOM_DEST_AE_TITLE", optional(ae_title), None, SENDERS,
+            "Its AE title.", shown="required unless DICOMweb"),
     Setting("DICOMWEB_URL", optional(url("http", "https")), None, SENDERS,
             "A DICOMweb server's base URL, e.g. `https://pacs.hospital.example/dicom-web`: results go by STOW-RS "
             "instead of C-STORE."),
-    Setting("DICOMWEB_USER", optional(text), None, SENDERS, "HTTP Basic sign-in for the DICOMweb server, with the password."),
+    Setting("DICOMWEB_USER", optional(text), None, SENDERS,
+            "HTTP Basic sign-in for the DICOMweb server, with the password."),
     Setting("DICOMWEB_PASSWORD", optional(text), None, SENDERS, "Its password (never logged)."),
     Setting("DICOMWEB_TOKEN", optional(text), None, SENDERS,
             "Or a bearer token (`Authorization: Bearer ...`), not both (never logged)."),
@@ -135,10 +144,12 @@ DICOM_NODE = (
             "still settling (mode 0700)."),
     Setting("DICOM_SETTLE_SECONDS", seconds, 5.0, SENDERS,
             "A study is reported once no new image of it came for this long."),
-    Setting("DICOM_KEEP_STUDIES_DAYS", days, 7.0, SENDERS, "How long a reported study's readings are kept for late images."),
+    Setting("DICOM_KEEP_STUDIES_DAYS", days, 7.0, SENDERS,
+            "How long a reported study's readings are kept for late images."),
     Setting("DICOM_RETRIES", integer(1), 3, SENDERS, "Tries per send before the results are queued."),
     Setting("DICOM_RETRY_DELAY", seconds, 1.0, SENDERS, "Seconds before the second try, doubled for each further one."),
-    Setting("DICOM_RESEND_INTERVAL", seconds, 30.0, SENDERS, "Longest wait, in seconds, between attempts to resend the queue."),
+    Setting("DICOM_RESEND_INTERVAL", seconds, 30.0, SENDERS,
+            "Longest wait, in seconds, between attempts to resend the queue."),
     Setting("DICOM_DEAD_LETTER_AFTER", integer(1), 10, SENDERS,
             "Refusals by the destination (a C-STORE failure status, a STOW-RS 4xx or failed instance; not "
             "\"unreachable\") before a result is set aside in the dead letter."),

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..config import BY_NAME, Settings, SettingsError
 
@@ -24,7 +25,7 @@ class NodeConfigError(SettingsError):
     """A missing, malformed or contradictory setting; the message names the variable."""
 
 
-def _default(name: str):
+def _default(name: str) -> Any:
     """The table's default of a setting, for a field of :class:`NodeConfig`."""
     return BY_NAME[name].default
 
