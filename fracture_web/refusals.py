@@ -60,8 +60,8 @@ STUDY_TOO_LARGE = Refusal("too_many_files", 400, "Too many files: a study takes 
 # Who may analyse (``web.access``): refused before the body is read.
 TOKEN_NEEDED = Refusal("unauthorised", 401, "This API needs the header 'Authorization: Bearer <token>'.",
                        headers=(("WWW-Authenticate", "Bearer"),), body_unread=True)
-SIGN_IN_FIRST = Refusal("unauthorised", 401, "Sign in with this site's access token first, then upload the image again.",
-                        body_unread=True)
+SIGN_IN_FIRST = Refusal("unauthorised", 401,
+                        "Sign in with this site's access token first, then upload the image again.", body_unread=True)
 WRONG_TOKEN = Refusal("unauthorised", 401, "That is not this site's access token.")
 # The form's CSRF token (``web.csrf``).
 EXPIRED_FORM = Refusal("expired_form", 400, "This form has expired or did not come from this app's page. "

@@ -38,8 +38,8 @@ class LargeReads(io.RawIOBase):
     out in whatever sizes the reader asks for.
 
     Werkzeug reads a body 64 KiB at a time, and gunicorn answers each such read by copying all it
-    has read ahead (up to 1 MiB) to keep the rest: a 13 MB DICOM's body then cost about 5 ms more
-    to receive as a form (61 against 55 ms end to end). Errors of the server's stream (a timeout, a client gone) pass through.
+    has read ahead (up to 1 MiB) to keep the rest, which made a large DICOM measurably slower to
+    receive as a form (docs/performance.md). Errors of the server's stream (a timeout, a client gone) pass through.
     """
 
     def __init__(self, stream: BinaryIO, length: int) -> None:
@@ -188,7 +188,7 @@ def receive_upload() -> None:
         with deadline(request.environ, current_app.config):
             if request.mimetype in FORM_TYPES:
                 # Parsed as it arrives: the file part is the only copy of the body (reading the whole body
-                # first would hold it twice; a 32 MB DICOM's request then peaked at 3.8x its pixels, not 2.8x).
+                # first would hold it twice; docs/performance.md has the peaks).
                 request.files
             else:
                 request.get_data(cache=True)  # the file itself is the body (the API's raw uploads)
