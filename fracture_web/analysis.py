@@ -51,11 +51,11 @@ class Analysis:
         return shown
 
     def as_dict(self) -> dict:
-        """The result as the JSON API, the command line and the audit trail report it:
-        label, probability (6 decimals), threshold, operating point, model version, calibration
-        ("development", or "site" where the operating points were re-fitted locally), findings
-        (boxes in the image's pixels, highest score first), warnings and, for a DICOM upload,
-        ``dicom`` with the header's non-identifying context."""
+        """The result as the JSON API and the command line report it: the prediction's written shape
+        (:meth:`Prediction.as_dict`, rounded; its ``API_FIELDS``: label, probability, threshold,
+        operating point, model version, calibration ("development", or "site" where the operating
+        points were re-fitted locally), findings (boxes in the image's pixels, highest score first)),
+        warnings and, for a DICOM upload, ``dicom`` with the header's non-identifying context."""
         written = self.prediction.as_dict(rounded=True)
         facts = {key: written[key] for key in API_FIELDS} | {"warnings": list(self.warnings)}
         if self.context:
