@@ -10,20 +10,24 @@ import time
 import tracemalloc
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import partial
+from types import SimpleNamespace
 from datetime import datetime
 
 import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 from pydicom import dcmread
-from pydicom.uid import ComprehensiveSRStorage, DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+from pydicom.uid import (ComprehensiveSRStorage, DeflatedExplicitVRLittleEndian, DigitalXRayImageStorageForPresentation,
+                         ExplicitVRLittleEndian, SecondaryCaptureImageStorage)
 from pynetdicom import AE, evt
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import Verification
 from redis import Redis
 
 from bench.local_server import free_port
-from fracture_web.dicom_node import report
+from fracture_web.dicom_node import report, scp
+from fracture_web.dicom_node.associations import IdleWatch
 from fracture_web.dicom_node.broker import BrokerNode
 from fracture_web.dicom_node.config import NodeConfig, NodeConfigError, from_environment
 from fracture_web.dicom_node.dead_letter import REDIS_KEY
@@ -355,3 +359,47 @@ def test_a_deflated_bomb_is_refused_at_intake_and_the_next_good_store_still_acce
         assert status.Status == 0xC000 and "inflated" in status.ErrorComment
         assert peak < 250 << 20
         assert c_store(config.port, source).Status == 0x0000
+
+
+def test_an_instance_over_the_size_limit_aborts_its_association_and_the_next_store_is_accepted(
+        model, tmp_path, monkeypatch):
+    """pynetdicom holds whatever a peer sends in memory: the node stops an instance at the limit as it arrives."""
+    monkeypatch.setattr(scp, "IdleWatch", partial(IdleWatch, max_bytes=1 << 20))
+    rng = np.random.default_rng(5)
+    small = radiograph_dataset(synthetic_xray(rng, crack=False, size=(200, 160)))
+    large = radiograph_dataset(synthetic_xray(rng, crack=False, size=(1200, 1000)).astype(np.uint16) * 16)  # 2.4 MB
+    config = node_config(tmp_path, free_port(), settle_seconds=3600)
+    with running(Node(config, model)):
+        assoc = associate(config.port, sop_class=large.SOPClassUID)
+        status = assoc.send_c_store(large)
+        assert not status  # no status: the association was aborted mid-instance
+        wait_for(lambda: not assoc.is_established, timeout=5)
+        assert c_store(config.port, small).Status == 0x0000
+
+
+def test_an_instance_still_arriving_keeps_its_association_from_counting_as_idle():
+    clock = [0.0]
+    class Assoc:  # the parts of a pynetdicom association the watch looks at (weakly referenced, as they are)
+        accepted_contexts = [SimpleNamespace(context_id=1, abstract_syntax=Verification),
+                             SimpleNamespace(context_id=3, abstract_syntax=DigitalXRayImageStorageForPresentation)]
+        requestor = SimpleNamespace(ae_title=MODALITY_AE)
+
+        def abort(self) -> None:
+            aborted.append(True)
+
+    assoc, aborted = Assoc(), []
+    watch = IdleWatch(10.0, lambda: [assoc], clock=lambda: clock[0])
+
+    def pdu(context_id: int) -> SimpleNamespace:
+        item = SimpleNamespace(context_id=context_id, data=bytes(16_000))
+        return SimpleNamespace(assoc=assoc, pdu=SimpleNamespace(presentation_data_value_items=[item]))
+
+    watch.close_idle()  # first seen at 0 s
+    for second in range(1, 30):
+        clock[0] = float(second)
+        watch.received(pdu(3))  # a large image on a slow link
+        assert watch.close_idle() == 0
+    for second in range(30, 45):
+        clock[0] = float(second)
+        watch.received(pdu(1))  # C-ECHOs only from now on
+    assert watch.close_idle() == 1 and aborted == [True]

@@ -71,10 +71,11 @@ class StorageServer(ABC):
             ae.add_supported_context(context.abstract_syntax, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)  # C-ECHO, for the PACS's "test connection"
         limit(ae, self.config)
-        self._server = ae.start_server((self.config.bind, self.config.port), block=False,
-                                       evt_handlers=[(evt.EVT_C_STORE, self.handle_store)])
-        admit_hosts(self._server, self.config.allowed_hosts)
         self._idle = IdleWatch(self.config.idle_seconds, lambda: self._server.active_associations)
+        self._server = ae.start_server((self.config.bind, self.config.port), block=False,
+                                       evt_handlers=[(evt.EVT_C_STORE, self.handle_store),
+                                                     (evt.EVT_PDU_RECV, self._idle.received)])
+        admit_hosts(self._server, self.config.allowed_hosts)
         self._idle.start()
 
     def stop(self) -> None:
