@@ -138,16 +138,14 @@ def test_scope_round_trips_through_a_file(tmp_path):
 
 
 def test_every_recipe_flag_reaches_its_own_config_field():
-    import runpy
-
+    from fracture_web.cli.train import parse_args, train_config
     from fracture_web.training.train import TrainConfig
 
-    script = runpy.run_path(str(ROOT / "scripts" / "train_model.py"))  # not as __main__: nothing runs
-    args = script["parse_args"](["--data-dir", "d", "--epochs", "5", "--head-epochs", "7", "--batch-size", "3",
-                                 "--image-size", "96", "--learning-rate", "0.1", "--fine-tune-learning-rate", "0.2",
-                                 "--unfreeze-from-block", "4", "--patience", "6", "--seed", "8", "--no-imagenet",
-                                 "--localisation-weight", "0.5", "--site-shift-probability", "0.25"])
-    assert script["train_config"](args) == TrainConfig(
+    args = parse_args(["--data-dir", "d", "--epochs", "5", "--head-epochs", "7", "--batch-size", "3",
+                      "--image-size", "96", "--learning-rate", "0.1", "--fine-tune-learning-rate", "0.2",
+                      "--unfreeze-from-block", "4", "--patience", "6", "--seed", "8", "--no-imagenet",
+                      "--localisation-weight", "0.5", "--site-shift-probability", "0.25"])
+    assert train_config(args) == TrainConfig(
         image_size=96, epochs=5, head_epochs=5, batch_size=3, learning_rate=0.1, fine_tune_learning_rate=0.2,
         unfreeze_from_block=4, patience=6, seed=8, imagenet=False, localisation_weight=0.5,
         site_shift_probability=0.25)

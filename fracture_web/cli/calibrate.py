@@ -1,9 +1,10 @@
 """Re-fit the model's calibration and operating points on this site's own labelled radiographs.
 
-    python scripts/calibrate_site.py --data-dir FOLDER --out DIR [--model model/] [--split NAME] [--force]
+    fracture-calibrate --data-dir FOLDER --out DIR [--model model/] [--split NAME] [--force]
+    (from a checkout: python scripts/calibrate_site.py, the same arguments)
 
 FOLDER holds labels.csv (path,label with 1 = fractured) or Fractured/ + Non_fractured/, as for
-evaluate.py: at least 20 readable images of each class (about 100 of each is better). The images
+fracture-evaluate: at least 20 readable images of each class (about 100 of each is better). The images
 go through the app's own preprocessing and model; Platt scaling and both operating points are
 re-fitted by the training's rules (balanced: Youden's J; high_sensitivity: sensitivity >= 0.90),
 and DIR becomes a complete model folder that serves them:

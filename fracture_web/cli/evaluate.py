@@ -1,7 +1,8 @@
 """Evaluate the shipped model on a labelled folder: AUC, operating points, calibration.
 
-    python scripts/evaluate.py --data-dir DIR [--model model/] [--out metrics.json] [--plots DIR] [--batch-size 16]
-                               [--split val] [--robustness]
+    fracture-evaluate --data-dir DIR [--model model/] [--out metrics.json] [--plots DIR] [--batch-size 16]
+                      [--split val] [--robustness]
+    (from a checkout: python scripts/evaluate.py, the same arguments)
 
 DIR holds labels.csv (path,label[,body_part,hardware,...]) or Fractured/ + Non_fractured/.
 Images go through the app's own preprocessing and model. Unreadable files are counted

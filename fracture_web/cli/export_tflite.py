@@ -1,7 +1,8 @@
 """Convert the shipped SavedModel to TensorFlow Lite for LiteRT, and check the files against it.
 
-    python scripts/export_tflite.py [--model model/] [--variants float32 float16] \
+    fracture-export-tflite [--model model/] [--variants float32 float16] \
         [--data-dir ../shared/data/fracatlas --split val]
+    (from a checkout: python scripts/export_tflite.py, the same arguments)
 
 Writes model_<variant>.tflite into the model folder (float32; float16 weights; or dynamic-range
 int8 weights), each with every output of the SavedModel. Training's export already does this for

@@ -1,7 +1,8 @@
 """Print the verdict and probability for one or more X-ray files (PNG, JPEG, TIFF or DICOM).
 
-    python scripts/predict.py --image PATH [PATH ...] [--json] [--model model/] [--operating-point NAME]
-                              [--backend auto|tensorflow|litert] [--threads N]
+    fracture-predict --image PATH [PATH ...] [--json] [--model model/] [--operating-point NAME]
+                     [--backend auto|tensorflow|litert] [--threads N]
+    (from a checkout: python scripts/predict.py, the same arguments)
 
 The defaults are the settings' (FRACTURE_MODEL_DIR, FRACTURE_BACKEND, FRACTURE_OPERATING_POINT,
 FRACTURE_THREADS, FRACTURE_TFLITE_FILE: docs/operations.md, Settings); a flag overrides them.

@@ -1,7 +1,8 @@
 """Re-read an archive: every file under a folder (DICOM or images, recursively) -> one CSV row each.
 
-    python scripts/reread.py --folder DIR --out results.csv [--model model/] [--operating-point NAME]
-                             [--backend auto|tensorflow|litert] [--broker redis://HOST:PORT/N] [--window 32]
+    fracture-reread --folder DIR --out results.csv [--model model/] [--operating-point NAME]
+                    [--backend auto|tensorflow|litert] [--broker redis://HOST:PORT/N] [--window 32]
+    (from a checkout: python scripts/reread.py, the same arguments)
 
 Resumable: rows are written as results come, and a second run skips the files already in the CSV.
 With a broker (``--broker`` or ``FRACTURE_BROKER_URL``) the files go to the DICOM node's workers

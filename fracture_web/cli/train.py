@@ -1,6 +1,7 @@
 """Train the fracture model and write model/ (SavedModel + metadata.json).
 
-    python scripts/train_model.py --data-dir ../shared/data/fracatlas --epochs 10 --batch-size 32 --out model/
+    fracture-train --data-dir ../shared/data/fracatlas --epochs 10 --batch-size 32 --out model/
+    (from a checkout: python scripts/train_model.py, the same arguments)
 
 On the TensorFlow backend it trains and exports in one go. With KERAS_BACKEND=jax
 (e.g. on a GPU machine) it trains and writes a checkpoint; export it afterwards
@@ -17,7 +18,6 @@ from pathlib import Path
 from fracture_web.datasets import DatasetError
 from fracture_web.inference import read_metadata
 from fracture_web.training.train import TrainConfig
-from fracture_web.training.workflow import RunPaths, TrainingError, run
 
 log = logging.getLogger("train_model")
 
@@ -71,8 +71,15 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Train and export (or export only); 2 on a dataset or training problem, or without the training install."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     args = parse_args(argv)
+    try:  # scikit-learn, matplotlib, ...: the training install, which --help does not need
+        from fracture_web.training.workflow import RunPaths, TrainingError, run
+    except ImportError as err:
+        print(f"error: training needs the training install (make train-env, or pip install -r "
+              f"requirements-train.txt): {err}", file=sys.stderr)
+        return 2
     started = time.monotonic()
     checkpoint = args.export_only or args.checkpoint_dir or args.out.resolve().parent / "checkpoints" / args.out.name
     paths = RunPaths(out=args.out, checkpoint=checkpoint, data_dir=args.data_dir)
