@@ -136,7 +136,8 @@ def _base64(png: bytes) -> str:
 @bp.post("/api/v1/predict")
 def predict_api():
     """Multipart ``file``, or the file as the body (any image or DICOM) -> JSON verdict;
-    ``?heatmap=1`` adds the overlay as base64 PNG."""
+    ``?heatmap=1`` adds the X-ray with its fracture map overlaid as base64 PNG (``heatmap_png``: the
+    parameter and the field keep their names)."""
     result = _run(_model(), _one_upload(), images=_wants_heatmap())
     body = result.as_dict()
     if _wants_heatmap():
