@@ -48,7 +48,7 @@ def post_form(client, data: dict, **kwargs):
 @contextmanager
 def running_gunicorn(**env: str):
     """gunicorn with the repo's gunicorn.conf.py on a free loopback port, one worker unless
-    ``WEB_CONCURRENCY`` says otherwise (``fracture_web.local_server``, as the load test starts it);
+    ``WEB_CONCURRENCY`` says otherwise (``bench.local_server``, as the load test starts it);
     yields (base URL, port) once /healthz answers 200 and stops the server afterwards."""
     with local_server.running_gunicorn({"WEB_CONCURRENCY": "1"} | env, timeout=120) as server:
         yield server.url, server.port

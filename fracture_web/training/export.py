@@ -34,7 +34,7 @@ def export_savedmodel(network: keras.Model, platt: tuple[float, float], scope: S
 
     The signature runs :func:`~.network.inference_network` (batch norm folded away); the trained
     network is saved beside it unchanged, so ``tf.train.Checkpoint(network=...)`` can still
-    restore it from ``variables/`` (``scripts/naive_app.py`` does).
+    restore it from ``variables/`` (``bench/naive_app.py`` does).
     """
     size = network.input_shape[1]
     slope, intercept = (float(v) for v in platt)
