@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,6 +16,14 @@ from bench import local_server
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "data" / "samples").glob("*.jpg"))
 FRACATLAS = ROOT.parent / "shared" / "data" / "fracatlas"
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def synthetic_xray(rng: np.random.Generator, crack: bool, size: tuple[int, int] = (160, 128)) -> np.ndarray:

@@ -13,7 +13,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -39,7 +38,7 @@ from fracture_web.dicom_node.server import Node, sender_for
 from fracture_web.inference import FractureModel
 
 from dicom_files import PATIENT, analysis_of, radiograph_dataset, radiograph_study, report_over, sc_of, to_bytes
-from helpers import synthetic_xray
+from helpers import synthetic_xray, wait_until
 
 #: The calling AE title the tests' modality uses, as the node's allowed callers.
 MODALITY = ("MODALITY",)
@@ -220,12 +219,6 @@ def c_store(port: int, ds) -> int:
         assoc.release()
 
 
-def wait_for(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
 
 def test_results_wait_on_disk_while_the_destination_is_down_then_are_sent_and_deleted(source, model, tmp_path,
                                                                                       caplog):
@@ -238,10 +231,10 @@ def test_results_wait_on_disk_while_the_destination_is_down_then_are_sent_and_de
     try:
         with caplog.at_level(logging.INFO):
             assert c_store(node_port, source) == 0x0000  # the destination is down: nothing listens there
-            wait_for(lambda: len(node.outbox.pending()) == 2)
+            wait_until(lambda: len(node.outbox.pending()) == 2)
             assert stat.S_IMODE(config.queue_dir.stat().st_mode) == 0o700
             with storage_scp(dest_port) as received:  # the destination comes back
-                wait_for(lambda: len(received) == 2 and not node.outbox.pending())
+                wait_until(lambda: len(received) == 2 and not node.outbox.pending())
     finally:
         node.stop()
     assert {ds.SOPClassUID for ds in received} == {SecondaryCaptureImageStorage, ComprehensiveSRStorage}
@@ -265,7 +258,7 @@ def test_non_radiographs_are_accepted_and_ignored(source, model, tmp_path, caplo
         with storage_scp(dest_port) as received, caplog.at_level(logging.INFO):
             assert c_store(node_port, ct) == 0x0000
             assert c_store(node_port, source) == 0x0000
-            wait_for(lambda: len(received) == 2)
+            wait_until(lambda: len(received) == 2)
     finally:
         node.stop()
     assert "ignored a CT Image Storage instance: not a radiograph" in caplog.text
@@ -290,7 +283,7 @@ def test_a_study_received_before_a_restart_is_reported_after_it(sample_bytes, mo
     with storage_scp(dest_port) as received:
         after.start()
         try:
-            wait_for(lambda: len(received) == 3)
+            wait_until(lambda: len(received) == 3)
         finally:
             after.stop()
     (sr,) = [ds for ds in received if ds.SOPClassUID == ComprehensiveSRStorage]
@@ -427,18 +420,18 @@ def test_a_node_killed_mid_burst_without_a_broker_loses_nothing_it_acknowledged(
     command = [sys.executable, "-m", "fracture_web.dicom_node"]
     with storage_scp(dest_port) as received:
         with running_process(command, tmp_path / "first.log", env) as first:
-            wait_for(lambda: node_answers(node_port), timeout=120)
+            wait_until(lambda: node_answers(node_port), timeout=120)
             burst = threading.Thread(target=send_until_refused, args=(node_port, views, acknowledged))
             burst.start()
-            wait_for(lambda: len(acknowledged) >= 3)
+            wait_until(lambda: len(acknowledged) >= 3)
             os.kill(first.pid, signal.SIGKILL)  # mid-burst, with no warning
             burst.join(timeout=60)
         assert 3 <= len(acknowledged) < len(views)
         with running_process(command, tmp_path / "second.log", env):
-            wait_for(lambda: node_answers(node_port), timeout=120)
+            wait_until(lambda: node_answers(node_port), timeout=120)
             rest = [view for view in views if view.SOPInstanceUID not in acknowledged]
             send_until_refused(node_port, rest, acknowledged)  # the modality resends what was not acknowledged
-            wait_for(lambda: {ds.SourceImageSequence[0].ReferencedSOPInstanceUID for ds in received
+            wait_until(lambda: {ds.SourceImageSequence[0].ReferencedSOPInstanceUID for ds in received
                               if ds.Modality == "OT"} == {view.SOPInstanceUID for view in views}, timeout=120)
     assert sorted(acknowledged) == sorted(view.SOPInstanceUID for view in views)
     assert any(ds.SOPClassUID == ComprehensiveSRStorage for ds in received)

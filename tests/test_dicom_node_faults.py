@@ -40,7 +40,7 @@ from fracture_web.dicom_node.worker import recovery_seconds
 from fracture_web.inference import FractureModel
 
 from dicom_files import analysis_of, deflate_bomb, radiograph_dataset, radiograph_study, reading_of, sc_of
-from helpers import synthetic_xray
+from helpers import synthetic_xray, wait_until
 from servers import REDIS, redis_server
 
 needs_redis = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed (make test installs the Debian "
@@ -99,12 +99,6 @@ def c_store(port: int, ds, calling: str = MODALITY_AE):
         assoc.release()
 
 
-def wait_for(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
 
 def dead_letters(reason: str) -> float:
     return REGISTRY.get_sample_value("fracture_dead_letters_total", {"reason": reason}) or 0.0
@@ -143,7 +137,7 @@ def test_a_view_whose_report_cannot_be_made_is_set_aside_and_everything_else_is_
     restarted = replace(config, port=free_port(), settle_seconds=0.2)
     with pacs(dest_port) as received, running(Node(restarted, model)):  # the old code's thread died here
         assert c_store(restarted.port, good_study[0]).Status == 0x0000
-        wait_for(lambda: len(received) == 5)  # 3 Secondary Captures, a report for each study
+        wait_until(lambda: len(received) == 5)  # 3 Secondary Captures, a report for each study
     reports = {ds.StudyInstanceUID: cited(ds) for ds in received if ds.SOPClassUID == ComprehensiveSRStorage}
     assert reports == {bad_study[0].StudyInstanceUID: [bad_study[0].SOPInstanceUID],  # its good view is reported
                        good_study[0].StudyInstanceUID: [good_study[0].SOPInstanceUID]}
@@ -247,7 +241,7 @@ def test_a_good_store_is_accepted_while_ten_idle_associations_are_held_with_c_ec
                 status = c_store(config.port, views(6, 1)[0])  # rejected while all ten slots are taken
             assert status is not None and status.Status == 0x0000
             assert time.monotonic() - started < 5
-            wait_for(lambda: not any(assoc.is_established for assoc in held), timeout=5)  # the idle ones were closed
+            wait_until(lambda: not any(assoc.is_established for assoc in held), timeout=5)  # the idle ones were closed
         finally:
             stop.set()
             echoing.join()
@@ -373,7 +367,7 @@ def test_an_instance_over_the_size_limit_aborts_its_association_and_the_next_sto
         assoc = associate(config.port, sop_class=large.SOPClassUID)
         status = assoc.send_c_store(large)
         assert not status  # no status: the association was aborted mid-instance
-        wait_for(lambda: not assoc.is_established, timeout=5)
+        wait_until(lambda: not assoc.is_established, timeout=5)
         assert c_store(config.port, small).Status == 0x0000
 
 
