@@ -85,6 +85,11 @@ class Sender(ABC):
         """The destination, for the log."""
 
 
+#: Seconds to wait for the PACS to accept the connection: the system's own wait for a host that does not
+#: answer is minutes, longer than a worker's task may take before the broker hands it to another.
+CONNECT_SECONDS = 10.0
+
+
 class CStoreSender(Sender):
     """C-STORE to the destination PACS (``FRACTURE_DICOM_DEST_*``), one association per attempt."""
 
@@ -93,6 +98,7 @@ class CStoreSender(Sender):
     def __init__(self, config: NodeConfig) -> None:
         super().__init__(config)
         self.ae = AE(ae_title=config.ae_title)
+        self.ae.connection_timeout = CONNECT_SECONDS
         for sop_class in SOP_CLASSES:
             self.ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
 
