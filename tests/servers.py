@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pydicom import Dataset
-from pydicom.uid import ExplicitVRLittleEndian
-from pynetdicom import AE
+from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
+from pynetdicom import AE, evt
 from redis import Redis, RedisError
 
 from bench.local_server import free_port, running_process
@@ -66,6 +66,29 @@ def wait_for(check, what: str, timeout: float = 120.0):
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(0.5)
+
+
+@contextmanager
+def storage_scp(port: int, refuse: frozenset[str] = frozenset(), ae_title: str = "DEST"):
+    """A destination PACS on loopback that stores what it receives in a list, except the SOP Instance
+    UIDs in ``refuse``, which it answers 0xA700 for ever (as Orthanc does a result with an over-long
+    Study UID)."""
+    received = []
+
+    def store(event):
+        if event.dataset.SOPInstanceUID in refuse:
+            return 0xA700
+        received.append(event.dataset)
+        return 0x0000
+
+    ae = AE(ae_title=ae_title)
+    for sop_class in (SecondaryCaptureImageStorage, ComprehensiveSRStorage):
+        ae.add_supported_context(sop_class, [ExplicitVRLittleEndian])
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, store)])
+    try:
+        yield received
+    finally:
+        server.shutdown()
 
 
 @contextmanager

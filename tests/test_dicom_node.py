@@ -25,7 +25,7 @@ import pytest
 from pydicom import dcmread
 from pydicom.sr.codedict import codes
 from pydicom.uid import ComprehensiveSRStorage, CTImageStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
-from pynetdicom import AE, evt
+from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from bench.local_server import free_port, running_process
@@ -39,6 +39,7 @@ from fracture_web.inference import FractureModel
 
 from dicom_files import PATIENT, analysis_of, radiograph_dataset, radiograph_study, report_over, sc_of, to_bytes
 from helpers import synthetic_xray, wait_until
+from servers import storage_scp
 
 #: The calling AE title the tests' modality uses, as the node's allowed callers.
 MODALITY = ("MODALITY",)
@@ -186,25 +187,6 @@ def test_the_disk_queue_is_private_and_keeps_order(source, tmp_path):
     assert outbox.pending() == [first, second]
     outbox.remove(first)
     assert outbox.pending() == [second] and outbox.read(second).SOPInstanceUID == source.SOPInstanceUID
-
-
-@contextmanager
-def storage_scp(port: int):
-    """A minimal destination PACS: stores what it receives in a list."""
-    received = []
-
-    def store(event):
-        received.append(event.dataset)
-        return 0x0000
-
-    ae = AE(ae_title="DEST")
-    for sop_class in (SecondaryCaptureImageStorage, ComprehensiveSRStorage):
-        ae.add_supported_context(sop_class, [ExplicitVRLittleEndian])
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, store)])
-    try:
-        yield received
-    finally:
-        server.shutdown()
 
 
 def c_store(port: int, ds) -> int:

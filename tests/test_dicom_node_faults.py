@@ -19,8 +19,8 @@ import pytest
 from prometheus_client import REGISTRY
 from pydicom import dcmread
 from pydicom.uid import (ComprehensiveSRStorage, DeflatedExplicitVRLittleEndian, DigitalXRayImageStorageForPresentation,
-                         ExplicitVRLittleEndian, SecondaryCaptureImageStorage)
-from pynetdicom import AE, evt
+                         ExplicitVRLittleEndian)
+from pynetdicom import AE
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom.sop_class import Verification
 from redis import Redis
@@ -41,7 +41,7 @@ from fracture_web.inference import FractureModel
 
 from dicom_files import analysis_of, deflate_bomb, radiograph_dataset, radiograph_study, reading_of, sc_of
 from helpers import synthetic_xray, wait_until
-from servers import REDIS, redis_server
+from servers import REDIS, redis_server, storage_scp
 
 needs_redis = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed (make test installs the Debian "
                                  "package 'redis-server' as root with apt-get)")
@@ -58,28 +58,6 @@ def node_config(tmp_path, dest_port: int, **settings) -> NodeConfig:
     return replace(NodeConfig(dest_host="127.0.0.1", dest_port=dest_port, dest_ae_title=PACS_AE, bind="127.0.0.1",
                               port=free_port(), allowed_ae_titles=(MODALITY_AE,), queue_dir=tmp_path / "queue",
                               retries=1, retry_delay=0.05, resend_interval=0.2, settle_seconds=0.2), **settings)
-
-
-@contextmanager
-def pacs(port: int, refuse: frozenset[str] = frozenset()):
-    """A destination PACS that stores what it receives in a list, except the SOP Instance UIDs in
-    ``refuse``, which it answers 0xA700 for ever (as Orthanc does a result with an over-long Study UID)."""
-    received = []
-
-    def store(event):
-        if event.dataset.SOPInstanceUID in refuse:
-            return 0xA700
-        received.append(event.dataset)
-        return 0x0000
-
-    ae = AE(ae_title=PACS_AE)
-    for sop_class in (SecondaryCaptureImageStorage, ComprehensiveSRStorage):
-        ae.add_supported_context(sop_class, [ExplicitVRLittleEndian])
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, store)])
-    try:
-        yield received
-    finally:
-        server.shutdown()
 
 
 def associate(port: int, calling: str = MODALITY_AE, sop_class=None):
@@ -135,7 +113,7 @@ def test_a_view_whose_report_cannot_be_made_is_set_aside_and_everything_else_is_
     with running(Node(config, model)):  # the first run receives the bad study and stops while it settles
         assert [c_store(config.port, view).Status for view in bad_study] == [0x0000, 0x0000]
     restarted = replace(config, port=free_port(), settle_seconds=0.2)
-    with pacs(dest_port) as received, running(Node(restarted, model)):  # the old code's thread died here
+    with storage_scp(dest_port) as received, running(Node(restarted, model)):  # the old code's thread died here
         assert c_store(restarted.port, good_study[0]).Status == 0x0000
         wait_until(lambda: len(received) == 5)  # 3 Secondary Captures, a report for each study
     reports = {ds.StudyInstanceUID: cited(ds) for ds in received if ds.SOPClassUID == ComprehensiveSRStorage}
@@ -168,7 +146,7 @@ def test_a_result_the_pacs_refuses_for_ever_does_not_hold_up_those_queued_behind
     node = Node(node_config(tmp_path, dest_port, dead_letter_after=3), model)  # not started: the test turns it
     for ds in (refused, *others):
         node.outbox.put(ds)
-    with pacs(dest_port, refuse=frozenset({refused.SOPInstanceUID})) as received:
+    with storage_scp(dest_port, refuse=frozenset({refused.SOPInstanceUID})) as received:
         assert node._resend_queued()
         assert sorted(ds.SOPInstanceUID for ds in received) == sorted(ds.SOPInstanceUID for ds in others)
         assert len(node.outbox.pending()) == 1 and node.outbox.refusals(node.outbox.pending()[0]) == 1
@@ -268,7 +246,7 @@ def test_with_redis_down_the_broker_node_answers_out_of_resources_within_seconds
 def test_a_result_task_run_again_after_a_worker_died_does_not_send_it_twice(tmp_path):
     sc, *_ = results_of_three_images()
     dest_port = free_port()
-    with redis_server(tmp_path) as url, pacs(dest_port) as received:
+    with redis_server(tmp_path) as url, storage_scp(dest_port) as received:
         config = replace(node_config(tmp_path, dest_port), broker_url=url)
         app = celery_app(config)
         app.context = WorkerContext(config, None, CStoreSender(config), SharedStudies(Redis.from_url(url), 3600))
@@ -306,7 +284,7 @@ def test_a_study_whose_reporting_task_died_before_queuing_its_report_is_reported
 def test_a_result_refused_for_ever_by_the_pacs_goes_to_the_dead_letter_list_with_a_broker(tmp_path):
     sc, *_ = results_of_three_images()
     dest_port, before = free_port(), dead_letters("refused")
-    with redis_server(tmp_path) as url, pacs(dest_port, refuse=frozenset({sc.SOPInstanceUID})) as received:
+    with redis_server(tmp_path) as url, storage_scp(dest_port, refuse=frozenset({sc.SOPInstanceUID})) as received:
         config = replace(node_config(tmp_path, dest_port), broker_url=url, dead_letter_after=1)
         app = celery_app(config)
         app.context = WorkerContext(config, None, CStoreSender(config), SharedStudies(Redis.from_url(url), 3600))

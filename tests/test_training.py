@@ -13,7 +13,7 @@ from fracture_web.probability import sigmoid
 from fracture_web.training.splits import split_train_val
 from fracture_web.training.workflow import LABELS
 
-from helpers import FRACATLAS, ROOT, run_script
+from helpers import FRACATLAS, run_script
 
 
 def test_training_script_writes_a_servable_model_with_metadata(tiny_model_dir):

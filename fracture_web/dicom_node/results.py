@@ -14,7 +14,7 @@ same image twice replaces the earlier result instead of duplicating it. Pure fun
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterable
 from datetime import datetime
 
 import cv2
@@ -30,7 +30,7 @@ from .header import MANUFACTURER, MODEL_NAME, NOT_FOR_DIAGNOSIS, patient_and_stu
 SC_SERIES_NUMBER = 9001
 
 
-def summary_lines(p: Prediction, warnings: Sequence[str]) -> list[str]:
+def summary_lines(p: Prediction, warnings: Iterable[str]) -> list[str]:
     """The facts burned into the image, one per line, and the analysis's warnings (wrapped)."""
     return [f"{NOT_FOR_DIAGNOSIS} - AI decision aid",
             f"{p.verdict}: probability {p.probability:.1%}",
@@ -74,7 +74,7 @@ def annotated_overlay(source: Dataset, p: Prediction, shown: np.ndarray) -> np.n
     return overlay.draw_findings(shown, p.findings, scale)
 
 
-def secondary_capture(source: Dataset, p: Prediction, warnings: Sequence[str], shown: np.ndarray,
+def secondary_capture(source: Dataset, p: Prediction, warnings: Iterable[str], shown: np.ndarray,
                       now: datetime) -> Dataset:
     """The Secondary Capture image (RGB, 8 bits) of the heatmap overlay (``shown``, RGB) and the
     prediction's boxes, with its summary and the warnings burned in."""
