@@ -23,7 +23,7 @@ DEFAULT_TFLITE_FILE = "model_float32.tflite"
 #: Who reads a setting: the web app (create_app), the DICOM node, its Celery workers, the command lines.
 WEB, NODE, WORKER, CLI = "web", "node", "worker", "cli"
 READERS = (WEB, NODE, WORKER, CLI)
-MODEL_USERS = (WEB, NODE, WORKER, CLI)
+MODEL_USERS = READERS  # the model's settings: everyone loads the model
 SENDERS = (NODE, WORKER)  # whoever sends results: the node alone, or the workers behind a broker
 
 

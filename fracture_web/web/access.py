@@ -22,6 +22,7 @@ bp = Blueprint("access", __name__)
 #: Views that analyse: the page's form takes the signed-in cookie or the header, the API the header only
 #: (it is exempt from the CSRF check, so a cookie must not open it).
 PAGE, API = frozenset({"fracture.predict_page"}), frozenset({"fracture.predict_api", "fracture.studies_api"})
+GUARDED = PAGE | API
 #: Largest sign-in form accepted, in bytes (a token and a CSRF token).
 SIGN_IN_LIMIT = 4096
 
@@ -29,8 +30,7 @@ SIGN_IN_LIMIT = 4096
 def init_app(app: Flask) -> None:
     """Guard the analysing views and serve the sign-in form's routes."""
     app.before_request(require_token)
-    app.context_processor(lambda: {"needs_sign_in": needs_sign_in(), "signed_in": _token() is not None
-                                   and not needs_sign_in()})
+    app.context_processor(sign_in_state)
     app.register_blueprint(bp)
 
 
@@ -48,6 +48,12 @@ def _bearer_ok(token: str) -> bool:
     return hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
 
 
+def sign_in_state() -> dict[str, bool]:
+    """For the templates: whether the page must ask for the token, and whether this browser gave it."""
+    needs = needs_sign_in()
+    return {"needs_sign_in": needs, "signed_in": _token() is not None and not needs}
+
+
 def needs_sign_in() -> bool:
     """Whether the page must ask for the token (one is set and this browser has not given it)."""
     token = _token()
@@ -59,7 +65,7 @@ def require_token() -> None:
     if request.endpoint == "access.sign_in":
         request.max_content_length = SIGN_IN_LIMIT
     token = _token()
-    if token is None or request.endpoint not in PAGE | API or _bearer_ok(token):
+    if token is None or request.endpoint not in GUARDED or _bearer_ok(token):
         return None
     if request.endpoint in PAGE and not needs_sign_in():
         return None
