@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from fracture_web import create_app  # noqa: E402
+from fracture_web.inference import FractureModel  # noqa: E402
 from helpers import SAMPLES, run_script, synthetic_xray  # noqa: E402
 
 
@@ -47,6 +48,12 @@ def tiny_model_dir(tiny_dataset: Path, tmp_path_factory) -> Path:
                       "--head-epochs", "2", "--image-size", "64", "--batch-size", "8")
     assert done.returncode == 0, done.stdout + done.stderr
     return out
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir: Path) -> FractureModel:
+    """The tiny model loaded once per test module, for tests that call the analysis or the DICOM node directly."""
+    return FractureModel(tiny_model_dir)
 
 
 @pytest.fixture()

@@ -121,3 +121,9 @@ def deflate_bomb(ds: Dataset, inflated_mb: int) -> bytes:
     start = deflater.compress(body + pixels) + deflater.flush(zlib.Z_FULL_FLUSH)
     megabyte = deflater.compress(bytes(1 << 20)) + deflater.flush(zlib.Z_FULL_FLUSH)
     return meta + start + megabyte * inflated_mb + deflater.flush()
+
+
+def cited(sr: Dataset) -> list[str]:
+    """The images a report covers."""
+    return sorted(ref.ReferencedSOPInstanceUID for series in sr.CurrentRequestedProcedureEvidenceSequence[0]
+                  .ReferencedSeriesSequence for ref in series.ReferencedSOPSequence)

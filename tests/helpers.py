@@ -48,11 +48,15 @@ def run_bench(module: str, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
+def csrf_token(client) -> str:
+    """The CSRF token the page gives this browser."""
+    return re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").get_data(as_text=True)).group(1)
+
+
 def post_form(client, data: dict, **kwargs):
     """Submit the upload form as a browser does: with the CSRF token the page carries."""
-    page = client.get("/").get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-    return client.post("/", data=data | {"csrf_token": token}, content_type="multipart/form-data", **kwargs)
+    return client.post("/", data=data | {"csrf_token": csrf_token(client)}, content_type="multipart/form-data",
+                       **kwargs)
 
 
 @contextmanager

@@ -3,12 +3,11 @@ and a request without it is turned away before its upload is read."""
 from __future__ import annotations
 
 import io
-import re
 
 import pytest
 
 from fracture_web import create_app
-from helpers import post_form
+from helpers import csrf_token, post_form
 
 TOKEN = "site-token-for-the-test-suite"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
@@ -21,10 +20,6 @@ def guarded(tiny_model_dir):
 
 def upload(data: bytes) -> dict:
     return {"file": (io.BytesIO(data), "xray.jpg")}
-
-
-def csrf_token(client) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").get_data(as_text=True)).group(1)
 
 
 def sign_in(client, token: str = TOKEN):

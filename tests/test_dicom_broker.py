@@ -25,7 +25,7 @@ from pydicom import dcmread
 
 from bench.local_server import free_port, running_process
 
-from dicom_files import PATIENT, radiograph_study
+from dicom_files import PATIENT, cited, radiograph_study
 from helpers import ROOT, SAMPLES, synthetic_xray
 from servers import (ORTHANC, ORTHANC_AE, REDIS, c_store_all, node, node_env, orthanc, redis_server,
                      results_by_modality, wait_for)
@@ -129,8 +129,3 @@ def complete(pacs) -> tuple[list, list] | None:
         return None
     return [dcmread(io.BytesIO(pacs.rest(f"/instances/{uid}/file"))) for uid in found["OT"]], reports
 
-
-def cited(sr) -> list[str]:
-    """The images a report covers."""
-    return sorted(ref.ReferencedSOPInstanceUID for series in sr.CurrentRequestedProcedureEvidenceSequence[0]
-                  .ReferencedSeriesSequence for ref in series.ReferencedSOPSequence)

@@ -35,7 +35,6 @@ from fracture_web.dicom_node.config import DicomWebDestination, NodeConfig, Node
 from fracture_web.dicom_node.outbox import Outbox
 from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS
 from fracture_web.dicom_node.server import Node, sender_for
-from fracture_web.inference import FractureModel
 
 from dicom_files import PATIENT, analysis_of, radiograph_dataset, radiograph_study, report_over, sc_of, to_bytes
 from helpers import synthetic_xray, wait_until
@@ -50,11 +49,6 @@ def source(sample_bytes):
     """A DX radiograph as a modality sends it (no PatientAge, no StudyDescription)."""
     gray = cv2.imdecode(np.frombuffer(sample_bytes, np.uint8), cv2.IMREAD_GRAYSCALE)
     return radiograph_dataset(gray)
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    return FractureModel(tiny_model_dir)
 
 
 def results(source, model):

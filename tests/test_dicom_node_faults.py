@@ -37,20 +37,14 @@ from fracture_web.dicom_node.server import Node
 from fracture_web.dicom_node.shared_studies import SharedStudies
 from fracture_web.dicom_node.tasks import DELIVER, REPORT, WorkerContext, celery_app, encode
 from fracture_web.dicom_node.worker import recovery_seconds
-from fracture_web.inference import FractureModel
 
-from dicom_files import analysis_of, deflate_bomb, radiograph_dataset, radiograph_study, reading_of, sc_of
+from dicom_files import analysis_of, cited, deflate_bomb, radiograph_dataset, radiograph_study, reading_of, sc_of
 from helpers import synthetic_xray, wait_until
 from servers import REDIS, redis_server, storage_scp
 
 needs_redis = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed (make test installs the Debian "
                                  "package 'redis-server' as root with apt-get)")
 PACS_AE, MODALITY_AE = "DEST", "MODALITY"
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    return FractureModel(tiny_model_dir)
 
 
 def node_config(tmp_path, dest_port: int, **settings) -> NodeConfig:
@@ -124,11 +118,6 @@ def test_a_view_whose_report_cannot_be_made_is_set_aside_and_everything_else_is_
     (kept,) = Node(restarted, model).dead_letters.items()
     assert "report_failed" in kept.name and poison in kept.read_text()  # its reading, for a person to look at
     assert dead_letters("report_failed") == before + 1
-
-
-def cited(sr) -> list[str]:
-    return sorted(ref.ReferencedSOPInstanceUID for series in sr.CurrentRequestedProcedureEvidenceSequence[0]
-                  .ReferencedSeriesSequence for ref in series.ReferencedSOPSequence)
 
 
 def results_of_three_images() -> list:

@@ -29,7 +29,7 @@ from fracture_web.dicom_node.sender import CStoreSender
 from fracture_web.dicom_node.server import Node
 from fracture_web.dicom_node.shared_studies import SharedStudies
 from fracture_web.dicom_node.tasks import ANALYSE, WorkerContext, celery_app
-from fracture_web.inference import NO_HEATMAP, FractureModel, Prediction
+from fracture_web.inference import NO_HEATMAP, Prediction
 
 from dicom_files import BOXES, PATIENT, jpeg2000, jpeg_baseline, radiograph_dataset, reading_of, rle, to_bytes
 from helpers import synthetic_xray
@@ -110,11 +110,6 @@ def test_a_dataset_is_refused_as_its_file_is():
     with pytest.raises(ValueError) as from_dataset:
         decode_dataset(as_received(to_bytes(bad)))
     assert str(from_dataset.value) == str(from_file.value)
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model_dir):
-    return FractureModel(tiny_model_dir)
 
 
 def test_a_datasets_analysis_is_its_files_bit_for_bit(model):

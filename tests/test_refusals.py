@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import io
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from fracture_web.imaging import decode_image
 from fracture_web.inference import ModelOutputError
 from fracture_web.refusals import Refusal
 from fracture_web.web import uploads
-from helpers import SAMPLES, post_form
+from helpers import SAMPLES, csrf_token, post_form
 
 NOT_AN_IMAGE = b"this is a letter, not a radiograph"
 TOKEN = "site-token-for-the-refusals-test"
@@ -48,8 +47,7 @@ def files(*contents: bytes, field: str = "file") -> dict:
 
 def post_with_csrf(client, path: str, data: dict, **kwargs):
     """A form POST carrying the CSRF token the page gave this browser."""
-    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").get_data(as_text=True)).group(1)
-    return client.post(path, data=data | {"csrf_token": token}, **kwargs)
+    return client.post(path, data=data | {"csrf_token": csrf_token(client)}, **kwargs)
 
 
 class Site:
