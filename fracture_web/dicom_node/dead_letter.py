@@ -35,6 +35,11 @@ def record(reason: str, what: str, error: BaseException | str) -> None:
     record_dead_letter(reason)
 
 
+def why(error: BaseException | str) -> str:
+    """The note kept with a dead letter: the error's type and text (not logged: the text may quote the data)."""
+    return error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+
+
 class DeadLetters:
     """The one-box node's dead-letter folder."""
 
@@ -66,15 +71,13 @@ class DeadLetters:
 
     @staticmethod
     def _note(path: Path, error: BaseException | str) -> None:
-        text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-        write_private(path.with_name(path.name + ".why"), text.encode())
+        write_private(path.with_name(path.name + ".why"), why(error).encode())
 
 
 def to_redis(client: Redis, reason: str, what: str, payload: str, error: BaseException | str) -> None:
     """Push a dead letter (``payload``: a base64 DICOM file or readings as JSON) to the Redis list;
     logged and counted."""
-    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    entry = json.dumps({"reason": reason, "what": what, "error": text, "time": time.time(), "payload": payload})
+    entry = json.dumps({"reason": reason, "what": what, "error": why(error), "time": time.time(), "payload": payload})
     with client.pipeline() as pipe:
         pipe.lpush(REDIS_KEY, entry).ltrim(REDIS_KEY, 0, REDIS_KEEP - 1).execute()
     record(reason, what, error)

@@ -116,8 +116,9 @@ def report_what_can_be_reported(readings: Sequence[Reading], now: datetime) -> S
         return StudyReport(study_report(readings, now))
     except Exception as err:  # noqa: BLE001 (see the docstring)
         error = err
-    good = tuple(reading for reading in readings if _can_report(reading, now))
-    left_out = tuple(reading for reading in readings if not any(reading is g for g in good))
+    alone = [_can_report(reading, now) for reading in readings]
+    good = tuple(reading for reading, ok in zip(readings, alone) if ok)
+    left_out = tuple(reading for reading, ok in zip(readings, alone) if not ok)
     try:
         return StudyReport(study_report(good, now) if good else None, left_out, error)
     except Exception:  # noqa: BLE001 - they fail only together: none of them can be reported
