@@ -385,8 +385,11 @@ def install_size_mb(requirements: Path) -> dict:
 
 
 def gunicorn_settings() -> dict:
+    """The server settings a run used; a worker class given as a class (gunicorn.conf.py's) by its name."""
     conf = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
-    return {key: conf[key] for key in ("workers", "worker_class", "threads")}
+    worker_class = conf["worker_class"]
+    return {"workers": conf["workers"], "threads": conf["threads"],
+            "worker_class": getattr(worker_class, "__name__", worker_class)}
 
 
 def build_report(args: argparse.Namespace) -> dict:
