@@ -35,10 +35,27 @@ def head(length: int | None = 1000, token: bool = True) -> bytes:
 
 
 def exchange(port: int, request: bytes, timeout: float = 15) -> bytes:
-    """Send ``request`` and read the answer until the server closes or ``timeout`` passes."""
+    """Send ``request`` and read one whole answer: its head, then as much body as it announces (the
+    head and the body can arrive in separate packets), or until the server closes."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(request)
-        return sock.recv(65536)
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer) < _announced_length(answer):
+            data = sock.recv(65536)
+            if not data:
+                break
+            answer += data
+        return answer
+
+
+def _announced_length(answer: bytes) -> int:
+    """The length of the whole answer as its head announces it (head plus Content-Length)."""
+    head, _, _ = answer.partition(b"\r\n\r\n")
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(head) + 4 + int(value)
+    return len(head) + 4
 
 
 def trickle(port: int, first: bytes, answers: list, stop: threading.Event) -> None:
