@@ -8,7 +8,7 @@ WHEELHOUSE ?= wheelhouse
 # Builds the app from source in the offline install (pyproject.toml asks for setuptools>=68).
 BUILD_REQUIREMENTS := setuptools==84.2.1
 
-.PHONY: run test train-env dev chromium orthanc redis dicom3tools clean wheelhouse wheelhouse-check benchmark
+.PHONY: run test train-env dev chromium orthanc redis dicom3tools postgresql clean wheelhouse wheelhouse-check benchmark
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,9 @@ run: $(VENV)/.run-installed
 train-env: $(VENV)/.train-installed
 
 ## Install test requirements (Chromium for the browser test, Orthanc for the PACS test, redis-server for
-## the DICOM workers' test, dicom3tools to validate the DICOM results) and run every test.
-test: $(VENV)/.dev-installed chromium orthanc redis dicom3tools
+## the DICOM workers' test, dicom3tools to validate the DICOM results, PostgreSQL for the reads' database
+## test) and run every test.
+test: $(VENV)/.dev-installed chromium orthanc redis dicom3tools postgresql
 	$(BIN)/python -m pytest
 
 ## One folder for sites without internet: every wheel of the full and the slim install (for this
@@ -100,6 +101,15 @@ dicom3tools:
 	    (apt-get update -q && apt-get install -y -q dicom3tools) >/dev/null \
 	      || echo "installing dicom3tools failed: the DICOM validation checks will be skipped"; \
 	  else echo "dciodvfy not found and cannot be installed here: the DICOM validation checks will be skipped"; fi; }
+
+## Debian's PostgreSQL server (its binaries only: the reads' test starts a throwaway cluster of its own);
+## installed when missing and we may use apt. Without it the reads' PostgreSQL test fails and says why.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -q && apt-get install -y -q postgresql) >/dev/null \
+	      || echo "installing postgresql failed: the reads' PostgreSQL test will fail"; \
+	  else echo "PostgreSQL not found and cannot be installed here: the reads' PostgreSQL test will fail"; fi; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache $(WHEELHOUSE)

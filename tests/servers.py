@@ -1,13 +1,17 @@
-"""Real services the DICOM tests start on loopback and clean up: Orthanc (a PACS, the Debian package
+"""Real services the tests start on loopback and clean up: Orthanc (a PACS, the Debian package
 ``orthanc``, with ``orthanc-dicomweb`` for its DICOMweb plugin), redis-server (Debian's, the broker of
-the node's workers), and the node and its workers as ``python -m`` processes, as in production."""
+the node's workers), PostgreSQL (Debian's ``postgresql``, where the reads are kept on several hosts),
+and the node and its workers as ``python -m`` processes, as in production."""
 from __future__ import annotations
 
 import base64
 import json
 import os
+import pwd
 import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from contextlib import contextmanager
@@ -29,6 +33,8 @@ REDIS = shutil.which("redis-server") or shutil.which("redis-server", path="/usr/
 DICOMWEB_PLUGIN = next((path for path in (Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so"),
                                           *sorted(Path("/usr/lib/orthanc").glob("libOrthancDicomWeb.so*")))
                         if path.exists()), None)
+#: Debian's PostgreSQL server binaries (the newest installed version), or None.
+POSTGRES_BIN = next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"), reverse=True)), None)
 NODE_AE, ORTHANC_AE = "FRACTURE_AI", "ORTHANC"
 SHIPPED_MODEL = ROOT / "model"
 #: The account the node signs in with to Orthanc's DICOMweb.
@@ -175,3 +181,38 @@ def results_by_modality(pacs: Orthanc) -> dict[str, list[str]]:
     for series in pacs.rest("/series?expand"):
         found.setdefault(series["MainDicomTags"].get("Modality", ""), []).extend(series["Instances"])
     return found
+
+
+@contextmanager
+def postgres_server():
+    """A throwaway PostgreSQL cluster (Debian's binaries) on a free loopback port, trusting local
+    connections; yields its URL (database ``postgres``, user ``postgres``). PostgreSQL refuses to run as
+    root, so under root it runs as the ``postgres`` user the Debian package creates, in a folder it owns."""
+    folder = Path(tempfile.mkdtemp(prefix="fracture-pg-"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        account = pwd.getpwnam("postgres")
+        os.chown(folder, account.pw_uid, account.pw_gid)
+        as_user = ["setpriv", f"--reuid={account.pw_uid}", f"--regid={account.pw_gid}", "--init-groups"]
+    data, port, bin_dir = folder / "data", free_port(), POSTGRES_BIN.parent
+    try:
+        subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+                        "--no-sync"], check=True, capture_output=True, cwd=folder)
+        command = [*as_user, str(POSTGRES_BIN), "-D", str(data), "-p", str(port), "-h", "127.0.0.1", "-k", "",
+                   "-c", "fsync=off"]
+        with running_process(command, Path(tempfile.mkdtemp()) / "postgres.log") as process:
+            url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+            wait_for(lambda: process.poll() is None and _accepts(port), "PostgreSQL to start", timeout=60)
+            yield url
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _accepts(port: int) -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(f"postgresql://postgres@127.0.0.1:{port}/postgres", connect_timeout=2).close()
+        return True
+    except psycopg.OperationalError:
+        return False

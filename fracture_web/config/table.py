@@ -105,6 +105,10 @@ WEB_APP = (
             "nginx); `false` answers 404 there."),
     Setting("METRICS_DRIFT_WINDOW", integer(1), 200, (WEB, NODE, WORKER),
             "Images in the drift signal's window (share of fractured verdicts), in each process that analyses."),
+    Setting("DATABASE_URL", optional(url("postgresql", "postgresql+psycopg", "sqlite")), None, (WEB,),
+            "Where the analyses and the readers' reads are kept (the site page's figures): "
+            "`postgresql://USER:PASSWORD@HOST/DB` for several hosts, or an `sqlite:///` file (never logged).",
+            shown="`instance/reads.sqlite3`"),
 )
 
 DICOM_NODE = (

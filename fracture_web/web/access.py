@@ -1,4 +1,5 @@
-"""Who may analyse: with ``API_TOKEN`` set, every route that analyses an upload needs the token.
+"""Who may analyse: with ``API_TOKEN`` set, every route that analyses an upload, records a read or
+shows the site's reads needs the token.
 
 The API wants ``Authorization: Bearer <token>``. The page asks for the token once, on a small
 sign-in form (no JavaScript needed; the form carries its CSRF token like the upload form), and
@@ -19,9 +20,11 @@ from ..refusals import Refused
 
 bp = Blueprint("access", __name__)
 
-#: Views that analyse: the page's form takes the signed-in cookie or the header, the API the header only
-#: (it is exempt from the CSRF check, so a cookie must not open it).
-PAGE, API = frozenset({"fracture.predict_page"}), frozenset({"fracture.predict_api", "fracture.studies_api"})
+#: Views that analyse, and those that record or show the readers' answers: the page's form and the site
+#: page take the signed-in cookie or the header, the API the header only (it is exempt from the CSRF
+#: check, so a cookie must not open it).
+PAGE = frozenset({"fracture.predict_page", "reads.read_form", "site.site_page", "site.reads_csv"})
+API = frozenset({"fracture.predict_api", "fracture.studies_api", "reads.read_api", "reads.analysis_api"})
 GUARDED = PAGE | API
 #: Largest sign-in form accepted, in bytes (a token and a CSRF token).
 SIGN_IN_LIMIT = 4096

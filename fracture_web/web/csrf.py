@@ -33,6 +33,7 @@ def init_app(app: Flask) -> None:
     csrf.init_app(app)
     csrf.exempt("fracture_web.web.views.predict_api")
     csrf.exempt("fracture_web.web.views.studies_api")
+    csrf.exempt("fracture_web.web.reads.read_api")
     app.register_error_handler(CSRFError, refuse_form)
 
 

@@ -5,17 +5,19 @@ import base64
 from contextlib import closing
 from datetime import datetime
 
-from flask import Blueprint, abort, current_app, jsonify, render_template, request
+from flask import Blueprint, abort, current_app, g, jsonify, render_template, request
 from werkzeug.datastructures import FileStorage
 
 from .. import refusals
 from ..analysis import Analysis, StudyAnalysis, analyse, analyse_study
 from ..inference import FractureModel
 from ..refusals import Refused
-from . import audit, monitoring
+from . import audit, monitoring, reads, site
 from .extension import get_model
 
 bp = Blueprint("fracture", __name__)
+# The readers' side comes with the analysing views: their reads, the site page (``reads``, ``site``).
+bp.record_once(lambda state: (reads.init_app(state.app), site.init_app(state.app)))
 
 
 def _uploaded_files() -> list[bytes]:
@@ -74,26 +76,31 @@ def _model() -> FractureModel:
     return model
 
 
-def _run(model: FractureModel, upload: bytes, images: bool) -> Analysis:
-    """Analyse one uploaded file, count and audit it; the domain errors it raises are answered by ``errors``."""
+def _run(model: FractureModel, upload: bytes, images: bool) -> tuple[Analysis, bool]:
+    """Analyse one uploaded file, count, audit and store it (under the request id); the analysis and
+    whether it was stored. The domain errors it raises are answered by ``errors``."""
     timer = monitoring.Timer()
     result = analyse(upload, model, request.values.get("operating_point") or None,
                      images=images, display_max_side=current_app.config["DISPLAY_MAX_SIDE"])
     timer.done([result.prediction])
     audit.record(upload, result)
-    return result
+    return result, reads.record([(g.request_id, result)])
 
 
-def _run_study(model: FractureModel, uploads: list[bytes], images: bool) -> StudyAnalysis:
-    """Analyse the uploaded files as one study, counted, with an audit line per analysed file."""
+def _run_study(model: FractureModel, uploads: list[bytes], images: bool) -> tuple[StudyAnalysis, list[str]]:
+    """Analyse the uploaded files as one study, counted, with an audit line and a stored record per
+    analysed file; the study and each file's id (the request id and its number)."""
     timer = monitoring.Timer()
     study = analyse_study(uploads, model, request.values.get("operating_point") or None,
                           images=images, display_max_side=current_app.config["DISPLAY_MAX_SIDE"])
     timer.done(image.analysis.prediction for image in study.images if image.analysis is not None)
+    ids = reads.study_ids(len(uploads))
     for upload, image in zip(uploads, study.images):
         if image.analysis is not None:
             audit.record(upload, image.analysis)
-    return study
+    reads.record((analysis_id, image.analysis) for analysis_id, image in zip(ids, study.images)
+                 if image.analysis is not None)
+    return study, ids
 
 
 def _page(**context):
@@ -113,10 +120,11 @@ def predict_page():
     model = _model()
     uploads = _study_uploads()
     if len(uploads) > 1:
-        return _study_page(_run_study(model, uploads, images=True))
-    result = _run(model, uploads[0], images=True)
+        return _study_page(_run_study(model, uploads, images=True)[0])
+    result, stored = _run(model, uploads[0], images=True)
     return _page(result=result, chosen=result.prediction.operating_point, analysed_at=_now(),
-                 xray_uri=_data_uri(result.xray_png), overlay_uri=_data_uri(result.overlay_png))
+                 xray_uri=_data_uri(result.xray_png), overlay_uri=_data_uri(result.overlay_png),
+                 analysis_id=g.request_id, stored=stored)
 
 
 def _study_page(study: StudyAnalysis):
@@ -137,9 +145,10 @@ def _base64(png: bytes) -> str:
 def predict_api():
     """Multipart ``file``, or the file as the body (any image or DICOM) -> JSON verdict;
     ``?heatmap=1`` adds the X-ray with its fracture map overlaid as base64 PNG (``heatmap_png``: the
-    parameter and the field keep their names)."""
-    result = _run(_model(), _one_upload(), images=_wants_heatmap())
-    body = result.as_dict()
+    parameter and the field keep their names). ``request_id`` is the id a read for it is sent with;
+    ``stored`` says whether it was kept (false: the database is unreachable, a read cannot be saved)."""
+    result, stored = _run(_model(), _one_upload(), images=_wants_heatmap())
+    body = result.as_dict() | {"request_id": g.request_id, "stored": stored}
     if _wants_heatmap():
         body["heatmap_png"] = _base64(result.overlay_png)
     return jsonify(body)
@@ -148,9 +157,13 @@ def predict_api():
 @bp.post("/api/v1/studies")
 def studies_api():
     """Several ``file`` fields, the views of one study -> the study verdict and, in upload order,
-    each file's answer as ``/api/v1/predict`` gives it, or ``{"error": ...}`` for one it could not read."""
-    study = _run_study(_model(), _study_uploads(), images=_wants_heatmap())
+    each file's answer as ``/api/v1/predict`` gives it (its own ``request_id``), or ``{"error": ...}`` for one
+    it could not read."""
+    study, ids = _run_study(_model(), _study_uploads(), images=_wants_heatmap())
     body = study.as_dict()
+    for entry, image, analysis_id in zip(body["images"], study.images, ids):
+        if image.analysis is not None:
+            entry["request_id"] = analysis_id
     if _wants_heatmap():  # each analysed file's entry as /api/v1/predict?heatmap=1 gives it
         for entry, image in zip(body["images"], study.images):
             if image.analysis is not None:

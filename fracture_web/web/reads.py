@@ -1,0 +1,145 @@
+"""The reader's answer for an analysis: ``POST /api/v1/reads`` (JSON, for a RIS, a script or a
+viewer plug-in), the result page's one-click form (``POST /reads``, no JavaScript needed), and the
+stored analysis read back by its id (``GET /api/v1/analyses/<id>``).
+
+Every analysis is stored under its answer's ``request_id`` (:func:`record`). The database being
+unreachable never fails an analysis: it answers, and says its read cannot be saved; a read sent
+then is refused with 503, so the reader knows it was not kept.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+
+from flask import Blueprint, Flask, current_app, g, jsonify, render_template, request
+
+from ..analysis import Analysis
+from ..reads.models import READS
+from ..reads.store import ReadStore, StoredAnalysis, StoreUnavailableError, UnknownAnalysisError, database_url
+from ..refusals import Refusal, Refused
+from .extension import get_model
+
+log = logging.getLogger(__name__)
+bp = Blueprint("reads", __name__)
+KEY = "fracture_reads"
+
+#: An analysis id as the app gives them (the audit line's request id, "-N" for a study's Nth file).
+ID = re.compile(r"[0-9a-f]{32}(-[0-9]{1,2})?")
+#: A reader code the site chooses (letters, digits, ".", "_", "-"): never a name.
+READER = re.compile(r"[A-Za-z0-9._-]{1,32}")
+
+# The refusals of this module (uncounted: no dashboard reason of their own).
+MALFORMED = Refusal(None, 400, "The read could not be understood: {problem}")
+UNKNOWN = Refusal(None, 404, "No analysis is stored under the id {analysis_id!r}: send the request_id of an "
+                             "answer this site gave.")
+UNAVAILABLE = Refusal(None, 503, "The read could not be saved: this site's database cannot be reached just now. "
+                                 "The analysis itself is not affected; please send the read again later.")
+
+
+def init_app(app: Flask) -> None:
+    """Open the store (``DATABASE_URL``, else SQLite in the instance folder), migrate it, serve the routes.
+
+    A database that cannot be reached now is logged and tried again at its first use."""
+    store = ReadStore.open(database_url(app.config["DATABASE_URL"], app.instance_path))
+    app.extensions[KEY] = store
+    try:
+        store.upgrade()
+    except StoreUnavailableError as err:
+        log.warning("reads will not be kept until the database answers: %s", err)
+    app.register_blueprint(bp)
+
+
+def get_store() -> ReadStore:
+    return current_app.extensions[KEY]
+
+
+def record(results: Iterable[tuple[str, Analysis]]) -> bool:
+    """Store each ``(id, analysis)``; False (and a warning) when the database cannot take them."""
+    try:
+        for analysis_id, result in results:
+            get_store().add_analysis(analysis_id, result.prediction, result.context)
+    except StoreUnavailableError as err:
+        log.warning("an analysis was answered but not stored: %s", err)
+        return False
+    return True
+
+
+def study_ids(count: int) -> list[str]:
+    """The ids of a study's files: the request id with the file's number."""
+    return [f"{g.request_id}-{number}" for number in range(1, count + 1)]
+
+
+def _checked(analysis_id: object, read: object, reader: object, findings_right: object) -> tuple:
+    """The read's fields, checked; ``MALFORMED`` naming the first wrong one."""
+    if not isinstance(analysis_id, str) or not ID.fullmatch(analysis_id):
+        raise Refused(MALFORMED, problem="'request_id' must be the request_id of an analysis.")
+    if read not in READS:
+        raise Refused(MALFORMED, problem=f"'read' must be one of {', '.join(READS)}.")
+    if reader is not None and (not isinstance(reader, str) or not READER.fullmatch(reader)):
+        raise Refused(MALFORMED, problem="'reader' is a code of up to 32 letters, digits, '.', '_' or '-' "
+                                         "(never a name).")
+    if findings_right is not None and not (isinstance(findings_right, list) and all(
+            isinstance(rank, int) and not isinstance(rank, bool) and 1 <= rank <= 99 for rank in findings_right)):
+        raise Refused(MALFORMED, problem="'findings_right' lists the numbers (1, 2, ...) of the findings that "
+                                         "were right.")
+    return analysis_id, read, reader, None if findings_right is None else tuple(sorted(set(findings_right)))
+
+
+def _save(analysis_id: str, read: str, reader: str | None, findings_right: tuple[int, ...] | None) -> StoredAnalysis:
+    try:
+        return get_store().add_read(analysis_id, read, reader, findings_right)
+    except UnknownAnalysisError:
+        raise Refused(UNKNOWN, analysis_id=analysis_id) from None
+    except StoreUnavailableError as err:
+        log.warning("a read was refused: %s", err)
+        raise Refused(UNAVAILABLE) from None
+
+
+def as_dict(stored: StoredAnalysis) -> dict:
+    """A stored analysis as the API gives it back (times in ISO 8601, UTC)."""
+    return {"request_id": stored.id, "analysed_at": stored.analysed_at.isoformat(), "source": stored.source,
+            "model_version": stored.model_version, "operating_point": stored.operating_point,
+            "threshold": stored.threshold, "calibration": stored.calibration,
+            "probability": round(stored.probability, 6), "fractured": stored.fractured,
+            "findings": list(stored.findings), "body_part": stored.body_part, "view": stored.view,
+            "read": stored.read, "read_at": stored.read_at and stored.read_at.isoformat(), "reader": stored.reader,
+            "findings_right": None if stored.findings_right is None else list(stored.findings_right),
+            "reads_given": stored.reads_given}
+
+
+@bp.post("/api/v1/reads")
+def read_api():
+    """``{"request_id": ..., "read": "fractured" | "not_fractured" | "unsure"}`` (optionally ``reader``
+    and ``findings_right``) -> the stored analysis with the read that now counts."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise Refused(MALFORMED, problem="send a JSON object with 'request_id' and 'read'.")
+    fields = _checked(body.get("request_id"), body.get("read"), body.get("reader"), body.get("findings_right"))
+    return jsonify(as_dict(_save(*fields)))
+
+
+@bp.get("/api/v1/analyses/<analysis_id>")
+def analysis_api(analysis_id: str):
+    """The stored analysis and its read, by its id."""
+    try:
+        return jsonify(as_dict(get_store().get(analysis_id)))
+    except UnknownAnalysisError:
+        raise Refused(UNKNOWN, analysis_id=analysis_id) from None
+    except StoreUnavailableError:
+        raise Refused(UNAVAILABLE) from None
+
+
+@bp.post("/reads")
+def read_form():
+    """The result page's read buttons: the read saved, and a page that says so (or, asked for JSON
+    by the page's script, the stored analysis)."""
+    ranks = request.form.getlist("right")
+    if not all(rank.isdigit() for rank in ranks):
+        raise Refused(MALFORMED, problem="the findings ticked are numbered 1, 2, ...")
+    fields = _checked(request.form.get("request_id"), request.form.get("read"),
+                      request.form.get("reader") or None, [int(rank) for rank in ranks] if ranks else None)
+    stored = _save(*fields)
+    if request.accept_mimetypes.best == "application/json":
+        return jsonify(as_dict(stored))
+    return render_template("index.html", model=get_model(), read_saved=stored)
