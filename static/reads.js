@@ -1,11 +1,10 @@
 // Progressive enhancement only: the read buttons save the read without leaving the result page.
-// The form works without this file (it then shows a page saying the read was recorded).
-document.addEventListener("DOMContentLoaded", () => {
-  const form = document.querySelector("form.read");
-  const status = form && form.querySelector(".read-status");
-  if (!form || !status) return;
-  const words = { fractured: "fracture", not_fractured: "no fracture", unsure: "not sure" };
+// The forms work without this file (they then show a page saying the read was recorded).
+const words = { fractured: "fracture", not_fractured: "no fracture", unsure: "not sure" };
 
+const saveInPlace = (form) => {
+  const status = form.querySelector(".read-status");
+  if (!status) return;
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const button = event.submitter;
@@ -23,4 +22,6 @@ document.addEventListener("DOMContentLoaded", () => {
       status.textContent = error instanceof SyntaxError ? "The read could not be saved." : error.message;
     }
   });
-});
+};
+
+document.addEventListener("DOMContentLoaded", () => document.querySelectorAll("form.read").forEach(saveInPlace));

@@ -86,6 +86,17 @@ def test_each_view_of_a_study_gets_its_own_id_for_a_read(app):
     assert [client.get(f"/api/v1/analyses/{i}").get_json()["read"] for i in ids] == ["fractured", "not_fractured"]
 
 
+def test_each_view_of_a_study_on_the_page_has_its_own_read_form(app):
+    client = app.test_client()
+    views = {"file": [(io.BytesIO(radiograph(seed, crack=seed == 7)), f"v{seed}.png") for seed in (7, 8)]}
+    page = post_form(client, views).get_data(as_text=True)
+    ids = re.findall(r'name="request_id" value="([0-9a-f]{32}-[0-9])"', page)
+    assert len(ids) == 2 and "Your own read of view 2" in page
+    saved = client.post("/reads", data={"csrf_token": csrf_token(client), "request_id": ids[1], "read": "unsure"})
+    assert saved.status_code == 200
+    assert [client.get(f"/api/v1/analyses/{i}").get_json()["read"] for i in ids] == [None, "unsure"]
+
+
 @pytest.mark.parametrize("body, status, words", [
     ({"request_id": "0" * 32, "read": "fractured"}, 404, "No analysis is stored under the id"),
     ({"request_id": "0" * 32, "read": "maybe"}, 400, "'read' must be one of fractured, not_fractured, unsure"),
@@ -185,3 +196,28 @@ def test_nothing_that_identifies_a_patient_is_stored(app, tmp_path):
     for value in PATIENT.values():
         assert value not in dump
     assert "Doe" not in dump
+
+
+def test_several_workers_share_one_sqlite_file_without_losing_a_read(tmp_path):
+    # Two gunicorn workers start at once on a fresh file: each migrates (in turn) and writes at the same time.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fracture_web.inference import Prediction
+    from fracture_web.reads.store import ReadStore
+
+    url = sqlite_url(tmp_path)
+    prediction = Prediction("fractured", True, 0.8, 0.5, "balanced", "v1", np.zeros((1, 1)))
+
+    def worker(number: int) -> None:
+        store = ReadStore.open(url)
+        for i in range(40):
+            analysis_id = f"{number:016x}{i:016x}"
+            store.add_analysis(analysis_id, prediction, {})
+            store.add_read(analysis_id, "fractured")
+        store.dispose()
+
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(worker, range(2)))
+    store = ReadStore.open(url)
+    assert len(store.all()) == 80 and all(row.read == "fractured" for row in store.all())
+    store.dispose()

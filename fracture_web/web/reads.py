@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from flask import Blueprint, Flask, current_app, g, jsonify, render_template, request
 
@@ -86,14 +86,19 @@ def _checked(analysis_id: object, read: object, reader: object, findings_right: 
     return analysis_id, read, reader, None if findings_right is None else tuple(sorted(set(findings_right)))
 
 
-def _save(analysis_id: str, read: str, reader: str | None, findings_right: tuple[int, ...] | None) -> StoredAnalysis:
+def _stored(work: Callable[[ReadStore], StoredAnalysis], analysis_id: str) -> StoredAnalysis:
+    """What ``work`` gives from the store; an unknown id is a 404, an unreachable database a 503."""
     try:
-        return get_store().add_read(analysis_id, read, reader, findings_right)
+        return work(get_store())
     except UnknownAnalysisError:
         raise Refused(UNKNOWN, analysis_id=analysis_id) from None
     except StoreUnavailableError as err:
-        log.warning("a read was refused: %s", err)
+        log.warning("the reads' database did not answer: %s", err)
         raise Refused(UNAVAILABLE) from None
+
+
+def _save(analysis_id: str, read: str, reader: str | None, findings_right: tuple[int, ...] | None) -> StoredAnalysis:
+    return _stored(lambda store: store.add_read(analysis_id, read, reader, findings_right), analysis_id)
 
 
 def as_dict(stored: StoredAnalysis) -> dict:
@@ -122,12 +127,7 @@ def read_api():
 @bp.get("/api/v1/analyses/<analysis_id>")
 def analysis_api(analysis_id: str):
     """The stored analysis and its read, by its id."""
-    try:
-        return jsonify(as_dict(get_store().get(analysis_id)))
-    except UnknownAnalysisError:
-        raise Refused(UNKNOWN, analysis_id=analysis_id) from None
-    except StoreUnavailableError:
-        raise Refused(UNAVAILABLE) from None
+    return jsonify(as_dict(_stored(lambda store: store.get(analysis_id), analysis_id)))
 
 
 @bp.post("/reads")

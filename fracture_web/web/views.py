@@ -87,9 +87,9 @@ def _run(model: FractureModel, upload: bytes, images: bool) -> tuple[Analysis, b
     return result, reads.record([(g.request_id, result)])
 
 
-def _run_study(model: FractureModel, uploads: list[bytes], images: bool) -> tuple[StudyAnalysis, list[str]]:
+def _run_study(model: FractureModel, uploads: list[bytes], images: bool) -> tuple[StudyAnalysis, list[str], bool]:
     """Analyse the uploaded files as one study, counted, with an audit line and a stored record per
-    analysed file; the study and each file's id (the request id and its number)."""
+    analysed file; the study, each file's id (the request id and its number) and whether they were stored."""
     timer = monitoring.Timer()
     study = analyse_study(uploads, model, request.values.get("operating_point") or None,
                           images=images, display_max_side=current_app.config["DISPLAY_MAX_SIDE"])
@@ -98,9 +98,9 @@ def _run_study(model: FractureModel, uploads: list[bytes], images: bool) -> tupl
     for upload, image in zip(uploads, study.images):
         if image.analysis is not None:
             audit.record(upload, image.analysis)
-    reads.record((analysis_id, image.analysis) for analysis_id, image in zip(ids, study.images)
-                 if image.analysis is not None)
-    return study, ids
+    stored = reads.record((analysis_id, image.analysis) for analysis_id, image in zip(ids, study.images)
+                          if image.analysis is not None)
+    return study, ids, stored
 
 
 def _page(**context):
@@ -120,17 +120,18 @@ def predict_page():
     model = _model()
     uploads = _study_uploads()
     if len(uploads) > 1:
-        return _study_page(_run_study(model, uploads, images=True)[0])
+        return _study_page(*_run_study(model, uploads, images=True))
     result, stored = _run(model, uploads[0], images=True)
     return _page(result=result, chosen=result.prediction.operating_point, analysed_at=_now(),
                  xray_uri=_data_uri(result.xray_png), overlay_uri=_data_uri(result.overlay_png),
                  analysis_id=g.request_id, stored=stored)
 
 
-def _study_page(study: StudyAnalysis):
-    """The study verdict, then each view: its X-ray with the boxes, or why it could not be read."""
+def _study_page(study: StudyAnalysis, analysis_ids: list[str], stored: bool):
+    """The study verdict, then each view: its X-ray with the boxes and a read form, or why it could not be read."""
     xray_uris = [None if image.analysis is None else _data_uri(image.analysis.xray_png) for image in study.images]
-    return _page(study=study, xray_uris=xray_uris, chosen=study.verdict.operating_point, analysed_at=_now())
+    return _page(study=study, xray_uris=xray_uris, chosen=study.verdict.operating_point, analysed_at=_now(),
+                 analysis_ids=analysis_ids, stored=stored)
 
 
 def _wants_heatmap() -> bool:
@@ -159,7 +160,7 @@ def studies_api():
     """Several ``file`` fields, the views of one study -> the study verdict and, in upload order,
     each file's answer as ``/api/v1/predict`` gives it (its own ``request_id``), or ``{"error": ...}`` for one
     it could not read."""
-    study, ids = _run_study(_model(), _study_uploads(), images=_wants_heatmap())
+    study, ids, _stored = _run_study(_model(), _study_uploads(), images=_wants_heatmap())
     body = study.as_dict()
     for entry, image, analysis_id in zip(body["images"], study.images, ids):
         if image.analysis is not None:
