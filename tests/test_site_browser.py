@@ -26,8 +26,8 @@ def test_a_read_clicked_on_the_result_page_is_counted_on_the_site_page(tmp_path)
         page.locator("form.upload button[type=submit]").click()
         page.wait_for_selector(".verdict", timeout=30_000)
         page.locator("form.read button[value=fractured]").click()
-        page.wait_for_function("document.querySelector('.read-status').textContent.startsWith('Saved')",
-                               timeout=15_000)
+        # (a locator, not wait_for_function: the page's CSP forbids the eval that would poll with)
+        page.locator("form.read .read-status", has_text="Saved: fracture.").wait_for(timeout=15_000)
         # The script saved it in place: the verdict is still on screen, the button shows the choice.
         assert page.locator(".verdict").count() == 1
         assert page.locator("form.read button[value=fractured]").get_attribute("aria-pressed") == "true"
