@@ -76,12 +76,13 @@ def test_refitting_a_refitted_model_composes_the_two_calibrations():
 
 @pytest.fixture(scope="module")
 def site_folder(tmp_path_factory) -> Path:
-    """A site's labelled sample: 24 fractured and 24 normal synthetic radiographs, another size."""
+    """A site's labelled sample: 32 fractured and 24 normal synthetic radiographs, another size
+    (32 fractured: the fewest the high-sensitivity margin needs in each cross-validation fold)."""
     root = tmp_path_factory.mktemp("site")
     rng = np.random.default_rng(7)
-    for folder, crack in (("Fractured", True), ("Non_fractured", False)):
+    for folder, crack, count in (("Fractured", True, 32), ("Non_fractured", False, 24)):
         (root / folder).mkdir()
-        for i in range(24):
+        for i in range(count):
             cv2.imwrite(str(root / folder / f"{i}.png"), synthetic_xray(rng, crack, size=(200, 150)))
     return root
 
@@ -92,10 +93,16 @@ def test_the_script_writes_a_model_folder_that_the_app_serves_with_the_site_poin
     done = run_script("calibrate_site.py", "--data-dir", str(site_folder), "--model", str(tiny_model_dir),
                       "--out", str(out))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Re-fitted on 48 images (24 fractured)" in done.stdout and "cross-validated" in done.stdout
+    assert "Re-fitted on 56 images (32 fractured)" in done.stdout and "cross-validated" in done.stdout
+    assert "without margin  threshold" in done.stdout and "with margin     threshold" in done.stdout
+    assert "specificity on this sample" in done.stdout
     metadata = json.loads((out / "metadata.json").read_text())
     site = metadata["site_calibration"]
-    assert site["images"] == 48 and set(site["cross_validated"]) == {"balanced", "high_sensitivity"}
+    assert site["images"] == 56 and set(site["cross_validated"]) == {"balanced", "high_sensitivity"}
+    margin = site["high_sensitivity_margin"]
+    assert "Wilson lower bound" in margin["rule"] and margin["specificity_cost"] >= 0
+    served = metadata["operating_points"]["high_sensitivity"]["threshold"]
+    assert margin["with_margin"]["threshold"] == pytest.approx(served)
     assert "## Re-fitted at this site" in (out / "MODEL_CARD.md").read_text()
     # The shipped folder is untouched; the new one serves the re-fitted probability and thresholds.
     assert "site_calibration" not in json.loads((tiny_model_dir / "metadata.json").read_text())
@@ -107,7 +114,19 @@ def test_the_script_writes_a_model_folder_that_the_app_serves_with_the_site_poin
     assert body["threshold"] == pytest.approx(metadata["operating_points"]["balanced"]["threshold"])
     assert body["probability"] == pytest.approx(float(recalibrate(np.array([raw]), *site["platt"])[0]), abs=1e-6)
     page = post_form(client, {"file": (io.BytesIO(sample_bytes), "x.jpg")}).get_data(as_text=True)
-    assert "re-fitted on this site's own labelled" in page and "48 images" in page
+    assert "re-fitted on this site's own labelled" in page and "56 images" in page
+
+
+def test_the_script_refuses_too_few_fractured_images_for_the_margin_before_scoring_them(site_folder, tmp_path):
+    small = tmp_path / "small"
+    shutil.copytree(site_folder, small)
+    for extra in sorted((small / "Fractured").iterdir())[24:]:
+        extra.unlink()
+    done = run_script("calibrate_site.py", "--data-dir", str(small), "--model", str(tmp_path / "no_model"),
+                      "--out", str(tmp_path / "out"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "The sample has 24 fractured images; the high-sensitivity point needs at least 32" in done.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_script_refuses_a_one_class_folder_and_never_overwrites_the_model(tiny_model_dir, site_folder, tmp_path):

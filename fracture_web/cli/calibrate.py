@@ -4,16 +4,19 @@
     (from a checkout: python scripts/calibrate_site.py, the same arguments)
 
 FOLDER holds labels.csv (path,label with 1 = fractured) or Fractured/ + Non_fractured/, as for
-fracture-evaluate: at least 20 readable images of each class (about 100 of each is better). The images
-go through the app's own preprocessing and model; Platt scaling and both operating points are
-re-fitted by the training's rules (balanced: Youden's J; high_sensitivity: sensitivity >= 0.90),
-and DIR becomes a complete model folder that serves them:
+fracture-evaluate: at least 20 readable non-fractured and 32 readable fractured images (about 100 of
+each is better). The images go through the app's own preprocessing and model; Platt scaling and both
+operating points are re-fitted by the training's rules (balanced: Youden's J; high_sensitivity: the
+highest threshold whose one-sided 95% Wilson lower bound of sensitivity on the sample reaches 0.90,
+a margin for the sample's size so that the promise holds on new images; the summary says what the
+margin costs in specificity), and DIR becomes a complete model folder that serves them:
 
     FRACTURE_MODEL_DIR=DIR make run
 
 Sensitivity and specificity are reported 5-fold cross-validated, with 95% CIs. Exits 2 when the
-folder, the sample or the model cannot be used; never overwrites a non-empty DIR (or the model
-itself) without --force. Needs only the runtime install.
+folder, the sample (too few fractured images for the margin: it says how many are needed) or the
+model cannot be used; never overwrites a non-empty DIR (or the model itself) without --force. Needs
+only the runtime install.
 """
 from __future__ import annotations
 
@@ -23,13 +26,20 @@ import logging
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from fracture_web.config import for_command_line
 from fracture_web.datasets import DatasetError, read_records
+from fracture_web.evaluation.calibration import HIGH_SENSITIVITY, SampleTooSmallError, check_fractured, margin_cost
 from fracture_web.evaluation.diagnostic_accuracy import to_json
 from fracture_web.evaluation.model_card import render
 from fracture_web.evaluation.scoring import EvaluationError, score_records
-from fracture_web.evaluation.site import SITE_KEY, fit_site, site_metadata, write_site_model
+from fracture_web.evaluation.site import FOLDS, SITE_KEY, check_sample, fit_site, site_metadata, write_site_model
 from fracture_web.inference import FractureModel, ModelLoadError
+from fracture_web.probability import logit, sigmoid
+
+#: The key of the high-sensitivity point's margin (rule and cost) in the site's calibration.
+MARGIN_KEY = "high_sensitivity_margin"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -55,7 +65,35 @@ def summary_lines(metadata: dict) -> list[str]:
         sens, spec = point["sensitivity_ci95"], point["specificity_ci95"]
         lines.append(f"{name:<18} {point['threshold']:>9.3f}  ({was:.3f})  {point['sensitivity']:.3f} "
                      f"({sens[0]:.3f}-{sens[1]:.3f})     {point['specificity']:.3f} ({spec[0]:.3f}-{spec[1]:.3f})")
+    return lines + margin_lines(site[MARGIN_KEY])
+
+
+def margin_lines(margin: dict) -> list[str]:
+    """The high-sensitivity point on the sample without the margin and with it, and the cost."""
+    lines = [f"high_sensitivity keeps a margin: {margin['rule']} ({margin['target']:.2f}); on this sample:"]
+    for name in ("without_margin", "with_margin"):
+        point = margin[name]
+        lines.append(f"  {name.replace('_', ' '):<15} threshold {point['threshold']:.3f}  sensitivity "
+                     f"{point['sensitivity']:.3f} (lower bound {point['sensitivity_lower_bound']:.3f})  "
+                     f"specificity {point['specificity']:.3f}")
+    lines.append(f"  the margin costs {margin['specificity_cost']:.3f} specificity on this sample")
     return lines
+
+
+def check_size(labels: np.ndarray) -> None:
+    """Refuse a sample too small to re-fit: too few of a class, or too few fractured images for the
+    high-sensitivity margin in every cross-validation fold."""
+    check_sample(labels)
+    check_fractured(labels, HIGH_SENSITIVITY, FOLDS)
+
+
+def refitted_metadata(metadata: dict, labels: np.ndarray, probs: np.ndarray, columns: dict) -> dict:
+    """The model's metadata re-fitted on the sample, with the high-sensitivity margin's rule and cost."""
+    fit = fit_site(labels, probs, columns)
+    updated = site_metadata(metadata, fit)
+    refitted = sigmoid(fit.platt[0] * logit(probs) + fit.platt[1])  # as fit_site re-calibrates them
+    updated[SITE_KEY][MARGIN_KEY] = margin_cost(labels, refitted, HIGH_SENSITIVITY)
+    return updated
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,11 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
         records = read_records(args.data_dir, args.split)
+        check_size(records.labels)  # before scoring: a sample too small is refused in seconds
         model = FractureModel(args.model)
         scored, probs, unreadable, _warnings = score_records(records, model, args.batch_size)
-        metadata = site_metadata(model.metadata, fit_site(scored.labels, probs, scored.columns))
+        check_size(scored.labels)
+        metadata = refitted_metadata(model.metadata, scored.labels, probs, scored.columns)
         write_site_model(args.model, args.out, metadata, args.force)
-    except (DatasetError, EvaluationError, ModelLoadError) as err:
+    except (DatasetError, EvaluationError, ModelLoadError, SampleTooSmallError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if (args.out / "metrics.json").is_file():  # the development validation report, copied with the model

@@ -1,15 +1,33 @@
 """From scores to what the app serves: Platt scaling of the probability and the thresholds of the
 operating points, fitted the same way in training and at a site. numpy only (so a site can
-re-fit from the serving install)."""
+re-fit from the serving install).
+
+The high-sensitivity point keeps a margin for the sample's size: a threshold that just reaches
+the target on the fitting sample lands below it on new images about half the time, so the point
+is the highest threshold whose one-sided 95% Wilson lower bound of sensitivity reaches the target.
+"""
 from __future__ import annotations
+
+import logging
+import math
 
 import numpy as np
 
 from ..probability import sigmoid
-from .diagnostic_accuracy import confusion_rates, roc_curve
+from .diagnostic_accuracy import confusion_rates, roc_curve, wilson_interval
+
+log = logging.getLogger(__name__)
 
 #: The smallest sensitivity the ``high_sensitivity`` operating point is fitted to keep.
 HIGH_SENSITIVITY = 0.90
+#: The normal quantile of a one-sided 95% bound.
+ONE_SIDED_95 = 1.6448536269514722
+#: The rule that places the ``high_sensitivity`` point, in words (stored in the metadata).
+HIGH_SENSITIVITY_RULE = "highest threshold whose one-sided 95% Wilson lower bound of sensitivity reaches the target"
+
+
+class SampleTooSmallError(ValueError):
+    """Too few fractured images for any threshold's lower bound of sensitivity to reach the target."""
 
 
 def fit_platt(scores: np.ndarray, labels: np.ndarray, iterations: int = 100) -> tuple[float, float]:
@@ -31,14 +49,84 @@ def fit_platt(scores: np.ndarray, labels: np.ndarray, iterations: int = 100) -> 
 
 def choose_operating_points(labels: np.ndarray, probs: np.ndarray,
                             min_sensitivity: float = HIGH_SENSITIVITY) -> dict[str, float]:
-    """Thresholds: ``balanced`` maximises Youden's J; ``high_sensitivity`` is the
-    highest threshold whose sensitivity is at least ``min_sensitivity``."""
+    """Thresholds: ``balanced`` maximises Youden's J; ``high_sensitivity`` follows
+    :data:`HIGH_SENSITIVITY_RULE` (see :func:`high_sensitivity_threshold`)."""
     fpr, tpr, thresholds = roc_curve(labels, probs)
     finite = np.isfinite(thresholds)
     fpr, tpr, thresholds = fpr[finite], tpr[finite], thresholds[finite]
     balanced = thresholds[int(np.argmax(tpr - fpr))]
-    high_sens = thresholds[tpr >= min_sensitivity].max()
-    return {"balanced": float(balanced), "high_sensitivity": float(high_sens)}
+    high_sens = high_sensitivity_threshold(labels, probs, min_sensitivity)
+    return {"balanced": float(balanced), "high_sensitivity": high_sens}
+
+
+def sensitivity_lower_bound(detected: np.ndarray | int, fractured: int) -> np.ndarray:
+    """One-sided 95% Wilson lower bound of sensitivity for ``detected`` of ``fractured`` images."""
+    counts = np.atleast_1d(detected)
+    return np.array([wilson_interval(int(k), fractured, ONE_SIDED_95)[0] for k in counts])
+
+
+def high_sensitivity_threshold(labels: np.ndarray, probs: np.ndarray, target: float = HIGH_SENSITIVITY,
+                               margin: bool = True) -> float:
+    """The highest threshold whose sensitivity on the sample reaches ``target``: its lower bound
+    with ``margin``, the plain proportion without. When no lower bound reaches it (too few
+    fractured images), the threshold that keeps every fractured image, with a warning."""
+    thresholds, detected = counts_by_threshold(labels, probs)
+    fractured = int(detected[-1])
+    sensitivity = sensitivity_lower_bound(detected, fractured) if margin else detected / fractured
+    reaching = np.flatnonzero(sensitivity >= target)
+    if len(reaching) == 0:
+        log.warning("%d fractured images cannot show sensitivity >= %.2f at 95%% confidence (needs %d); "
+                    "the high-sensitivity point keeps every fractured image instead",
+                    fractured, target, fractured_needed(target))
+        return float(thresholds[np.argmax(detected == fractured)])
+    return float(thresholds[reaching[0]])
+
+
+def counts_by_threshold(labels: np.ndarray, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every distinct probability, highest first, and the fractured images at or above it (every
+    one, not only the ROC curve's corners: the rule needs each count)."""
+    probs = np.asarray(probs, np.float64)
+    order = np.argsort(probs, kind="stable")[::-1]
+    ranked, positive = probs[order], np.asarray(labels)[order] == 1
+    ends = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # last index of each distinct score
+    return ranked[ends], np.cumsum(positive)[ends]
+
+
+def fractured_needed(target: float = HIGH_SENSITIVITY, folds: int = 1) -> int:
+    """Fractured images a sample needs before a threshold's lower bound can reach ``target``
+    (all of them detected); with ``folds``, so that every cross-validation fold's fitting part has them."""
+    needed = 1
+    while sensitivity_lower_bound(needed, needed)[0] < target:
+        needed += 1
+    total = needed
+    while folds > 1 and total - math.ceil(total / folds) < needed:  # the largest fold held out
+        total += 1
+    return total
+
+
+def check_fractured(labels: np.ndarray, target: float = HIGH_SENSITIVITY, folds: int = 1) -> None:
+    """Refuse a sample with too few fractured images for the margin rule (see :func:`fractured_needed`)."""
+    fractured, needed = int(np.sum(np.asarray(labels) == 1)), fractured_needed(target, folds)
+    if fractured < needed:
+        raise SampleTooSmallError(
+            f"The sample has {fractured} fractured images; the high-sensitivity point needs at least {needed} "
+            f"(so that sensitivity >= {target:.2f} holds at 95% confidence"
+            f"{f' in each of {folds} cross-validation folds' if folds > 1 else ''}). "
+            f"Add {needed - fractured} or more fractured images and run it again.")
+
+
+def margin_cost(labels: np.ndarray, probs: np.ndarray, target: float = HIGH_SENSITIVITY) -> dict:
+    """The high-sensitivity point without the margin and with it, on the sample: threshold,
+    sensitivity (with its lower bound) and specificity, and the specificity the margin costs."""
+    points = {}
+    for name, margin in (("without_margin", False), ("with_margin", True)):
+        threshold = high_sensitivity_threshold(labels, probs, target, margin)
+        rates = confusion_rates(np.asarray(labels), np.asarray(probs, np.float64), threshold)
+        lower_bound = sensitivity_lower_bound(rates["tp"], rates["tp"] + rates["fn"])[0]
+        points[name] = {"threshold": threshold, "sensitivity": rates["sensitivity"],
+                        "sensitivity_lower_bound": float(lower_bound), "specificity": rates["specificity"]}
+    return {"rule": HIGH_SENSITIVITY_RULE, "target": target, **points,
+            "specificity_cost": points["without_margin"]["specificity"] - points["with_margin"]["specificity"]}
 
 
 def stratified_folds(labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
