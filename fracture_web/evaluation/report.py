@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets import Records
+from ..orientation import ORIENTATIONS
 from ..outlines import outlines_beside
 from .diagnostic_accuracy import report
 from .localisation import Located, findings_table, locate_records, pointing_table
@@ -115,12 +116,12 @@ def _rate(value: float) -> str:
 def add_site_tables(evaluation: Evaluation, model: Scorer, data_dir: Path, robustness: bool = True,
                     batch_size: int = 16, located: list[Located] | None = None) -> None:
     """Add to the report what a new site wants to know: with ``robustness``, the scores under each
-    site shift; and, when the folder has outlines (``annotations.json``), where the maps point and,
-    for a model with finding thresholds, where its findings land (``located``: the records already
-    located, to spare a second pass)."""
+    site shift and each orientation; and, when the folder has outlines (``annotations.json``), where
+    the maps point and, for a model with finding thresholds, where its findings land (``located``:
+    the records already located, to spare a second pass)."""
     if robustness:
         evaluation.report["robustness"] = robustness_table(evaluation.records, model, batch_size=batch_size,
-                                                           probs=evaluation.probs)
+                                                           probs=evaluation.probs, orientations=ORIENTATIONS)
     outlines = outlines_beside(data_dir)
     if outlines is None:
         return

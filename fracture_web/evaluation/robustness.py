@@ -4,7 +4,9 @@ Each shift of :data:`fracture_web.shifts.SHIFTS` is applied to every decoded ima
 app's own preprocessing and model; the table gives the AUC and the sensitivity and specificity
 at the balanced operating point under each, and their change from the unshifted images. A
 model that travels loses little under shifts a scanner could produce (the target: AUC at most
-0.02 lower and specificity at most 0.10 lower). numpy only.
+0.02 lower and specificity at most 0.10 lower). Rotated and mirrored renderings
+(:data:`fracture_web.orientation.ORIENTATIONS`) get rows of the same shape under their own key,
+beside the scanner shifts: the target is for what a scanner does to the pixels. numpy only.
 """
 from __future__ import annotations
 
@@ -22,27 +24,39 @@ MAX_AUC_DROP, MAX_SPECIFICITY_DROP = 0.02, 0.10
 
 
 def robustness_table(records: Records, model: Scorer, shifts: tuple[Shift, ...] = SHIFTS,
-                     batch_size: int = 16, seed: int = 0, probs: np.ndarray | None = None) -> dict:
+                     batch_size: int = 16, seed: int = 0, probs: np.ndarray | None = None,
+                     orientations: tuple[Shift, ...] = ()) -> dict:
     """``{"reference": {...}, "shifts": {name: {...}}}``: AUC, sensitivity and specificity at the
     balanced point for the images as they are and under each shift, with the drops and whether
     the target holds. Random shifts (noise, crops, text) draw from a generator seeded per image.
-    ``probs``: the images' scores as they are, when already known (``records`` then readable ones)."""
+    ``probs``: the images' scores as they are, when already known (``records`` then readable ones).
+    ``orientations`` (e.g. :data:`fracture_web.orientation.ORIENTATIONS`): rows of the same shape
+    under ``"orientation"``, apart from the scanner shifts."""
     threshold = model.thresholds[POINT]
     if probs is None:
         records, probs, _unreadable, _warnings = score_records(records, model, batch_size)
     reference = _row(records.labels, probs, threshold)
-    table = {"point": POINT, "threshold": threshold, "n": len(records), "reference": reference, "shifts": {}}
-    for shift in shifts:
-        def transform(pixels: np.ndarray, index: int, shift: Shift = shift) -> np.ndarray:
-            return shift.apply(pixels, np.random.default_rng([seed, index]))
-        shifted, shifted_probs, _, _ = score_records(records, model, batch_size, transform)
-        row = _row(shifted.labels, shifted_probs, threshold)
-        row.update(description=shift.description, scanner=shift.scanner,
-                   auc_drop=reference["auc"] - row["auc"],
-                   specificity_drop=reference["specificity"] - row["specificity"])
-        row["meets_target"] = bool(row["auc_drop"] <= MAX_AUC_DROP and row["specificity_drop"] <= MAX_SPECIFICITY_DROP)
-        table["shifts"][shift.name] = row
+    table = {"point": POINT, "threshold": threshold, "n": len(records), "reference": reference,
+             "shifts": {shift.name: _shifted_row(records, model, shift, reference, batch_size, seed)
+                        for shift in shifts}}
+    if orientations:
+        table["orientation"] = {shift.name: _shifted_row(records, model, shift, reference, batch_size, seed)
+                                for shift in orientations}
     return table
+
+
+def _shifted_row(records: Records, model: Scorer, shift: Shift, reference: dict, batch_size: int,
+                 seed: int) -> dict:
+    """The table's row for the images re-rendered by ``shift``, with its drops from ``reference``."""
+    def transform(pixels: np.ndarray, index: int) -> np.ndarray:
+        return shift.apply(pixels, np.random.default_rng([seed, index]))
+    shifted, shifted_probs, _, _ = score_records(records, model, batch_size, transform)
+    row = _row(shifted.labels, shifted_probs, model.thresholds[POINT])
+    row.update(description=shift.description, scanner=shift.scanner,
+               auc_drop=reference["auc"] - row["auc"],
+               specificity_drop=reference["specificity"] - row["specificity"])
+    row["meets_target"] = bool(row["auc_drop"] <= MAX_AUC_DROP and row["specificity_drop"] <= MAX_SPECIFICITY_DROP)
+    return row
 
 
 def _row(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict:
@@ -51,13 +65,20 @@ def _row(labels: np.ndarray, probs: np.ndarray, threshold: float) -> dict:
 
 
 def format_robustness(table: dict) -> str:
-    """The table as text, one row per shift."""
+    """The table as text, one row per shift, then the orientation rows (reported, no target)."""
     ref = table["reference"]
     lines = [f"Robustness at the {table['point']} point (threshold {table['threshold']:.3f}), {table['n']} images",
              f"{'shift':<16} {'AUC':>6} {'dAUC':>7} {'sens':>6} {'spec':>6} {'dspec':>7}  target",
              f"{'(as they are)':<16} {ref['auc']:>6.3f} {'':>7} {ref['sensitivity']:>6.3f} {ref['specificity']:>6.3f}"]
     for name, row in table["shifts"].items():
         verdict = ("met" if row["meets_target"] else "MISSED") if row["scanner"] else "n/a (an error, not a scanner)"
-        lines.append(f"{name:<16} {row['auc']:>6.3f} {-row['auc_drop']:>+7.3f} {row['sensitivity']:>6.3f} "
-                     f"{row['specificity']:>6.3f} {-row['specificity_drop']:>+7.3f}  {verdict}")
+        lines.append(_format_row(name, row, verdict))
+    if table.get("orientation"):
+        lines.append("orientation (as a PACS may hold the image; reported beside the shifts, no target)")
+        lines += [_format_row(name, row, "reported") for name, row in table["orientation"].items()]
     return "\n".join(lines)
+
+
+def _format_row(name: str, row: dict, verdict: str) -> str:
+    return (f"{name:<16} {row['auc']:>6.3f} {-row['auc_drop']:>+7.3f} {row['sensitivity']:>6.3f} "
+            f"{row['specificity']:>6.3f} {-row['specificity_drop']:>+7.3f}  {verdict}")
