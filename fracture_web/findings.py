@@ -7,9 +7,13 @@ results and the evaluation:
 
 1. the map is upsampled (bicubic) to a stride of 4 input pixels, so peaks fall between cells;
 2. each local maximum (over a 7x7 window of the fine map) is a candidate, scored by its value;
-3. its box is the connected region around it where the map stays above 80% of the peak;
-4. non-maximum suppression keeps the highest of boxes that overlap (IoU >= 0.3), at most three;
-5. boxes are mapped back through the letterbox into the uploaded image's pixels.
+3. one candidate per fracture region: a peak inside a stronger peak's *group* (the connected region
+   around it where the map stays above half that peak) belongs to that peak and gives no box;
+4. a candidate's box is the connected region around its peak where the map stays above ``EXTENT``
+   of the peak;
+5. suppression keeps the highest of boxes that overlap by ``MAX_OVERLAP`` of the *smaller* box (so
+   no box is ever kept inside another, at whatever level of the same peak), at most three;
+6. boxes are mapped back through the letterbox into the uploaded image's pixels.
 
 Each candidate is then graded with the thresholds chosen on validation data (``metadata.json``,
 ``findings``) so that verdict and findings agree:
@@ -37,10 +41,15 @@ from .imaging import letterbox_geometry
 FINE_STRIDE = 4
 #: Side of the window (in fine cells) a peak must be the maximum of.
 PEAK_WINDOW = 7
-#: A box covers the connected region around its peak where the map is at least this share of it.
-EXTENT = 0.8
-#: Boxes overlapping a higher-scored one by at least this IoU are dropped.
-NMS_IOU = 0.3
+#: A peak's group: the connected region around it where the map is at least this share of the peak.
+#: Weaker peaks inside it are the same fracture region and give no box of their own.
+GROUP = 0.5
+#: A box covers the connected region around its peak where the map is at least this share of it:
+#: of the extents tried, the one whose top box best fits the outlines' boxes on the validation split
+#: (``python -m bench.findings_on_validation --extents ...``).
+EXTENT = 0.7
+#: A box overlapping a higher-scored one by at least this share of the smaller box's area is dropped.
+MAX_OVERLAP = 0.3
 #: At most this many findings per image.
 MAX_FINDINGS = 3
 LEVELS = ("definite", "possible")
@@ -89,48 +98,70 @@ class FindingLevels:
         return cls(definite, possible, min(thresholds.values()))
 
 
-def candidates(fracture_map: np.ndarray, input_size: int) -> list[tuple[float, Box]]:
-    """Scored boxes over the model input (pixels of the square input), highest first, after NMS."""
+def candidates(fracture_map: np.ndarray, input_size: int, extent: float = EXTENT) -> list[tuple[float, Box]]:
+    """Scored boxes over the model input (pixels of the square input), highest first, after
+    suppression; ``extent`` is the share of its peak a box's region stays above."""
     side = max(1, input_size // FINE_STRIDE)
     fine = cv2.resize(np.asarray(fracture_map, np.float32), (side, side), interpolation=cv2.INTER_CUBIC)
-    return non_max_suppression(_peak_regions(np.clip(fine, 0.0, 1.0), input_size / side))
+    return suppress(_peak_regions(np.clip(fine, 0.0, 1.0), input_size / side, extent))
 
 
-def _peak_regions(fine: np.ndarray, scale: float) -> Iterator[tuple[float, Box]]:
-    """Each peak's score and box (``scale`` input pixels per cell), strongest first, made only as
-    they are asked for: NMS stops after a few, however many peaks a flat map has."""
+def _peak_regions(fine: np.ndarray, scale: float, extent: float) -> Iterator[tuple[float, Box]]:
+    """Each group's peak score and box (``scale`` input pixels per cell), strongest first, made only
+    as they are asked for: suppression stops after a few, however many peaks a flat map has."""
     is_peak = (fine >= cv2.dilate(fine, np.ones((PEAK_WINDOW, PEAK_WINDOW), np.uint8))) & (fine > 0)
     ys, xs = np.nonzero(is_peak)
     order = np.argsort(-fine[ys, xs], kind="stable")
-    covered = np.zeros(fine.shape, bool)  # a peak inside a stronger peak's region belongs to it
+    grouped = np.zeros(fine.shape, bool)  # a peak inside a stronger peak's group belongs to it
     for y, x in zip(ys[order], xs[order]):
-        if covered[y, x]:
+        if grouped[y, x]:
             continue
-        _, labels = cv2.connectedComponents((fine >= EXTENT * fine[y, x]).astype(np.uint8), connectivity=8)
-        region = labels == labels[y, x]
-        covered |= region
-        rows, cols = np.flatnonzero(region.any(axis=1)), np.flatnonzero(region.any(axis=0))
-        yield float(fine[y, x]), (cols[0] * scale, rows[0] * scale, (cols[-1] + 1) * scale, (rows[-1] + 1) * scale)
+        peak = fine[y, x]
+        grouped |= _region(fine >= GROUP * peak, y, x)
+        rows, cols = np.nonzero(_region(fine >= extent * peak, y, x))
+        yield float(peak), (cols.min() * scale, rows.min() * scale, (cols.max() + 1) * scale, (rows.max() + 1) * scale)
 
 
-def non_max_suppression(scored: Iterable[tuple[float, Box]], iou: float = NMS_IOU,
-                        limit: int = MAX_FINDINGS) -> list[tuple[float, Box]]:
-    """The first boxes of ``scored`` (highest score first) that overlap no box kept before them
-    by ``iou`` or more, at most ``limit``; reads no further than it needs."""
+def _region(above: np.ndarray, y: int, x: int) -> np.ndarray:
+    """The 8-connected part of the mask ``above`` that holds (y, x)."""
+    _, labels = cv2.connectedComponents(above.astype(np.uint8), connectivity=8)
+    return labels == labels[y, x]
+
+
+def suppress(scored: Iterable[tuple[float, Box]], max_overlap: float = MAX_OVERLAP,
+             limit: int = MAX_FINDINGS) -> list[tuple[float, Box]]:
+    """The first boxes of ``scored`` (highest score first) that overlap no box kept before them by
+    ``max_overlap`` of the smaller box or more (so none lies inside another), at most ``limit``;
+    reads no further than it needs."""
     kept: list[tuple[float, Box]] = []
     for score, box in scored:
-        if all(box_iou(box, other) < iou for _, other in kept):
+        if all(overlap_of_smaller(box, other) < max_overlap for _, other in kept):
             kept.append((score, box))
             if len(kept) == limit:
                 break
     return kept
 
 
+def _area(box: Box) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def _intersection(a: Box, b: Box) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
 def box_iou(a: Box, b: Box) -> float:
     """Intersection over union of two (x0, y0, x1, y1) boxes; 0 when either is empty."""
-    overlap = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - overlap
+    overlap = _intersection(a, b)
+    union = _area(a) + _area(b) - overlap
     return overlap / union if union > 0 else 0.0
+
+
+def overlap_of_smaller(a: Box, b: Box) -> float:
+    """The share of the smaller box's area that lies inside the other (1 when one holds the other);
+    0 when either is empty."""
+    smaller = min(_area(a), _area(b))
+    return _intersection(a, b) / smaller if smaller > 0 else 0.0
 
 
 def to_image_box(box: Box, height: int, width: int, input_size: int) -> Box:

@@ -11,7 +11,9 @@ with outlines, how each spatial output points:
   the outline's box with IoU >= 0.2 or its centre lies inside the outline's box.
 
 :func:`choose_levels` picks the definite and possible thresholds on validation data, like the
-operating points. numpy and OpenCV.
+operating points: definite findings rare on non-fractured images and mostly on the fracture on
+fractured ones, findings of either level capped per image of each kind. :func:`findings_table`
+reports how they land, nested boxes included. numpy and OpenCV.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ import cv2
 import numpy as np
 
 from ..datasets import Records
-from ..findings import Box, FindingLevels, box_iou, candidates, grade, to_image_box
+from ..findings import (EXTENT, GROUP, MAX_FINDINGS, MAX_OVERLAP, Box, FindingLevels, box_iou, candidates, grade,
+                        overlap_of_smaller, to_image_box)
 from ..imaging import decode_image, to_model_input
 from ..outlines import Outlines, mask_in_image
 from ..overlay import heatmap_on_image
@@ -37,9 +40,15 @@ MAPS = ("heatmap", "cam")
 #: A finding hits an outline whose box it overlaps by at least this IoU (or holds its centre).
 HIT_IOU = 0.2
 #: Validation targets the finding thresholds are chosen for: definite findings, and findings of
-#: either level, per non-fractured image.
+#: either level, per non-fractured image; findings of either level per outlined fractured image.
 MAX_DEFINITE_PER_NORMAL = 0.10
 MAX_FINDINGS_PER_NORMAL = 0.50
+MAX_FINDINGS_PER_FRACTURED = 1.5
+#: Validation target for the definite threshold on fractured images: at least this share of the
+#: definite findings hit an outline (precision).
+MIN_DEFINITE_PRECISION = 0.80
+#: Two findings of one image are nested when this share of the smaller box lies inside the other.
+NESTED = 0.9
 #: Score thresholds of the FROC points reported (over every candidate, before grading).
 FROC_SCORES = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 _GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
@@ -83,7 +92,7 @@ def locate_records(records: Records, outlines: Outlines | None, root: Path, mode
             mask = mask_in_image(outlined[0], *pixels.shape[:2])
             pointing = {key: score_map(heatmap_on_image(outputs[key][0], pixels.shape[:2], input_size), mask)
                         for key in MAPS if key in outputs}
-            item = Located(item.label, item.probability, boxes, [_bounds(p) for p in outlined[0]], pointing)
+            item = Located(item.label, item.probability, boxes, [bounds(p) for p in outlined[0]], pointing)
         located.append(item)
     return located
 
@@ -119,40 +128,86 @@ def graded(item: Located, levels: FindingLevels, threshold: float) -> list[tuple
 
 
 def choose_levels(located: list[Located], threshold: float, min_probability: float) -> FindingLevels:
-    """The lowest definite threshold with at most 0.10 definite findings per non-fractured image,
-    then the lowest possible threshold (at most the definite one) with at most 0.50 findings of
-    either level per non-fractured image, at the operating point's ``threshold``."""
+    """The finding thresholds at the operating point's ``threshold``: the lowest definite one with at
+    most ``MAX_DEFINITE_PER_NORMAL`` definite findings per non-fractured image *and* at least
+    ``MIN_DEFINITE_PRECISION`` of the definite findings on outlined fractured images on an outline
+    (none at all counts as met); then the lowest possible one (at most the definite one) with at most
+    ``MAX_FINDINGS_PER_NORMAL`` findings of either level per non-fractured image and at most
+    ``MAX_FINDINGS_PER_FRACTURED`` per outlined fractured image."""
     normals = [item for item in located if item.label == 0]
+    fractured = [item for item in located if item.outlined]
 
-    def per_normal(levels: FindingLevels, level: str | None) -> float:
-        counts = [sum(level in (None, lvl) for *_, lvl in graded(item, levels, threshold)) for item in normals]
+    def per_image(items: list[Located], levels: FindingLevels, level: str | None) -> float:
+        counts = [sum(level in (None, lvl) for *_, lvl in graded(item, levels, threshold)) for item in items]
         return float(np.mean(counts)) if counts else 0.0
 
-    definite = next((t for t in _GRID if per_normal(FindingLevels(t, t, min_probability), "definite")
-                     <= MAX_DEFINITE_PER_NORMAL), float(_GRID[-1]))
-    possible = next((t for t in _GRID if t <= definite and per_normal(FindingLevels(definite, t, min_probability),
-                                                                      None) <= MAX_FINDINGS_PER_NORMAL), definite)
+    def definite_ok(t: float) -> bool:
+        levels = FindingLevels(t, t, min_probability)
+        hit, total = level_hits(fractured, levels, threshold, "definite")
+        return (per_image(normals, levels, "definite") <= MAX_DEFINITE_PER_NORMAL
+                and hit >= MIN_DEFINITE_PRECISION * total)
+
+    def possible_ok(levels: FindingLevels) -> bool:
+        return (per_image(normals, levels, None) <= MAX_FINDINGS_PER_NORMAL
+                and per_image(fractured, levels, None) <= MAX_FINDINGS_PER_FRACTURED)
+
+    definite = next((t for t in _GRID if definite_ok(t)), float(_GRID[-1]))
+    possible = next((t for t in _GRID if t <= definite and possible_ok(FindingLevels(definite, t, min_probability))),
+                    definite)
     return FindingLevels(float(definite), float(possible), min_probability)
+
+
+def levels_rule(operating_point: str) -> str:
+    """How :func:`choose_levels` chose the thresholds, in words (metadata.json's ``findings.rule``)."""
+    return (f"chosen on the validation split at the {operating_point} operating point: the lowest definite score "
+            f"giving at most {MAX_DEFINITE_PER_NORMAL} definite findings per non-fractured image with at least "
+            f"{MIN_DEFINITE_PRECISION:.0%} of the definite findings on fractured images on an outline, and the lowest "
+            f"possible score giving at most {MAX_FINDINGS_PER_NORMAL} findings of either level per non-fractured "
+            f"image and {MAX_FINDINGS_PER_FRACTURED} per fractured image")
+
+
+def level_hits(fractured: list[Located], levels: FindingLevels, threshold: float, level: str) -> tuple[int, int]:
+    """How many of the findings of ``level`` on the outlined ``fractured`` images hit an outline, and
+    how many there are."""
+    shown = [(box, item.targets) for item in fractured
+             for _, box, lvl in graded(item, levels, threshold) if lvl == level]
+    return sum(hits(box, targets) for box, targets in shown), len(shown)
+
+
+def nested(boxes: list[Box]) -> bool:
+    """Whether one of ``boxes`` lies (by ``NESTED`` of its area) inside another."""
+    return any(overlap_of_smaller(a, b) >= NESTED for i, a in enumerate(boxes) for b in boxes[i + 1:])
 
 
 def findings_table(located: list[Located], levels: FindingLevels, threshold: float) -> dict:
     """How the graded findings land: per outlined fractured image, whether any (the top, a definite)
-    finding hits; per non-fractured image, how many findings of each level; and FROC points."""
+    finding hits and how many findings it has; per finding level, the share on fractured images that
+    hit (precision); per non-fractured image, how many findings of each level; how many images show
+    one box inside another; the decoding's settings; and FROC points."""
     fractured = [item for item in located if item.outlined]
     normals = [item for item in located if item.label == 0]
     found = [[(hits(box, item.targets), level) for _, box, level in graded(item, levels, threshold)]
              for item in fractured]
     per_normal = [[level for *_, level in graded(item, levels, threshold)] for item in normals]
+    precision = {}
+    for level in ("definite", "possible"):
+        hit, total = level_hits(fractured, levels, threshold, level)
+        precision |= {f"{level}_findings": total, f"{level}_hits": hit,
+                      f"{level}_precision": hit / total if total else float("nan")}
     return {
         "levels": {"definite": levels.definite, "possible": levels.possible,
                    "min_probability": levels.min_probability, "threshold": threshold},
+        "decoding": {"group": GROUP, "extent": EXTENT, "max_overlap": MAX_OVERLAP, "max_findings": MAX_FINDINGS},
         "fractured_images": len(fractured), "normal_images": len(normals),
         "finding_hit_rate": _mean([any(hit for hit, _ in f) for f in found]),
         "top_finding_hit_rate": _mean([bool(f) and f[0][0] for f in found]),
         "definite_hit_rate": _mean([any(hit and lvl == "definite" for hit, lvl in f) for f in found]),
+        **precision,
         "findings_per_fractured_image": _mean([len(f) for f in found]),
         "definite_per_normal_image": _mean([lv.count("definite") for lv in per_normal]),
         "possible_per_normal_image": _mean([lv.count("possible") for lv in per_normal]),
+        "images_with_nested_boxes": sum(nested([box for _, box, _ in graded(item, levels, threshold)])
+                                        for item in located),
         "froc": froc_points(located),
     }
 
@@ -174,7 +229,7 @@ def froc_points(located: list[Located], scores: tuple[float, ...] = FROC_SCORES)
     return points
 
 
-def _bounds(polygon: np.ndarray) -> Box:
+def bounds(polygon: np.ndarray) -> Box:
     """The (x0, y0, x1, y1) box around an outline."""
     return (float(polygon[:, 0].min()), float(polygon[:, 1].min()),
             float(polygon[:, 0].max()), float(polygon[:, 1].max()))
@@ -185,14 +240,21 @@ def _mean(values: list) -> float:
 
 
 def format_findings(table: dict) -> str:
-    """The findings table for a person: hit rates, false findings per normal image, FROC points."""
+    """The findings table for a person: hit rates, precision per level, findings per image, nested
+    boxes, false findings per normal image, FROC points."""
     levels = table["levels"]
     lines = [f"Findings (definite >= {levels['definite']:.2f}, possible >= {levels['possible']:.2f}):",
              f"  fractured images with a finding on an outline: {table['finding_hit_rate']:.1%} of "
              f"{table['fractured_images']}; top finding: {table['top_finding_hit_rate']:.1%}; "
              f"a definite one: {table['definite_hit_rate']:.1%}",
+             f"  on fractured images, findings on an outline: definite {table['definite_precision']:.1%} "
+             f"({table['definite_hits']} of {table['definite_findings']}), possible {table['possible_precision']:.1%} "
+             f"({table['possible_hits']} of {table['possible_findings']}); "
+             f"{table['findings_per_fractured_image']:.2f} findings per fractured image",
              f"  per non-fractured image ({table['normal_images']}): {table['definite_per_normal_image']:.3f} definite, "
              f"{table['possible_per_normal_image']:.3f} possible",
+             f"  images with one box inside another: {table['images_with_nested_boxes']}",
              "  FROC (score: outlines hit, false boxes per image): "
-             + "; ".join(f"{p['score']:.1f}: {p['sensitivity']:.1%}, {p['false_per_image']:.2f}" for p in table["froc"])]
+             + "; ".join(f"{p['score']:.1f}: {p['sensitivity']:.1%}, {p['false_per_image']:.2f}"
+                         for p in table["froc"])]
     return "\n".join(lines)
