@@ -72,6 +72,7 @@ class NodeConfig:
     visibility_timeout: float = _default("BROKER_VISIBILITY_TIMEOUT")  # a dead worker's task runs again after this
     metrics_port: int | None = None  # serve this process's Prometheus metrics on this port; None = not
     drift_window: int = _default("METRICS_DRIFT_WINDOW")  # images in this process's drift signal
+    database_url: str | None = field(default=None, repr=False)  # where results' analyses are kept for reads
 
     @property
     def studies_dir(self) -> Path:
@@ -119,7 +120,8 @@ def node_config(settings: Mapping) -> NodeConfig:
         model_dir=Path(settings["MODEL_DIR"]), operating_point=settings["OPERATING_POINT"],
         backend=settings["BACKEND"], tflite_file=settings["TFLITE_FILE"], threads=settings["THREADS"],
         broker_url=settings["BROKER_URL"], visibility_timeout=settings["BROKER_VISIBILITY_TIMEOUT"],
-        metrics_port=settings["DICOM_METRICS_PORT"], drift_window=settings["METRICS_DRIFT_WINDOW"])
+        metrics_port=settings["DICOM_METRICS_PORT"], drift_window=settings["METRICS_DRIFT_WINDOW"],
+        database_url=settings["DATABASE_URL"])
     if config.broker_url and config.visibility_timeout <= max(config.settle_seconds, config.resend_interval):
         raise NodeConfigError(f"{BROKER_PREFIX}VISIBILITY_TIMEOUT must be longer than {PREFIX}SETTLE_SECONDS and "
                               f"{PREFIX}RESEND_INTERVAL: tasks wait that long in a worker before they run.")

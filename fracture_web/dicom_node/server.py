@@ -26,6 +26,7 @@ from pydicom import Dataset, dcmread
 
 from ..inference import FractureModel, load_model
 from ..metrics import DriftMonitor, record_send_failure
+from ..reads.results import keep_result
 from .broker import BrokerNode
 from .collector import SettledStudy, StudyCollector
 from .config import NodeConfig
@@ -76,12 +77,13 @@ class Node(StorageServer):
         Secondary Capture on disk before answering."""
         analysis = read_radiograph(source, self.model, self.config.operating_point, self.drift)
         p, warnings = analysis.prediction, analysis.warnings
+        result = secondary_capture(source, p, warnings, analysis.overlay, datetime.now())
         try:
-            self.collector.add(source, p, warnings, [secondary_capture(source, p, warnings, analysis.overlay,
-                                                                       datetime.now())])
+            self.collector.add(source, p, warnings, [result])
         except OSError as err:
             log.error("cannot keep a received radiograph on disk, refused for the sender to retry: %s", err)
             return OUT_OF_RESOURCES
+        keep_result(self.config.database_url, result.SOPInstanceUID, p, analysis.context)
         return SUCCESS
 
     @property

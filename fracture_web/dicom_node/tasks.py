@@ -40,6 +40,7 @@ from redis import Redis, RedisError
 from ..dicom import read_dataset
 from ..inference import FractureModel
 from ..metrics import DriftMonitor, record_queue_depth, record_send_failure
+from ..reads.results import keep_result
 from .archive import result_row
 from .config import NodeConfig
 from .dead_letter import to_redis
@@ -123,6 +124,7 @@ def analyse(task: Task, data: str, received: float) -> None:
     except Exception as err:  # noqa: BLE001 - InvalidImageError or any other fault: kept, never dropped
         to_redis(context.studies.client, "analysis_failed", "a received radiograph", data, err)
         return
+    keep_result(context.config.database_url, results.SOPInstanceUID, p, analysis.context)
     key = context.studies.add(Reading.of(source, p, warnings, received))
     task.app.send_task(DELIVER, args=[[encode(results)]])
     task.app.send_task(REPORT, args=[key], countdown=context.config.settle_seconds)

@@ -140,7 +140,8 @@ class ReadStore:
 
     def add_analysis(self, analysis_id: str, prediction: Prediction, context: Mapping[str, str],
                      source: str = "web", at: datetime | None = None) -> None:
-        """Keep what the statistics need of one analysed image (its DICOM body part and view, where known)."""
+        """Keep what the statistics need of one analysed image (its DICOM body part and view, where known);
+        an id kept before (the node's result for an image sent again) is replaced, its reads kept."""
         record = AnalysisRecord(
             id=analysis_id, analysed_at=at or _now(), source=source, model_version=prediction.model_version,
             operating_point=prediction.operating_point, threshold=prediction.threshold,
@@ -148,7 +149,7 @@ class ReadStore:
             findings=[finding.as_dict() for finding in prediction.findings],
             body_part=context.get("body_part"), view=context.get("view_position"))
         with self._session() as session:
-            session.add(record)
+            session.merge(record)
 
     def add_read(self, analysis_id: str, read: str, reader: str | None = None,
                  findings_right: tuple[int, ...] | None = None, at: datetime | None = None) -> StoredAnalysis:

@@ -1,6 +1,7 @@
 """The reader's answer for an analysis: ``POST /api/v1/reads`` (JSON, for a RIS, a script or a
 viewer plug-in), the result page's one-click form (``POST /reads``, no JavaScript needed), and the
-stored analysis read back by its id (``GET /api/v1/analyses/<id>``).
+stored analysis read back by its id (``GET /api/v1/analyses/<id>``). A DICOM node's result is stored
+under its Secondary Capture's SOP Instance UID (``reads.results``), and read by that UID the same way.
 
 Every analysis is stored under its answer's ``request_id`` (:func:`record`). The database being
 unreachable never fails an analysis: it answers, and says its read cannot be saved; a read sent
@@ -24,8 +25,9 @@ log = logging.getLogger(__name__)
 bp = Blueprint("reads", __name__)
 KEY = "fracture_reads"
 
-#: An analysis id as the app gives them (the audit line's request id, "-N" for a study's Nth file).
-ID = re.compile(r"[0-9a-f]{32}(-[0-9]{1,2})?")
+#: An analysis id as the app gives them (the audit line's request id, "-N" for a study's Nth file), or the
+#: SOP Instance UID of a DICOM node's result (digits and dots, at most 64 characters).
+ID = re.compile(r"[0-9a-f]{32}(-[0-9]{1,2})?|(?=[0-9.]{1,64}$)[0-9]+(\.[0-9]+)+")
 #: A reader code the site chooses (letters, digits, ".", "_", "-"): never a name.
 READER = re.compile(r"[A-Za-z0-9._-]{1,32}")
 
@@ -73,7 +75,8 @@ def study_ids(count: int) -> list[str]:
 def _checked(analysis_id: object, read: object, reader: object, findings_right: object) -> tuple:
     """The read's fields, checked; ``MALFORMED`` naming the first wrong one."""
     if not isinstance(analysis_id, str) or not ID.fullmatch(analysis_id):
-        raise Refused(MALFORMED, problem="'request_id' must be the request_id of an analysis.")
+        raise Refused(MALFORMED, problem="'request_id' must be the request_id of an analysis, or the UID of a "
+                                         "DICOM node's result.")
     if read not in READS:
         raise Refused(MALFORMED, problem=f"'read' must be one of {', '.join(READS)}.")
     if reader is not None and (not isinstance(reader, str) or not READER.fullmatch(reader)):
