@@ -80,7 +80,7 @@ def test_each_view_of_a_study_gets_its_own_id_for_a_read(app):
     views = {"file": [(io.BytesIO(radiograph(seed, crack=seed == 2)), f"v{seed}.png") for seed in (2, 3)]}
     body = client.post("/api/v1/studies", data=views).get_json()
     ids = [image["request_id"] for image in body["images"]]
-    assert len(set(ids)) == 2
+    assert len(set(ids)) == 2 and body["stored"] is True
     for request_id, read in zip(ids, ("fractured", "not_fractured")):
         assert send_read(client, request_id, read).status_code == 200
     assert [client.get(f"/api/v1/analyses/{i}").get_json()["read"] for i in ids] == ["fractured", "not_fractured"]
@@ -221,3 +221,14 @@ def test_several_workers_share_one_sqlite_file_without_losing_a_read(tmp_path):
     store = ReadStore.open(url)
     assert len(store.all()) == 80 and all(row.read == "fractured" for row in store.all())
     store.dispose()
+
+
+def test_operations_can_migrate_the_database_before_starting_the_workers(tmp_path):
+    app = create_app({"TESTING": True, "LOAD_MODEL": False, "DATABASE_URL": sqlite_url(tmp_path)})
+    done = app.test_cli_runner().invoke(args=["reads-upgrade"])
+    assert done.exit_code == 0 and "The reads' database (sqlite) is up to date." in done.output
+    close(app)
+    down = create_app({"TESTING": True, "LOAD_MODEL": False,
+                       "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"})
+    failed = down.test_cli_runner().invoke(args=["reads-upgrade"])
+    assert failed.exit_code == 1 and "the reads' database is unavailable (OperationalError)" in failed.output

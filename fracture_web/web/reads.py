@@ -13,6 +13,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 
+import click
 from flask import Blueprint, Flask, current_app, g, jsonify, render_template, request
 
 from ..analysis import Analysis
@@ -50,6 +51,18 @@ def init_app(app: Flask) -> None:
     except StoreUnavailableError as err:
         log.warning("reads will not be kept until the database answers: %s", err)
     app.register_blueprint(bp)
+    app.cli.command("reads-upgrade")(upgrade_command)
+
+
+def upgrade_command() -> None:
+    """Build or migrate the reads' database now (``flask --app fracture_web reads-upgrade``); the app also
+    does it at start-up."""
+    store = get_store()
+    try:
+        store.upgrade()
+    except StoreUnavailableError as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"The reads' database ({store.engine.dialect.name}) is up to date.")
 
 
 def get_store() -> ReadStore:

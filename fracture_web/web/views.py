@@ -159,9 +159,9 @@ def predict_api():
 def studies_api():
     """Several ``file`` fields, the views of one study -> the study verdict and, in upload order,
     each file's answer as ``/api/v1/predict`` gives it (its own ``request_id``), or ``{"error": ...}`` for one
-    it could not read."""
-    study, ids, _stored = _run_study(_model(), _study_uploads(), images=_wants_heatmap())
-    body = study.as_dict()
+    it could not read; ``stored`` as for one image."""
+    study, ids, stored = _run_study(_model(), _study_uploads(), images=_wants_heatmap())
+    body = study.as_dict() | {"stored": stored}
     for entry, image, analysis_id in zip(body["images"], study.images, ids):
         if image.analysis is not None:
             entry["request_id"] = analysis_id
