@@ -73,10 +73,11 @@ def expected_cells(labels: np.ndarray, probs: np.ndarray, threshold: float) -> l
     return [rate(tp, tp + fn), rate(tn, tn + fp), rate(tp, tp + fp), rate(tn, tn + fn), f"{tp} / {fp} / {tn} / {fn}"]
 
 
-@pytest.fixture()
-def day_of_reads(tmp_path):
-    """60 radiographs through the API and a read for each; the app and what was sent."""
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{tmp_path / 'reads.sqlite3'}"})
+@pytest.fixture(scope="module")
+def day_of_reads(tmp_path_factory):
+    """60 radiographs through the API and a read for each; the app and what was sent (the tests only look)."""
+    folder = tmp_path_factory.mktemp("site")
+    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{folder / 'reads.sqlite3'}"})
     client = app.test_client()
     answers, reads = [], []
     for number in range(IMAGES):
