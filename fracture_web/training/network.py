@@ -1,4 +1,4 @@
-"""The fracture network: EfficientNet-Lite0 (ImageNet start) with two heads on one forward pass.
+"""The fracture network: an EfficientNet-Lite backbone (ImageNet start) with two heads on one forward pass.
 
 * the classifier: global average pooling of the last (stride-32) feature map -> one logit;
 * the locator: a fracture map at stride 8 (the last features, upsampled onto the stride-16
@@ -17,24 +17,29 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from .efficientnet_lite import build_efficientnet_lite0, fold_batch_norm, load_lite0_imagenet_weights
-from .torch_weights import lite0_weights_path, read_torch_state_dict
+from .efficientnet_lite import (build_efficientnet_lite, fold_batch_norm, last_block_of_stage, load_imagenet_weights,
+                               variant_of)
+from .torch_weights import imagenet_weights_path, read_torch_state_dict
 
 BACKBONE = "backbone"
 HEAD = "fracture_logit"
 LOCATOR = "fracture_map"
-#: The last blocks at stride 8 (40 channels) and 16 (112 channels), where the locator reads finer detail.
-STRIDE8_LAYER, STRIDE16_LAYER = "block3b_add", "block5c_add"
+#: The stages whose last blocks give the stride-8 and stride-16 features the locator reads finer detail from.
+STRIDE8_STAGE, STRIDE16_STAGE = 3, 5
+#: The backbone of networks whose recipe does not name one (those trained before there was a choice).
+DEFAULT_BACKBONE = "lite0"
 #: Channels of the locator's hidden layers at stride 16 and at stride 8.
 LOCATOR_WIDTH, FINE_WIDTH = 64, 32
 
 
-def _backbone(input_size: int, channels: int, batch_norm: bool = True) -> keras.Model:
-    """Lite0 with three outputs: the stride-8 and stride-16 features and the last (stride-32) feature map."""
-    core = build_efficientnet_lite0((input_size, input_size, channels), include_top=False, name=BACKBONE,
-                                    batch_norm=batch_norm)
-    return keras.Model(core.input, [core.get_layer(STRIDE8_LAYER).output, core.get_layer(STRIDE16_LAYER).output,
-                                    core.output], name=BACKBONE)
+def _backbone(input_size: int, channels: int, variant: str, batch_norm: bool = True) -> keras.Model:
+    """EfficientNet-Lite ``variant`` with three outputs: the stride-8 and stride-16 features and the
+    last (stride-32) feature map."""
+    core = build_efficientnet_lite((input_size, input_size, channels), include_top=False, name=BACKBONE,
+                                   batch_norm=batch_norm, variant=variant)
+    taps = [core.get_layer(f"{last_block_of_stage(variant, stage)}_add").output
+            for stage in (STRIDE8_STAGE, STRIDE16_STAGE)]
+    return keras.Model(core.input, [*taps, core.output], name=BACKBONE)
 
 
 def _locator(finer: keras.KerasTensor, fine: keras.KerasTensor, features: keras.KerasTensor) -> keras.KerasTensor:
@@ -58,17 +63,19 @@ def _heads(finer: keras.KerasTensor, fine: keras.KerasTensor, features: keras.Ke
     return layers.Dense(1, name=HEAD)(dropped), _locator(finer, fine, features)
 
 
-def build_network(input_size: int, imagenet: bool = True, dropout: float = 0.3) -> keras.Model:
+def build_network(input_size: int, imagenet: bool = True, dropout: float = 0.3,
+                  backbone: str = DEFAULT_BACKBONE) -> keras.Model:
     """(input_size, input_size, 1) image in [0, 1] ->
-    [logit (B, 1), features (B, h32, w32, 1280), fracture-map logits (B, h8, w8, 1)]."""
+    [logit (B, 1), features (B, h32, w32, 1280), fracture-map logits (B, h8, w8, 1)],
+    on the EfficientNet-Lite ``backbone`` ("lite0", "lite1" or "lite2")."""
     image = keras.Input((input_size, input_size, 1), name="image")
     # The ImageNet weights expect three channels in [-1, 1].
     signed = layers.Rescaling(2.0, offset=-1.0, name="to_signed")(image)
     rgb = layers.Concatenate(name="to_rgb")([signed, signed, signed])
-    backbone = _backbone(input_size, 3)
+    core = _backbone(input_size, 3, backbone)
     if imagenet:
-        load_lite0_imagenet_weights(backbone, read_torch_state_dict(lite0_weights_path()))
-    finer, fine, features = backbone(rgb)
+        load_imagenet_weights(core, read_torch_state_dict(imagenet_weights_path(backbone)), backbone)
+    finer, fine, features = core(rgb)
     logit, fracture_map = _heads(finer, fine, features, dropout)
     return keras.Model(image, [logit, features, fracture_map], name="fracture_net")
 
@@ -83,8 +90,9 @@ def inference_network(network: keras.Model) -> keras.Model:
     size = network.input_shape[1]
     image = keras.Input((size, size, 1), name="image")
     signed = layers.Rescaling(2.0, offset=-1.0, name="to_signed")(image)
-    backbone = _backbone(size, 1, batch_norm=False)
-    fold_batch_norm(network.get_layer(BACKBONE), backbone)
+    trained = network.get_layer(BACKBONE)
+    backbone = _backbone(size, 1, variant_of(trained), batch_norm=False)
+    fold_batch_norm(trained, backbone)
     finer, fine, features = backbone(signed)
     logit, fracture_map = _heads(finer, fine, features, dropout=0.0)
     serving = keras.Model(image, [logit, features, fracture_map], name="fracture_net_inference")

