@@ -6,7 +6,10 @@ have rendered it: lower resolution, JPEG re-compression, gamma, contrast, histog
 processing (CLAHE, equalisation), noise, blur, collimation borders, crops and padding,
 rotation, burnt-in text, 12-bit storage under a window. Training draws random ones to augment
 (:func:`random_site_shift`); the robustness table re-renders the validation split under each
-(:data:`SHIFTS`, fixed strengths). numpy and OpenCV only; no Flask, no TensorFlow.
+(:data:`SHIFTS`, fixed strengths). Where there is no digital radiography a phone photo of a
+film or a monitor is the upload: :data:`PHOTO_SHIFTS` render its light, glare, colour cast,
+moiré, camera blur, noise and JPEG on a straightened image (the geometry is
+:mod:`fracture_web.photo_render`'s). numpy and OpenCV only; no Flask, no TensorFlow.
 """
 from __future__ import annotations
 
@@ -132,6 +135,100 @@ def invert(image: Image) -> Image:
     return (1.0 - image).astype(np.float32)
 
 
+def _unit_grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates scaled to [-1, 1] across each side: (y, x)."""
+    height, width = shape
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    return 2 * y / max(1, height - 1) - 1, 2 * x / max(1, width - 1) - 1
+
+
+def uneven_light(image: Image, strength: float, rng: np.random.Generator) -> Image:
+    """Light that falls off across a photographed film or screen: a tilt in a random direction
+    and a vignette, together dimming the darkest corner by up to ``strength`` (0-1)."""
+    y, x = _unit_grid(image.shape)
+    angle = rng.uniform(0.0, 2 * np.pi)
+    tilt = (np.cos(angle) * x + np.sin(angle) * y + np.sqrt(2)) / (2 * np.sqrt(2))
+    field = 1.0 - strength * (0.5 * tilt + 0.25 * (x * x + y * y))
+    return np.clip(image * field, 0.0, 1.0).astype(np.float32)
+
+
+def glare(image: Image, strength: float, rng: np.random.Generator) -> Image:
+    """A reflection of a lamp or window: a soft blob at a random place that pulls the pixels
+    under it towards white by up to ``strength`` (0-1)."""
+    y, x = _unit_grid(image.shape)
+    cy, cx = rng.uniform(-0.8, 0.8, 2)
+    radius = rng.uniform(0.1, 0.4)
+    blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * radius * radius)).astype(np.float32)
+    return np.clip(image + strength * blob * (1.0 - image), 0.0, 1.0).astype(np.float32)
+
+
+def lifted_blacks(image: Image, black: float, white: float) -> Image:
+    """A film's base fog or a monitor's glowing black, and a light box or screen short of full
+    white: the range [0, 1] mapped to [``black``, ``white``] (less contrast)."""
+    return (np.float32(black) + np.float32(white - black) * np.clip(image, 0.0, 1.0)).astype(np.float32)
+
+
+def colour_cast_to_grey(image: Image, rng: np.random.Generator) -> Image:
+    """A colour cast (warm light box, cold screen, white balance) on each of B, G and R, clipped
+    per channel, then converted back to grey as the app converts a colour upload."""
+    gains = rng.uniform(0.8, 1.2, 3).astype(np.float32)
+    offsets = rng.uniform(-0.04, 0.04, 3).astype(np.float32)
+    bgr = np.clip(image[..., np.newaxis] * gains + offsets, 0.0, 1.0).astype(np.float32)
+    return np.clip(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), 0.0, 1.0).astype(np.float32)
+
+
+def moire(image: Image, strength: float, period_fraction: float, rng: np.random.Generator) -> Image:
+    """The interference of a screen's pixel grid with the camera's: two fine gratings at random
+    angles whose fringes bend slowly, modulating the brightness by up to ``strength``; the
+    period is ``period_fraction`` of the short side."""
+    y, x = np.mgrid[0:image.shape[0], 0:image.shape[1]].astype(np.float32) / np.float32(min(image.shape))
+    pattern = np.zeros_like(image, dtype=np.float32)
+    for angle in rng.uniform(0.0, np.pi, 2):
+        bend = rng.uniform(0.5, 2.0) * np.sin(np.pi * (x * np.sin(angle) - y * np.cos(angle)))
+        pattern += np.cos(2 * np.pi * (x * np.cos(angle) + y * np.sin(angle)) / period_fraction + bend) / 2
+    return np.clip(image * (1.0 + strength * pattern), 0.0, 1.0).astype(np.float32)
+
+
+def motion_blur(image: Image, length_fraction: float, degrees: float) -> Image:
+    """A hand that moved while the phone exposed: a line blur ``length_fraction`` of the short side."""
+    length = max(3, round(length_fraction * min(image.shape)) | 1)
+    kernel = np.zeros((length, length), np.float32)
+    kernel[length // 2, :] = 1.0
+    rotation = cv2.getRotationMatrix2D((length / 2 - 0.5, length / 2 - 0.5), degrees, 1.0)
+    kernel = cv2.warpAffine(kernel, rotation, (length, length))
+    return np.clip(cv2.filter2D(image, -1, kernel / kernel.sum()), 0.0, 1.0).astype(np.float32)
+
+
+def _phone_camera(image: Image, rng: np.random.Generator) -> Image:
+    """What the phone adds whatever it photographs: focus or shake blur, sensor noise, JPEG."""
+    if rng.random() < 0.5:
+        image = blur(image, rng.uniform(0.001, 0.004))
+    else:
+        image = motion_blur(image, rng.uniform(0.004, 0.012), rng.uniform(0.0, 180.0))
+    return jpeg(noise(image, rng.uniform(0.004, 0.025), rng), int(rng.integers(40, 90)))
+
+
+def photo_of_film(image: Image, rng: np.random.Generator) -> Image:
+    """A phone photo of the film on a light box, once straightened: base fog and a box short of
+    white, uneven light, a glare spot half the time, a colour cast, and the phone's camera."""
+    out = lifted_blacks(image, rng.uniform(0.02, 0.12), rng.uniform(0.8, 1.0))
+    out = uneven_light(out, rng.uniform(0.1, 0.35), rng)
+    if rng.random() < 0.5:
+        out = glare(out, rng.uniform(0.2, 0.6), rng)
+    return _phone_camera(colour_cast_to_grey(out, rng), rng)
+
+
+def photo_of_monitor(image: Image, rng: np.random.Generator) -> Image:
+    """A phone photo of a monitor, once straightened: a glowing black, a dimmer white, uneven
+    light, moiré, a reflection half the time, a colour cast, and the phone's camera."""
+    out = lifted_blacks(image, rng.uniform(0.04, 0.2), rng.uniform(0.75, 0.95))
+    out = uneven_light(out, rng.uniform(0.05, 0.25), rng)
+    out = moire(out, rng.uniform(0.03, 0.15), rng.uniform(0.008, 0.03), rng)
+    if rng.random() < 0.5:
+        out = glare(out, rng.uniform(0.1, 0.4), rng)
+    return _phone_camera(colour_cast_to_grey(out, rng), rng)
+
+
 @dataclass(frozen=True)
 class Shift:
     """One named re-rendering for the robustness table.
@@ -169,12 +266,23 @@ SHIFTS: tuple[Shift, ...] = (
     Shift("inverted", "MONOCHROME1 left inverted (an export error)", lambda x, r: invert(x), scanner=False),
 )
 
+#: Phone photos of a film or a screen, as the model input sees them once straightened: not a
+#: scanner's doing, so no robustness target (the table's photographed rows render whole photos).
+PHOTO_SHIFTS: tuple[Shift, ...] = (
+    Shift("photo_film", "a phone photo of the film on a light box (light, glare, cast, camera)",
+          photo_of_film, scanner=False),
+    Shift("photo_monitor", "a phone photo of a monitor (glowing black, light, moire, cast, camera)",
+          photo_of_monitor, scanner=False),
+)
+
 
 def random_site_shift(image: Image, rng: np.random.Generator, probability: float = 0.5) -> Image:
     """Training augmentation: with ``probability``, one or two site shifts at random strengths.
 
     Only shifts that keep the image's geometry (so an outline mask stays valid); crops, padding
-    and rotation are the augmentation's own geometric step.
+    and rotation are the augmentation's own geometric step. The two photo renderings are drawn
+    like the others: at the default probability about one training image in nine is seen as a
+    photo, enough to learn a photo's look without costing the files, most uploads, their accuracy.
     """
     if rng.random() >= probability:
         return image
@@ -195,4 +303,5 @@ _RANDOM: tuple[Callable[[Image, np.random.Generator], Image], ...] = (
     lambda x, r: border(x, r.uniform(0.02, 0.08), float(r.choice([0.0, 1.0]))),
     burnt_in_text,
     lambda x, r: window_12bit(x, r.uniform(0.5, 1.0)),
+    *(shift.apply for shift in PHOTO_SHIFTS),
 )
