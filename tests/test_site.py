@@ -10,19 +10,15 @@ import io
 import re
 from datetime import datetime, timezone
 
-import cv2
 import numpy as np
 import pytest
 
-from bench.dx_files import to_bytes
-from dicom_files import radiograph_dataset
-from fracture_web import create_app
 from fracture_web.evaluation.diagnostic_accuracy import wilson_interval
 from fracture_web.reads.report import ServedModel, site_report
 from fracture_web.reads.statistics import refit_sample
 from fracture_web.reads.store import StoredAnalysis
 from fracture_web.web.reads import KEY
-from helpers import synthetic_xray
+from site_reads import reading_day
 
 IMAGES = 60
 
@@ -34,18 +30,6 @@ def percent(value: float) -> str:
 def interval(successes: int, total: int) -> str:
     low, high = wilson_interval(successes, total)
     return "" if total == 0 else f"({percent(low)}–{percent(high)})"
-
-
-def upload(client, number: int, crack: bool) -> dict:
-    """A radiograph: every third one a DICOM of a hand, the others PNGs without a header."""
-    pixels = synthetic_xray(np.random.default_rng(number), crack)
-    if number % 3 == 0:
-        body, kind = to_bytes(radiograph_dataset(pixels, BodyPartExamined="HAND")), "application/dicom"
-    else:
-        body, kind = cv2.imencode(".png", pixels)[1].tobytes(), "image/png"
-    answer = client.post("/api/v1/predict", data=body, content_type=kind)
-    assert answer.status_code == 200
-    return answer.get_json() | {"body_part": "HAND" if number % 3 == 0 else "unknown"}
 
 
 def reader_says(number: int, crack: bool) -> str:
@@ -76,18 +60,9 @@ def expected_cells(labels: np.ndarray, probs: np.ndarray, threshold: float) -> l
 @pytest.fixture(scope="module")
 def day_of_reads(tmp_path_factory):
     """60 radiographs through the API and a read for each; the app and what was sent (the tests only look)."""
-    folder = tmp_path_factory.mktemp("site")
-    app = create_app({"TESTING": True, "DATABASE_URL": f"sqlite:///{folder / 'reads.sqlite3'}"})
-    client = app.test_client()
-    answers, reads = [], []
-    for number in range(IMAGES):
-        crack = number % 2 == 0
-        answers.append(upload(client, number, crack))
-        reads.append(reader_says(number, crack))
-        sent = client.post("/api/v1/reads", json={"request_id": answers[-1]["request_id"], "read": reads[-1]})
-        assert sent.status_code == 200
-    yield app, answers, reads
-    app.extensions[KEY].dispose()
+    with reading_day(tmp_path_factory.mktemp("site") / "reads.sqlite3", IMAGES, lambda number: number % 2 == 0,
+                     reader_says) as day:
+        yield day
 
 
 def test_the_site_page_shows_what_one_computes_from_the_same_reads(day_of_reads):

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from fracture_web import create_app
-from fracture_web.evaluation.site import SiteSampleError, fit_site, site_metadata
+from fracture_web.evaluation.calibration import HIGH_SENSITIVITY_RULE
+from fracture_web.evaluation.site import SiteSampleError, check_size, fit_site, site_metadata
 from fracture_web.imaging import preprocess
 from fracture_web.inference import FractureModel
 from fracture_web.probability import logit, recalibrate, sigmoid
@@ -56,6 +57,23 @@ def test_a_sample_too_small_to_fit_is_refused_saying_what_is_missing(fractured, 
     probs = np.random.default_rng(0).random(len(labels))
     with pytest.raises(SiteSampleError, match=f"{fractured} fractured and {normal} non-fractured"):
         fit_site(labels, probs)
+
+
+def test_the_refit_keeps_the_margin_and_the_metadata_says_what_it_costs():
+    labels, probs = site_scores(np.random.default_rng(3))
+    fit = fit_site(labels, probs)
+    assert fit.margin["with_margin"]["threshold"] == fit.thresholds["high_sensitivity"]
+    assert fit.margin["specificity_cost"] >= 0
+    site = site_metadata({"operating_points": {"balanced": {"threshold": 0.5}}}, fit)["site_calibration"]
+    assert site["high_sensitivity_margin"] == fit.margin
+    assert HIGH_SENSITIVITY_RULE in site["method"]
+
+
+def test_a_sample_too_small_for_the_margin_is_a_sample_too_small_to_fit():
+    labels = np.array([1] * 31 + [0] * 40)
+    with pytest.raises(SiteSampleError, match="has 31 fractured images; the high-sensitivity point needs at least 32"):
+        check_size(labels)
+    check_size(np.array([1] * 32 + [0] * 20))
 
 
 def test_refitting_a_refitted_model_composes_the_two_calibrations():
@@ -106,7 +124,8 @@ def test_the_script_writes_a_model_folder_that_the_app_serves_with_the_site_poin
     assert "## Re-fitted at this site" in (out / "MODEL_CARD.md").read_text()
     # The shipped folder is untouched; the new one serves the re-fitted probability and thresholds.
     assert "site_calibration" not in json.loads((tiny_model_dir / "metadata.json").read_text())
-    client = create_app({"TESTING": True, "MODEL_DIR": str(out)}).test_client()
+    reads = f"sqlite:///{tmp_path / 'reads.sqlite3'}"  # the test's own, never the repo's instance folder
+    client = create_app({"TESTING": True, "MODEL_DIR": str(out), "DATABASE_URL": reads}).test_client()
     body = client.post("/api/v1/predict", data={"file": (io.BytesIO(sample_bytes), "x.jpg")}).get_json()
     development = FractureModel(tiny_model_dir)
     raw = float(development.outputs(preprocess(sample_bytes, development.input_size)[None])["probability"][0])

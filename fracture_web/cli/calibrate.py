@@ -1,22 +1,31 @@
 """Re-fit the model's calibration and operating points on this site's own labelled radiographs.
 
     fracture-calibrate --data-dir FOLDER --out DIR [--model model/] [--split NAME] [--force]
+    fracture-calibrate --from-reads --out DIR [--model model/] [--force]
     (from a checkout: python scripts/calibrate_site.py, the same arguments)
 
 FOLDER holds labels.csv (path,label with 1 = fractured) or Fractured/ + Non_fractured/, as for
 fracture-evaluate: at least 20 readable non-fractured and 32 readable fractured images (about 100 of
-each is better). The images go through the app's own preprocessing and model; Platt scaling and both
-operating points are re-fitted by the training's rules (balanced: Youden's J; high_sensitivity: the
-highest threshold whose one-sided 95% Wilson lower bound of sensitivity on the sample reaches 0.90,
-a margin for the sample's size so that the promise holds on new images; the summary says what the
-margin costs in specificity), and DIR becomes a complete model folder that serves them:
+each is better). The images go through the app's own preprocessing and model.
+
+--from-reads needs no images: it takes the analyses the app stored and the reads its readers gave
+(the site page's; FRACTURE_DATABASE_URL, else instance/reads.sqlite3, as the app finds them). Only
+analyses by the model being re-fitted (its version and calibration) count, and only the reads
+"fracture" and "no fracture"; the summary says how many were used and why the others were left out.
+The same numbers of each class are needed as from a folder.
+
+Platt scaling and both operating points are re-fitted by the training's rules (balanced: Youden's J;
+high_sensitivity: the highest threshold whose one-sided 95% Wilson lower bound of sensitivity on the
+sample reaches 0.90, a margin for the sample's size so that the promise holds on new images; the
+summary says what the margin costs in specificity), and DIR becomes a complete model folder that
+serves them:
 
     FRACTURE_MODEL_DIR=DIR make run
 
 Sensitivity and specificity are reported 5-fold cross-validated, with 95% CIs. Exits 2 when the
-folder, the sample (too few fractured images for the margin: it says how many are needed) or the
-model cannot be used; never overwrites a non-empty DIR (or the model itself) without --force. Needs
-only the runtime install.
+folder, the reads, the sample (too few fractured images for the margin: it says how many are needed)
+or the model cannot be used; never overwrites a non-empty DIR (or the model itself) without --force.
+Needs only the runtime install.
 """
 from __future__ import annotations
 
@@ -27,30 +36,46 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from flask import Flask
 
-from fracture_web.config import for_command_line
+from fracture_web.config import Settings, for_command_line
 from fracture_web.datasets import DatasetError, read_records
-from fracture_web.evaluation.calibration import HIGH_SENSITIVITY, SampleTooSmallError, check_fractured, margin_cost
 from fracture_web.evaluation.diagnostic_accuracy import to_json
 from fracture_web.evaluation.model_card import render
 from fracture_web.evaluation.scoring import EvaluationError, score_records
-from fracture_web.evaluation.site import FOLDS, SITE_KEY, check_sample, fit_site, site_metadata, write_site_model
+from fracture_web.evaluation.site import MARGIN_KEY, SITE_KEY, check_size, fit_site, site_metadata, write_site_model
 from fracture_web.inference import FractureModel, ModelLoadError
-from fracture_web.probability import logit, sigmoid
+from fracture_web.reads.statistics import refit_sample
+from fracture_web.reads.store import ReadStore, StoreUnavailableError, database_url
 
-#: The key of the high-sensitivity point's margin (rule and cost) in the site's calibration.
-MARGIN_KEY = "high_sensitivity_margin"
+#: A sample to re-fit on: the labels (1 = fractured), the served model's probabilities, subgroup columns.
+Labelled = tuple[np.ndarray, np.ndarray, dict]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path, required=True, help="this site's labelled folder")
+    settings = for_command_line(parser)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data-dir", type=Path, help="this site's labelled folder")
+    source.add_argument("--from-reads", action="store_true", help="the readers' reads the app stored "
+                        "(FRACTURE_DATABASE_URL, else the instance folder's database)")
     parser.add_argument("--out", type=Path, required=True, help="the re-fitted model folder to write")
-    parser.add_argument("--model", type=Path, default=Path(for_command_line(parser)["MODEL_DIR"]), help="model to re-fit (default: %(default)s)")
-    parser.add_argument("--split", help="only rows of labels.csv whose split column is this")
+    parser.add_argument("--model", type=Path, default=Path(settings["MODEL_DIR"]),
+                        help="model to re-fit (default: %(default)s)")
+    parser.add_argument("--split", help="only rows of labels.csv whose split column is this (with --data-dir)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per model call (default 16)")
     parser.add_argument("--force", action="store_true", help="overwrite a non-empty --out (even the model)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.from_reads and args.split:
+        parser.error("--split goes with --data-dir (the reads have no splits)")
+    args.database = reads_database(settings)
+    return args
+
+
+def reads_database(settings: Settings) -> str:
+    """The database the web app keeps its reads in: ``DATABASE_URL``, else the SQLite file in the
+    instance folder Flask gives the app (``web.reads`` opens it the same way)."""
+    return database_url(settings["DATABASE_URL"], Flask("fracture_web").instance_path)
 
 
 def summary_lines(metadata: dict) -> list[str]:
@@ -80,42 +105,52 @@ def margin_lines(margin: dict) -> list[str]:
     return lines
 
 
-def check_size(labels: np.ndarray) -> None:
-    """Refuse a sample too small to re-fit: too few of a class, or too few fractured images for the
-    high-sensitivity margin in every cross-validation fold."""
-    check_sample(labels)
-    check_fractured(labels, HIGH_SENSITIVITY, FOLDS)
+def folder_sample(args: argparse.Namespace) -> tuple[FractureModel, Labelled]:
+    """The labelled folder scored through the model (a sample too small is refused before scoring)."""
+    records = read_records(args.data_dir, args.split)
+    check_size(records.labels)  # before scoring: a sample too small is refused in seconds
+    model = FractureModel(args.model)
+    scored, probs, unreadable, _warnings = score_records(records, model, args.batch_size)
+    if unreadable:
+        print(f"{len(unreadable)} unreadable images left out")
+    return model, (scored.labels, probs, scored.columns)
 
 
-def refitted_metadata(metadata: dict, labels: np.ndarray, probs: np.ndarray, columns: dict) -> dict:
-    """The model's metadata re-fitted on the sample, with the high-sensitivity margin's rule and cost."""
-    fit = fit_site(labels, probs, columns)
-    updated = site_metadata(metadata, fit)
-    refitted = sigmoid(fit.platt[0] * logit(probs) + fit.platt[1])  # as fit_site re-calibrates them
-    updated[SITE_KEY][MARGIN_KEY] = margin_cost(labels, refitted, HIGH_SENSITIVITY)
-    return updated
+def reads_sample(args: argparse.Namespace) -> tuple[FractureModel, Labelled]:
+    """The readers' labels for the analyses the model gave as it is served now, and what was left out."""
+    model = FractureModel(args.model)
+    store = ReadStore.open(args.database)
+    if store.engine.dialect.name == "sqlite" and not Path(store.engine.url.database or "").is_file():
+        raise EvaluationError(f"No reads are stored: {store.engine.url.database} does not exist (set "
+                              "FRACTURE_DATABASE_URL to the database the app keeps its reads in)")
+    try:
+        rows = store.all()
+    finally:
+        store.dispose()
+    labels, probs, columns = refit_sample(rows, model.version, model.calibration)
+    unread, unsure = sum(row.read is None for row in rows), sum(row.read == "unsure" for row in rows)
+    print(f"From the reads: {len(labels)} of {len(rows) - unread} read analyses used (model {model.version}, "
+          f"{model.calibration} calibration); left out: {unsure} read 'not sure', "
+          f"{len(rows) - unread - unsure - len(labels)} of another model version or calibration "
+          f"({unread} analyses not read yet)")
+    return model, (labels, probs, columns)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        records = read_records(args.data_dir, args.split)
-        check_size(records.labels)  # before scoring: a sample too small is refused in seconds
-        model = FractureModel(args.model)
-        scored, probs, unreadable, _warnings = score_records(records, model, args.batch_size)
-        check_size(scored.labels)
-        metadata = refitted_metadata(model.metadata, scored.labels, probs, scored.columns)
+        model, (labels, probs, columns) = reads_sample(args) if args.from_reads else folder_sample(args)
+        check_size(labels)
+        metadata = site_metadata(model.metadata, fit_site(labels, probs, columns))
         write_site_model(args.model, args.out, metadata, args.force)
-    except (DatasetError, EvaluationError, ModelLoadError, SampleTooSmallError) as err:
+    except (DatasetError, EvaluationError, ModelLoadError, StoreUnavailableError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if (args.out / "metrics.json").is_file():  # the development validation report, copied with the model
         (args.out / "MODEL_CARD.md").write_text(render(metadata, json.loads((args.out / "metrics.json").read_text())))
     (args.out / "site_metrics.json").write_text(to_json(metadata[SITE_KEY]) + "\n")
     print("\n".join(summary_lines(metadata)))
-    if unreadable:
-        print(f"{len(unreadable)} unreadable images left out")
     print(f"Wrote {args.out}; serve it with: FRACTURE_MODEL_DIR={args.out} make run")
     return 0
 

@@ -2,9 +2,11 @@
 
 The ranking a model learnt travels between hospitals better than its thresholds do: another
 site's scanners, processing and case mix move every probability. A site scores a labelled
-sample through the model (the app's own path), re-fits Platt scaling and both operating points
-by the training's rules, and gets a complete model folder that serves them. The sensitivity and
-specificity it reports are cross-validated: each image is judged by thresholds fitted without it.
+sample through the model (the app's own path), or takes the probabilities its readers have read
+(``reads``), re-fits Platt scaling and both operating points by the training's rules (the
+high-sensitivity point with a margin for the sample's size), and gets a complete model folder that
+serves them. The sensitivity and specificity it reports are cross-validated: each image is judged by
+thresholds fitted without it.
 numpy only: it runs in the serving install.
 """
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..probability import logit, sigmoid
-from .calibration import HIGH_SENSITIVITY, choose_operating_points, cross_validated_rates, fit_platt
+from .calibration import (HIGH_SENSITIVITY, HIGH_SENSITIVITY_RULE, SampleTooSmallError, check_fractured,
+                          choose_operating_points, cross_validated_rates, fit_platt, margin_cost)
 from .diagnostic_accuracy import expected_calibration_error, report, to_json
 from .scoring import EvaluationError
 
@@ -28,6 +31,8 @@ MIN_PER_CLASS = 20
 FOLDS = 5
 #: The key of the site's calibration in metadata.json (read by ``fracture_web.inference``).
 SITE_KEY = "site_calibration"
+#: The key of the high-sensitivity point's margin (its rule and what it costs) in the site's calibration.
+MARGIN_KEY = "high_sensitivity_margin"
 
 
 class SiteSampleError(EvaluationError):
@@ -37,12 +42,14 @@ class SiteSampleError(EvaluationError):
 @dataclass(frozen=True)
 class SiteFit:
     """A site's re-fitted calibration: Platt (slope, intercept) on the logit of the model's own
-    probability, the thresholds on the re-calibrated probability, and how the sample did."""
+    probability, the thresholds on the re-calibrated probability, how the sample did, and the
+    high-sensitivity point without and with its margin (``calibration.margin_cost``)."""
 
     platt: tuple[float, float]
     thresholds: dict[str, float]
     cross_validated: dict[str, dict]
     sample: dict
+    margin: dict
 
 
 def check_sample(labels: np.ndarray) -> None:
@@ -56,6 +63,16 @@ def check_sample(labels: np.ndarray) -> None:
             "that hold to within a few percentage points).")
 
 
+def check_size(labels: np.ndarray) -> None:
+    """Refuse a sample too small to re-fit: too few of a class (:func:`check_sample`), or too few
+    fractured images for the high-sensitivity margin in every cross-validation fold."""
+    check_sample(labels)
+    try:
+        check_fractured(labels, HIGH_SENSITIVITY, FOLDS)
+    except SampleTooSmallError as err:
+        raise SiteSampleError(str(err)) from None
+
+
 def fit_site(labels: np.ndarray, probs: np.ndarray, columns: dict | None = None) -> SiteFit:
     """Re-fit on a site's labels and the model's probabilities for them (as it serves them now)."""
     labels = np.asarray(labels, np.int64)
@@ -67,7 +84,8 @@ def fit_site(labels: np.ndarray, probs: np.ndarray, columns: dict | None = None)
     sample = report(labels, refitted, thresholds, columns)
     # The re-fit is monotone, so the AUC is unchanged; what it changes is the calibration.
     sample["ece_before"] = expected_calibration_error(labels, np.asarray(probs, np.float64))
-    return SiteFit((slope, intercept), thresholds, cross_validated_rates(labels, scores, FOLDS), sample)
+    return SiteFit((slope, intercept), thresholds, cross_validated_rates(labels, scores, FOLDS), sample,
+                   margin_cost(labels, refitted, HIGH_SENSITIVITY))
 
 
 def site_metadata(metadata: dict, fit: SiteFit, now: datetime | None = None) -> dict:
@@ -89,8 +107,10 @@ def site_metadata(metadata: dict, fit: SiteFit, now: datetime | None = None) -> 
         "fitted_at": (now or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
         "images": fit.sample["n"], "fractured": fit.sample["positives"],
         "method": f"Platt scaling on the logit of the model's probability; balanced = Youden's J, "
-                  f"high_sensitivity = sensitivity >= {HIGH_SENSITIVITY:.2f}; rates {FOLDS}-fold cross-validated",
+                  f"high_sensitivity = the {HIGH_SENSITIVITY_RULE} ({HIGH_SENSITIVITY:.2f}); "
+                  f"rates {FOLDS}-fold cross-validated",
         "cross_validated": fit.cross_validated,
+        MARGIN_KEY: fit.margin,
         "development_operating_points": {name: point["threshold"]
                                          for name, point in metadata["operating_points"].items()},
         "sample": fit.sample,
