@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def create_app(test_config: dict | None = None, environ: Mapping[str, str] | None = None,
                settings: Settings | None = None) -> Flask:
-    """Application factory: settings, the model extension, blueprints and error handlers.
+    """Application factory: settings, the model extension, the reads' store, blueprints and error handlers.
 
     Settings come from the defaults, then an optional instance ``config.py``, then the
     ``FRACTURE_*`` variables (``settings``, else read from ``environ``, else from the process's
@@ -27,7 +27,8 @@ def create_app(test_config: dict | None = None, environ: Mapping[str, str] | Non
     """
     from flask import Flask
 
-    from .web import access, audit, csrf, errors, extension, jsonprovider, monitoring, security, uploads, views
+    from .web import (access, audit, csrf, errors, extension, jsonprovider, monitoring, reads, security, site, uploads,
+                      views)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_environ(environ) if settings is None else settings
@@ -56,4 +57,7 @@ def create_app(test_config: dict | None = None, environ: Mapping[str, str] | Non
     csrf.init_app(app)
     errors.init_app(app)
     app.register_blueprint(views.bp)
+    # The readers' side: their reads kept in the store (``DATABASE_URL``), and the site page from them.
+    reads.init_app(app)
+    site.init_app(app)
     return app

@@ -76,11 +76,19 @@ UPLOAD_STALLED = Refusal("upload_stalled", 408, "The upload was too slow, stalle
 TOO_LARGE = Refusal("too_large", 413, "The file is too large to upload (the limit is {limit_mb} MB, "
                                       "for all the files of one upload together).", body_unread=True)
 NO_MODEL = Refusal("no_model", 503, "The model is not loaded yet; try again in a moment.")
+# A reader's read (``web.reads``) and the site page (``web.site``). A malformed read is one of the "other
+# 400s"; an unknown id is a missing page, and an unreachable database the site's trouble, not the
+# sender's: neither is counted as a refusal (the database's is logged).
+READ_MALFORMED = Refusal("bad_request", 400, "The read could not be understood: {problem}")
+UNKNOWN_ANALYSIS = Refusal(None, 404, "No analysis is stored under the id {analysis_id!r}: send the request_id of "
+                                      "an answer this site gave.")
+READS_UNAVAILABLE = Refusal(None, 503, "The read could not be saved: this site's database cannot be reached just now. "
+                                       "The analysis itself is not affected; please send the read again later.")
 
 #: Every row, in the order above.
 TABLE = (UNREADABLE, BAD_OPERATING_POINT, NO_FILE, WRONG_FIELD, EMPTY_BODY, ONE_AT_A_TIME, STUDY_TOO_LARGE,
          TOKEN_NEEDED, SIGN_IN_FIRST, WRONG_TOKEN, EXPIRED_FORM, BAD_REQUEST, CROSS_SITE, NOT_FOUND, NOT_ALLOWED,
-         UPLOAD_STALLED, TOO_LARGE, NO_MODEL)
+         UPLOAD_STALLED, TOO_LARGE, NO_MODEL, READ_MALFORMED, UNKNOWN_ANALYSIS, READS_UNAVAILABLE)
 #: The domain exceptions a request may raise, and their rows (a subclass, such as the model's
 #: ``ModelOutputError``, answers as its parent).
 BY_EXCEPTION: dict[type[Exception], Refusal] = {

@@ -1,4 +1,5 @@
-"""Shared fixtures: a small real model trained in this session, the app and its client."""
+"""Shared fixtures: a small real model trained in this session, the app (its reads kept in the test's
+temporary folder) and its client."""
 from __future__ import annotations
 
 import os
@@ -57,8 +58,14 @@ def model(tiny_model_dir: Path) -> FractureModel:
 
 
 @pytest.fixture()
-def app(tiny_model_dir: Path):
-    return create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir)})
+def reads_url(tmp_path: Path) -> str:
+    """A database for the app's reads in the test's own folder: tests never write the repo's instance folder."""
+    return f"sqlite:///{tmp_path / 'reads.sqlite3'}"
+
+
+@pytest.fixture()
+def app(tiny_model_dir: Path, reads_url: str):
+    return create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "DATABASE_URL": reads_url})
 
 
 @pytest.fixture()

@@ -48,6 +48,12 @@ def run_bench(module: str, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
+def same_answer(answer: dict) -> dict:
+    """An API answer without what differs per request (its ``request_id``, and whether it was ``stored``),
+    to compare with another answer for the same image."""
+    return {key: value for key, value in answer.items() if key not in ("request_id", "stored")}
+
+
 def csrf_token(client) -> str:
     """The CSRF token the page gives this browser."""
     return re.search(r'name="csrf_token" value="([^"]+)"', client.get("/").get_data(as_text=True)).group(1)

@@ -14,15 +14,19 @@ from gunicorn.http.errors import InvalidChunkSize
 from markupsafe import escape
 from prometheus_client import REGISTRY
 
+from bench.local_server import free_port
 from fracture_web import create_app, metrics, refusals
 from fracture_web.imaging import decode_image
 from fracture_web.inference import ModelOutputError
+from fracture_web.reads.models import READS
 from fracture_web.refusals import Refusal
 from fracture_web.web import uploads
 from helpers import SAMPLES, csrf_token, post_form
 
 NOT_AN_IMAGE = b"this is a letter, not a radiograph"
 TOKEN = "site-token-for-the-refusals-test"
+#: An analysis id as the app gives them, that this site never gave.
+NEVER_GIVEN = "0" * 32
 #: The reasons dashboards and alerts already count under: they must not change.
 DASHBOARD_REASONS = {"no_file", "too_many_files", "unreadable", "too_large", "bad_operating_point", "no_model",
                      "unauthorised", "cross_site", "expired_form", "upload_stalled", "bad_request"}
@@ -51,14 +55,18 @@ def post_with_csrf(client, path: str, data: dict, **kwargs):
 
 
 class Site:
-    """The apps the stories need: one with the tiny model, others made with a setting or without a model."""
+    """The apps the stories need: one with the tiny model, others made with a setting or without a model,
+    all keeping their reads at ``reads_url``."""
 
-    def __init__(self, with_model: Flask) -> None:
-        self.analysing = with_model.test_client()
+    def __init__(self, tiny_model_dir: Path, reads_url: str) -> None:
+        self.reads_url = reads_url
+        self.analysing = self.app(MODEL_DIR=str(tiny_model_dir), MAX_STUDY_IMAGES=2).test_client()
 
-    @staticmethod
-    def without_model(**config):
-        return create_app({"TESTING": True, "LOAD_MODEL": False} | config).test_client()
+    def app(self, **config) -> Flask:
+        return create_app({"TESTING": True, "DATABASE_URL": self.reads_url} | config)
+
+    def without_model(self, **config):
+        return self.app(LOAD_MODEL=False, **config).test_client()
 
 
 # Each story makes the requests that meet one row, on the surfaces where a person can meet it, and
@@ -179,6 +187,27 @@ def no_model(site: Site) -> tuple[Answers, str]:
             "api": client.post("/api/v1/predict", data=files(NOT_AN_IMAGE))}, refusals.NO_MODEL.text()
 
 
+def read_malformed(site: Site) -> tuple[Answers, str]:
+    maybe = {"request_id": NEVER_GIVEN, "read": "maybe"}
+    return {"page": post_with_csrf(site.analysing, "/reads", maybe),
+            "api": site.analysing.post("/api/v1/reads", json=maybe)}, \
+        refusals.READ_MALFORMED.text(problem=f"'read' must be one of {', '.join(READS)}.")
+
+
+def unknown_analysis(site: Site) -> tuple[Answers, str]:
+    read = {"request_id": NEVER_GIVEN, "read": "fractured"}
+    return {"page": post_with_csrf(site.analysing, "/reads", read),
+            "api": site.analysing.post("/api/v1/reads", json=read)}, \
+        refusals.UNKNOWN_ANALYSIS.text(analysis_id=NEVER_GIVEN)
+
+
+def reads_unavailable(site: Site) -> tuple[Answers, str]:
+    client = site.without_model(DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere")
+    read = {"request_id": NEVER_GIVEN, "read": "fractured"}
+    return {"page": post_with_csrf(client, "/reads", read), "api": client.post("/api/v1/reads", json=read)}, \
+        refusals.READS_UNAVAILABLE.text()
+
+
 #: A story for every row of the table, by the row's name in ``fracture_web.refusals``.
 STORIES: dict[str, Story] = {
     "UNREADABLE": unreadable, "BAD_OPERATING_POINT": bad_operating_point, "NO_FILE": no_file,
@@ -186,7 +215,8 @@ STORIES: dict[str, Story] = {
     "STUDY_TOO_LARGE": study_too_large, "TOKEN_NEEDED": token_needed, "SIGN_IN_FIRST": sign_in_first,
     "WRONG_TOKEN": wrong_token, "EXPIRED_FORM": expired_form, "BAD_REQUEST": bad_request, "CROSS_SITE": cross_site,
     "NOT_FOUND": not_found, "NOT_ALLOWED": not_allowed, "UPLOAD_STALLED": upload_stalled, "TOO_LARGE": too_large,
-    "NO_MODEL": no_model,
+    "NO_MODEL": no_model, "READ_MALFORMED": read_malformed, "UNKNOWN_ANALYSIS": unknown_analysis,
+    "READS_UNAVAILABLE": reads_unavailable,
 }
 #: Each row by its name in the module.
 ROWS = {name: row for name, row in vars(refusals).items() if isinstance(row, Refusal)}
@@ -219,8 +249,8 @@ def check_answer(row: Refusal, surface: str, response, message: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def site(tiny_model_dir: Path) -> Site:
-    return Site(create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "MAX_STUDY_IMAGES": 2}))
+def site(tiny_model_dir: Path, tmp_path_factory) -> Site:
+    return Site(tiny_model_dir, f"sqlite:///{tmp_path_factory.mktemp('reads') / 'reads.sqlite3'}")
 
 
 def test_every_row_of_the_table_has_a_story_below():
@@ -242,12 +272,12 @@ def test_each_refusal_answers_its_status_and_message_counted_once_under_its_reas
 
 
 @pytest.mark.parametrize("kind", [*refusals.BY_EXCEPTION, ModelOutputError])
-def test_each_domain_exception_a_view_raises_is_answered_by_its_row(kind: type[Exception]):
+def test_each_domain_exception_a_view_raises_is_answered_by_its_row(kind: type[Exception], reads_url: str):
     words = "What went wrong with this upload, in the domain's words."
 
     def view():
         raise kind(words)
-    app = create_app({"TESTING": True, "LOAD_MODEL": False})
+    app = create_app({"TESTING": True, "LOAD_MODEL": False, "DATABASE_URL": reads_url})
     app.add_url_rule("/raises", "raises", view)
     app.add_url_rule("/api/v1/raises", "api_raises", view)
     row, before = refusals.for_exception(kind(words)), refusal_counts()

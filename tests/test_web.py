@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from helpers import post_form
+from helpers import post_form, same_answer
 from fracture_web import create_app
 from fracture_web.analysis import OUT_OF_SCOPE
 
@@ -55,7 +55,8 @@ def test_api_returns_the_verdict_as_json(client, app, sample_bytes):
     body = response.get_json()
     assert response.status_code == 200
     assert set(body) == {"label", "probability", "threshold", "operating_point", "model_version", "calibration",
-                         "findings", "warnings"}
+                         "findings", "warnings", "request_id", "stored"}
+    assert body["request_id"] == response.headers["X-Request-ID"] and body["stored"] is True  # a read can follow
     assert body["calibration"] == "development"  # the tiny model's own thresholds, not re-fitted at a site
     assert body["label"] in ("fractured", "not_fractured")
     assert 0.0 <= body["probability"] <= 1.0
@@ -66,14 +67,14 @@ def test_api_returns_the_verdict_as_json(client, app, sample_bytes):
 
 
 @pytest.fixture()
-def flag_everything_client(tiny_model_dir, tmp_path):
+def flag_everything_client(tiny_model_dir, tmp_path, reads_url):
     """The tiny model with an extra operating point at threshold 0: every image is "fractured"."""
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model_dir)
     metadata = json.loads((model_dir / "metadata.json").read_text())
     metadata["operating_points"]["everything"] = {"threshold": 0.0}
     (model_dir / "metadata.json").write_text(json.dumps(metadata))
-    return create_app({"TESTING": True, "MODEL_DIR": str(model_dir)}).test_client()
+    return create_app({"TESTING": True, "MODEL_DIR": str(model_dir), "DATABASE_URL": reads_url}).test_client()
 
 
 def test_api_findings_are_boxes_in_the_uploads_pixels_that_agree_with_the_verdict(flag_everything_client,
@@ -126,7 +127,7 @@ def test_api_takes_the_file_as_the_request_body_too(client, sample_bytes):
     from_form = client.post("/api/v1/predict?heatmap=1", data=upload(sample_bytes)).get_json()
     for content_type in ("image/jpeg", "application/octet-stream", "application/dicom"):
         raw = client.post("/api/v1/predict?heatmap=1", data=sample_bytes, content_type=content_type)
-        assert raw.status_code == 200 and raw.get_json() == from_form, content_type
+        assert raw.status_code == 200 and same_answer(raw.get_json()) == same_answer(from_form), content_type
     empty = client.post("/api/v1/predict", data=b"", content_type="application/dicom")
     assert empty.status_code == 400 and "body is empty" in empty.get_json()["error"]
     wrong = client.post("/api/v1/predict", data=b"not an image", content_type="image/png")
@@ -168,8 +169,9 @@ def test_unknown_operating_point_is_refused(client, sample_bytes):
     assert response.status_code == 400 and "balanced" in response.get_json()["error"]
 
 
-def test_oversized_upload_gets_413_with_a_message(tiny_model_dir, sample_bytes):
-    app = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "MAX_CONTENT_LENGTH": 1024 * 1024})
+def test_oversized_upload_gets_413_with_a_message(tiny_model_dir, sample_bytes, reads_url):
+    app = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "MAX_CONTENT_LENGTH": 1024 * 1024,
+                      "DATABASE_URL": reads_url})
     client = app.test_client()
     big = sample_bytes + b"\0" * (2 * 1024 * 1024)
     api = client.post("/api/v1/predict", data=upload(big))
@@ -186,14 +188,14 @@ def test_healthz_reports_the_model_version_when_loaded(client, app):
     assert response.get_json()["backend"] == "litert"
 
 
-def test_healthz_is_503_and_predictions_refused_without_a_model(sample_bytes):
-    client = create_app({"TESTING": True, "LOAD_MODEL": False}).test_client()
+def test_healthz_is_503_and_predictions_refused_without_a_model(sample_bytes, reads_url):
+    client = create_app({"TESTING": True, "LOAD_MODEL": False, "DATABASE_URL": reads_url}).test_client()
     assert client.get("/healthz").status_code == 503
     response = client.post("/api/v1/predict", data=upload(sample_bytes))
     assert response.status_code == 503 and "not loaded" in response.get_json()["error"]
 
 
-def test_the_model_takes_its_label_names_from_its_metadata(tiny_model_dir, sample_bytes, tmp_path):
+def test_the_model_takes_its_label_names_from_its_metadata(tiny_model_dir, sample_bytes, tmp_path, reads_url):
     import json
     import shutil
 
@@ -206,7 +208,7 @@ def test_the_model_takes_its_label_names_from_its_metadata(tiny_model_dir, sampl
     # Two operating points whose thresholds every probability passes and none does.
     metadata["operating_points"] |= {"always": {"threshold": 0.0}, "never": {"threshold": 2.0}}
     (model_dir / "metadata.json").write_text(json.dumps(metadata))
-    client = create_app({"TESTING": True, "MODEL_DIR": str(model_dir)}).test_client()
+    client = create_app({"TESTING": True, "MODEL_DIR": str(model_dir), "DATABASE_URL": reads_url}).test_client()
     for point, label, verdict in (("always", "broken", "Fracture suspected"), ("never", "intact", "No fracture detected")):
         body = client.post(f"/api/v1/predict?operating_point={point}", data=upload(sample_bytes)).get_json()
         assert body["label"] == label
@@ -284,12 +286,14 @@ def test_16_bit_and_rgb_versions_of_an_xray_get_the_same_answer(client, sample_b
     assert probabilities["rgb"] == pytest.approx(probabilities["8-bit"], abs=1e-4)
 
 
-def test_each_prediction_leaves_one_audit_line_without_patient_data(tiny_model_dir, sample_bytes, tmp_path):
+def test_each_prediction_leaves_one_audit_line_without_patient_data(tiny_model_dir, sample_bytes, tmp_path,
+                                                                    reads_url):
     import hashlib
     import json
 
     audit_file = tmp_path / "audit.log"
-    client = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "AUDIT_LOG": str(audit_file)}).test_client()
+    client = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "AUDIT_LOG": str(audit_file),
+                         "DATABASE_URL": reads_url}).test_client()
     response = client.post("/api/v1/predict", data=upload(sample_bytes, name="Doe_John_1970-01-01.jpg"))
     assert audit_file.read_text() == ""  # the answer does not wait for the line (hashing a DICOM takes ms) ...
     response.close()  # ... which is written once the server has sent the answer and closes it
@@ -332,9 +336,9 @@ def test_the_api_needs_neither_token_nor_cookie(app, sample_bytes):
     assert response.status_code == 200 and "Set-Cookie" not in response.headers
 
 
-def test_a_form_from_one_worker_is_accepted_by_another(tiny_model_dir, sample_bytes):
-    first, second = (create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir)}).test_client()
-                     for _ in range(2))
+def test_a_form_from_one_worker_is_accepted_by_another(tiny_model_dir, sample_bytes, reads_url):
+    first, second = (create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "DATABASE_URL": reads_url})
+                     .test_client() for _ in range(2))
     page = first.get("/")
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
     cookie = first.get_cookie("session")
@@ -344,7 +348,7 @@ def test_a_form_from_one_worker_is_accepted_by_another(tiny_model_dir, sample_by
     assert response.status_code == 200 and "Probability of a fracture" in response.get_data(as_text=True)
 
 
-def test_the_secret_key_comes_from_the_environment_or_is_generated_once_per_install(tmp_path, monkeypatch):
+def test_the_secret_key_comes_from_the_environment_or_is_generated_once_per_install(tmp_path, monkeypatch, reads_url):
     from fracture_web.web.csrf import instance_secret
 
     key_file = tmp_path / "instance" / "secret_key"
@@ -354,7 +358,7 @@ def test_the_secret_key_comes_from_the_environment_or_is_generated_once_per_inst
     assert instance_secret(tmp_path / "other_install" / "secret_key") != key
     assert list(key_file.parent.iterdir()) == [key_file]  # no temporary file left behind
     monkeypatch.setenv("FRACTURE_SECRET_KEY", "from-the-environment")
-    assert create_app({"LOAD_MODEL": False}).config["SECRET_KEY"] == "from-the-environment"
+    assert create_app({"LOAD_MODEL": False, "DATABASE_URL": reads_url}).config["SECRET_KEY"] == "from-the-environment"
 
 
 def test_a_batch_of_uploads_leaves_no_file_behind(client, sample_bytes, tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ from flask import Blueprint, Flask, current_app, g, jsonify, render_template, re
 from ..analysis import Analysis
 from ..reads.models import READS
 from ..reads.store import ReadStore, StoredAnalysis, StoreUnavailableError, UnknownAnalysisError, database_url
-from ..refusals import Refusal, Refused
+from ..refusals import READ_MALFORMED, READS_UNAVAILABLE, UNKNOWN_ANALYSIS, Refused
 from .extension import get_model
 
 log = logging.getLogger(__name__)
@@ -31,13 +31,6 @@ KEY = "fracture_reads"
 ID = re.compile(r"[0-9a-f]{32}(-[0-9]{1,2})?|(?=[0-9.]{1,64}$)[0-9]+(\.[0-9]+)+")
 #: A reader code the site chooses (letters, digits, ".", "_", "-"): never a name.
 READER = re.compile(r"[A-Za-z0-9._-]{1,32}")
-
-# The refusals of this module (uncounted: no dashboard reason of their own).
-MALFORMED = Refusal(None, 400, "The read could not be understood: {problem}")
-UNKNOWN = Refusal(None, 404, "No analysis is stored under the id {analysis_id!r}: send the request_id of an "
-                             "answer this site gave.")
-UNAVAILABLE = Refusal(None, 503, "The read could not be saved: this site's database cannot be reached just now. "
-                                 "The analysis itself is not affected; please send the read again later.")
 
 
 def init_app(app: Flask) -> None:
@@ -86,19 +79,19 @@ def study_ids(count: int) -> list[str]:
 
 
 def _checked(analysis_id: object, read: object, reader: object, findings_right: object) -> tuple:
-    """The read's fields, checked; ``MALFORMED`` naming the first wrong one."""
+    """The read's fields, checked; ``READ_MALFORMED`` naming the first wrong one."""
     if not isinstance(analysis_id, str) or not ID.fullmatch(analysis_id):
-        raise Refused(MALFORMED, problem="'request_id' must be the request_id of an analysis, or the UID of a "
-                                         "DICOM node's result.")
+        raise Refused(READ_MALFORMED, problem="'request_id' must be the request_id of an analysis, or the UID of a "
+                                              "DICOM node's result.")
     if read not in READS:
-        raise Refused(MALFORMED, problem=f"'read' must be one of {', '.join(READS)}.")
+        raise Refused(READ_MALFORMED, problem=f"'read' must be one of {', '.join(READS)}.")
     if reader is not None and (not isinstance(reader, str) or not READER.fullmatch(reader)):
-        raise Refused(MALFORMED, problem="'reader' is a code of up to 32 letters, digits, '.', '_' or '-' "
-                                         "(never a name).")
+        raise Refused(READ_MALFORMED, problem="'reader' is a code of up to 32 letters, digits, '.', '_' or '-' "
+                                              "(never a name).")
     if findings_right is not None and not (isinstance(findings_right, list) and all(
             isinstance(rank, int) and not isinstance(rank, bool) and 1 <= rank <= 99 for rank in findings_right)):
-        raise Refused(MALFORMED, problem="'findings_right' lists the numbers (1, 2, ...) of the findings that "
-                                         "were right.")
+        raise Refused(READ_MALFORMED, problem="'findings_right' lists the numbers (1, 2, ...) of the findings that "
+                                              "were right.")
     return analysis_id, read, reader, None if findings_right is None else tuple(sorted(set(findings_right)))
 
 
@@ -107,10 +100,10 @@ def _stored(work: Callable[[ReadStore], StoredAnalysis], analysis_id: str) -> St
     try:
         return work(get_store())
     except UnknownAnalysisError:
-        raise Refused(UNKNOWN, analysis_id=analysis_id) from None
+        raise Refused(UNKNOWN_ANALYSIS, analysis_id=analysis_id) from None
     except StoreUnavailableError as err:
         log.warning("the reads' database did not answer: %s", err)
-        raise Refused(UNAVAILABLE) from None
+        raise Refused(READS_UNAVAILABLE) from None
 
 
 def _save(analysis_id: str, read: str, reader: str | None, findings_right: tuple[int, ...] | None) -> StoredAnalysis:
@@ -135,7 +128,7 @@ def read_api():
     and ``findings_right``) -> the stored analysis with the read that now counts."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        raise Refused(MALFORMED, problem="send a JSON object with 'request_id' and 'read'.")
+        raise Refused(READ_MALFORMED, problem="send a JSON object with 'request_id' and 'read'.")
     fields = _checked(body.get("request_id"), body.get("read"), body.get("reader"), body.get("findings_right"))
     return jsonify(as_dict(_save(*fields)))
 
@@ -152,7 +145,7 @@ def read_form():
     by the page's script, the stored analysis)."""
     ranks = request.form.getlist("right")
     if not all(rank.isdigit() for rank in ranks):
-        raise Refused(MALFORMED, problem="the findings ticked are numbered 1, 2, ...")
+        raise Refused(READ_MALFORMED, problem="the findings ticked are numbered 1, 2, ...")
     fields = _checked(request.form.get("request_id"), request.form.get("read"),
                       request.form.get("reader") or None, [int(rank) for rank in ranks] if ranks else None)
     stored = _save(*fields)

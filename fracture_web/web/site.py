@@ -11,7 +11,7 @@ from flask import Blueprint, Flask, Response, current_app, render_template
 from ..inference import FractureModel
 from ..reads.report import ServedModel, SiteReport, site_report
 from ..reads.store import StoredAnalysis, StoreUnavailableError
-from ..refusals import Refused
+from ..refusals import READS_UNAVAILABLE, Refused
 from . import plots, reads
 from .extension import get_model
 
@@ -38,7 +38,7 @@ def stored_rows() -> list[StoredAnalysis]:
     try:
         return reads.get_store().all()
     except StoreUnavailableError:
-        raise Refused(reads.UNAVAILABLE) from None
+        raise Refused(READS_UNAVAILABLE) from None
 
 
 def current_report() -> tuple[SiteReport | None, ServedModel | None]:

@@ -12,12 +12,10 @@ from .. import refusals
 from ..analysis import Analysis, StudyAnalysis, analyse, analyse_study
 from ..inference import FractureModel
 from ..refusals import Refused
-from . import audit, monitoring, reads, site
+from . import audit, monitoring, reads
 from .extension import get_model
 
 bp = Blueprint("fracture", __name__)
-# The readers' side comes with the analysing views: their reads, the site page (``reads``, ``site``).
-bp.record_once(lambda state: (reads.init_app(state.app), site.init_app(state.app)))
 
 
 def _uploaded_files() -> list[bytes]:
