@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -206,10 +207,11 @@ def test_a_warm_start_fine_tunes_the_given_model(tiny_model_dir, tiny_dataset, t
     from fracture_web.training.network import build_network, restore_from_savedmodel
 
     # The restored network is the served one: same probability through the exported calibration.
-    network = build_network(64, imagenet=False)
+    metadata = json.loads((tiny_model_dir / "metadata.json").read_text())
+    network = build_network(64, imagenet=False, backbone=metadata["training"]["config"]["backbone"])
     restore_from_savedmodel(network, tiny_model_dir)
     images = np.random.default_rng(1).random((2, 64, 64, 1), np.float32)
-    slope, intercept = json.loads((tiny_model_dir / "metadata.json").read_text())["calibration"]["slope_intercept"]
+    slope, intercept = metadata["calibration"]["slope_intercept"]
     restored = sigmoid(slope * keras.ops.convert_to_numpy(network(images)[0])[:, 0] + intercept)
     np.testing.assert_allclose(restored, FractureModel(tiny_model_dir).outputs(images)["probability"], atol=1e-4)
 
@@ -218,3 +220,23 @@ def test_a_warm_start_fine_tunes_the_given_model(tiny_model_dir, tiny_dataset, t
     assert done.returncode == 0, done.stdout + done.stderr
     metadata = json.loads((tmp_path / "warm" / "metadata.json").read_text())
     assert metadata["input_size"] == 64 and str(tiny_model_dir) in metadata["training"]["initial_weights"]
+
+
+def test_a_model_is_scored_again_after_the_evaluation_changes_without_training_it_again(tiny_model_dir, tiny_dataset,
+                                                                                         tmp_path):
+    from fracture_web.evaluation.localisation import levels_rule
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    metadata = json.loads((model / "metadata.json").read_text())
+    metadata["findings"]["rule"] = "an older rule"
+    (model / "metadata.json").write_text(json.dumps(metadata))
+    (model / "metrics.json").unlink()
+    weights = (model / "variables" / "variables.data-00000-of-00001").read_bytes()
+    done = run_script("train_model.py", "--report-only", "--out", str(model), "--data-dir", str(tiny_dataset))
+    assert done.returncode == 0, done.stdout + done.stderr
+    rescored = json.loads((model / "metadata.json").read_text())
+    assert rescored["findings"]["rule"] == levels_rule(rescored["default_operating_point"])
+    assert rescored["operating_points"] == metadata["operating_points"]  # thresholds as training chose them
+    assert json.loads((model / "metrics.json").read_text())["n"] > 0 and (model / "MODEL_CARD.md").is_file()
+    assert (model / "variables" / "variables.data-00000-of-00001").read_bytes() == weights

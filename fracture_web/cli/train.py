@@ -33,6 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="where weights + summary go (default: OUT/../checkpoints/OUT-name)")
     parser.add_argument("--export-only", type=Path, metavar="CHECKPOINT_DIR",
                         help="skip training; export this checkpoint to --out (with --data-dir: and validate it)")
+    parser.add_argument("--report-only", action="store_true",
+                        help="skip training and export; score the model in --out on its validation split of --data-dir "
+                             "again and rewrite its finding levels, metrics.json, plots and model card")
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--head-epochs", type=int, default=defaults.head_epochs,
                         help="epochs training only the new head before fine-tuning")
@@ -62,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.data_dir and not args.export_only:
         parser.error("--data-dir is required (unless --export-only)")
+    if args.report_only and args.export_only:
+        parser.error("--report-only and --export-only do not go together")
     return args
 
 
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:  # scikit-learn, matplotlib, ...: the training install, which --help does not need
         from fracture_web.training.progress import ResumeError
-        from fracture_web.training.workflow import RunPaths, TrainingError, run
+        from fracture_web.training.workflow import RunPaths, TrainingError, report_again, run
     except ImportError as err:
         print(f"error: training needs the training install (make train-env, or pip install -r "
               f"requirements-train.txt): {err}", file=sys.stderr)
@@ -98,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     checkpoint = args.export_only or args.checkpoint_dir or args.out.resolve().parent / "checkpoints" / args.out.name
     paths = RunPaths(out=args.out, checkpoint=checkpoint, data_dir=args.data_dir)
     try:
-        run(train_config(args), paths, train=not args.export_only, limit=args.limit, resume=args.resume)
+        if args.report_only:
+            report_again(args.out, args.data_dir)
+        else:
+            run(train_config(args), paths, train=not args.export_only, limit=args.limit, resume=args.resume)
     except (DatasetError, TrainingError, ResumeError) as err:
         log.error("error: %s", err)
         return 2

@@ -105,12 +105,12 @@ WEB_APP = (
             "nginx); `false` answers 404 there."),
     Setting("METRICS_DRIFT_WINDOW", integer(1), 200, (WEB, NODE, WORKER),
             "Images in the drift signal's window (share of fractured verdicts), in each process that analyses."),
-    Setting("DATABASE_URL", optional(url("postgresql", "postgresql+psycopg", "sqlite")), None, (WEB, NODE, WORKER),
+    Setting("DATABASE_URL", optional(url("postgresql", "postgresql+psycopg", "sqlite")), None, (WEB, NODE, WORKER, CLI),
             "Where the analyses and the readers' reads are kept (the site page's figures): "
             "`postgresql://USER:PASSWORD@HOST/DB` for several hosts, or an `sqlite:///` file (never logged). "
             "Set for the DICOM node and its workers too, they keep their results' analyses there, under each "
             "Secondary Capture's SOP Instance UID.",
-            shown="web: `instance/reads.sqlite3`; node: unset, none kept"),
+            shown="web and `calibrate_site.py --from-reads`: `instance/reads.sqlite3`; node: unset, none kept"),
 )
 
 DICOM_NODE = (

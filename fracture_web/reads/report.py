@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..evaluation.scoring import EvaluationError
-from ..evaluation.site import MIN_PER_CLASS, SiteFit, fit_site
+from ..evaluation.site import MIN_PER_CLASS, SiteFit, check_size, fit_site
 from . import statistics
 from .statistics import Rates, ReliabilityBin, ShareWindow
 from .store import StoredAnalysis
@@ -67,6 +67,7 @@ def _refit(reads: statistics.Sample) -> SiteFit | None:
     if not statistics.enough_to_refit(reads):
         return None
     try:
+        check_size(reads.labels)
         return fit_site(reads.labels, reads.probs, {"body_part": list(reads.body_parts)})
     except EvaluationError:
         return None
@@ -94,6 +95,10 @@ def sentences(report: SiteReport, model: ServedModel) -> list[str]:
     if report.refit is not None:
         said.append("There are enough reads to re-fit the operating points on this site's own images; the table "
                     "below shows what the re-fit would change.")
+    else:
+        fractured, not_fractured = statistics.needed_to_refit()
+        said.append(f"A re-fit of the operating points needs {fractured} fractured and {not_fractured} not fractured "
+                    f"reads (there are {report.fractured_reads} and {report.not_fractured_reads}).")
     return said
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..evaluation.diagnostic_accuracy import calibration_bins, confusion_rates, wilson_interval
-from ..evaluation.site import MIN_PER_CLASS
+from ..evaluation.calibration import HIGH_SENSITIVITY, fractured_needed
+from ..evaluation.site import FOLDS, MIN_PER_CLASS
 from ..metrics import expected_share
 from .store import StoredAnalysis
 
@@ -140,9 +141,16 @@ def share_over_time(rows: Sequence[StoredAnalysis], threshold: float, counts: Ma
     return out
 
 
+def needed_to_refit() -> tuple[int, int]:
+    """The fractured and not-fractured reads a re-fit needs (the site re-fit's own refusals:
+    ``MIN_PER_CLASS`` of each, and enough fractured ones for the high-sensitivity margin)."""
+    return fractured_needed(HIGH_SENSITIVITY, FOLDS), MIN_PER_CLASS
+
+
 def enough_to_refit(reads: Sample) -> bool:
-    """Whether the reads hold ``MIN_PER_CLASS`` of each class, as a re-fit requires."""
-    return min(reads.fractured, reads.not_fractured) >= MIN_PER_CLASS
+    """Whether the reads are enough for a re-fit (:func:`needed_to_refit`)."""
+    fractured, not_fractured = needed_to_refit()
+    return reads.fractured >= fractured and reads.not_fractured >= not_fractured
 
 
 def refit_sample(rows: Iterable[StoredAnalysis], model_version: str,

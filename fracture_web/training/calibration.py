@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..datasets import Split
-from ..evaluation.calibration import choose_operating_points, fit_platt
+from ..evaluation.calibration import choose_operating_points, fit_platt, margin_cost
 from ..evaluation.diagnostic_accuracy import expected_calibration_error, report
 from ..probability import sigmoid
 
@@ -18,4 +18,5 @@ def calibrate(val: Split, logits: np.ndarray) -> dict:
     thresholds = choose_operating_points(val.labels, probs)
     metrics = report(val.labels, probs, thresholds, val.records.columns)
     metrics["ece_uncalibrated"] = expected_calibration_error(val.labels, sigmoid(logits))
+    metrics["high_sensitivity_margin"] = margin_cost(val.labels, probs)
     return {"platt": [slope, intercept], "thresholds": thresholds, "validation": metrics}

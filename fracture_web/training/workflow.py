@@ -19,7 +19,7 @@ from ..datasets import Records, read_records
 from ..outlines import outlines_beside
 from ..evaluation.diagnostic_accuracy import to_json
 from ..evaluation.figures import FINDINGS_FIGURE, write_findings_figure
-from ..evaluation.localisation import MAX_DEFINITE_PER_NORMAL, MAX_FINDINGS_PER_NORMAL, choose_levels, locate_records
+from ..evaluation.localisation import choose_levels, levels_rule, locate_records
 from ..evaluation.model_card import render
 from ..evaluation.plots import write_plots
 from ..evaluation.report import add_site_tables, summarise
@@ -84,6 +84,16 @@ def run(config: TrainConfig, paths: RunPaths, *, train: bool = True, limit: int 
         log.info("validation through the SavedModel: AUC %.4f (95%% CI %.3f-%.3f); model card in %s",
                  metrics["auc"], *metrics["auc_ci95"], paths.out / "MODEL_CARD.md")
         write_tflite(val, paths.out)
+
+
+def report_again(model_dir: Path, data_dir: Path) -> dict:
+    """Score the model already exported in ``model_dir`` on its validation split of ``data_dir`` again
+    (after a change in the evaluation or in how findings are decoded): its finding levels,
+    ``metrics.json``, plots and model card are rewritten; the network, its calibration and thresholds
+    are left as training wrote them."""
+    seed = json.loads((model_dir / "metadata.json").read_text())["training"]["config"]["seed"]
+    _, val = split_train_val(read_records(data_dir), seed=seed)
+    return write_validation_report(data_dir, val, model_dir)
 
 
 def write_tflite(val: Records, out_dir: Path) -> None:
@@ -180,6 +190,4 @@ def finding_levels_metadata(model: FractureModel) -> dict:
     levels = model.finding_levels
     log.info("finding thresholds: definite %.2f, possible %.2f", levels.definite, levels.possible)
     return {"definite": levels.definite, "possible": levels.possible,
-            "rule": (f"chosen on the validation split at the {model.default_operating_point} operating point: the "
-                     f"lowest scores giving at most {MAX_DEFINITE_PER_NORMAL} definite and at most "
-                     f"{MAX_FINDINGS_PER_NORMAL} findings of either level per non-fractured image")}
+            "rule": levels_rule(model.default_operating_point)}
