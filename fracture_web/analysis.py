@@ -15,6 +15,7 @@ from . import overlay
 from .dicom import decode_dataset
 from .imaging import decode_image, to_model_input
 from .inference import FractureModel, Prediction
+from .photo import WARNINGS as PHOTO_WARNINGS
 from .pixels import DecodedImage, InvalidImageError
 from .study import EmptyStudyError, StudyVerdict, combine
 
@@ -39,6 +40,7 @@ class Analysis:
     overlay: np.ndarray | None = None
     context: dict[str, str] = field(default_factory=dict)
     display_scale: float = 1.0  # display pixels per pixel of the uploaded image
+    source: str = "file"  # "photo" for a phone photo of a film or a screen (read straightened)
 
     def shown_findings(self) -> list[dict]:
         """The findings as the page draws them over ``xray``: rank (1 = highest score), level,
@@ -55,11 +57,15 @@ class Analysis:
         (:meth:`Prediction.as_dict`, rounded; its ``API_FIELDS``: label, probability, threshold,
         operating point, model version, calibration ("development", or "site" where the operating
         points were re-fitted locally), findings (boxes in the image's pixels, highest score first)),
-        warnings and, for a DICOM upload, ``dicom`` with the header's non-identifying context."""
+        warnings, for a DICOM upload ``dicom`` with the header's non-identifying context and, for a
+        phone photo of a film or a screen, ``"source": "photo"`` (its findings are in the
+        straightened film's pixels)."""
         written = self.prediction.as_dict(rounded=True)
         facts = {key: written[key] for key in API_FIELDS} | {"warnings": list(self.warnings)}
         if self.context:
             facts["dicom"] = dict(self.context)
+        if self.source != "file":
+            facts["source"] = self.source
         return facts
 
     @property
@@ -102,12 +108,13 @@ def analyse_decoded(decoded: DecodedImage, model: FractureModel, operating_point
     image = decoded.pixels
     prediction = model.predict(to_model_input(image, model.input_size), operating_point, decoded.size)
     warnings = decoded.warnings + (() if prediction.in_scope else (OUT_OF_SCOPE,))
+    source = "photo" if set(decoded.warnings) & set(PHOTO_WARNINGS) else "file"
     if not images:
-        return Analysis(prediction, warnings, context=decoded.context)
+        return Analysis(prediction, warnings, context=decoded.context, source=source)
     shown = overlay.display_image(image, display_max_side)
     heat = overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2], model.input_size)
     return Analysis(prediction, warnings, shown, overlay.blend(shown, heat), decoded.context,
-                    display_scale=shown.shape[1] / decoded.size[1])
+                    display_scale=shown.shape[1] / decoded.size[1], source=source)
 
 
 @dataclass(frozen=True)

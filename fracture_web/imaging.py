@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .dicom import decode_dicom
+from .photo import read_photo
 from .pixels import (DecodedImage, InvalidImageError, check_dimensions, check_not_blank, normalise, reduction,
                      shrink, to_uint8)
 
@@ -113,13 +114,28 @@ def decode_image(data: bytes, long_side: int | None = None) -> DecodedImage:
     warnings: tuple[str, ...] = ()
     if header.frames > 1:
         warnings += (f"The file holds {header.frames} images; only the first was analysed.",)
-    if decoded.ndim == 3 and _coloured_share(decoded) > MAX_COLOURED_SHARE:
-        warnings += (COLOUR_WARNING,)
     if truncated:
         warnings += (_check_truncated(gray),)
+    film, colour_warnings = _read_colour(decoded) if decoded.ndim == 3 else (None, ())
+    warnings += colour_warnings
+    if film is not None:
+        size = (round(film.shape[0] * scale), round(film.shape[1] * scale))
+        return DecodedImage(shrink(film, factor // scale), size, warnings)
     bounds = check_not_blank(gray)  # the range as decoded, before our averaging narrows it
     pixels = normalise(shrink(gray, factor // scale), bounds)
     return DecodedImage(pixels, _upright_size(header, gray.shape, scale), warnings)
+
+
+def _read_colour(bgr: np.ndarray) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """A colour decode's straightened film where it is a photo of one, and what to tell the
+    reader: that it is a photo; that it is one without a film found; or, for strong colours
+    with no film, that it does not look like an X-ray at all."""
+    photo = read_photo(bgr)
+    if photo is not None and photo.pixels is not None:
+        return photo.pixels, (photo.warning,)
+    if _coloured_share(bgr) > MAX_COLOURED_SHARE:
+        return None, (COLOUR_WARNING,)
+    return None, () if photo is None else (photo.warning,)
 
 
 def _imdecode(data: bytes, colour: bool, scale: int) -> np.ndarray | None:

@@ -106,6 +106,8 @@ def _perspective(scene_shape: tuple[int, int], photo_size: tuple[int, int], rng:
     placed = centred @ turn[:, :2].T.astype(np.float32)
     placed += np.float32([photo_w / 2, photo_h / 2]) + rng.uniform(-0.05, 0.05, 2).astype(np.float32) * photo_size
     placed += rng.uniform(-0.05, 0.05, (4, 2)).astype(np.float32) * min(photo_size)
+    # The whole film in the picture, as whoever takes it is asked to frame it.
+    placed = np.clip(placed, 0.02 * np.float32(photo_size), 0.98 * np.float32(photo_size))
     return cv2.getPerspectiveTransform(_rect(0, 0, width, height), placed.astype(np.float32))
 
 
@@ -136,7 +138,8 @@ def _camera(bgr: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     out = cv2.merge(planes)
     sigma = rng.uniform(0.004, 0.02) * (1.0 + 0.5 * (1.0 - out))
     out = np.clip(out + sigma * rng.standard_normal(out.shape).astype(np.float32), 0.0, 1.0)
-    ok, data = cv2.imencode(".jpg", np.rint(out * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(50, 92))])
+    quality = int(rng.integers(50, 92))
+    ok, data = cv2.imencode(".jpg", np.rint(out * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("JPEG encoding failed")
     return cv2.imdecode(data, cv2.IMREAD_COLOR)
