@@ -27,8 +27,8 @@ def create_app(test_config: dict | None = None, environ: Mapping[str, str] | Non
     """
     from flask import Flask
 
-    from .web import (access, audit, csrf, errors, extension, jsonprovider, monitoring, reads, security, site, uploads,
-                      views)
+    from .web import (access, audit, camera, csrf, errors, extension, jsonprovider, monitoring, reads, security, site,
+                      uploads, views)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings.from_environ(environ) if settings is None else settings
@@ -57,6 +57,7 @@ def create_app(test_config: dict | None = None, environ: Mapping[str, str] | Non
     csrf.init_app(app)
     errors.init_app(app)
     app.register_blueprint(views.bp)
+    app.register_blueprint(camera.bp)  # the camera page; its frames go through the upload form's view
     # The readers' side: their reads kept in the store (``DATABASE_URL``), and the site page from them.
     reads.init_app(app)
     site.init_app(app)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .pixels import InvalidImageError
+
 #: Mean spread between a pixel's B, G and R (8-bit levels) from which an image is a photo; a
 #: radiograph stored in colour has none.
 MIN_CAST = 0.5
@@ -29,6 +31,14 @@ MIN_EDGE_CONTRAST = 0.04
 LIT_MARGIN_CONTRAST = 0.25
 #: The long side the search works at.
 SEARCH_SIDE = 512
+#: A photo is refused, to be taken again, when the brightest 1% of it is darker than this (grey,
+#: 0-1), or when it is less sharp than this (mean absolute Laplacian at SEARCH_SIDE): both far
+#: below any photo the renderer makes, so that only a photo nobody could read is refused.
+MIN_BRIGHTNESS, MIN_SHARPNESS = 0.12, 0.0015
+TOO_DARK = ("The photo is too dark to read. Take it again with the film on a lit light box, or with the "
+            "screen's brightness up, and without the flash.")
+TOO_BLURRED = ("The photo is too blurred to read. Take it again holding the phone still and square to the "
+               "film, and let it focus first.")
 PHOTO_WARNING = ("This is a photo of a film or a screen: it was straightened and read in grey. Photos are read "
                  "less accurately than the radiograph's own file; use the file or a DICOM export where there is one.")
 NO_FILM_WARNING = ("This looks like a photo, but no film or screen could be found in it, so it was read as it is. "
@@ -56,15 +66,27 @@ def has_colour_cast(bgr: np.ndarray) -> bool:
 
 def read_photo(bgr: np.ndarray) -> PhotoReading | None:
     """A uint8 BGR upload read as a photo of a film or a screen, straightened where the film is
-    found; None when it is not a photo (no colour at all, or not 8-bit colour)."""
+    found; None when it is not a photo (no colour at all, or not 8-bit colour). A photo too dark
+    or too blurred to read raises :class:`InvalidImageError`, asking for another."""
     if bgr.ndim != 3 or bgr.dtype != np.uint8 or not has_colour_cast(bgr):
         return None
     grey = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(np.float32) / np.float32(255.0)
+    check_readable(grey)
     corners = find_film(grey)
     if corners is None:
         return PhotoReading(None, None, NO_FILM_WARNING)
     flat = _cut_frames(_trim_lit_margins(straighten(grey, corners)))
-    return PhotoReading(_stretch(flat), corners, PHOTO_WARNING)
+    return PhotoReading(_tone(flat), corners, PHOTO_WARNING)
+
+
+def check_readable(grey: np.ndarray) -> None:
+    """Refuse a [0, 1] grey photo too dark or too blurred to read, with what to do instead."""
+    scale = min(1.0, SEARCH_SIDE / max(grey.shape))
+    small = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    if np.percentile(small, 99) < MIN_BRIGHTNESS:
+        raise InvalidImageError(TOO_DARK)
+    if np.abs(cv2.Laplacian(cv2.GaussianBlur(small, (0, 0), 0.7), cv2.CV_32F)).mean() < MIN_SHARPNESS:
+        raise InvalidImageError(TOO_BLURRED)
 
 
 def find_film(grey: np.ndarray, cut_sides: int = 0) -> np.ndarray | None:
@@ -189,6 +211,11 @@ def _lit_band(profile: np.ndarray, centre: float) -> int:
         return 0
     below = np.flatnonzero(outer[peak:] < (outer[peak] + centre) / 2)
     return peak + int(below[0]) if len(below) else 0
+
+
+def _tone(flat: np.ndarray) -> np.ndarray:
+    """The straightened film's grey levels as a radiograph's: the lifted black level stretched away."""
+    return _stretch(flat)
 
 
 def _stretch(grey: np.ndarray) -> np.ndarray:

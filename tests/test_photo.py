@@ -12,7 +12,8 @@ from fracture_web.analysis import analyse
 from fracture_web.datasets import read_records
 from fracture_web.evaluation.robustness import format_robustness, robustness_table
 from fracture_web.imaging import COLOUR_WARNING, decode_image
-from fracture_web.photo import NO_FILM_WARNING, PHOTO_WARNING, read_photo
+from fracture_web.photo import NO_FILM_WARNING, PHOTO_WARNING, TOO_BLURRED, TOO_DARK, read_photo
+from fracture_web.pixels import InvalidImageError
 from fracture_web.photo_render import KINDS, render_photo
 from helpers import SAMPLES, synthetic_xray
 from test_orientation import TopHalfModel, bar_folder
@@ -81,6 +82,17 @@ def test_a_photo_with_no_film_in_it_is_read_as_it_is_with_the_warning():
     assert reading is not None and reading.pixels is None and reading.warning == NO_FILM_WARNING
     decoded = decode_image(jpeg(warm))
     assert decoded.warnings == (NO_FILM_WARNING,) and decoded.size == original.shape
+
+
+def test_a_photo_too_dark_or_too_blurred_to_read_is_refused_with_a_request_to_take_it_again():
+    photo = render_photo(radiograph(SAMPLES[4]), "film", np.random.default_rng(5)).image
+    noise = np.random.default_rng(0).normal(0.0, 2.0, photo.shape)  # a dark photo's sensor noise
+    dark = np.clip(photo * 0.08 + noise, 0, 255).astype(np.uint8)
+    blurred = cv2.GaussianBlur(photo, (0, 0), 0.015 * max(photo.shape))
+    for bad, message in ((dark, TOO_DARK), (blurred, TOO_BLURRED)):
+        with pytest.raises(InvalidImageError) as refused:
+            decode_image(jpeg(bad))
+        assert str(refused.value) == message and "Take it again" in message
 
 
 def test_a_colourful_picture_with_no_film_keeps_the_colour_warning_alone():
