@@ -3,10 +3,14 @@ temporary folder) and its client."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Whatever a test does not point elsewhere (apps, servers and scripts it starts) keeps its analyses and
+# reads in a throwaway database, never in this checkout's instance/ folder, whose site page is real.
+os.environ["FRACTURE_DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='fracture-test-reads-')}/reads.sqlite3"
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402

@@ -1,6 +1,7 @@
 """What the tests share besides fixtures: paths, sample images, script runs, servers."""
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -72,3 +73,9 @@ def running_gunicorn(**env: str):
     yields (base URL, port) once /healthz answers 200 and stops the server afterwards."""
     with local_server.running_gunicorn({"WEB_CONCURRENCY": "1"} | env, timeout=120) as server:
         yield server.url, server.port
+
+
+def throwaway_reads(environ: dict[str, str]) -> dict[str, str]:
+    """``environ`` with the test session's throwaway reads database (conftest sets it), for an app
+    started from its own environment rather than the process's."""
+    return {"FRACTURE_DATABASE_URL": os.environ["FRACTURE_DATABASE_URL"], **environ}

@@ -52,14 +52,17 @@ def test_export_writes_both_variants_and_reports_their_parity(lite_model_dir):
     assert float16 < 0.6 * (lite_model_dir / "model_float32.tflite").stat().st_size
 
 
-@pytest.mark.parametrize("variant, tolerance", [("float32", 1e-3), ("float16", 0.05)])
-def test_both_backends_give_the_same_outputs_on_the_same_images(lite_model_dir, variant, tolerance):
+# float16 halves the file; on the tiny network (barely trained, so its map's cells sit on the steep part of
+# the sigmoid) a few of the map's cells move by up to 0.1, its probability far less.
+@pytest.mark.parametrize("variant, tolerance, map_tolerance", [("float32", 1e-3, 1e-3), ("float16", 0.05, 0.1)])
+def test_both_backends_give_the_same_outputs_on_the_same_images(lite_model_dir, variant, tolerance, map_tolerance):
     savedmodel = outputs_on_samples(FractureModel(lite_model_dir, backend="tensorflow"))
     lite = outputs_on_samples(FractureModel(lite_model_dir, backend="litert",
                                             tflite_file=f"model_{variant}.tflite"))
     assert set(lite) == {"probability", "heatmap", "cam", "atypicality", "fracture_map"}
-    for name in ("probability", "atypicality", "fracture_map"):
+    for name in ("probability", "atypicality"):
         np.testing.assert_allclose(lite[name], savedmodel[name], atol=tolerance, rtol=tolerance)
+    np.testing.assert_allclose(lite["fracture_map"], savedmodel["fracture_map"], atol=map_tolerance, rtol=0)
     assert lite["heatmap"].shape == savedmodel["heatmap"].shape
     assert np.all((lite["heatmap"] >= 0) & (lite["heatmap"] <= 1))
 

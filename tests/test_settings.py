@@ -6,12 +6,13 @@ import pytest
 
 from fracture_web import create_app
 from fracture_web.config import SETTINGS, SettingsError, from_environ
+from helpers import throwaway_reads
 
 TOKEN = "k3y-for-the-test-suite-0123"
 
 
 def start(**env: str):
-    return create_app({"TESTING": True, "LOAD_MODEL": False}, environ={f"FRACTURE_{k}": v for k, v in env.items()})
+    return create_app({"TESTING": True, "LOAD_MODEL": False}, environ=throwaway_reads({f"FRACTURE_{k}": v for k, v in env.items()}))
 
 
 @pytest.mark.parametrize("word", ["", "0", "false", "False", "null", "none", "off", "true", "no", " "])

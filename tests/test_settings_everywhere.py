@@ -16,7 +16,7 @@ from fracture_web.config.docs import markdown
 from fracture_web.dicom_node import server, worker
 from fracture_web.dicom_node.config import NodeConfigError, from_environment, node_config
 from fracture_web.inference import load_model
-from helpers import ROOT, run_script
+from helpers import ROOT, run_script, throwaway_reads
 
 #: What the docs write like a variable without being one: the node's default AE title, typos shown as such.
 NOT_VARIABLES = {"FRACTURE_AI", "FRACTURE_API_TOKN", "FRACTURE_DICOM_DEST_HOTS"}
@@ -49,12 +49,12 @@ def test_a_misspelt_node_variable_is_named_by_the_node_and_by_the_web_app(caplog
     env = {"FRACTURE_DICOM_DEST_HOTS": "pacs.local", "FRACTURE_DICOM_DEST_AE_TITLE": "PACS"}
     with caplog.at_level(logging.WARNING):
         assert server.main(env) == 2  # no destination: the typo is why
-        create_app({"TESTING": True, "LOAD_MODEL": False}, environ=env)
+        create_app({"TESTING": True, "LOAD_MODEL": False}, environ=throwaway_reads(env))
     assert caplog.text.count("FRACTURE_DICOM_DEST_HOTS is not a setting") == 2
 
 
 def test_one_read_of_the_environment_serves_the_web_app_and_the_node(tmp_path):
-    settings = Settings.from_environ(PACS | {"FRACTURE_THREADS": "2", "FRACTURE_BACKEND": "LiteRT",
+    settings = Settings.from_environ(throwaway_reads(PACS) | {"FRACTURE_THREADS": "2", "FRACTURE_BACKEND": "LiteRT",
                                              "FRACTURE_DICOM_QUEUE_DIR": str(tmp_path), "FRACTURE_API_TOKN": "x"})
     assert settings.unknown == ("FRACTURE_API_TOKN",)
     app = create_app({"TESTING": True, "LOAD_MODEL": False}, environ={"FRACTURE_THREADS": "7"}, settings=settings)
