@@ -89,6 +89,7 @@ def test_the_site_page_shows_what_one_computes_from_the_same_reads(day_of_reads)
     assert f"images 1-{IMAGES}: {share:.0%} fractured (expected" in page
     # Enough reads to re-fit, and the page says what the re-fit would change.
     assert "There are enough reads to re-fit" in page and 'class="site-rates refit"' in page
+    assert "keeps a margin for the number of reads" in page  # and says what the margin costs
     assert page.count("<circle class=\"marker\"") >= 2  # the reliability plot has its points
 
 
