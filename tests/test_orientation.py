@@ -89,3 +89,25 @@ def test_the_robustness_table_reports_each_orientation_apart_from_the_scanner_sh
 def test_without_orientations_the_table_has_only_the_shifts(tmp_path):
     table = robustness_table(read_records(bar_folder(tmp_path)), TopHalfModel(), shifts=SHIFTS[:1], batch_size=4)
     assert "orientation" not in table and "orientation" not in format_robustness(table)
+
+
+def test_the_model_card_shows_the_turned_and_the_photographed_renderings_apart_from_the_scanner_shifts():
+    import json
+
+    from fracture_web.config import PROJECT_ROOT
+    from fracture_web.evaluation.model_card import render
+
+    model_dir = PROJECT_ROOT / "model"
+    metadata, metrics = (json.loads((model_dir / name).read_text()) for name in ("metadata.json", "metrics.json"))
+    row = {"auc": 0.9, "auc_drop": 0.027, "sensitivity": 0.8, "specificity": 0.85, "specificity_drop": 0.07,
+           "scanner": False}
+    robustness = {**metrics["robustness"],
+                  "orientation": {"rot90": {**row, "description": "turned a quarter"}},
+                  "photographed": {"film": {**row, "description": "a photo of the film", "as_photo": 0.99,
+                                            "straightened": 0.98, "meets_target": True},
+                                   "film_as_is": {**row, "description": "not straightened", "auc_drop": 0.07}}}
+    card = render(metadata, {**metrics, "robustness": robustness})
+    assert "| turned a quarter | 0.900 | -0.027 |" in card
+    assert "| a photo of the film | 0.900 | -0.027 | 80.0% | 85.0% | -0.070 | 99.0% | 98.0% | met |" in card
+    assert "| not straightened | 0.900 | -0.070 |" in card and card.count("**missed**") == \
+        render(metadata, metrics).count("**missed**")  # the reported rows add no scanner verdicts

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..datasets import Records
 from ..orientation import ORIENTATIONS
+from ..photo_render import KINDS as PHOTO_KINDS
 from ..outlines import outlines_beside
 from .diagnostic_accuracy import report
 from .localisation import Located, findings_table, locate_records, pointing_table
@@ -121,7 +122,8 @@ def add_site_tables(evaluation: Evaluation, model: Scorer, data_dir: Path, robus
     the records already located, to spare a second pass)."""
     if robustness:
         evaluation.report["robustness"] = robustness_table(evaluation.records, model, batch_size=batch_size,
-                                                           probs=evaluation.probs, orientations=ORIENTATIONS)
+                                                           probs=evaluation.probs, orientations=ORIENTATIONS,
+                                                           photos=PHOTO_KINDS)
     outlines = outlines_beside(data_dir)
     if outlines is None:
         return

@@ -3,7 +3,7 @@
 Geometry (small rotations, shifts, scale jitter, flips and turns by multiples of 90 degrees, as
 radiographs reach a PACS in any orientation) moves the image and its fracture-outline mask together; the site shifts of :mod:`fracture_web.shifts` (resolution,
 JPEG, gamma, contrast, CLAHE, equalisation, noise, blur, borders, burnt-in text, 12-bit
-windows) then change only how the image is rendered, followed by a small exposure jitter.
+windows, and phone photos of a film or a monitor) then change only how the image is rendered, followed by a small exposure jitter.
 No colour jitter: radiographs are grayscale.
 """
 from __future__ import annotations
