@@ -18,6 +18,7 @@ from .inference import FractureModel, Prediction
 from .photo import WARNINGS as PHOTO_WARNINGS
 from .pixels import DecodedImage, InvalidImageError
 from .study import EmptyStudyError, StudyVerdict, combine
+from .timings import StageTimings
 
 #: What the API reports of a prediction's written shape (:meth:`Prediction.as_dict`).
 API_FIELDS = ("label", "probability", "threshold", "operating_point", "model_version", "calibration", "findings")
@@ -80,40 +81,51 @@ class Analysis:
 
 
 def analyse(data: bytes, model: FractureModel, operating_point: str | None = None,
-            images: bool = True, display_max_side: int = 640) -> Analysis:
+            images: bool = True, display_max_side: int = 640, timings: StageTimings | None = None) -> Analysis:
     """Run the model on image bytes (verdict and findings); with ``images``, also render the plain
-    X-ray and the heatmap overlay for display.
+    X-ray and the heatmap overlay for display. Each stage's time goes into ``timings`` when given.
 
     Raises ``InvalidImageError`` for bytes that are not a usable image and
     ``UnknownOperatingPointError`` for an operating point the model lacks.
     """
+    timings = StageTimings() if timings is None else timings
     model.resolve(operating_point)  # refuse a bad operating point before the work
-    # one decode, no larger than the model input or the display image needs
-    decoded = decode_image(data, max(model.input_size, display_max_side))
-    return analyse_decoded(decoded, model, operating_point, images, display_max_side)
+    with timings.stage("decode"):  # one decode, no larger than the model input or the display image needs
+        decoded = decode_image(data, max(model.input_size, display_max_side))
+    return analyse_decoded(decoded, model, operating_point, images, display_max_side, timings)
 
 
 def analyse_dataset(ds: Dataset, model: FractureModel, operating_point: str | None = None,
-                    images: bool = True, display_max_side: int = 640) -> Analysis:
+                    images: bool = True, display_max_side: int = 640,
+                    timings: StageTimings | None = None) -> Analysis:
     """What :func:`analyse` gives for a DICOM file, from its dataset already parsed (the DICOM node's)."""
+    timings = StageTimings() if timings is None else timings
     model.resolve(operating_point)
-    decoded = decode_dataset(ds, max(model.input_size, display_max_side))
-    return analyse_decoded(decoded, model, operating_point, images, display_max_side)
+    with timings.stage("decode"):
+        decoded = decode_dataset(ds, max(model.input_size, display_max_side))
+    return analyse_decoded(decoded, model, operating_point, images, display_max_side, timings)
 
 
 def analyse_decoded(decoded: DecodedImage, model: FractureModel, operating_point: str | None = None,
-                    images: bool = True, display_max_side: int = 640) -> Analysis:
+                    images: bool = True, display_max_side: int = 640,
+                    timings: StageTimings | None = None) -> Analysis:
     """The model's reading of a decoded image; boxes and scale refer to the upload's own pixels
-    (``decoded.size``), whatever size was decoded."""
+    (``decoded.size``), whatever size was decoded. Stages timed: model (the letterbox to the
+    model input, the network's call and its outputs read into the verdict and findings) and, with
+    ``images``, render (the display image and the overlay)."""
+    timings = StageTimings() if timings is None else timings
     image = decoded.pixels
-    prediction = model.predict(to_model_input(image, model.input_size), operating_point, decoded.size)
+    with timings.stage("model"):
+        prediction = model.predict(to_model_input(image, model.input_size), operating_point, decoded.size)
     warnings = decoded.warnings + (() if prediction.in_scope else (OUT_OF_SCOPE,))
     source = "photo" if set(decoded.warnings) & set(PHOTO_WARNINGS) else "file"
     if not images:
         return Analysis(prediction, warnings, context=decoded.context, source=source)
-    shown = overlay.display_image(image, display_max_side)
-    heat = overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2], model.input_size)
-    return Analysis(prediction, warnings, shown, overlay.blend(shown, heat), decoded.context,
+    with timings.stage("render"):
+        shown = overlay.display_image(image, display_max_side)
+        heat = overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2], model.input_size)
+        blended = overlay.blend(shown, heat)
+    return Analysis(prediction, warnings, shown, blended, decoded.context,
                     display_scale=shown.shape[1] / decoded.size[1], source=source)
 
 
@@ -144,9 +156,11 @@ class StudyAnalysis:
 
 
 def analyse_study(files: Sequence[bytes], model: FractureModel, operating_point: str | None = None,
-                  images: bool = True, display_max_side: int = 640) -> StudyAnalysis:
+                  images: bool = True, display_max_side: int = 640,
+                  timings: StageTimings | None = None) -> StudyAnalysis:
     """Analyse each file as ``analyse`` does and combine the readable ones into one study verdict
     (``study.combine``); a file that is not a usable image gets its error while the others go on.
+    Each file's stages go into ``timings`` when given.
 
     Raises ``UnknownOperatingPointError`` for an operating point the model lacks and
     ``EmptyStudyError`` when no file could be analysed.
@@ -155,7 +169,7 @@ def analyse_study(files: Sequence[bytes], model: FractureModel, operating_point:
     results = []
     for data in files:
         try:
-            results.append(StudyImage(analyse(data, model, operating_point, images, display_max_side)))
+            results.append(StudyImage(analyse(data, model, operating_point, images, display_max_side, timings)))
         except InvalidImageError as err:
             results.append(StudyImage(error=str(err)))
     failed = [(number, image.error) for number, image in enumerate(results, start=1) if image.analysis is None]

@@ -1,5 +1,5 @@
-"""What operations staff watch, as Prometheus metrics: requests, refusals, verdicts, latency,
-the DICOM queue, and a drift signal that needs no labels.
+"""What operations staff watch, as Prometheus metrics: requests, refusals, verdicts, latency and
+where it goes (each stage of an analysis), the DICOM queue, and a drift signal that needs no labels.
 
 No Flask: the web layer and the DICOM node's processes record into the same metric objects.
 Under gunicorn (or any set of processes) ``PROMETHEUS_MULTIPROC_DIR`` names a folder, empty at
@@ -26,6 +26,7 @@ from .refusals import LABELS
 
 if TYPE_CHECKING:
     from .inference import FractureModel, Prediction
+    from .timings import StageTimings
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,11 @@ VERDICTS = Counter("fracture_verdicts", "Images analysed, by verdict label and o
 OUT_OF_SCOPE = Counter("fracture_out_of_scope_warnings", "Images unlike the radiographs the model was trained on.")
 ANALYSIS_SECONDS = Histogram("fracture_analysis_seconds", "Time to analyse one request's upload(s), by endpoint.",
                              ["endpoint"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+# One series per stage (``timings.STAGES``): from half a millisecond (encoding a JSON verdict) to
+# seconds (decoding a 32 MB DICOM on a busy machine).
+STAGE_SECONDS = Histogram("fracture_stage_seconds", "Time in each stage of an analysis: decode, model, render, "
+                          "encode (one observation per image, encode one per answer).", ["stage"],
+                          buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2))
 QUEUE_DEPTH = Gauge("fracture_queue_depth", "DICOM images received and not yet analysed and sent.",
                     multiprocess_mode="mostrecent")
 SEND_FAILURES = Counter("fracture_send_failures", "Failed attempts to send results to the PACS, by kind.", ["kind"])
@@ -75,6 +81,12 @@ def record_refusal(reason: str) -> None:
 def record_analysis(endpoint: str, seconds: float) -> None:
     """Time one request's analysis (all its images), from decoding to the verdict."""
     ANALYSIS_SECONDS.labels(endpoint).observe(seconds)
+
+
+def record_stages(timings: StageTimings) -> None:
+    """Observe each stage an analysis went through, with its seconds (``StageTimings.entries``)."""
+    for stage, seconds in timings.entries:
+        STAGE_SECONDS.labels(stage).observe(seconds)
 
 
 def record_prediction(prediction: Prediction, drift: DriftMonitor | None = None) -> None:

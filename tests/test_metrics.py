@@ -17,6 +17,7 @@ from helpers import post_form, running_gunicorn
 from bench.loadgen import multipart
 from fracture_web import create_app, metrics
 from fracture_web.analysis import OUT_OF_SCOPE
+from fracture_web.timings import STAGES
 
 NOT_AN_IMAGE = b"this is a letter, not a radiograph"
 
@@ -182,3 +183,44 @@ def test_gunicorn_workers_share_their_counts(tiny_model_dir, sample_bytes, tmp_p
         assert sum(v for (name, _), v in samples.items() if name == "fracture_verdicts_total") == 5
     writers = {path.stem.rsplit("_", 1)[1] for path in shared.glob("*.db")}
     assert len(writers) == 2 and "1" not in writers  # two workers wrote there; the stale file is gone
+
+
+def stage_counts(before: Samples, after: Samples) -> dict[str, float]:
+    """How many times each stage was timed between two scrapes."""
+    return {stage: value(after, "fracture_stage_seconds_count", stage=stage)
+            - value(before, "fracture_stage_seconds_count", stage=stage) for stage in STAGES}
+
+
+def test_one_answer_with_the_heatmap_shows_where_its_time_went(client, sample_bytes):
+    before = scrape(client)
+    assert client.post("/api/v1/predict?heatmap=1", data=files(sample_bytes)).status_code == 200
+    after = scrape(client)
+    assert stage_counts(before, after) == {stage: 1 for stage in STAGES}
+    for stage in STAGES:
+        assert value(after, "fracture_stage_seconds_sum", stage=stage) > \
+            value(before, "fracture_stage_seconds_sum", stage=stage), stage
+    # from half a millisecond (a JSON verdict) to two seconds, then the rest
+    bounds = sorted(float(dict(labels)["le"]) for name, labels in after
+                    if name == "fracture_stage_seconds_bucket" and dict(labels)["stage"] == "decode")
+    assert bounds[0] == 0.0005 and bounds[-2:] == [2.0, float("inf")]
+
+
+def test_an_answer_without_the_heatmap_draws_nothing_and_encodes_only_its_verdict(client, sample_bytes):
+    before = scrape(client)
+    assert client.post("/api/v1/predict", data=files(sample_bytes)).status_code == 200
+    assert stage_counts(before, scrape(client)) == {"decode": 1, "model": 1, "render": 0, "encode": 1}
+
+
+def test_the_page_and_a_study_time_each_image_and_encode_each_answer_once(client, sample_bytes):
+    before = scrape(client)
+    assert post_form(client, files(sample_bytes)).status_code == 200
+    assert stage_counts(before, scrape(client)) == {"decode": 1, "model": 1, "render": 1, "encode": 1}
+    before = scrape(client)
+    assert client.post("/api/v1/studies?heatmap=1", data=files(sample_bytes, sample_bytes)).status_code == 200
+    assert stage_counts(before, scrape(client)) == {"decode": 2, "model": 2, "render": 2, "encode": 1}
+
+
+def test_an_unreadable_upload_times_no_stage(client):
+    before = scrape(client)
+    assert client.post("/api/v1/predict?heatmap=1", data=files(NOT_AN_IMAGE)).status_code == 400
+    assert stage_counts(before, scrape(client)) == {stage: 0 for stage in STAGES}

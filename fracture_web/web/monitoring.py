@@ -1,5 +1,6 @@
 """``/metrics`` for Prometheus, and the web layer's side of ``fracture_web.metrics``: each
-prediction request by endpoint, each refusal by reason, each analysed image and its drift window.
+prediction request by endpoint, each refusal by reason, each analysed image and its drift window,
+and the time each stage of a request's analysis took (``stage_timings``).
 
 ``METRICS`` off answers 404 at ``/metrics``; otherwise keep it off the public path at the
 reverse proxy (docs/operations.md, Metrics). The page holds no patient data: counts only.
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 
-from flask import Blueprint, Flask, abort, current_app, request
+from flask import Blueprint, Flask, Response, abort, current_app, g, request
 
 from .. import metrics
 from ..inference import Prediction
+from ..timings import StageTimings
 from . import extension
 
 bp = Blueprint("monitoring", __name__)
@@ -24,11 +27,12 @@ ENDPOINTS = {"fracture.predict_page": "page", "fracture.predict_api": "predict",
 
 def init_app(app: Flask) -> None:
     """Start the drift window for the loaded model, count requests before any other hook can
-    refuse them, and serve ``/metrics``."""
+    refuse them, record each request's stage timings once its answer is made, and serve ``/metrics``."""
     model = app.extensions.get(extension.KEY)
     app.extensions[KEY] = (None if model is None
                            else metrics.DriftMonitor.for_model(model, app.config["METRICS_DRIFT_WINDOW"]))
     app.before_request(count_request)
+    app.after_request(record_stages)
     app.register_blueprint(bp)
 
 
@@ -37,6 +41,26 @@ def count_request() -> None:
     endpoint = ENDPOINTS.get(request.endpoint or "")
     if endpoint is not None:
         metrics.record_request(endpoint)
+
+
+def stage_timings() -> StageTimings:
+    """This request's stage timings (made on first use), for the analysis to fill."""
+    if "stage_timings" not in g:
+        g.stage_timings = StageTimings()
+    return g.stage_timings
+
+
+def stage(name: str) -> AbstractContextManager[None]:
+    """Time a block of this request under ``name`` (a view's ``"encode"`` of its answer)."""
+    return stage_timings().stage(name)
+
+
+def record_stages(response: Response) -> Response:
+    """After a request's answer is made: the stages it was timed in, to the metrics."""
+    timings = g.pop("stage_timings", None)
+    if timings is not None:
+        metrics.record_stages(timings)
+    return response
 
 
 class Timer:

@@ -78,8 +78,8 @@ def _run(model: FractureModel, upload: bytes, images: bool) -> tuple[Analysis, b
     """Analyse one uploaded file, count, audit and store it (under the request id); the analysis and
     whether it was stored. The domain errors it raises are answered by ``errors``."""
     timer = monitoring.Timer()
-    result = analyse(upload, model, request.values.get("operating_point") or None,
-                     images=images, display_max_side=current_app.config["DISPLAY_MAX_SIDE"])
+    result = analyse(upload, model, request.values.get("operating_point") or None, images=images,
+                     display_max_side=current_app.config["DISPLAY_MAX_SIDE"], timings=monitoring.stage_timings())
     timer.done([result.prediction])
     audit.record(upload, result)
     return result, reads.record([(g.request_id, result)])
@@ -89,8 +89,8 @@ def _run_study(model: FractureModel, uploads: list[bytes], images: bool) -> tupl
     """Analyse the uploaded files as one study, counted, with an audit line and a stored record per
     analysed file; the study, each file's id (the request id and its number) and whether they were stored."""
     timer = monitoring.Timer()
-    study = analyse_study(uploads, model, request.values.get("operating_point") or None,
-                          images=images, display_max_side=current_app.config["DISPLAY_MAX_SIDE"])
+    study = analyse_study(uploads, model, request.values.get("operating_point") or None, images=images,
+                          display_max_side=current_app.config["DISPLAY_MAX_SIDE"], timings=monitoring.stage_timings())
     timer.done(image.analysis.prediction for image in study.images if image.analysis is not None)
     ids = reads.study_ids(len(uploads))
     for upload, image in zip(uploads, study.images):
@@ -120,16 +120,18 @@ def predict_page():
     if len(uploads) > 1:
         return _study_page(*_run_study(model, uploads, images=True))
     result, stored = _run(model, uploads[0], images=True)
-    return _page(result=result, chosen=result.prediction.operating_point, analysed_at=_now(),
-                 xray_uri=_data_uri(result.xray_png), overlay_uri=_data_uri(result.overlay_png),
-                 analysis_id=g.request_id, stored=stored)
+    with monitoring.stage("encode"):
+        return _page(result=result, chosen=result.prediction.operating_point, analysed_at=_now(),
+                     xray_uri=_data_uri(result.xray_png), overlay_uri=_data_uri(result.overlay_png),
+                     analysis_id=g.request_id, stored=stored)
 
 
 def _study_page(study: StudyAnalysis, analysis_ids: list[str], stored: bool):
     """The study verdict, then each view: its X-ray with the boxes and a read form, or why it could not be read."""
-    xray_uris = [None if image.analysis is None else _data_uri(image.analysis.xray_png) for image in study.images]
-    return _page(study=study, xray_uris=xray_uris, chosen=study.verdict.operating_point, analysed_at=_now(),
-                 analysis_ids=analysis_ids, stored=stored)
+    with monitoring.stage("encode"):
+        xray_uris = [None if image.analysis is None else _data_uri(image.analysis.xray_png) for image in study.images]
+        return _page(study=study, xray_uris=xray_uris, chosen=study.verdict.operating_point, analysed_at=_now(),
+                     analysis_ids=analysis_ids, stored=stored)
 
 
 def _wants_heatmap() -> bool:
@@ -147,10 +149,11 @@ def predict_api():
     parameter and the field keep their names). ``request_id`` is the id a read for it is sent with;
     ``stored`` says whether it was kept (false: the database is unreachable, a read cannot be saved)."""
     result, stored = _run(_model(), _one_upload(), images=_wants_heatmap())
-    body = result.as_dict() | {"request_id": g.request_id, "stored": stored}
-    if _wants_heatmap():
-        body["heatmap_png"] = _base64(result.overlay_png)
-    return jsonify(body)
+    with monitoring.stage("encode"):
+        body = result.as_dict() | {"request_id": g.request_id, "stored": stored}
+        if _wants_heatmap():
+            body["heatmap_png"] = _base64(result.overlay_png)
+        return jsonify(body)
 
 
 @bp.post("/api/v1/studies")
@@ -159,15 +162,16 @@ def studies_api():
     each file's answer as ``/api/v1/predict`` gives it (its own ``request_id``), or ``{"error": ...}`` for one
     it could not read; ``stored`` as for one image."""
     study, ids, stored = _run_study(_model(), _study_uploads(), images=_wants_heatmap())
-    body = study.as_dict() | {"stored": stored}
-    for entry, image, analysis_id in zip(body["images"], study.images, ids):
-        if image.analysis is not None:
-            entry["request_id"] = analysis_id
-    if _wants_heatmap():  # each analysed file's entry as /api/v1/predict?heatmap=1 gives it
-        for entry, image in zip(body["images"], study.images):
+    with monitoring.stage("encode"):
+        body = study.as_dict() | {"stored": stored}
+        for entry, image, analysis_id in zip(body["images"], study.images, ids):
             if image.analysis is not None:
-                entry["heatmap_png"] = _base64(image.analysis.overlay_png)
-    return jsonify(body)
+                entry["request_id"] = analysis_id
+        if _wants_heatmap():  # each analysed file's entry as /api/v1/predict?heatmap=1 gives it
+            for entry, image in zip(body["images"], study.images):
+                if image.analysis is not None:
+                    entry["heatmap_png"] = _base64(image.analysis.overlay_png)
+        return jsonify(body)
 
 
 @bp.get("/healthz")
