@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import base64
 from contextlib import closing
-from datetime import datetime
+from datetime import datetime, timezone
 
 from flask import Blueprint, abort, current_app, g, jsonify, render_template, request
 from werkzeug.datastructures import FileStorage
 
-from .. import refusals
+from .. import fhir, refusals
 from ..analysis import Analysis, StudyAnalysis, analyse, analyse_study
 from ..inference import FractureModel
 from ..refusals import Refused
@@ -138,6 +138,16 @@ def _wants_heatmap() -> bool:
     return request.args.get("heatmap", "0").lower() in ("1", "true", "yes")
 
 
+def _wants_fhir() -> bool:
+    """Whether the client prefers FHIR R4 (``Accept: application/fhir+json``) to plain JSON, the
+    default and the answer to a client that takes both alike."""
+    return request.accept_mimetypes.best_match(["application/json", fhir.FHIR_JSON]) == fhir.FHIR_JSON
+
+
+def _fhir_answer(bundle: fhir.Bundle):
+    return current_app.response_class(bundle.model_dump_json(), mimetype=fhir.FHIR_JSON)
+
+
 def _base64(png: bytes) -> str:
     return base64.b64encode(png).decode("ascii")
 
@@ -147,8 +157,11 @@ def predict_api():
     """Multipart ``file``, or the file as the body (any image or DICOM) -> JSON verdict;
     ``?heatmap=1`` adds the X-ray with its fracture map overlaid as base64 PNG (``heatmap_png``: the
     parameter and the field keep their names). ``request_id`` is the id a read for it is sent with;
-    ``stored`` says whether it was kept (false: the database is unreachable, a read cannot be saved)."""
+    ``stored`` says whether it was kept (false: the database is unreachable, a read cannot be saved).
+    With ``Accept: application/fhir+json``: a FHIR R4 Bundle with a DiagnosticReport (``fracture_web.fhir``)."""
     result, stored = _run(_model(), _one_upload(), images=_wants_heatmap())
+    if _wants_fhir():
+        return _fhir_answer(fhir.report_bundle(result, g.request_id, datetime.now(timezone.utc)))
     with monitoring.stage("encode"):
         body = result.as_dict() | {"request_id": g.request_id, "stored": stored}
         if _wants_heatmap():
@@ -160,8 +173,11 @@ def predict_api():
 def studies_api():
     """Several ``file`` fields, the views of one study -> the study verdict and, in upload order,
     each file's answer as ``/api/v1/predict`` gives it (its own ``request_id``), or ``{"error": ...}`` for one
-    it could not read; ``stored`` as for one image."""
+    it could not read; ``stored`` as for one image. With ``Accept: application/fhir+json``: one FHIR R4
+    DiagnosticReport for the study, with an Observation per readable view."""
     study, ids, stored = _run_study(_model(), _study_uploads(), images=_wants_heatmap())
+    if _wants_fhir():
+        return _fhir_answer(fhir.study_bundle(study, g.request_id, ids, datetime.now(timezone.utc)))
     with monitoring.stage("encode"):
         body = study.as_dict() | {"stored": stored}
         for entry, image, analysis_id in zip(body["images"], study.images, ids):
