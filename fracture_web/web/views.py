@@ -160,9 +160,9 @@ def predict_api():
     ``stored`` says whether it was kept (false: the database is unreachable, a read cannot be saved).
     With ``Accept: application/fhir+json``: a FHIR R4 Bundle with a DiagnosticReport (``fracture_web.fhir``)."""
     result, stored = _run(_model(), _one_upload(), images=_wants_heatmap())
-    if _wants_fhir():
-        return _fhir_answer(fhir.report_bundle(result, g.request_id, datetime.now(timezone.utc)))
     with monitoring.stage("encode"):
+        if _wants_fhir():
+            return _fhir_answer(fhir.report_bundle(result, g.request_id, datetime.now(timezone.utc)))
         body = result.as_dict() | {"request_id": g.request_id, "stored": stored}
         if _wants_heatmap():
             body["heatmap_png"] = _base64(result.overlay_png)
@@ -176,9 +176,9 @@ def studies_api():
     it could not read; ``stored`` as for one image. With ``Accept: application/fhir+json``: one FHIR R4
     DiagnosticReport for the study, with an Observation per readable view."""
     study, ids, stored = _run_study(_model(), _study_uploads(), images=_wants_heatmap())
-    if _wants_fhir():
-        return _fhir_answer(fhir.study_bundle(study, g.request_id, ids, datetime.now(timezone.utc)))
     with monitoring.stage("encode"):
+        if _wants_fhir():
+            return _fhir_answer(fhir.study_bundle(study, g.request_id, ids, datetime.now(timezone.utc)))
         body = study.as_dict() | {"stored": stored}
         for entry, image, analysis_id in zip(body["images"], study.images, ids):
             if image.analysis is not None:
