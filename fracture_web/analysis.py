@@ -116,7 +116,9 @@ def analyse_decoded(decoded: DecodedImage, model: FractureModel, operating_point
     timings = StageTimings() if timings is None else timings
     image = decoded.pixels
     with timings.stage("model"):
-        prediction = model.predict(to_model_input(image, model.input_size), operating_point, decoded.size)
+        outputs = model.outputs(to_model_input(image, model.input_size)[np.newaxis])
+    with timings.stage("findings"):
+        prediction = model.read(outputs, operating_point, decoded.size)
     warnings = decoded.warnings + (() if prediction.in_scope else (OUT_OF_SCOPE,))
     source = "photo" if set(decoded.warnings) & set(PHOTO_WARNINGS) else "file"
     if not images:

@@ -176,8 +176,12 @@ class FractureModel:
 
         ``image_shape`` is the (height, width) of the image letterboxed into ``model_input``: the
         findings' boxes are in its pixels (in the model input's, without it)."""
+        return self.read(self.outputs(model_input[np.newaxis]), operating_point, image_shape)
+
+    def read(self, outputs: dict[str, np.ndarray], operating_point: str | None = None,
+             image_shape: tuple[int, int] | None = None) -> Prediction:
+        """The verdict and findings in one image's network outputs (a batch of one), as :meth:`predict`."""
         name = self.resolve(operating_point)
-        outputs = self.outputs(model_input[np.newaxis])
         _check_finite(outputs)
         probability, threshold = float(outputs["probability"][0]), self.thresholds[name]
         fractured = probability >= threshold

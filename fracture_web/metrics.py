@@ -46,7 +46,7 @@ ANALYSIS_SECONDS = Histogram("fracture_analysis_seconds", "Time to analyse one r
                              ["endpoint"], buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 # One series per stage (``timings.STAGES``): from half a millisecond (encoding a JSON verdict) to
 # seconds (decoding a 32 MB DICOM on a busy machine).
-STAGE_SECONDS = Histogram("fracture_stage_seconds", "Time in each stage of an analysis: decode, model, render, "
+STAGE_SECONDS = Histogram("fracture_stage_seconds", "Time in each stage of an analysis: decode, model, findings, render, "
                           "encode (one observation per image, encode one per answer).", ["stage"],
                           buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2))
 QUEUE_DEPTH = Gauge("fracture_queue_depth", "DICOM images received and not yet analysed and sent.",

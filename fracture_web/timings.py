@@ -13,7 +13,7 @@ from contextlib import contextmanager
 #: The stages, in the order one request passes through them: the upload's bytes to pixels, the
 #: model (the letterboxed input, the network's call, its outputs read into a verdict and findings),
 #: the display images drawn, and the answer encoded (PNG, base64, JSON or the page's HTML).
-STAGES = ("decode", "model", "render", "encode")
+STAGES = ("decode", "model", "findings", "render", "encode")
 
 
 class StageTimings:

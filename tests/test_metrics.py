@@ -208,16 +208,16 @@ def test_one_answer_with_the_heatmap_shows_where_its_time_went(client, sample_by
 def test_an_answer_without_the_heatmap_draws_nothing_and_encodes_only_its_verdict(client, sample_bytes):
     before = scrape(client)
     assert client.post("/api/v1/predict", data=files(sample_bytes)).status_code == 200
-    assert stage_counts(before, scrape(client)) == {"decode": 1, "model": 1, "render": 0, "encode": 1}
+    assert stage_counts(before, scrape(client)) == {"decode": 1, "model": 1, "findings": 1, "render": 0, "encode": 1}
 
 
 def test_the_page_and_a_study_time_each_image_and_encode_each_answer_once(client, sample_bytes):
     before = scrape(client)
     assert post_form(client, files(sample_bytes)).status_code == 200
-    assert stage_counts(before, scrape(client)) == {"decode": 1, "model": 1, "render": 1, "encode": 1}
+    assert stage_counts(before, scrape(client)) == {"decode": 1, "model": 1, "findings": 1, "render": 1, "encode": 1}
     before = scrape(client)
     assert client.post("/api/v1/studies?heatmap=1", data=files(sample_bytes, sample_bytes)).status_code == 200
-    assert stage_counts(before, scrape(client)) == {"decode": 2, "model": 2, "render": 2, "encode": 1}
+    assert stage_counts(before, scrape(client)) == {"decode": 2, "model": 2, "findings": 2, "render": 2, "encode": 1}
 
 
 def test_an_unreadable_upload_times_no_stage(client):

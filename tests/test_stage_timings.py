@@ -21,11 +21,11 @@ def stage_count(stage: str) -> float:
 def test_an_analysis_fills_the_record_it_is_given_stage_by_stage(model, sample_bytes):
     timings = StageTimings()
     analyse(sample_bytes, model, timings=timings)
-    assert [stage for stage, _ in timings.entries] == ["decode", "model", "render"]
+    assert [stage for stage, _ in timings.entries] == ["decode", "model", "findings", "render"]
     assert all(seconds > 0 for _, seconds in timings.entries)
     without_images = StageTimings()
     analyse(sample_bytes, model, images=False, timings=without_images)
-    assert [stage for stage, _ in without_images.entries] == ["decode", "model"]
+    assert [stage for stage, _ in without_images.entries] == ["decode", "model", "findings"]
 
 
 def test_a_stage_that_fails_is_not_timed_and_an_unknown_stage_is_a_mistake(model):
@@ -40,8 +40,8 @@ def test_a_stage_that_fails_is_not_timed_and_an_unknown_stage_is_a_mistake(model
 
 def test_the_dicom_nodes_radiographs_are_timed_in_the_same_histogram(model, sample_bytes):
     gray = cv2.imdecode(np.frombuffer(sample_bytes, np.uint8), cv2.IMREAD_GRAYSCALE)
-    before = {stage: stage_count(stage) for stage in ("decode", "model", "render", "encode")}
+    before = {stage: stage_count(stage) for stage in ("decode", "model", "findings", "render", "encode")}
     read_radiograph(radiograph_dataset(gray), model, None)
     # the node sends DICOM objects, not an encoded answer of the web app's
     assert {stage: stage_count(stage) - count for stage, count in before.items()} == \
-        {"decode": 1, "model": 1, "render": 1, "encode": 0}
+        {"decode": 1, "model": 1, "findings": 1, "render": 1, "encode": 0}

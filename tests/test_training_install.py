@@ -12,7 +12,7 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from fracture_web.training.torch_weights import LITE0_DISTRIBUTION
+from fracture_web.training.torch_weights import DISTRIBUTION, WEIGHT_FILES
 
 from helpers import ROOT, run_script
 
@@ -82,8 +82,10 @@ def test_the_training_install_holds_every_package_training_and_evaluation_import
 
 def test_the_imagenet_weights_the_training_reads_are_pinned_for_it():
     """Found with ``importlib.util.find_spec``, not imported, so the import scan cannot see them."""
-    weights = Requirement(LITE0_DISTRIBUTION)
-    assert str(requirements(ROOT / "requirements-train.txt")[canonicalize_name(weights.name)]) == str(weights)
+    pinned = requirements(ROOT / "requirements-train.txt")
+    for variant in WEIGHT_FILES:  # every backbone --backbone offers
+        weights = Requirement(DISTRIBUTION.format(variant=variant))
+        assert str(pinned[canonicalize_name(weights.name)]) == str(weights)
 
 
 def test_every_package_is_pinned_to_one_exact_version_across_the_installs():

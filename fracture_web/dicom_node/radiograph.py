@@ -23,7 +23,7 @@ def read_radiograph(source: Dataset, model: FractureModel, operating_point: str 
                     drift: DriftMonitor | None = None) -> Analysis:
     """The app's analysis of one received radiograph (its dataset), with display images for the
     Secondary Capture; counted in this process's metrics (verdict, out-of-scope warning, the
-    ``drift`` window, the time of each stage: decode, model, render)."""
+    ``drift`` window, the time of each stage: decode, model, findings, render)."""
     timings = StageTimings()
     analysis = analyse_dataset(source, model, operating_point, display_max_side=DISPLAY_MAX_SIDE, timings=timings)
     p = analysis.prediction
