@@ -41,12 +41,14 @@ document.addEventListener("DOMContentLoaded", () => {
   }
 
   // Send one frame; the answer is the upload page with its result (or its refusal) section.
-  async function analyse() {
+  // A live frame (sent by the timer) is answered but not kept for the site's statistics.
+  async function analyse(isLive = false) {
     if (busy || !video.videoWidth) return;
     busy = true;
     say("Analysing…");
     try {
       const body = new FormData(controls);
+      if (isLive) body.append("live", "1");
       body.append("file", await frame(), "camera.jpg");
       const response = await fetch(page.dataset.analyse, { method: "POST", body, credentials: "same-origin" });
       const answer = new DOMParser().parseFromString(await response.text(), "text/html");
@@ -73,10 +75,10 @@ document.addEventListener("DOMContentLoaded", () => {
     overlay.replaceChildren(line, ...(boxes ? [boxes.cloneNode(true)] : []));
   }
 
-  capture.addEventListener("click", analyse);
+  capture.addEventListener("click", () => analyse(false));
   live.addEventListener("change", () => {
     clearInterval(timer);
-    timer = live.checked ? setInterval(analyse, 1000) : null;
+    timer = live.checked ? setInterval(() => analyse(true), 1000) : null;
     if (!live.checked) overlay.hidden = true;
   });
   start();

@@ -68,3 +68,22 @@ def test_a_clinician_photographs_a_film_on_the_camera_page_and_sees_the_verdict_
         page.uncheck("input.live")
         browser.close()
     assert external == []  # nothing loaded from outside the app
+
+
+def test_live_frames_are_answered_but_only_a_captured_frame_is_kept_for_the_sites_statistics(app, client,
+                                                                                             sample_bytes):
+    import io
+
+    from fracture_web.web.reads import get_store
+    from helpers import post_form
+
+    def kept() -> int:
+        with app.app_context():
+            return len(get_store().all())
+
+    before = kept()
+    live = post_form(client, {"file": (io.BytesIO(sample_bytes), "camera.jpg"), "live": "1"})
+    assert live.status_code == 200 and 'class="result' in live.get_data(as_text=True)
+    assert 'name="read"' not in live.get_data(as_text=True) and kept() == before  # a second of video, not a case
+    captured = post_form(client, {"file": (io.BytesIO(sample_bytes), "camera.jpg")})
+    assert 'name="read"' in captured.get_data(as_text=True) and kept() == before + 1

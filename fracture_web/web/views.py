@@ -74,15 +74,15 @@ def _model() -> FractureModel:
     return model
 
 
-def _run(model: FractureModel, upload: bytes, images: bool) -> tuple[Analysis, bool]:
-    """Analyse one uploaded file, count, audit and store it (under the request id); the analysis and
-    whether it was stored. The domain errors it raises are answered by ``errors``."""
+def _run(model: FractureModel, upload: bytes, images: bool, keep: bool = True) -> tuple[Analysis, bool]:
+    """Analyse one uploaded file, count, audit and (unless not ``keep``) store it under the request id;
+    the analysis and whether it was stored. The domain errors it raises are answered by ``errors``."""
     timer = monitoring.Timer()
     result = analyse(upload, model, request.values.get("operating_point") or None, images=images,
                      display_max_side=current_app.config["DISPLAY_MAX_SIDE"], timings=monitoring.stage_timings())
     timer.done([result.prediction])
     audit.record(upload, result)
-    return result, reads.record([(g.request_id, result)])
+    return result, keep and reads.record([(g.request_id, result)])
 
 
 def _run_study(model: FractureModel, uploads: list[bytes], images: bool) -> tuple[StudyAnalysis, list[str], bool]:
@@ -119,11 +119,14 @@ def predict_page():
     uploads = _study_uploads()
     if len(uploads) > 1:
         return _study_page(*_run_study(model, uploads, images=True))
-    result, stored = _run(model, uploads[0], images=True)
+    # The camera page's live mode sends a frame a second: answered and audited, but not kept for the
+    # site's statistics (no one reads them; a captured frame is kept like any upload).
+    live = request.form.get("live") == "1"
+    result, stored = _run(model, uploads[0], images=True, keep=not live)
     with monitoring.stage("encode"):
         return _page(result=result, chosen=result.prediction.operating_point, analysed_at=_now(),
                      xray_uri=_data_uri(result.xray_png), overlay_uri=_data_uri(result.overlay_png),
-                     analysis_id=g.request_id, stored=stored)
+                     analysis_id=g.request_id, stored=stored, live=live)
 
 
 def _study_page(study: StudyAnalysis, analysis_ids: list[str], stored: bool):
