@@ -109,5 +109,7 @@ def test_the_model_card_shows_the_turned_and_the_photographed_renderings_apart_f
     card = render(metadata, {**metrics, "robustness": robustness})
     assert "| turned a quarter | 0.900 | -0.027 |" in card
     assert "| a photo of the film | 0.900 | -0.027 | 80.0% | 85.0% | -0.070 | 99.0% | 98.0% | met |" in card
+    scanner_only = {key: value for key, value in metrics["robustness"].items()
+                    if key not in ("orientation", "photographed")}
     assert "| not straightened | 0.900 | -0.070 |" in card and card.count("**missed**") == \
-        render(metadata, metrics).count("**missed**")  # the reported rows add no scanner verdicts
+        render(metadata, {**metrics, "robustness": scanner_only}).count("**missed**")  # no verdicts added but "met"
