@@ -175,6 +175,11 @@ def c_store_all(port: int, datasets: list[Dataset]) -> list[int]:
         assoc.release()
 
 
+def c_store(port: int, ds: Dataset) -> int:
+    """Send one dataset to the node as a modality would; its status."""
+    return c_store_all(port, [ds])[0]
+
+
 def results_by_modality(pacs: Orthanc) -> dict[str, list[str]]:
     """Orthanc's instance IDs by series modality (DX, OT for Secondary Captures, SR)."""
     found: dict[str, list[str]] = {}

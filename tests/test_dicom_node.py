@@ -38,7 +38,7 @@ from fracture_web.dicom_node.server import Node, sender_for
 
 from dicom_files import PATIENT, analysis_of, radiograph_dataset, radiograph_study, report_over, sc_of, to_bytes
 from helpers import synthetic_xray, wait_until
-from servers import storage_scp
+from servers import c_store, storage_scp
 
 #: The calling AE title the tests' modality uses, as the node's allowed callers.
 MODALITY = ("MODALITY",)
@@ -181,18 +181,6 @@ def test_the_disk_queue_is_private_and_keeps_order(source, tmp_path):
     assert outbox.pending() == [first, second]
     outbox.remove(first)
     assert outbox.pending() == [second] and outbox.read(second).SOPInstanceUID == source.SOPInstanceUID
-
-
-def c_store(port: int, ds) -> int:
-    """Send one dataset to the node as a modality would; returns the status."""
-    ae = AE(ae_title="MODALITY")
-    ae.add_requested_context(ds.SOPClassUID, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", port, ae_title="FRACTURE_AI")
-    assert assoc.is_established
-    try:
-        return assoc.send_c_store(ds).Status
-    finally:
-        assoc.release()
 
 
 

@@ -4,8 +4,7 @@ because the node keeps its results' analyses in the same database as the web app
 from __future__ import annotations
 
 import numpy as np
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage
-from pynetdicom import AE
+from pydicom.uid import SecondaryCaptureImageStorage
 
 from bench.local_server import free_port
 from dicom_files import PATIENT, radiograph_dataset
@@ -15,18 +14,7 @@ from fracture_web.dicom_node.server import Node
 from fracture_web.inference import FractureModel
 from fracture_web.web.reads import KEY
 from helpers import synthetic_xray, wait_until
-from servers import SHIPPED_MODEL, storage_scp
-
-
-def c_store(port: int, ds) -> int:
-    ae = AE(ae_title="MODALITY")
-    ae.add_requested_context(ds.SOPClassUID, ExplicitVRLittleEndian)
-    assoc = ae.associate("127.0.0.1", port, ae_title="FRACTURE_AI")
-    assert assoc.is_established
-    try:
-        return assoc.send_c_store(ds).Status
-    finally:
-        assoc.release()
+from servers import SHIPPED_MODEL, c_store, storage_scp
 
 
 def test_a_read_sent_with_the_node_results_uid_is_counted_on_the_site_page(tmp_path, caplog):
