@@ -8,7 +8,7 @@ WHEELHOUSE ?= wheelhouse
 # Builds the app from source in the offline install (pyproject.toml asks for setuptools>=68).
 BUILD_REQUIREMENTS := setuptools==84.2.1
 
-.PHONY: run test train-env dev chromium orthanc redis dicom3tools postgresql clean wheelhouse wheelhouse-check benchmark
+.PHONY: run test train-env dev chromium orthanc redis dicom3tools postgresql ohif clean wheelhouse wheelhouse-check benchmark
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,8 @@ train-env: $(VENV)/.train-installed
 
 ## Install test requirements (Chromium for the browser test, Orthanc for the PACS test, redis-server for
 ## the DICOM workers' test, dicom3tools to validate the DICOM results, PostgreSQL for the reads' database
-## test) and run every test.
-test: $(VENV)/.dev-installed chromium orthanc redis dicom3tools postgresql
+## test, npm's OHIF viewer for the viewer test) and run every test.
+test: $(VENV)/.dev-installed chromium orthanc redis dicom3tools postgresql ohif
 	$(BIN)/python -m pytest
 
 ## One folder for sites without internet: every wheel of the full and the slim install (for this
@@ -83,6 +83,15 @@ orthanc:
 	    (apt-get update -q && apt-get install -y -q orthanc-dicomweb) >/dev/null \
 	      || echo "installing orthanc-dicomweb failed: the DICOMweb test will be skipped"; \
 	  else echo "Orthanc's DICOMweb plugin not found and cannot be installed here: the DICOMweb test will be skipped"; fi; }
+
+## The OHIF viewer (npm's @ohif/app, its built dist/) for the viewer's browser test, fetched once with npm
+## into pytest's cache (tests/servers.py, ohif_dist). Without npm that test is skipped and says why.
+ohif:
+	@command -v npm >/dev/null 2>&1 || echo "npm not found: the OHIF viewer test will be skipped"
+	@[ -e .pytest_cache/d/ohif/package/dist/index.html ] || ! command -v npm >/dev/null 2>&1 || { \
+	  mkdir -p .pytest_cache/d/ohif && npm pack -q @ohif/app@3.13.2 --pack-destination .pytest_cache/d/ohif >/dev/null \
+	    && tar xzf .pytest_cache/d/ohif/ohif-app-3.13.2.tgz -C .pytest_cache/d/ohif \
+	    || echo "fetching @ohif/app failed: the OHIF viewer test will be skipped"; }
 
 ## Debian's redis-server (the broker between the DICOM node and its workers) for the workers' test;
 ## installed when missing and we may use apt. If it cannot be installed, that test is skipped and says why.

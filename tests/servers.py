@@ -5,24 +5,31 @@ and the node and its workers as ``python -m`` processes, as in production."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import pwd
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
+import threading
 import time
+import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from pydicom import Dataset
+from pydicom import Dataset, dcmread
 from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 from pynetdicom import AE, evt
 from redis import Redis, RedisError
 
+from bench.dx_files import to_bytes
 from bench.local_server import free_port, running_process
 
 from helpers import ROOT
@@ -221,3 +228,132 @@ def _accepts(port: int) -> bool:
         return True
     except psycopg.OperationalError:
         return False
+
+
+#: The OHIF viewer the browser test serves: npm's ``@ohif/app`` ships it built (``dist/``).
+OHIF_PACKAGE = "@ohif/app@3.13.2"
+NPM = shutil.which("npm")
+
+
+def ohif_dist(cache: Path) -> Path:
+    """OHIF's built viewer (``dist/``), fetched once with npm into ``cache`` (the package alone: its
+    dependencies are bundled in ``dist/``); raises ``OSError`` saying why when npm cannot fetch it."""
+    dist = cache / "package" / "dist"
+    if (dist / "index.html").exists():
+        return dist
+    if NPM is None:
+        raise OSError("npm is not installed")
+    cache.mkdir(parents=True, exist_ok=True)
+    packed = subprocess.run([NPM, "pack", OHIF_PACKAGE, "--silent", "--pack-destination", str(cache)],
+                            capture_output=True, text=True, timeout=600)
+    if packed.returncode != 0:
+        raise OSError(f"npm pack {OHIF_PACKAGE} failed: {packed.stderr.strip()[-500:]}")
+    with tarfile.open(cache / packed.stdout.split()[-1]) as archive:
+        archive.extractall(cache, filter="data")
+    return dist
+
+
+def ohif_config(friendly_name: str = "Orthanc") -> str:
+    """OHIF's ``app-config.js``: one DICOMweb source at ``/dicom-web`` on the viewer's own origin."""
+    source = {"namespace": "@ohif/extension-default.dataSourcesModule.dicomweb", "sourceName": "orthanc",
+              "configuration": {"friendlyName": friendly_name, "name": "orthanc", "qidoRoot": "/dicom-web",
+                                "wadoRoot": "/dicom-web", "wadoUriRoot": "/wado", "qidoSupportsIncludeField": False,
+                                "imageRendering": "wadors", "thumbnailRendering": "wadors",
+                                "enableStudyLazyLoad": True, "supportsFuzzyMatching": False,
+                                "supportsWildcard": True, "omitQuotationForMultipartRequest": True,
+                                "bulkDataURI": {"enabled": True}}}
+    config = {"routerBasename": "/", "extensions": [], "modes": [], "showStudyList": True,
+              "investigationalUseDialog": {"option": "never"}, "showWarningMessageForCrossOrigin": False,
+              "showCPUFallbackMessage": False, "defaultDataSourceName": "orthanc", "dataSources": [source]}
+    return f"window.config = {json.dumps(config)};\n"
+
+
+class _ViewerHandler(SimpleHTTPRequestHandler):
+    """OHIF's files (any other path is the single-page app's route: ``index.html``), its configuration,
+    and ``/dicom-web/`` passed on to Orthanc, signed in: one origin, as a site's reverse proxy gives."""
+
+    pacs: Orthanc
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/dicom-web/"):
+            return self._forward()
+        if self.path.split("?")[0] == "/app-config.js":
+            return self._answer(200, "text/javascript", ohif_config().encode())
+        if not Path(self.translate_path(self.path)).is_file():
+            self.path = "/index.html"
+        return super().do_GET()
+
+    def _forward(self) -> None:
+        request = urllib.request.Request(self.pacs.url + self.path, headers={"Accept": self.headers.get("Accept", "*/*")})
+        if self.pacs.authorization:
+            request.add_header("Authorization", self.pacs.authorization)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                self._answer(response.status, response.headers.get("Content-Type", ""), response.read())
+        except urllib.error.HTTPError as err:
+            self._answer(err.code, err.headers.get("Content-Type", "text/plain"), err.read())
+
+    def _answer(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - the stdlib's signature
+        """Quiet: the test reads the page, not the request log."""
+
+
+@contextmanager
+def ohif_viewer(dist: Path, pacs: Orthanc):
+    """OHIF served from ``dist`` on a free loopback port, reading ``pacs`` by DICOMweb; yields its URL."""
+    handler = type("ViewerHandler", (_ViewerHandler,), {"pacs": pacs})
+    server = ThreadingHTTPServer(("127.0.0.1", free_port()), partial(handler, directory=str(dist)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass(frozen=True)
+class ReportedStudy:
+    """A radiograph's study in Orthanc with the node's results, and OHIF serving it: the viewer's URL,
+    the study's UID, the series UIDs of the source, its Secondary Capture and its report, and the report."""
+
+    viewer: str
+    study: str
+    source_series: str
+    sc_series: str
+    sr_series: str
+    report: Dataset
+
+    def url(self, series: str) -> str:
+        """The viewer opened on the study with ``series`` in its viewport."""
+        return f"{self.viewer}/viewer?StudyInstanceUIDs={self.study}&initialSeriesInstanceUID={series}"
+
+
+@contextmanager
+def reported_study_in_ohif(folder: Path, dist: Path, source: Dataset):
+    """Orthanc (DICOMweb on, signed in), the node reporting to it by STOW-RS, ``source`` sent through
+    Orthanc to the node, and OHIF from ``dist`` on Orthanc once the SC and the SR are back."""
+    node_port = free_port()
+    with orthanc(folder, node_port, dicomweb=True) as pacs:
+        settings = {"FRACTURE_DICOMWEB_URL": f"{pacs.url}/dicom-web", "FRACTURE_DICOMWEB_USER": USER,
+                    "FRACTURE_DICOMWEB_PASSWORD": PASSWORD, "FRACTURE_DICOM_SETTLE_SECONDS": "1"}
+        with node(folder, pacs, node_port, settings):
+            study = pacs.rest("/instances", to_bytes(source))["ParentStudy"]
+            pacs.rest("/modalities/fracture/store", {"Resources": [study], "Synchronous": True})
+            series = wait_for(lambda: _series_once_reported(pacs, study), "the node's SC and SR in Orthanc")
+        report = dcmread(io.BytesIO(pacs.rest(f"/instances/{series['SR']['Instances'][0]}/file")))
+        uids = {modality: s["MainDicomTags"]["SeriesInstanceUID"] for modality, s in series.items()}
+        with ohif_viewer(dist, pacs) as viewer:
+            yield ReportedStudy(viewer, source.StudyInstanceUID, uids["DX"], uids["OT"], uids["SR"], report)
+
+
+def _series_once_reported(pacs: Orthanc, study: str) -> dict[str, dict] | None:
+    """The study's series (Orthanc's) by modality once it holds a Secondary Capture and a report."""
+    series = {s["MainDicomTags"]["Modality"]: s for s in pacs.rest(f"/studies/{study}/series")}
+    return series if {"OT", "SR"} <= set(series) else None

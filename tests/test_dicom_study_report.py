@@ -101,3 +101,16 @@ def test_the_study_report_passes_dciodvfy_without_errors(study, tmp_path):
     done = subprocess.run([DCIODVFY, str(path)], capture_output=True, text=True, timeout=60)
     report = done.stdout + done.stderr
     assert not [line for line in report.splitlines() if "Error" in line], report
+
+
+def test_every_verdict_is_placed_on_an_image_of_the_study_as_ohif_needs(study):
+    """OHIF draws each group of a report on an image and stops at a group with no coordinates: each
+    verdict's probability is inferred from a point of its view (the study's, of its most suspicious)."""
+    report = report_of(report_over(study, NOW))
+    suspicious = study[2][0].SOPInstanceUID  # probability 0.91
+    for group in report.get_image_measurement_groups():
+        probability = next(m for m in group.get_measurements() if m.name.meaning == "Probability of fracture")
+        (point,) = probability.referenced_coordinates
+        assert point.graphic_type == hd.sr.GraphicTypeValues.POINT
+        cited = [image.referenced_sop_instance_uid for image in group.source_images] or [suspicious]
+        assert [point.ContentSequence[0].referenced_sop_instance_uid] == cited

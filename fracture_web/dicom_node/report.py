@@ -15,7 +15,10 @@ Laid out as IHE AI Results asks, so a PACS or viewer can read the result without
   fracture, with its score and its level (definite or possible);
 - every group names the algorithm (TID 4019): "fracture-web", the model version, and the operating
   point and threshold as its parameters; the observer is the software as a device;
-- the evidence lists every image the report covers.
+- the evidence lists every image the report covers;
+- every verdict's probability is inferred from a point (the top-left corner) of its image, the study's
+  from its most suspicious view: OHIF (3.13) draws each group of a report on an image and stops
+  loading the report at a group without coordinates; it draws the findings' regions as they are.
 
 The report's UIDs derive from the Study Instance UID, the model version and the operating point,
 so a report re-issued when a late image arrives replaces the earlier one. A "not fractured" image
@@ -67,7 +70,7 @@ def measurement_report(readings: Sequence[Reading], now: datetime) -> hd.sr.Comp
     algorithm = hd.sr.AlgorithmIdentification(
         name=MANUFACTURER, version=p.model_version,
         parameters=[f"operating point: {p.operating_point}", f"threshold: {p.threshold:.4f}"])
-    groups = [study_group(first, p, verdict, algorithm)]
+    groups = [study_group(readings, verdict, algorithm)]
     for reading in readings:
         groups += [image_group(reading, algorithm),
                    *(finding_group(reading.source, reading.prediction, rank, finding, algorithm)
@@ -143,35 +146,44 @@ def observation_context(model_version: str) -> hd.sr.ObservationContext:
                                                       observer_identifying_attributes=device))
 
 
-def study_group(source: Dataset, p: Prediction, verdict: StudyVerdict,
+def study_group(readings: Sequence[Reading], verdict: StudyVerdict,
                 algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    """The study-level verdict, probability and threshold, citing no image, with the disclaimer and the rule."""
-    group = verdict_group(hd.sr.TrackingIdentifier(uid=study_result_uid(source, p, "study-assessment"),
+    """The study-level verdict, probability and threshold, citing no image (its probability inferred
+    from the most suspicious view), with the disclaimer and the rule."""
+    first = readings[0]
+    suspicious = max(readings, key=lambda reading: reading.prediction.probability)
+    group = verdict_group(hd.sr.TrackingIdentifier(uid=study_result_uid(first.source, first.prediction,
+                                                                        "study-assessment"),
                                                    identifier=STUDY_ASSESSMENT),
-                          algorithm, verdict.probability, verdict.threshold, verdict.fractured)
+                          algorithm, verdict.probability, verdict.threshold, verdict.fractured,
+                          on_image(suspicious.source))
     views = f"{verdict.views} view{'s' if verdict.views > 1 else ''}"
     return with_comments(group, DISCLAIMER, f"Study verdict from {views}: {STUDY_RULE}")
 
 
 def image_group(reading: Reading,
                 algorithm: hd.sr.AlgorithmIdentification) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    """One image's verdict, probability and threshold, with the disclaimer and warnings as comments."""
+    """One image's verdict, probability (inferred from that image) and threshold, with the
+    disclaimer and warnings as comments."""
     source, p = reading.source, reading.prediction
     group = verdict_group(hd.sr.TrackingIdentifier(uid=result_uid(source, p, "image-assessment"),
                                                    identifier=IMAGE_ASSESSMENT),
-                          algorithm, p.probability, p.threshold, p.fractured,
+                          algorithm, p.probability, p.threshold, p.fractured, on_image(source),
                           [hd.sr.SourceImageForMeasurementGroup(source.SOPClassUID, source.SOPInstanceUID)])
     return with_comments(group, DISCLAIMER, *reading.warnings)
 
 
 def verdict_group(tracking: hd.sr.TrackingIdentifier, algorithm: hd.sr.AlgorithmIdentification,
                   probability: float, threshold: float, fractured: bool,
+                  inferred_from: hd.sr.CoordinatesForMeasurement,
                   source_images: list[hd.sr.SourceImageForMeasurementGroup] | None = None,
                   ) -> hd.sr.MeasurementsAndQualitativeEvaluations:
-    """A verdict group (TID 1501): fracture present or absent, the probability and the threshold."""
+    """A verdict group (TID 1501): fracture present or absent, the probability (inferred from a
+    point of an image) and the threshold."""
     return hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=tracking, algorithm_id=algorithm,
-        measurements=[hd.sr.Measurement(PROBABILITY, probability, codes.UCUM.NoUnits),
+        measurements=[hd.sr.Measurement(PROBABILITY, probability, codes.UCUM.NoUnits,
+                                        referenced_coordinates=[inferred_from]),
                       hd.sr.Measurement(THRESHOLD, threshold, codes.UCUM.NoUnits)],
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(FRACTURE, present_or_absent(fractured))],
         source_images=source_images)
@@ -202,6 +214,13 @@ def finding_group(source: Dataset, p: Prediction, rank: int, finding: Finding,
         referenced_region=region, finding_type=FRACTURE, algorithm_id=algorithm,
         measurements=[hd.sr.Measurement(SCORE, finding.score, codes.UCUM.NoUnits)],
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(LEVEL, LEVELS[finding.level])])
+
+
+def on_image(source: Dataset) -> hd.sr.CoordinatesForMeasurement:
+    """The image a verdict is inferred from, as a point at its top-left corner: OHIF places every
+    measurement of a report on an image and stops at one that has no coordinates."""
+    return hd.sr.CoordinatesForMeasurement(hd.sr.GraphicTypeValues.POINT, np.array([[0.0, 0.0]], dtype=np.float32),
+                                           hd.sr.SourceImageForRegion(source.SOPClassUID, source.SOPInstanceUID))
 
 
 def rectangle(box: tuple[float, float, float, float]) -> np.ndarray:
