@@ -31,8 +31,8 @@ class Analysis:
     """A prediction with what a person needs to read it: images, warnings and, for DICOM,
     the header's non-identifying context (modality, body part, view position, laterality).
 
-    ``xray`` (grey) and ``overlay`` (RGB) are uint8 display images; each is encoded as PNG
-    only when its ``*_png`` is read, so a caller pays for the encodings it uses.
+    ``xray`` (grey) and ``overlay`` (RGB) are uint8 display images; each is encoded only when its
+    ``*_png`` (or ``overlay_jpeg``) is read, so a caller pays for the encodings it uses.
     """
 
     prediction: Prediction
@@ -78,6 +78,11 @@ class Analysis:
     def overlay_png(self) -> bytes | None:
         """The heatmap overlay as PNG (None without images)."""
         return None if self.overlay is None else overlay.encode_png(self.overlay)
+
+    @property
+    def overlay_jpeg(self) -> bytes | None:
+        """The heatmap overlay as JPEG (None without images): what the page shows, a fraction of the PNG's bytes."""
+        return None if self.overlay is None else overlay.encode_jpeg(self.overlay)
 
 
 def analyse(data: bytes, model: FractureModel, operating_point: str | None = None,

@@ -35,7 +35,7 @@ def test_uploading_an_xray_shows_verdict_confidence_bar_and_heatmap(client, samp
     assert re.search(r"Fracture suspected|No fracture detected", page)
     assert re.search(r"Probability of a fracture: <strong>\d+%</strong>", page)
     assert 'class="confidence"' in page and 'class="threshold"' in page
-    images = re.findall(r'(?:src|href)="data:image/png;base64,([^"]+)"', page)
+    images = re.findall(r'(?:src|href)="data:image/(?:png|jpeg);base64,([^"]+)"', page)
     assert len(images) == 2  # the plain X-ray and the overlay
     overlay = cv2.imdecode(np.frombuffer(base64.b64decode(images[1]), np.uint8), cv2.IMREAD_COLOR)
     assert overlay is not None and overlay.shape[2] == 3
@@ -111,6 +111,30 @@ def test_api_heatmap_is_a_png_on_request(client, sample_bytes):
     body = client.post("/api/v1/predict?heatmap=1", data=upload(sample_bytes)).get_json()
     png = base64.b64decode(body["heatmap_png"])
     assert png.startswith(b"\x89PNG")
+
+
+def test_api_heatmap_as_a_jpeg_on_request_under_a_key_naming_it(client, sample_bytes):
+    # A client that asks for JPEG gets a ninth of the bytes; the key says which format came.
+    as_png = client.post("/api/v1/predict?heatmap=1", data=upload(sample_bytes)).get_json()
+    as_jpeg = client.post("/api/v1/predict?heatmap=jpeg", data=upload(sample_bytes)).get_json()
+    assert "heatmap_png" not in as_jpeg and "heatmap_jpeg" not in as_png
+    jpeg = base64.b64decode(as_jpeg["heatmap_jpeg"])
+    png = base64.b64decode(as_png["heatmap_png"])
+    assert jpeg.startswith(b"\xff\xd8") and len(jpeg) < len(png)
+    decode = lambda data: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # noqa: E731
+    assert cv2.PSNR(decode(jpeg), decode(png)) > 35
+    verdict = lambda answer: {key: value for key, value in same_answer(answer).items()  # noqa: E731
+                              if not key.startswith("heatmap_")}
+    assert verdict(as_jpeg) == verdict(as_png)
+    study = client.post("/api/v1/studies?heatmap=jpeg", data=upload(sample_bytes)).get_json()
+    assert base64.b64decode(study["images"][0]["heatmap_jpeg"]).startswith(b"\xff\xd8")
+
+
+def test_the_page_shows_the_heatmap_as_a_jpeg_and_the_xray_as_a_png(client, sample_bytes):
+    page = post_form(client, upload(sample_bytes)).get_data(as_text=True)
+    heatmap = re.search(r'<img src="data:(image/\w+);base64,[^"]+" alt="The X-ray with the model', page)
+    assert heatmap and heatmap.group(1) == "image/jpeg"
+    assert '<image href="data:image/png;base64,' in page  # the X-ray under the boxes stays lossless
 
 
 def test_api_and_page_agree_with_the_model_called_directly(client, app, sample_bytes):

@@ -125,7 +125,7 @@ def predict_page():
     result, stored = _run(model, uploads[0], images=True, keep=not live)
     with monitoring.stage("encode"):
         return _page(result=result, chosen=result.prediction.operating_point, analysed_at=_now(),
-                     xray_uri=_data_uri(result.xray_png), overlay_uri=_data_uri(result.overlay_png),
+                     xray_uri=_data_uri(result.xray_png), overlay_uri=_data_uri(result.overlay_jpeg, "image/jpeg"),
                      analysis_id=g.request_id, stored=stored, live=live)
 
 
@@ -137,8 +137,24 @@ def _study_page(study: StudyAnalysis, analysis_ids: list[str], stored: bool):
                      analysis_ids=analysis_ids, stored=stored)
 
 
+#: ``?heatmap=`` values that ask for the overlay, and its encoding: it comes under ``heatmap_`` and
+#: the format's name. PNG as ever (lossless); JPEG a ninth of the bytes and a quarter of the encoding time.
+HEATMAP_FORMATS = {"1": "png", "true": "png", "yes": "png", "png": "png", "jpeg": "jpeg", "jpg": "jpeg"}
+
+
+def _heatmap_format() -> str | None:
+    """The overlay's format the request asks for (``png`` or ``jpeg``), None for no overlay."""
+    return HEATMAP_FORMATS.get(request.args.get("heatmap", "0").lower())
+
+
 def _wants_heatmap() -> bool:
-    return request.args.get("heatmap", "0").lower() in ("1", "true", "yes")
+    return _heatmap_format() is not None
+
+
+def _heatmap_entry(analysis: Analysis) -> dict[str, str]:
+    """The overlay as the answer carries it: base64 under a key naming its format."""
+    encoded = analysis.overlay_jpeg if _heatmap_format() == "jpeg" else analysis.overlay_png
+    return {f"heatmap_{_heatmap_format()}": _base64(encoded)}
 
 
 def _wants_fhir() -> bool:
@@ -159,7 +175,7 @@ def _base64(png: bytes) -> str:
 def predict_api():
     """Multipart ``file``, or the file as the body (any image or DICOM) -> JSON verdict;
     ``?heatmap=1`` adds the X-ray with its fracture map overlaid as base64 PNG (``heatmap_png``: the
-    parameter and the field keep their names). ``request_id`` is the id a read for it is sent with;
+    parameter and the field keep their names); ``?heatmap=jpeg`` adds it as base64 JPEG (``heatmap_jpeg``). ``request_id`` is the id a read for it is sent with;
     ``stored`` says whether it was kept (false: the database is unreachable, a read cannot be saved).
     With ``Accept: application/fhir+json``: a FHIR R4 Bundle with a DiagnosticReport (``fracture_web.fhir``)."""
     result, stored = _run(_model(), _one_upload(), images=_wants_heatmap())
@@ -168,7 +184,7 @@ def predict_api():
             return _fhir_answer(fhir.report_bundle(result, g.request_id, datetime.now(timezone.utc)))
         body = result.as_dict() | {"request_id": g.request_id, "stored": stored}
         if _wants_heatmap():
-            body["heatmap_png"] = _base64(result.overlay_png)
+            body |= _heatmap_entry(result)
         return jsonify(body)
 
 
@@ -189,7 +205,7 @@ def studies_api():
         if _wants_heatmap():  # each analysed file's entry as /api/v1/predict?heatmap=1 gives it
             for entry, image in zip(body["images"], study.images):
                 if image.analysis is not None:
-                    entry["heatmap_png"] = _base64(image.analysis.overlay_png)
+                    entry |= _heatmap_entry(image.analysis)
         return jsonify(body)
 
 
@@ -202,8 +218,8 @@ def healthz():
     return jsonify(status="ok", model_version=model.version, backend=model.backend)
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + _base64(png)
+def _data_uri(data: bytes, media_type: str = "image/png") -> str:
+    return f"data:{media_type};base64," + _base64(data)
 
 
 def _now() -> str:
