@@ -8,7 +8,7 @@ WHEELHOUSE ?= wheelhouse
 # Builds the app from source in the offline install (pyproject.toml asks for setuptools>=68).
 BUILD_REQUIREMENTS := setuptools==84.2.1
 
-.PHONY: run test train-env dev chromium orthanc redis dicom3tools postgresql ohif clean wheelhouse wheelhouse-check benchmark
+.PHONY: run test train-env dev chromium orthanc redis dicom3tools postgresql ohif buildah clean wheelhouse wheelhouse-check benchmark
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,8 +37,8 @@ train-env: $(VENV)/.train-installed
 
 ## Install test requirements (Chromium for the browser test, Orthanc for the PACS test, redis-server for
 ## the DICOM workers' test, dicom3tools to validate the DICOM results, PostgreSQL for the reads' database
-## test, npm's OHIF viewer for the viewer test) and run every test.
-test: $(VENV)/.dev-installed chromium orthanc redis dicom3tools postgresql ohif
+## test, npm's OHIF viewer for the viewer test, buildah and mmdebstrap for the container image's test) and run every test.
+test: $(VENV)/.dev-installed chromium orthanc redis dicom3tools postgresql ohif buildah
 	$(BIN)/python -m pytest
 
 ## One folder for sites without internet: every wheel of the full and the slim install (for this
@@ -119,6 +119,16 @@ postgresql:
 	    (apt-get update -q && apt-get install -y -q postgresql) >/dev/null \
 	      || echo "installing postgresql failed: the reads' PostgreSQL test will fail"; \
 	  else echo "PostgreSQL not found and cannot be installed here: the reads' PostgreSQL test will fail"; fi; }
+
+## Debian's buildah (builds the Dockerfile without a daemon) and mmdebstrap (the base image's root
+## filesystem) for the container image's test; installed when missing and we may use apt. Without them
+## that test is skipped and says why.
+buildah:
+	@command -v buildah >/dev/null 2>&1 && command -v mmdebstrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -q && apt-get install -y -q buildah mmdebstrap) >/dev/null \
+	      || echo "installing buildah and mmdebstrap failed: the container image's test will be skipped"; \
+	  else echo "buildah or mmdebstrap not found and cannot be installed here: the container image's test will be skipped"; fi; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache $(WHEELHOUSE)
