@@ -1,26 +1,36 @@
 """A burst of radiographs sent to the DICOM node with a broker: how fast the node acknowledges them,
 and how long one worker, then two, take to read them all and deliver their results.
 
-    python -m bench.dicom_burst [--count 200] [--workers 1 2] [--model model/] [--out burst.json]
+    python -m bench.dicom_burst [--count 200] [--workers 1 2] [--one-core-workers] [--model model/] [--out burst.json]
 
 Starts everything on loopback and stops it afterwards: Debian's ``redis-server`` (a temporary
 folder), a destination PACS (a pynetdicom Storage SCP in this process that counts the Secondary
 Captures), the node (``python -m fracture_web.dicom_node``) and, for each number in ``--workers``,
 that many workers (``python -m fracture_web.dicom_node.worker``, the host's cores split between
 them). Each round sends ``--count`` new instances (the repository's sample radiographs as DX
-DICOM, new UIDs) in one association and reports the C-STORE response times (p50, p95) and the time
-from the first C-STORE to the last Secondary Capture delivered.
+DICOM, new UIDs) in one association and reports the C-STORE response times (p50, p95), the time
+from the first C-STORE to the last Secondary Capture delivered, and the CPU time each part used
+meanwhile (the node, Redis, the workers, and this process: the modality and the destination PACS).
+
+``--one-core-workers`` stands in for one host per worker, so that the ratio of the rounds measures
+the design and not the machine: each worker is pinned to a core of its own (CPU affinity) with
+``FRACTURE_THREADS=1``. Where the machine has a core more than the largest round has workers, the
+node, Redis and this process are pinned to the first core and the workers to the others; where it
+has not (two workers on two cores), they run unpinned beside the workers, and the CPU time they
+used is in the report, to judge how much they took from the workers.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import platform
 import shutil
 import sys
 import tempfile
 import time
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -31,8 +41,8 @@ from pynetdicom import AE, evt
 
 from bench.dx_files import radiograph_dataset
 from bench.local_server import free_port, running_process
-from fracture_web.config import defaults
-from fracture_web.runtimes import available_cores
+from fracture_web.config import Settings, defaults
+from fracture_web.runtimes import available_cores, resolve_backend
 
 ROOT = Path(__file__).resolve().parent.parent
 NODE_AE = "FRACTURE_AI"
@@ -42,6 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--count", type=int, default=200, help="instances per round")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="workers in each round")
+    parser.add_argument("--one-core-workers", action="store_true",
+                        help="pin each worker to a core of its own, one thread each (one host per worker)")
     parser.add_argument("--model", type=Path, default=Path(defaults()["MODEL_DIR"]))
     parser.add_argument("--out", type=Path, help="also write the numbers as JSON")
     return parser.parse_args(argv)
@@ -114,25 +126,82 @@ def send(port: int, datasets: list[Dataset]) -> list[float]:
     return times
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where the processes run: the workers' cores (None: the host's cores split between them, as
+    threads) and the core the node, Redis and this process are pinned to (None: unpinned)."""
+
+    worker_cores: tuple[int, ...] | None = None
+    services_core: int | None = None
+
+    @classmethod
+    def for_args(cls, args: argparse.Namespace) -> Placement:
+        if not args.one_core_workers:
+            return cls()
+        cores = sorted(os.sched_getaffinity(0))
+        if len(cores) < max(args.workers):
+            raise SystemExit(f"error: {max(args.workers)} one-core workers need as many cores; {len(cores)} usable")
+        if len(cores) > max(args.workers):
+            return cls(tuple(cores[1:]), cores[0])
+        return cls(tuple(cores))
+
+    def describe(self) -> dict:
+        return {"one_core_workers": self.worker_cores is not None, "worker_cores": self.worker_cores,
+                "services_core": self.services_core}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a process (all its threads) has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_workers(stack: ExitStack, env: dict[str, str], folder: Path, workers: int, placement: Placement) -> dict:
+    """Start the round's workers (pinned where ``placement`` says); their pids by name."""
+    threads = 1 if placement.worker_cores else max(1, available_cores() // workers)
+    pids = {}
+    for n in range(workers):
+        process = stack.enter_context(running_process(
+            [sys.executable, "-m", "fracture_web.dicom_node.worker"], folder / f"worker-{workers}-{n}.log",
+            env | {"FRACTURE_THREADS": str(threads)}))
+        if placement.worker_cores:  # before the interpreter has started any thread: all of them inherit it
+            os.sched_setaffinity(process.pid, {placement.worker_cores[n]})
+        pids[f"worker_{n}"] = process.pid
+    return pids
+
+
 def one_round(args: argparse.Namespace, env: dict[str, str], folder: Path, workers: int,
-              arrivals: dict[str, float]) -> dict:
+              arrivals: dict[str, float], services: dict[str, int], placement: Placement) -> dict:
     """Start ``workers`` workers, send a burst, wait for its results; the round's numbers."""
-    threads = max(1, available_cores() // workers)
     with ExitStack() as stack:
-        for n in range(workers):
-            stack.enter_context(running_process([sys.executable, "-m", "fracture_web.dicom_node.worker"],
-                                        folder / f"worker-{workers}-{n}.log", env | {"FRACTURE_THREADS": str(threads)}))
+        pids = services | start_workers(stack, env, folder, workers, placement)
         wait_until(lambda: sum("ready." in p.read_text() for p in folder.glob(f"worker-{workers}-*.log")) == workers,
                    300, "the workers to start")
         arrivals.clear()
+        cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         start = time.perf_counter()
         times = send(int(env["FRACTURE_DICOM_PORT"]), radiographs(args.count))
         wait_until(lambda: len(arrivals) >= args.count, 3600, "every result")
         finished = max(arrivals.values()) - start
+        cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 2) for name, pid in pids.items()}
         time.sleep(2)  # the studies' reports go out before these workers stop
     p50, p95 = np.percentile(times, [50, 95])
     return {"workers": workers, "instances": args.count, "c_store_p50_ms": round(1000 * p50, 1),
-            "c_store_p95_ms": round(1000 * p95, 1), "seconds_to_finish": round(finished, 2)}
+            "c_store_p95_ms": round(1000 * p95, 1), "seconds_to_finish": round(finished, 2),
+            "cpu_seconds": cpu}
+
+
+def machine(args: argparse.Namespace) -> dict:
+    """What the numbers were measured on: the machine, its cores, the images and the runtime."""
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or platform.machine())
+    metadata = json.loads((args.model / "metadata.json").read_text())
+    sizes = sorted({radiograph.pixel_array.shape for radiograph in radiographs(min(args.count, 8))})
+    settings = Settings.from_environ()  # what the workers read: they run in this environment
+    backend = resolve_backend(settings["BACKEND"], args.model, settings["TFLITE_FILE"], metadata["model_version"])
+    return {"host": platform.node(), "cpu": cpu, "cpus": os.cpu_count(), "cores_usable": available_cores(),
+            "load_avg_start": os.getloadavg(), "image_sizes": [list(size) for size in sizes],
+            "model_input": metadata["input_size"], "model_version": metadata["model_version"], "runtime": backend}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -141,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     if redis is None:
         print("error: redis-server is not installed (make redis installs it)", file=sys.stderr)
         return 2
+    placement = Placement.for_args(args)
+    report = {"machine": machine(args), "placement": placement.describe()}  # before this process is pinned
+    if placement.services_core is not None:  # this process and everything it starts, until re-pinned
+        os.sched_setaffinity(0, {placement.services_core})
     node_port, dest_port, redis_port = free_port(), free_port(), free_port()
     with tempfile.TemporaryDirectory() as temp, destination(dest_port) as arrivals:
         folder = Path(temp)
@@ -151,24 +224,29 @@ def main(argv: list[str] | None = None) -> int:
                             "FRACTURE_DICOM_PORT": str(node_port), "FRACTURE_DICOM_QUEUE_DIR": str(folder / "queue"),
                             "FRACTURE_DICOM_ALLOWED_AE_TITLES": "BURST"}
         with running_process([redis, "--bind", "127.0.0.1", "--port", str(redis_port), "--dir", temp, "--save", "",
-                      "--appendonly", "yes"], folder / "redis.log"), \
-                running_process([sys.executable, "-m", "fracture_web.dicom_node"], folder / "node.log", env):
+                      "--appendonly", "yes"], folder / "redis.log") as redis_process, \
+                running_process([sys.executable, "-m", "fracture_web.dicom_node"], folder / "node.log", env) as node:
+            services = {"node": node.pid, "redis": redis_process.pid, "modality_and_pacs": os.getpid()}
             try:
                 wait_until(lambda: echo(node_port), 120, "the node to answer C-ECHO")
-                rounds = [one_round(args, env, folder, workers, arrivals) for workers in args.workers]
+                rounds = [one_round(args, env, folder, workers, arrivals, services, placement)
+                          for workers in args.workers]
             except (TimeoutError, RuntimeError) as err:
                 for log in sorted(folder.glob("*.log")):  # what the services said, before the folder goes
                     print(f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-5:]), file=sys.stderr)
                 print(f"error: {err}", file=sys.stderr)
                 return 1
+    report["rounds"] = rounds
     for r in rounds:
         print(f"{r['workers']} worker(s): {r['instances']} instances acknowledged in p50 {r['c_store_p50_ms']} ms, "
-              f"p95 {r['c_store_p95_ms']} ms each; all results delivered after {r['seconds_to_finish']} s")
+              f"p95 {r['c_store_p95_ms']} ms each; all results delivered after {r['seconds_to_finish']} s; "
+              f"CPU seconds {r['cpu_seconds']}")
     if len(rounds) > 1:
-        print(f"speed-up from {rounds[0]['workers']} to {rounds[-1]['workers']} workers: "
-              f"{rounds[0]['seconds_to_finish'] / rounds[-1]['seconds_to_finish']:.2f}x")
+        report["time_ratio"] = round(rounds[-1]["seconds_to_finish"] / rounds[0]["seconds_to_finish"], 3)
+        print(f"{rounds[-1]['workers']} workers took {report['time_ratio']:.2f} of the time of "
+              f"{rounds[0]['workers']} (speed-up {1 / report['time_ratio']:.2f}x)")
     if args.out:
-        args.out.write_text(json.dumps({"rounds": rounds}, indent=2))
+        args.out.write_text(json.dumps(report, indent=2))
     return 0
 
 

@@ -13,11 +13,18 @@ here (Bundle, DiagnosticReport, Observation, Device), so the JSON is R4 (4.0.1) 
   in [0, 1]); each finding is an ``Observation`` coded as a fracture, present, with its score, its level
   and its box as components (the box's corners in the image's own pixels, top-left origin).
 - No patient data: the report has no ``subject`` and says so in its narrative; the EMR links it by its order.
+- A DICOM study's report (the DICOM node's, :func:`dicom_study_bundle`) cites the study by its Study
+  Instance UID (``imagingStudy``, a reference by identifier as FHIR's ImagingStudy identifies a
+  study) and the order by its accession number (``basedOn``); the report is identified by its SR's
+  SOP Instance UID and each view's observation by its SR group's tracking UID, so the two reports
+  can be matched, and each view names its image by SOP Instance UID (DICOM's "Source of Measurement").
+  :func:`transaction` makes the Bundle an EMR's FHIR server takes at its base URL.
 """
 from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from importlib.metadata import version
@@ -32,6 +39,7 @@ from fhir.resources.R4B.resource import Resource
 from .analysis import Analysis, StudyAnalysis
 from .findings import Finding
 from .inference import VERDICTS, Prediction
+from .study import combine
 
 FHIR_JSON = "application/fhir+json"
 SNOMED, LOINC, UCUM = "http://snomed.info/sct", "http://loinc.org", "http://unitsofmeasure.org"
@@ -47,6 +55,10 @@ NO_FRACTURE_EXPRESSION = ("413350009 |Finding with explicit context| : { 2460900
 EXAMINATION = (LOINC, "18748-4", "Diagnostic imaging study")
 RADIOLOGY = ("http://terminology.hl7.org/CodeSystem/v2-0074", "RAD", "Radiology")
 IMAGING = ("http://terminology.hl7.org/CodeSystem/observation-category", "imaging", "Imaging")
+#: DICOM UIDs as FHIR writes them (an identifier's system, the UID as ``urn:oid:``).
+DICOM_UID = "urn:dicom:uid"
+SOURCE_OF_MEASUREMENT = ("http://dicom.nema.org/resources/ontology/DCM", "121112", "Source of Measurement")
+ACCESSION = ("http://terminology.hl7.org/CodeSystem/v2-0203", "ACSN", "Accession ID")
 DEVICE_NAME, MANUFACTURER = "fracture-detection assistant", "fracture-web"
 NO_SUBJECT = ("No patient data is kept: this report names no subject. The EMR links it to the patient "
               "through its own order.")
@@ -63,6 +75,11 @@ def concept(*codings: tuple[str, str, str], text: str | None = None) -> Codeable
 
 def _local(code: str, display: str) -> CodeableConcept:
     return concept((LOCAL, code, display))
+
+
+def dicom_uid(uid: str) -> dict:
+    """A DICOM UID as a FHIR identifier."""
+    return {"system": DICOM_UID, "value": f"urn:oid:{uid}"}
 
 
 def _ratio(value: float) -> dict:
@@ -130,12 +147,25 @@ class _Builder:
     def findings(self, prediction: Prediction) -> list[dict]:
         return [self.finding(rank, f) for rank, f in enumerate(prediction.findings, start=1)]
 
-    def bundle(self, report_id: str, fractured: bool, results: list[dict], notes: Sequence[str]) -> Bundle:
+    def view(self, number: int, p: Prediction, warnings: Sequence[str], identifier: dict,
+             *cites: ObservationComponent) -> list[dict]:
+        """One view's observation (its verdict and probability, ``cites`` as further components, its
+        findings as members), then its findings."""
+        members = self.findings(p)
+        return [self.observe(
+            concept(FRACTURE, text=f"Fracture in view {number}"), identifier=[identifier],
+            valueCodeableConcept=concept(PRESENT if p.fractured else ABSENT), hasMember=members or None,
+            component=[ObservationComponent(code=_local("probability", "Probability of fracture"),
+                                            valueQuantity=_ratio(p.probability)), *cites],
+            note=[{"text": text} for text in warnings] or None), *members]
+
+    def bundle(self, identifier: dict, fractured: bool, results: list[dict], notes: Sequence[str],
+               **cites: list[dict]) -> Bundle:
         """The Bundle: the report first, then the device and the observations. A DiagnosticReport (R4)
         has no ``note``: the verdict, the disclaimer, the missing subject and ``notes`` are its narrative."""
         paragraphs = "".join(f"<p>{escape(text)}</p>" for text in (VERDICTS[fractured], DISCLAIMER, NO_SUBJECT, *notes))
         report = DiagnosticReport(
-            identifier=[{"system": REQUEST_IDS, "value": report_id}], status="final",
+            identifier=[identifier], status="final", **cites,
             category=[concept(RADIOLOGY)], code=concept(EXAMINATION, text="Radiograph fracture detection (AI)"),
             text={"status": "additional", "div": f'<div xmlns="http://www.w3.org/1999/xhtml">{paragraphs}</div>'},
             effectiveDateTime=self.issued, issued=self.issued, result=results,
@@ -158,7 +188,11 @@ def report_bundle(analysis: Analysis, report_id: str, issued: datetime) -> Bundl
     p = analysis.prediction
     build = _Builder(report_id, p.model_version, issued)
     results = build.verdict(p.fractured, p.probability, p.threshold, p.operating_point) + build.findings(p)
-    return build.bundle(report_id, p.fractured, results, analysis.warnings)
+    return build.bundle(_request(report_id), p.fractured, results, analysis.warnings)
+
+
+def _request(report_id: str) -> dict:
+    return {"system": REQUEST_IDS, "value": report_id}
 
 
 def study_bundle(study: StudyAnalysis, report_id: str, view_ids: Sequence[str], issued: datetime) -> Bundle:
@@ -173,14 +207,50 @@ def study_bundle(study: StudyAnalysis, report_id: str, view_ids: Sequence[str], 
         if image.analysis is None:
             notes.append(f"File {number}: {image.error}")
             continue
-        p = image.analysis.prediction
-        members = build.findings(p)
-        results.append(build.observe(
-            concept(FRACTURE, text=f"Fracture in view {number}"),
-            identifier=[{"system": REQUEST_IDS, "value": view_id}],
-            valueCodeableConcept=concept(PRESENT if p.fractured else ABSENT), hasMember=members or None,
-            component=[ObservationComponent(code=_local("probability", "Probability of fracture"),
-                                            valueQuantity=_ratio(p.probability))],
-            note=[{"text": text} for text in image.analysis.warnings] or None))
-        results += members
-    return build.bundle(report_id, v.fractured, results, notes)
+        results += build.view(number, image.analysis.prediction, image.analysis.warnings, _request(view_id))
+    return build.bundle(_request(report_id), v.fractured, results, notes)
+
+
+@dataclass(frozen=True)
+class DicomView:
+    """One radiograph of a DICOM study as its report cites it: the image's SOP Instance UID, the UID
+    identifying its assessment (its group's tracking UID in the SR), its prediction and warnings."""
+
+    instance_uid: str
+    assessment_uid: str
+    prediction: Prediction
+    warnings: tuple[str, ...] = ()
+
+
+def dicom_study_bundle(study_uid: str, accession: str | None, report_uid: str, views: Sequence[DicomView],
+                       issued: datetime) -> Bundle:
+    """A DICOM study's result as one report, as :func:`study_bundle` makes it, citing the study by its
+    Study Instance UID, its order by accession number (when it has one) and each view's image by its
+    SOP Instance UID; identified by ``report_uid`` (the SR's SOP Instance UID)."""
+    v = combine([view.prediction for view in views])
+    build = _Builder(report_uid, v.model_version, issued)
+    results = build.verdict(v.fractured, v.probability, v.threshold, v.operating_point)
+    for number, view in enumerate(views, start=1):
+        image = ObservationComponent(code=concept(SOURCE_OF_MEASUREMENT), valueString=f"urn:oid:{view.instance_uid}")
+        results += build.view(number, view.prediction, view.warnings, dicom_uid(view.assessment_uid), image)
+    cites = {"imagingStudy": [{"type": "ImagingStudy", "identifier": dicom_uid(study_uid)}]}
+    if accession:
+        cites["basedOn"] = [{"type": "ServiceRequest",
+                             "identifier": {"type": concept(ACCESSION), "value": accession}}]
+    return build.bundle(dicom_uid(report_uid), v.fractured, results, [], **cites)
+
+
+def transaction(bundle: Bundle) -> Bundle:
+    """The Bundle as a transaction for an EMR's FHIR server (posted to its base URL): all or nothing,
+    its ``urn:uuid`` references resolved by the server. The report is a conditional update on its
+    identifier, so a report made again (a late image) replaces the one before; the rest is created."""
+    entries = []
+    for entry in bundle.entry:
+        kind = entry.resource.get_resource_type()
+        if kind == "DiagnosticReport":
+            identifier = entry.resource.identifier[0]
+            request = {"method": "PUT", "url": f"{kind}?identifier={identifier.system}|{identifier.value}"}
+        else:
+            request = {"method": "POST", "url": kind}
+        entries.append(BundleEntry(fullUrl=entry.fullUrl, resource=entry.resource, request=request))
+    return Bundle(type="transaction", timestamp=bundle.timestamp, entry=entries)

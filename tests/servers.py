@@ -21,9 +21,11 @@ import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from fhir.resources.R4B.bundle import Bundle
+from pydantic import ValidationError
 from pydicom import Dataset, dcmread
 from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 from pynetdicom import AE, evt
@@ -313,6 +315,72 @@ def ohif_viewer(dist: Path, pacs: Orthanc):
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class FhirServer:
+    """A FHIR server's base URL and what it was sent: each request's path and headers, and its body
+    when every resource in it was valid (an invalid one is answered 400, as a FHIR server would)."""
+
+    url: str
+    received: list[dict]
+    paths: list[str]
+    headers: list[dict]
+
+
+def _fhir_problems(bundle_text: bytes) -> str | None:
+    """Why a FHIR server would reject the bundle: every resource in it is validated by its own
+    ``fhir.resources`` R4B model; None when all are valid."""
+    try:
+        bundle = Bundle.model_validate_json(bundle_text)
+        for entry in bundle.entry:
+            type(entry.resource).model_validate(entry.resource.model_dump())
+    except ValidationError as err:
+        return str(err)
+    return None
+
+
+@contextmanager
+def fhir_server(down_for: int = 0, refuse_studies: frozenset[str] = frozenset()):
+    """A FHIR server on a free loopback port (``<url>`` is its base, as ``/fhir``) that validates
+    every Bundle posted to it: the first ``down_for`` requests get 503, a report citing a Study
+    Instance UID in ``refuse_studies`` gets 422, the rest are kept and answered as a transaction."""
+    got = FhirServer("", [], [], [])
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            got.paths.append(self.path)
+            got.headers.append(dict(self.headers))
+            problems = _fhir_problems(body)
+            if len(got.paths) <= down_for:
+                return self._answer(503, {"resourceType": "OperationOutcome", "issue": []})
+            if problems or any(f'"urn:oid:{uid}"' in body.decode() for uid in refuse_studies):
+                return self._answer(400 if problems else 422, {"resourceType": "OperationOutcome", "issue": [
+                    {"severity": "error", "code": "invalid", "diagnostics": (problems or "refused")[:500]}]})
+            got.received.append(json.loads(body))
+            self._answer(200, {"resourceType": "Bundle", "type": "transaction-response", "entry": []})
+
+        def _answer(self, status: int, answer: dict) -> None:
+            data = json.dumps(answer).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/fhir+json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    got.url = f"http://127.0.0.1:{server.server_port}/fhir"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield got
     finally:
         server.shutdown()
         server.server_close()

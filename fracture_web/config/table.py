@@ -132,6 +132,13 @@ DICOM_NODE = (
     Setting("DICOMWEB_PASSWORD", optional(text), None, SENDERS, "Its password (never logged)."),
     Setting("DICOMWEB_TOKEN", optional(text), None, SENDERS,
             "Or a bearer token (`Authorization: Bearer ...`), not both (never logged)."),
+    Setting("FHIR_URL", optional(url("http", "https")), None, SENDERS,
+            "An EMR's FHIR R4 server base URL, e.g. `https://emr.hospital.example/fhir`: each study's report also "
+            "goes there as a FHIR transaction Bundle (a DiagnosticReport, its Observations and the Device), "
+            "beside the SR; resent and set aside like the DICOM results.", shown="unset: no FHIR report"),
+    Setting("FHIR_TOKEN", optional(text), None, SENDERS,
+            "Bearer token for the FHIR server (`Authorization: Bearer ...`; never logged).",
+            shown="unset: no sign-in"),
     Setting("DICOM_ALLOWED_AE_TITLES", listed(ae_title), (), (NODE,),
             "Calling AE titles that may open an association; any other is rejected. The node does not start when "
             "neither this nor `FRACTURE_DICOM_DEST_AE_TITLE` is set (e.g. DICOMweb only).",

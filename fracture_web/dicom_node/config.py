@@ -3,7 +3,8 @@
 :func:`node_config`, which adds the checks that take several settings together.
 
 Results go by C-STORE to ``FRACTURE_DICOM_DEST_*``, or by DICOMweb STOW-RS when
-``FRACTURE_DICOMWEB_URL`` is set (then the C-STORE destination is not needed). With
+``FRACTURE_DICOMWEB_URL`` is set (then the C-STORE destination is not needed); with
+``FRACTURE_FHIR_URL`` each study's report also goes to an EMR's FHIR server. With
 ``FRACTURE_BROKER_URL`` (``redis://HOST:PORT/N``) the node only receives and Celery workers on any
 number of hosts analyse and send (:mod:`fracture_web.dicom_node.tasks`); every host reads the same settings.
 """
@@ -73,11 +74,18 @@ class NodeConfig:
     metrics_port: int | None = None  # serve this process's Prometheus metrics on this port; None = not
     drift_window: int = _default("METRICS_DRIFT_WINDOW")  # images in this process's drift signal
     database_url: str | None = field(default=None, repr=False)  # where results' analyses are kept for reads
+    fhir_url: str | None = None  # an EMR's FHIR server: each study's report also goes there
+    fhir_token: str | None = field(default=None, repr=False)
 
     @property
     def studies_dir(self) -> Path:
         """Where received images wait for their study to settle: inside the queue folder."""
         return self.queue_dir / "studies"
+
+    @property
+    def fhir_dir(self) -> Path:
+        """Where FHIR reports wait while the FHIR server cannot take them."""
+        return self.queue_dir / "fhir"
 
     @property
     def dead_letter_dir(self) -> Path:
@@ -121,7 +129,9 @@ def node_config(settings: Mapping) -> NodeConfig:
         backend=settings["BACKEND"], tflite_file=settings["TFLITE_FILE"], threads=settings["THREADS"],
         broker_url=settings["BROKER_URL"], visibility_timeout=settings["BROKER_VISIBILITY_TIMEOUT"],
         metrics_port=settings["DICOM_METRICS_PORT"], drift_window=settings["METRICS_DRIFT_WINDOW"],
-        database_url=settings["DATABASE_URL"])
+        database_url=settings["DATABASE_URL"], fhir_url=settings["FHIR_URL"], fhir_token=settings["FHIR_TOKEN"])
+    if config.fhir_token and not config.fhir_url:
+        raise NodeConfigError("FRACTURE_FHIR_TOKEN is set without FRACTURE_FHIR_URL.")
     if config.broker_url and config.visibility_timeout <= max(config.settle_seconds, config.resend_interval):
         raise NodeConfigError(f"{BROKER_PREFIX}VISIBILITY_TIMEOUT must be longer than {PREFIX}SETTLE_SECONDS and "
                               f"{PREFIX}RESEND_INTERVAL: tasks wait that long in a worker before they run.")

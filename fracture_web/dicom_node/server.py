@@ -11,7 +11,9 @@ in the outbox, which is resent file by file: one the destination refuses is pass
 still go) and set aside after ``FRACTURE_DICOM_DEAD_LETTER_AFTER`` refusals. Nothing one study does
 stops the delivery thread: a result file that cannot be read, or an image the report cannot be made
 with, is set aside (:mod:`~fracture_web.dicom_node.dead_letter`) and the study's other results go.
-With a broker URL, :func:`main` runs a
+With ``FRACTURE_FHIR_URL`` each study's report also goes to an EMR's FHIR server
+(:mod:`~fracture_web.dicom_node.fhir_report`), with an outbox of its own (``fhir`` in the queue
+folder) resent the same way. With a broker URL, :func:`main` runs a
 :class:`~fracture_web.dicom_node.broker.BrokerNode` instead, which only receives (the workers analyse).
 """
 from __future__ import annotations
@@ -32,8 +34,9 @@ from .collector import SettledStudy, StudyCollector
 from .config import NodeConfig
 from .dead_letter import DeadLetters
 from .destinations import sender_for
-from .outbox import Outbox
-from .readings import readings_json
+from .fhir_report import FhirSender, name_of, study_bundle
+from .outbox import Outbox, resend
+from .readings import Reading, readings_json
 from .report import report_what_can_be_reported
 from .results import secondary_capture
 from .radiograph import read_radiograph
@@ -58,6 +61,8 @@ class Node(StorageServer):
         self.collector = StudyCollector(config.studies_dir, config.settle_seconds,
                                         timedelta(days=config.keep_studies_days).total_seconds())
         self.sender = sender_for(config)
+        self.fhir = FhirSender(config) if config.fhir_url else None
+        self.fhir_outbox = Outbox(config.fhir_dir, ".json") if self.fhir else None
         self._stopping = threading.Event()
         self._delivery = threading.Thread(target=self._deliver, name="dicom-delivery", daemon=True)
 
@@ -97,24 +102,46 @@ class Node(StorageServer):
             try:
                 for study in self.collector.settled():
                     self._deliver_study(study)
-                if time.monotonic() >= next_resend and self.outbox.pending():
-                    delivered = self._resend_queued()
+                if time.monotonic() >= next_resend and self._waiting():
+                    delivered = self._resend_queued() | self._resend_fhir()
                     wait = self.config.retry_delay if delivered else min(wait * 2, self.config.resend_interval)
                     next_resend = time.monotonic() + wait
             except Exception as err:  # noqa: BLE001 - the thread's edge: it must outlive any fault (a full disk)
                 log.error("the delivery thread met %s; it goes on in %g s", type(err).__name__, wait)
                 self._stopping.wait(wait)
 
+    def _waiting(self) -> bool:
+        return bool(self.outbox.pending() or (self.fhir_outbox and self.fhir_outbox.pending()))
+
     def _deliver_study(self, study: SettledStudy) -> None:
-        """Send (or queue) one study's results; whatever fault they meet, the study is done with, its
-        results set aside rather than tried for ever."""
+        """Send (or queue) one study's results, and its FHIR report; whatever fault they meet, the
+        study is done with, its results set aside rather than tried for ever."""
+        reported: tuple[Reading, ...] = ()
         try:
-            self._send_or_queue(study_results(study, self.dead_letters))
+            results, reported = settled_results(study, self.dead_letters)
+            self._send_or_queue(results)
         except Exception as err:  # noqa: BLE001 - one study's fault must not stop the others
             for path in study.waiting:
                 if path.exists():
                     self.dead_letters.move("delivery_failed", path, err)
+        if self.fhir and reported:
+            self._send_or_queue_fhir(reported)
         self.collector.delivered(study)
+
+    def _send_or_queue_fhir(self, readings: tuple[Reading, ...]) -> None:
+        """Post the study's FHIR report once; queue it when that fails, set its readings aside when it
+        cannot be made."""
+        try:
+            bundle = study_bundle(readings, datetime.now())
+        except Exception as err:  # noqa: BLE001 - a report that cannot be made is kept, never dropped
+            self.dead_letters.put("report_failed", "fhir-readings.json", readings_json(readings).encode(), err)
+            return
+        failure = self.fhir.attempt(bundle)
+        if failure is not None:
+            record_send_failure(self.fhir.kind)
+            self.fhir_outbox.put_data(name_of(bundle), bundle.encode())
+            log.warning("FHIR server %s: %s; the report waits in %s", self.fhir.destination, failure,
+                        self.fhir_outbox.folder)
 
     def _send_or_queue(self, batch: list[Dataset]) -> None:
         if batch and not self.sender.send(batch):
@@ -123,35 +150,26 @@ class Node(StorageServer):
             log.warning("destination unreachable: %d result objects queued in %s", len(batch), self.outbox.folder)
 
     def _resend_queued(self) -> bool:
-        """Send the queued files oldest first, deleting each once stored. One the destination refuses
-        waits for the next round while the others go on, and is set aside after ``dead_letter_after``
-        refusals; the round stops when the destination cannot be reached. True when any was stored."""
-        stored = False
-        for path in self.outbox.pending():
-            try:
-                ds = self.outbox.read(path)
-            except Exception as err:  # noqa: BLE001 - a file that cannot be read is set aside, not retried
-                self.dead_letters.move("result_unreadable", path, err)
-                continue
-            failure = self.sender.attempt([ds])
-            if failure is None:
-                self.outbox.remove(path)
-                stored = True
-                log.info("sent a queued result object; %d left", len(self.outbox.pending()))
-                continue
-            record_send_failure(self.sender.kind)
-            log.warning("resending to %s failed: %s", self.destination, failure)
-            if not failure.refused:
-                break
-            path = self.outbox.refused(path)
-            if self.outbox.refusals(path) >= self.config.dead_letter_after:
-                self.dead_letters.move("refused", path, failure.reason)
-        return stored
+        """Resend the queued result files (:func:`~fracture_web.dicom_node.outbox.resend`); True when any was stored."""
+        return resend(self.outbox, lambda path: self.sender.attempt([self.outbox.read(path)]), self.dead_letters,
+                      self.config.dead_letter_after, self.sender.kind, self.destination)
+
+    def _resend_fhir(self) -> bool:
+        """Resend the queued FHIR reports; True when any was stored."""
+        if self.fhir is None:
+            return False
+        return resend(self.fhir_outbox, lambda path: self.fhir.attempt(path.read_text()), self.dead_letters,
+                      self.config.dead_letter_after, self.fhir.kind, self.fhir.destination)
 
 
 def study_results(study: SettledStudy, dead_letters: DeadLetters) -> list[Dataset]:
     """The study's waiting results and its report over every image of it read so far; a result file
     that cannot be read, or the readings the report cannot be made with, are set aside instead."""
+    return settled_results(study, dead_letters)[0]
+
+
+def settled_results(study: SettledStudy, dead_letters: DeadLetters) -> tuple[list[Dataset], tuple[Reading, ...]]:
+    """:func:`study_results`, and the readings its report covers."""
     results = []
     for path in study.waiting:
         try:
@@ -162,9 +180,11 @@ def study_results(study: SettledStudy, dead_letters: DeadLetters) -> list[Datase
     if made.left_out:
         dead_letters.put("report_failed", f"study-{study.key}-readings.json",
                          readings_json(made.left_out).encode(), made.error)
-    if made.report is not None:
-        results.append(made.report)
-    return results
+    if made.report is None:
+        return results, ()
+    results.append(made.report)
+    left_out = {id(reading) for reading in made.left_out}
+    return results, tuple(reading for reading in study.readings if id(reading) not in left_out)
 
 
 def main(env: dict[str, str] | None = None) -> int:

@@ -4,10 +4,11 @@ The node turns each received radiograph into an *analyse* task (its DICOM file, 
 message) before it answers the C-STORE. A worker reads the image, keeps its reading with its study
 (:class:`~fracture_web.dicom_node.shared_studies.SharedStudies`), queues a *deliver* task with its
 Secondary Capture and a *report* check for ``settle_seconds`` later; the check that finds the study
-settled queues the study's Measurement Report for delivery. A *deliver* task that cannot reach the
-destination retries with doubling waits (up to ``FRACTURE_DICOM_RESEND_INTERVAL``) until it can:
-Celery's retries, in Redis, in place of the one-box node's disk outbox. *read_file* reads one file
-of an archive for ``scripts/reread.py`` and returns its result row.
+settled queues the study's Measurement Report for delivery (and, with ``FRACTURE_FHIR_URL``, its
+FHIR report as a *deliver_fhir* task, retried and set aside in the same way). A *deliver* task that
+cannot reach the destination retries with doubling waits (up to ``FRACTURE_DICOM_RESEND_INTERVAL``)
+until it can: Celery's retries, in Redis, in place of the one-box node's disk outbox. *read_file*
+reads one file of an archive for ``scripts/reread.py`` and returns its result row.
 
 Messages are acknowledged only after their task has finished (``task_acks_late``, one message at a
 time per worker): a worker killed mid-task leaves its message unacknowledged, and the other workers
@@ -44,6 +45,7 @@ from ..reads.results import keep_result
 from .archive import result_row
 from .config import NodeConfig
 from .dead_letter import to_redis
+from .fhir_report import FhirSender, name_of, study_bundle
 from .private_files import dicom_file
 from .radiograph import read_radiograph
 from .readings import Reading, readings_json
@@ -56,6 +58,7 @@ log = logging.getLogger(__name__)
 
 ANALYSE, REPORT, DELIVER, READ_FILE = ("fracture.analyse", "fracture.report_study", "fracture.deliver",
                                        "fracture.read_file")
+DELIVER_FHIR = "fracture.deliver_fhir"
 #: The Redis list Celery's default queue lives in.
 QUEUE = "celery"
 #: How long a re-read's result rows wait in Redis for the command that asked for them.
@@ -73,6 +76,7 @@ class WorkerContext:
     sender: Sender
     studies: SharedStudies
     drift: DriftMonitor | None = None  # the share of fractured verdicts over this worker's recent images
+    fhir: FhirSender | None = None  # with FRACTURE_FHIR_URL: where the studies' FHIR reports go
 
 
 class NodeCelery(Celery):
@@ -99,6 +103,7 @@ def celery_app(config: NodeConfig) -> NodeCelery:
     app.task(name=ANALYSE, bind=True, **transient)(analyse)
     app.task(name=REPORT, bind=True, **transient)(report_study)
     app.task(name=DELIVER, bind=True, **transient)(deliver)
+    app.task(name=DELIVER_FHIR, bind=True, **transient)(deliver_fhir)
     app.task(name=READ_FILE, bind=True, ignore_result=False)(read_file)
     return app
 
@@ -144,7 +149,35 @@ def report_study(task: Task, key: str) -> None:
                  made.error)
     if made.report is not None:
         task.app.send_task(DELIVER, args=[[encode(made.report)], key, len(readings)])
+        if context.fhir is not None:
+            _queue_fhir(task, key, readings, made.left_out)
     context.studies.reporting(key, len(readings))  # after the report is queued: a death in between reports again
+
+
+def _queue_fhir(task: Task, key: str, readings: tuple[Reading, ...], left_out: tuple[Reading, ...]) -> None:
+    """Queue the FHIR report over the readings the SR covers; set them aside when it cannot be made."""
+    context, left = task.app.context, {id(reading) for reading in left_out}
+    reported = tuple(reading for reading in readings if id(reading) not in left)
+    try:
+        bundle = study_bundle(reported, datetime.now())
+    except Exception as err:  # noqa: BLE001 - a report that cannot be made is kept, never dropped
+        to_redis(context.studies.client, "report_failed", "a study's readings (FHIR)", readings_json(reported), err)
+        return
+    task.app.send_task(DELIVER_FHIR, args=[bundle, key, len(readings)])
+
+
+def deliver_fhir(task: Task, bundle: str, study: str, readings: int, refusals: int = 0) -> None:
+    """Post a study's FHIR report, once (as :func:`deliver` sends its SR); dropped when a report over
+    more of its images was made meanwhile."""
+    context = task.app.context
+    sent = f"fhir-{name_of(bundle)}"
+    if context.studies.superseded(study, readings) or context.studies.was_sent(sent):
+        return
+    failure = context.fhir.attempt(bundle)
+    if failure is None:
+        context.studies.sent(sent)
+        return
+    _retry_or_set_aside(task, [bundle], failure, refusals + failure.refused, context.fhir)
 
 
 def deliver(task: Task, datasets: list[str], study: str | None = None, readings: int = 0, refusals: int = 0) -> None:
@@ -166,18 +199,21 @@ def deliver(task: Task, datasets: list[str], study: str | None = None, readings:
         for ds in pending.values():
             context.studies.sent(ds.SOPInstanceUID, readings)
         return
-    _retry_or_set_aside(task, pending, failure, refusals + failure.refused)
+    _retry_or_set_aside(task, list(pending), failure, refusals + failure.refused, context.sender)
 
 
-def _retry_or_set_aside(task: Task, pending: dict[str, Dataset], failure: Failure, refusals: int) -> None:
+def _retry_or_set_aside(task: Task, payloads: list[str], failure: Failure, refusals: int,
+                        sender: Sender | FhirSender) -> None:
+    """Retry the task with a doubling wait, or set its payloads (base64 DICOM files, or a FHIR
+    bundle) aside once the destination has refused them ``dead_letter_after`` times."""
     context = task.app.context
-    record_send_failure(context.sender.kind)
+    record_send_failure(sender.kind)
     if refusals >= context.config.dead_letter_after:
-        for text in pending:
+        for text in payloads:
             to_redis(context.studies.client, "refused", "a result object", text, failure.reason)
         return
     delay = min(context.config.retry_delay * 2 ** task.request.retries, context.config.resend_interval)
-    log.warning("sending to %s failed (try %d): %s; retrying in %g s", context.sender.destination,
+    log.warning("sending to %s failed (try %d): %s; retrying in %g s", sender.destination,
                 task.request.retries + 1, failure, delay)
     raise task.retry(countdown=delay, kwargs={"refusals": refusals})
 

@@ -20,6 +20,7 @@ from ..inference import load_model
 from ..metrics import DriftMonitor
 from .config import NodeConfig, NodeConfigError
 from .destinations import sender_for
+from .fhir_report import FhirSender
 from .shared_studies import SharedStudies
 from .startup import start_process
 from .tasks import NodeCelery, WorkerContext, broker_client, celery_app
@@ -66,7 +67,8 @@ def worker_app(config: NodeConfig) -> NodeCelery:
     app.steps["consumer"].add(RestoreAbandoned)
     keep = timedelta(days=config.keep_studies_days).total_seconds()
     app.context = WorkerContext(config, model, sender_for(config), SharedStudies(broker_client(config), keep),
-                                DriftMonitor.for_model(model, config.drift_window))
+                                DriftMonitor.for_model(model, config.drift_window),
+                                FhirSender(config) if config.fhir_url else None)
     log.info("worker ready: model %s; results go to %s", model.version, app.context.sender.destination)
     return app
 
