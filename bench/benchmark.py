@@ -76,7 +76,7 @@ from fracture_web.config import DEFAULT_TFLITE_FILE, defaults
 from fracture_web.datasets import read_records
 from fracture_web.imaging import decode_image, is_dicom, preprocess, to_model_input
 from fracture_web.inference import FractureModel, read_metadata
-from fracture_web.runtimes import SIGNATURE, available_cores
+from fracture_web.runtimes import SIGNATURE, available_cores, load_onnx, onnx_file
 
 ROOT = Path(__file__).resolve().parent.parent
 FRACATLAS = ROOT.parent / "shared" / "data" / "fracatlas"
@@ -144,9 +144,24 @@ def direct_litert(path: Path) -> Callable[[np.ndarray], object]:
     return lambda x: runner(image=x[np.newaxis])
 
 
+def direct_onnx(path: Path) -> Callable[[np.ndarray], object]:
+    """An ``.onnx`` file through ONNX Runtime on one (S, S, 1) input, its session as the app opens it
+    (as many cores as the app gives it); the output names are all the app's code it shares."""
+    run = load_onnx(path, available_cores())
+    return lambda x: run(x[np.newaxis])
+
+
 def bare_calls(model_dir: Path) -> dict[str, Callable[[np.ndarray], object]]:
-    """The bare model call of each runtime the app can serve, by the backend name ``/healthz`` gives."""
-    return {"litert": direct_litert(model_dir / DEFAULT_TFLITE_FILE), "tensorflow": direct_signature(model_dir)}
+    """The bare model call of each runtime the app can serve, by the backend name ``/healthz`` gives;
+    ONNX Runtime's where the model folder has an ONNX export (``onnx``: the file that backend serves),
+    and the int8 file's beside it where there is one (``onnx_int8``)."""
+    calls = {"litert": direct_litert(model_dir / DEFAULT_TFLITE_FILE), "tensorflow": direct_signature(model_dir)}
+    served = model_dir / onnx_file(model_dir, str(read_metadata(model_dir)["model_version"]))
+    if served.is_file():
+        calls["onnx"] = direct_onnx(served)
+    if (model_dir / "model_int8.onnx").is_file() and served.name != "model_int8.onnx":
+        calls["onnx_int8"] = direct_onnx(model_dir / "model_int8.onnx")
+    return calls
 
 
 def served_runtime(port: int) -> str:
@@ -162,6 +177,8 @@ def model_only(model_dir: Path, bare: dict[str, Callable], inputs: list[np.ndarr
     results = {f"bare_{name}": percentiles(time_calls(call, inputs, runs)) for name, call in bare.items()}
     runtimes = {"app_tensorflow": {"backend": "tensorflow"}, "app_litert_float32": {"backend": "litert"},
                 "app_litert_float16": {"backend": "litert", "tflite_file": "model_float16.tflite"}}
+    if "onnx" in bare:
+        runtimes["app_onnx"] = {"backend": "onnx"}
     for name, options in runtimes.items():
         model = FractureModel(model_dir, **options)
         results[name] = percentiles(time_calls(lambda x: model.outputs(x[np.newaxis]), inputs, runs))
@@ -442,6 +459,7 @@ def build_report(args: argparse.Namespace) -> dict:
     bodies = [multipart(blob, path.name) for blob, path in zip(data, args.images)]
     servers = {"app_tensorflow": (gunicorn_server("tensorflow"), local_server.worker_memory_mb),
                "app_litert": (gunicorn_server("litert"), local_server.worker_memory_mb),
+               **({"app_onnx": (gunicorn_server("onnx"), local_server.worker_memory_mb)} if "onnx" in bare else {}),
                "naive_baseline": (naive_server, local_server.process_memory_mb)}
     paired = lambda port: paired_latency(port, bodies, bare, inputs, args.runs)  # noqa: E731
     report["servers"] = {name: serve_and_measure(start, memory, bodies, paired, args.clients, args.seconds)
@@ -479,7 +497,7 @@ def ratios(report: dict) -> dict:
     servers = report["servers"]
     naive = servers["naive_baseline"]
     out = {}
-    for name in ("app_tensorflow", "app_litert"):
+    for name in (name for name in servers if name.startswith("app_")):
         ours = servers[name]
         out[name] = {"reference": ours["reference"], "overhead_e2e_p50_over_bare_call_p50": ours["overhead_ratio"],
                      "naive_e2e_p50_over_ours": naive["e2e_ms"]["p50"] / ours["e2e_ms"]["p50"],

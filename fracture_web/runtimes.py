@@ -1,8 +1,9 @@
-"""Run the exported network: the SavedModel through TensorFlow, or a ``.tflite`` file through LiteRT.
+"""Run the exported network: the SavedModel through TensorFlow, a ``.tflite`` file through LiteRT,
+or an ``.onnx`` file through ONNX Runtime.
 
-Both take a (B, S, S, 1) float32 batch and return ``{"probability", "heatmap", "atypicality", ...}`` as
+Each takes a (B, S, S, 1) float32 batch and return ``{"probability", "heatmap", "atypicality", ...}`` as
 numpy arrays. Each runtime is imported only when chosen, so a slim install (``requirements-slim.txt``,
-LiteRT only) never needs TensorFlow. No Flask.
+LiteRT and ONNX Runtime) never needs TensorFlow. No Flask.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 #: The runtimes a model can be served with (the ``BACKEND`` setting); ``auto`` picks one per model folder.
-BACKENDS = ("auto", "tensorflow", "litert")
+BACKENDS = ("auto", "tensorflow", "litert", "onnx")
 #: The signature both runtimes call, as exported by ``fracture_web.training.export``.
 SIGNATURE = "serving_default"
 #: The report, beside the .tflite files, of how each answers against the SavedModel
@@ -30,6 +31,17 @@ PARITY_FILE = "tflite_parity.json"
 #: Largest probability difference from the SavedModel on the validation images for which a .tflite
 #: file may stand in for it (the float32 export differs by about 5e-6).
 PARITY_TOLERANCE = 1e-3
+#: The report, beside the .onnx files, of how each answers against the SavedModel and how long each
+#: runtime's call took on the machine that wrote it (``fracture_web.onnx_export``, scripts/export_onnx.py).
+ONNX_PARITY_FILE = "onnx_parity.json"
+#: The float32 ONNX export: what the ``onnx`` backend serves unless its report vouches for a faster file.
+ONNX_FILE = "model.onnx"
+#: A quantised (int8) variant may stand in where its AUC and its findings' hit rate on the validation
+#: images stay this close to the SavedModel's (its probabilities differ by more than PARITY_TOLERANCE).
+QUANTISED_AUC_TOLERANCE = 0.005
+QUANTISED_HIT_RATE_TOLERANCE = 0.01
+#: The key of the SavedModel's call among the timed calls of a parity report.
+SAVEDMODEL_CALL = "savedmodel"
 
 Runner = Callable[[np.ndarray], dict[str, np.ndarray]]
 
@@ -52,42 +64,107 @@ def available_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
 
 
 def resolve_backend(backend: str, model_dir: Path, tflite_file: str, model_version: str) -> str:
-    """The runtime to serve with: ``backend`` itself, or for ``auto`` LiteRT where the .tflite file is
-    a verified stand-in for this SavedModel (:func:`stand_in_problem`) and LiteRT is installed, else TensorFlow.
+    """The runtime to serve with: ``backend`` itself, or for ``auto`` the fastest installed runtime
+    whose file a parity report vouches for (:func:`stand_in_problem`), TensorFlow where none is.
 
-    Under gunicorn on 2 cores, LiteRT (XNNPACK) answered sooner than TensorFlow in every case of an
-    interleaved comparison (docs/performance.md) with a quarter of the memory per worker, and the same
-    answers to 1e-5."""
+    How fast each runtime is comes from ``ONNX_PARITY_FILE``: scripts/export_onnx.py times every
+    runtime's call interleaved on one machine. Without it, LiteRT where it is vouched for: under
+    gunicorn on 2 cores it answered sooner than TensorFlow in every case of an interleaved
+    comparison (docs/performance.md) with a quarter of the memory per worker."""
     if backend != "auto":
         return backend
-    problem = stand_in_problem(model_dir, tflite_file, model_version)
-    if problem is None:
-        if importlib.util.find_spec("ai_edge_litert") is not None:
-            return "litert"
-        problem = "LiteRT (ai-edge-litert) is not installed"
-    log.info("serving the SavedModel through TensorFlow: %s", problem)
+    model_dir = Path(model_dir)
+    candidates = {"litert": (tflite_file, stand_in_problem(model_dir, tflite_file, model_version)),
+                  "onnx": (onnx_file(model_dir, model_version),
+                           stand_in_problem(model_dir, onnx_file(model_dir, model_version), model_version,
+                                            ONNX_PARITY_FILE))}
+    call_ms = _call_ms(model_dir, model_version)
+    ranked = sorted(candidates, key=lambda name: call_ms.get(candidates[name][0], math.inf))
+    for name in ranked:
+        file, problem = candidates[name]
+        if problem is None and call_ms.get(file, -math.inf) < call_ms.get(SAVEDMODEL_CALL, math.inf):
+            if importlib.util.find_spec(RUNTIME_PACKAGES[name]) is not None:
+                return name
+            problem = f"{RUNTIME_PACKAGES[name]} is not installed"
+        log.info("not serving %s through %s: %s", file, name, problem or "the SavedModel was faster")
     return "tensorflow"
 
 
-def stand_in_problem(model_dir: Path, tflite_file: str, model_version: str) -> str | None:
-    """Why ``tflite_file`` may not stand in for the SavedModel in ``model_dir``, or None when it may:
-    the parity report names this model version and this very file (by its SHA-256), and its
-    probabilities stayed within ``PARITY_TOLERANCE`` of the SavedModel's."""
-    path = Path(model_dir) / tflite_file
+#: The package each runtime other than TensorFlow is imported from.
+RUNTIME_PACKAGES = {"litert": "ai_edge_litert", "onnx": "onnxruntime"}
+
+
+def _call_ms(model_dir: Path, model_version: str) -> dict[str, float]:
+    """Each runtime's call in milliseconds (keyed by file, the SavedModel's by ``SAVEDMODEL_CALL``) as
+    the ONNX parity report of this model version measured them; empty without one."""
     try:
-        report = json.loads((Path(model_dir) / PARITY_FILE).read_text())
-        checked = next(v for v in report["variants"].values() if v.get("file") == tflite_file)
+        report = json.loads((model_dir / ONNX_PARITY_FILE).read_text())
+        return {str(k): float(v) for k, v in report["call_ms"].items()} if report["model_version"] == model_version else {}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def onnx_file(model_dir: Path, model_version: str) -> str:
+    """The ONNX file the ``onnx`` backend serves: of the files the ONNX parity report vouches for,
+    the one whose call was fastest; ``ONNX_FILE`` without such a report."""
+    try:
+        report = json.loads((Path(model_dir) / ONNX_PARITY_FILE).read_text())
+        files = [variant["file"] for variant in report["variants"].values()]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return ONNX_FILE
+    vouched = [file for file in files if stand_in_problem(model_dir, file, model_version, ONNX_PARITY_FILE) is None]
+    call_ms = _call_ms(Path(model_dir), model_version)
+    return min(vouched, key=lambda file: call_ms.get(file, math.inf), default=ONNX_FILE)
+
+
+def stand_in_problem(model_dir: Path, file: str, model_version: str, parity_file: str = PARITY_FILE) -> str | None:
+    """Why ``file`` (a .tflite or .onnx export) may not stand in for the SavedModel in ``model_dir``,
+    or None when it may: the parity report ``parity_file`` names this model version and this very
+    file (by its SHA-256), and the file answered as the SavedModel did (:func:`parity_problem`)."""
+    path = Path(model_dir) / file
+    try:
+        report = json.loads((Path(model_dir) / parity_file).read_text())
+        checked = next(v for v in report["variants"].values() if v.get("file") == file)
         if report["model_version"] != model_version:
-            return f"{PARITY_FILE} is about model {report['model_version']}, not {model_version}"
+            return f"{parity_file} is about model {report['model_version']}, not {model_version}"
         if checked["sha256"] != hashlib.sha256(path.read_bytes()).hexdigest():
-            return f"{tflite_file} changed after its parity check"
-        if not checked["max_probability_diff"] <= PARITY_TOLERANCE:
-            return f"{tflite_file} differs from the SavedModel by {checked['max_probability_diff']:.2g} in probability"
+            return f"{file} changed after its parity check"
+        return parity_problem(checked, report)
     except StopIteration:
-        return f"{PARITY_FILE} does not report on {tflite_file}"
+        return f"{parity_file} does not report on {file}"
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
-        return f"no usable parity report for {tflite_file} ({err.__class__.__name__}: {err})"
+        return f"no usable parity report for {file} ({err.__class__.__name__}: {err})"
+
+
+def parity_problem(checked: dict, report: dict) -> str | None:
+    """Why a variant's parity figures fall short, or None: a float export's probabilities within
+    ``PARITY_TOLERANCE`` of the SavedModel's; a quantised one's AUC and findings' hit rate within
+    ``QUANTISED_AUC_TOLERANCE`` and ``QUANTISED_HIT_RATE_TOLERANCE`` of the SavedModel's."""
+    file = checked["file"]
+    if not checked.get("quantised"):
+        if not checked["max_probability_diff"] <= PARITY_TOLERANCE:
+            return f"{file} differs from the SavedModel by {checked['max_probability_diff']:.2g} in probability"
+        return None
+    if not abs(checked["auc"] - report["savedmodel_auc"]) <= QUANTISED_AUC_TOLERANCE:
+        return f"{file}'s AUC is {checked['auc']:.4f}, the SavedModel's {report['savedmodel_auc']:.4f}"
+    if not abs(checked["finding_hit_rate"] - report["savedmodel_finding_hit_rate"]) <= QUANTISED_HIT_RATE_TOLERANCE:
+        return (f"{file}'s findings hit {checked['finding_hit_rate']:.3f} of the fractures, "
+                f"the SavedModel's {report['savedmodel_finding_hit_rate']:.3f}")
     return None
+
+
+def load_runtime(model_dir: Path, backend: str, tflite_file: str, model_version: str, threads: int) -> Runner:
+    """The call of ``backend`` (``tensorflow``, ``litert`` or ``onnx``) on ``model_dir``'s export;
+    ``ModelLoadError`` when it cannot be loaded."""
+    exports = {"litert": (tflite_file, "scripts/export_tflite.py", load_litert),
+               "onnx": (onnx_file(model_dir, model_version), "scripts/export_onnx.py", load_onnx)}
+    if backend not in exports:
+        return load_savedmodel(model_dir, threads)
+    file, script, load = exports[backend]
+    path = Path(model_dir) / file
+    if not path.is_file():
+        raise ModelLoadError(f"No {backend} model at {path} (make one with {script})")
+    return load(path, threads)
 
 
 def load_savedmodel(model_dir: Path, threads: int) -> Runner:
@@ -146,3 +223,27 @@ def load_litert(path: Path, threads: int) -> Runner:
         return {name: np.concatenate([out[name] for out in outputs]) for name in outputs[0]}
     return run
 
+
+
+def load_onnx(path: Path, threads: int) -> Runner:
+    """The ``.onnx`` file through ONNX Runtime's CPU provider, ``threads`` cores on one call (intra-op),
+    its nodes run one at a time (sequential), as TensorFlow is run. A session may be called from
+    several threads at once; it takes a batch of any size."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise ModelLoadError("The onnx backend needs the onnxruntime package "
+                               "(pip install -r requirements-slim.txt)") from err
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    try:
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except (OSError, ValueError, RuntimeError) as err:  # onnxruntime's errors derive from RuntimeError
+        raise ModelLoadError(f"{path} cannot be loaded by ONNX Runtime: {err}") from err
+    names = [output.name for output in session.get_outputs()]
+
+    def run(batch: np.ndarray) -> dict[str, np.ndarray]:
+        return dict(zip(names, session.run(names, {"image": np.asarray(batch, np.float32)})))
+    return run

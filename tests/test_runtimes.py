@@ -120,7 +120,7 @@ def test_gunicorn_serves_the_tflite_file_when_configured(lite_model_dir):
 
 def test_an_unknown_backend_or_a_missing_tflite_file_stops_startup(tiny_model_dir, tmp_path):
     with pytest.raises(ModelLoadError, match="Unknown backend"):
-        FractureModel(tiny_model_dir, backend="onnx")
+        FractureModel(tiny_model_dir, backend="torch")
     bare = tmp_path / "model"
     shutil.copytree(tiny_model_dir, bare, ignore=shutil.ignore_patterns("*.tflite"))
     with pytest.raises(ModelLoadError, match="export_tflite.py"):

@@ -58,11 +58,14 @@ class Setting:
 MODEL = (
     Setting("MODEL_DIR", path, str(PROJECT_ROOT / "model"), MODEL_USERS,
             "Folder with the SavedModel and `metadata.json`.", shown="`model/` of the checkout"),
-    Setting("BACKEND", choice("auto", "tensorflow", "litert"), DEFAULT_BACKEND, MODEL_USERS,
-            "Runtime: `auto` serves the model folder's `.tflite` export through LiteRT where `tflite_parity.json` "
-            "vouches for that very file (same model version, same SHA-256, probabilities within its tolerance of "
-            "the SavedModel's), else the SavedModel through TensorFlow; `tensorflow` always the SavedModel; "
-            "`litert` always the `.tflite` file (no TensorFlow needed). `/healthz` says which one runs."),
+    Setting("BACKEND", choice("auto", "tensorflow", "litert", "onnx"), DEFAULT_BACKEND, MODEL_USERS,
+            "Runtime: `auto` serves the fastest of the model folder's exports whose parity report vouches for "
+            "that very file (same model version, same SHA-256, probabilities within its tolerance of the "
+            "SavedModel's; for int8, AUC and findings' hit rate): the `.tflite` file through LiteRT "
+            "(`tflite_parity.json`) or the `.onnx` file through ONNX Runtime (`onnx_parity.json`, which also "
+            "times each runtime), else the SavedModel through TensorFlow; `tensorflow` always the SavedModel; "
+            "`litert` always the `.tflite` file; `onnx` always an `.onnx` file (the fastest vouched one, else "
+            "`model.onnx`); neither needs TensorFlow. `/healthz` says which one runs."),
     Setting("TFLITE_FILE", text, DEFAULT_TFLITE_FILE, MODEL_USERS,
             "The `.tflite` file in the model folder that the `auto` and `litert` backends serve."),
     Setting("THREADS", optional(integer(1)), None, MODEL_USERS,

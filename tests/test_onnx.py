@@ -1,0 +1,104 @@
+"""A site that asked for ONNX: the model exported to ONNX with the SavedModel's outputs, checked on
+the validation images, served through ONNX Runtime with the same answers, and chosen by ``auto``
+only while its parity report vouches for the very file and times it fastest."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fracture_web import create_app
+from fracture_web.imaging import preprocess
+from fracture_web.inference import FractureModel
+from fracture_web.runtimes import parity_problem
+
+from helpers import SAMPLES, run_script
+
+
+@pytest.fixture(scope="session")
+def onnx_model_dir(tiny_model_dir: Path, tiny_dataset: Path, tmp_path_factory) -> Path:
+    """The tiny test model with its ONNX export, written (and parity-checked) by scripts/export_onnx.py."""
+    pytest.importorskip("tf2onnx", reason="the ONNX converter (requirements-train.txt) is not installed")
+    model_dir = tmp_path_factory.mktemp("onnx") / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    done = run_script("export_onnx.py", "--model-dir", str(model_dir), "--data-dir", str(tiny_dataset))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return model_dir
+
+
+def outputs_on_samples(model: FractureModel) -> dict[str, np.ndarray]:
+    return model.outputs(np.stack([preprocess(path.read_bytes(), model.input_size) for path in SAMPLES]))
+
+
+def test_the_export_answers_as_the_savedmodel_and_says_so_in_its_report(onnx_model_dir):
+    report = json.loads((onnx_model_dir / "onnx_parity.json").read_text())
+    float32 = report["variants"]["float32"]
+    assert report["images"] == 48 and float32["file"] == "model.onnx"
+    assert float32["sha256"] == hashlib.sha256((onnx_model_dir / "model.onnx").read_bytes()).hexdigest()
+    assert float32["max_probability_diff"] <= 1e-3
+    assert float32["auc"] == pytest.approx(report["savedmodel_auc"], abs=1e-3)
+    assert {"savedmodel", "model.onnx", "model_float32.tflite"} <= set(report["call_ms"])
+
+
+def test_int8_is_not_kept_where_its_findings_cannot_be_checked(onnx_model_dir):
+    # The tiny dataset has no outlines, so the int8 file's findings' hit rate is unknown: refused.
+    int8 = json.loads((onnx_model_dir / "onnx_parity.json").read_text())["variants"]["int8"]
+    assert int8["quantised"] and not int8["accepted"] and "outlines" in int8["problem"]
+    assert not (onnx_model_dir / "model_int8.onnx").exists()
+
+
+def test_the_onnx_backend_gives_the_savedmodels_outputs(onnx_model_dir):
+    savedmodel = outputs_on_samples(FractureModel(onnx_model_dir, backend="tensorflow"))
+    onnx = outputs_on_samples(FractureModel(onnx_model_dir, backend="onnx"))
+    assert set(onnx) == set(savedmodel) == {"probability", "heatmap", "cam", "atypicality", "fracture_map"}
+    for name, expected in savedmodel.items():
+        assert onnx[name].shape == expected.shape
+        np.testing.assert_allclose(onnx[name], expected, atol=1e-3, rtol=0)
+
+
+def test_the_api_answers_the_same_through_onnx_runtime_and_names_it(onnx_model_dir, sample_bytes):
+    answers = {}
+    for backend in ("tensorflow", "onnx"):
+        client = create_app({"TESTING": True, "MODEL_DIR": str(onnx_model_dir), "BACKEND": backend}).test_client()
+        assert client.get("/healthz").get_json()["backend"] == backend
+        response = client.post("/api/v1/predict?heatmap=1", data={"file": (io.BytesIO(sample_bytes), "x.jpg")})
+        assert response.status_code == 200
+        answers[backend] = response.get_json()
+    assert answers["onnx"]["label"] == answers["tensorflow"]["label"]
+    assert answers["onnx"]["probability"] == pytest.approx(answers["tensorflow"]["probability"], abs=1e-3)
+    assert answers["onnx"]["heatmap_png"]
+
+
+def test_auto_serves_the_fastest_vouched_runtime_and_refuses_a_changed_onnx_file(onnx_model_dir, tmp_path):
+    model_dir = tmp_path / "model"
+    shutil.copytree(onnx_model_dir, model_dir)
+    parity_file = model_dir / "onnx_parity.json"
+    report = json.loads(parity_file.read_text())
+
+    def auto_with(**call_ms: float) -> str:
+        keys = {"savedmodel": "savedmodel", "onnx": "model.onnx", "litert": "model_float32.tflite"}
+        parity_file.write_text(json.dumps(report | {"call_ms": {keys[k]: v for k, v in call_ms.items()}}))
+        return FractureModel(model_dir).backend
+
+    assert auto_with(savedmodel=40, onnx=20, litert=30) == "onnx"
+    assert auto_with(savedmodel=40, onnx=30, litert=20) == "litert"
+    assert auto_with(savedmodel=10, onnx=30, litert=20) == "tensorflow"
+    with (model_dir / "model.onnx").open("ab") as changed:  # replaced after its check
+        changed.write(b"\0")
+    assert auto_with(savedmodel=40, onnx=20, litert=30) == "litert"
+
+
+REPORT = {"savedmodel_auc": 0.900, "savedmodel_finding_hit_rate": 0.60}
+
+
+@pytest.mark.parametrize("auc, hit_rate, passes", [(0.896, 0.595, True), (0.894, 0.60, False), (0.90, 0.585, False)])
+def test_an_int8_file_stands_in_only_within_its_auc_and_hit_rate_tolerances(auc, hit_rate, passes):
+    int8 = {"file": "model_int8.onnx", "quantised": True, "max_probability_diff": 0.05, "auc": auc,
+            "finding_hit_rate": hit_rate}
+    assert (parity_problem(int8, REPORT) is None) == passes
+    assert parity_problem(int8 | {"quantised": False}, REPORT) is not None  # as a float file: too far
