@@ -17,8 +17,7 @@ from .config import DEFAULT_BACKEND, DEFAULT_TFLITE_FILE
 from .findings import Finding, FindingLevels, locate
 from .pixels import InvalidImageError
 from .probability import recalibrate
-from .runtimes import (BACKENDS, ModelLoadError, Runner, available_cores, load_litert, load_savedmodel,
-                       resolve_backend)
+from .runtimes import BACKENDS, ModelLoadError, available_cores, load_runtime, resolve_backend
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +138,8 @@ class FractureModel:
         if backend not in BACKENDS:
             raise ModelLoadError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
         self.backend = resolve_backend(backend, Path(model_dir), tflite_file, self.version)
-        self._call_runtime = _load_runtime(Path(model_dir), self.backend, tflite_file, threads or available_cores())
+        self._call_runtime = load_runtime(Path(model_dir), self.backend, tflite_file, self.version,
+                                          threads or available_cores())
         self.default_operating_point = self.resolve(default_operating_point or own_default)
 
     def resolve(self, operating_point: str | None) -> str:
@@ -235,12 +235,3 @@ def load_model(model_dir: Path | str, operating_point: str | None = None, *, bac
     log.info("model %s loaded from %s (%s)", model.version, model_dir, model.backend)
     return model
 
-
-def _load_runtime(model_dir: Path, backend: str, tflite_file: str, threads: int) -> Runner:
-    """The runtime's call for ``backend`` (``tensorflow`` or ``litert``); ``ModelLoadError`` when it cannot be loaded."""
-    if backend == "litert":
-        path = model_dir / tflite_file
-        if not path.is_file():
-            raise ModelLoadError(f"No LiteRT model at {path} (make one with scripts/export_tflite.py)")
-        return load_litert(path, threads)
-    return load_savedmodel(model_dir, threads)

@@ -63,8 +63,9 @@ class PhotoReading:
 
 def has_colour_cast(bgr: np.ndarray) -> bool:
     """True where a uint8 BGR image has colour at all, as every camera photo has."""
-    sample = bgr[::2, ::2].astype(np.int16)
-    return float((sample.max(axis=2) - sample.min(axis=2)).mean()) >= MIN_CAST
+    blue, green, red = cv2.split(np.ascontiguousarray(bgr[::2, ::2]))
+    spread = cv2.subtract(cv2.max(cv2.max(blue, green), red), cv2.min(cv2.min(blue, green), red))
+    return cv2.mean(spread)[0] >= MIN_CAST
 
 
 def read_photo(bgr: np.ndarray) -> PhotoReading | None:

@@ -65,7 +65,9 @@ def available_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
 
 def resolve_backend(backend: str, model_dir: Path, tflite_file: str, model_version: str) -> str:
     """The runtime to serve with: ``backend`` itself, or for ``auto`` the fastest installed runtime
-    whose file a parity report vouches for (:func:`stand_in_problem`), TensorFlow where none is.
+    whose file a parity report vouches for (:func:`stand_in_problem`), TensorFlow where none is
+    (a vouched export gives the SavedModel's answers with a fraction of its memory, and needs no
+    TensorFlow in a slim install).
 
     How fast each runtime is comes from ``ONNX_PARITY_FILE``: scripts/export_onnx.py times every
     runtime's call interleaved on one machine. Without it, LiteRT where it is vouched for: under
@@ -82,11 +84,11 @@ def resolve_backend(backend: str, model_dir: Path, tflite_file: str, model_versi
     ranked = sorted(candidates, key=lambda name: call_ms.get(candidates[name][0], math.inf))
     for name in ranked:
         file, problem = candidates[name]
-        if problem is None and call_ms.get(file, -math.inf) < call_ms.get(SAVEDMODEL_CALL, math.inf):
+        if problem is None:
             if importlib.util.find_spec(RUNTIME_PACKAGES[name]) is not None:
                 return name
             problem = f"{RUNTIME_PACKAGES[name]} is not installed"
-        log.info("not serving %s through %s: %s", file, name, problem or "the SavedModel was faster")
+        log.info("not serving %s through %s: %s", file, name, problem)
     return "tensorflow"
 
 

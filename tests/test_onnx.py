@@ -87,7 +87,7 @@ def test_auto_serves_the_fastest_vouched_runtime_and_refuses_a_changed_onnx_file
 
     assert auto_with(savedmodel=40, onnx=20, litert=30) == "onnx"
     assert auto_with(savedmodel=40, onnx=30, litert=20) == "litert"
-    assert auto_with(savedmodel=10, onnx=30, litert=20) == "tensorflow"
+    assert auto_with(savedmodel=10, onnx=30, litert=20) == "litert"  # a vouched export over the SavedModel
     with (model_dir / "model.onnx").open("ab") as changed:  # replaced after its check
         changed.write(b"\0")
     assert auto_with(savedmodel=40, onnx=20, litert=30) == "litert"

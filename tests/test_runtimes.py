@@ -164,8 +164,8 @@ def test_the_shipped_tflite_file_was_exported_from_the_shipped_model():
     np.testing.assert_allclose(lite, expected, atol=1e-3)
 
 
-#: What requirements.txt holds only for TensorFlow: all the slim install may leave out.
-TENSORFLOW_STACK = {"absl-py", "astunparse", "gast", "google-pasta", "grpcio", "h5py", "keras", "libclang",
+#: What requirements.txt holds only for TensorFlow and ONNX Runtime: all the slim install (LiteRT only) leaves out.
+LEFT_OUT_OF_SLIM = {"onnxruntime", "absl-py", "astunparse", "gast", "google-pasta", "grpcio", "h5py", "keras", "libclang",
                     "markdown-it-py", "mdurl", "namex", "opt-einsum", "optree", "pygments", "rich", "six",
                     "tensorflow-cpu", "termcolor", "wrapt"}
 
@@ -179,9 +179,9 @@ def test_the_slim_requirements_are_the_full_set_without_tensorflow_plus_litert()
     slim, full = pins["requirements-slim.txt"], pins["requirements.txt"]
     assert not any("tensorflow" in name or name == "keras" for name in slim)
     assert "ai-edge-litert" in slim
-    # Every package the app needs besides TensorFlow (Flask-WTF, pydicom, ...) is in the slim set too,
+    # Every package the app needs besides its other runtimes (Flask-WTF, pydicom, ...) is in the slim set too,
     # at the same version as in the full and the development sets.
-    assert set(full) - set(slim) == TENSORFLOW_STACK
+    assert set(full) - set(slim) == LEFT_OUT_OF_SLIM
     dev = full | pins["requirements-dev.txt"]
     assert all(dev.get(name, version) == version for name, version in slim.items())
 
