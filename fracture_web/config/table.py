@@ -14,8 +14,8 @@ from .kinds import (Kind, ae_title, boolean, choice, days, integer, listed, netw
 PROJECT_ROOT = Path(__file__).resolve().parent.parent.parent
 #: The prefix of every setting's environment variable.
 PREFIX = "FRACTURE_"
-#: The runtime the model is served with unless ``BACKEND`` says otherwise: LiteRT where the model
-#: folder's .tflite file is a verified stand-in for its SavedModel, else TensorFlow (runtimes.resolve_backend).
+#: The runtime the model is served with unless ``BACKEND`` says otherwise: the fastest of the model
+#: folder's exports verified to stand in for its SavedModel, else TensorFlow (runtimes.resolve_backend).
 DEFAULT_BACKEND = "auto"
 #: The LiteRT file served by default, written by scripts/export_tflite.py beside the SavedModel.
 DEFAULT_TFLITE_FILE = "model_float32.tflite"
