@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from flask import Flask, jsonify, request  # noqa: E402
 
+from fracture_web.training.checkpoint import recipe_of  # noqa: E402
 from fracture_web.training.network import HEAD, build_network  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +44,7 @@ SIZE = metadata["input_size"]
 SLOPE, INTERCEPT = metadata["calibration"]["slope_intercept"]
 NEGATIVE, POSITIVE = metadata["labels"]
 THRESHOLD = metadata["operating_points"][metadata["default_operating_point"]]["threshold"]
-model = build_network(SIZE, imagenet=False)
+model = build_network(SIZE, imagenet=False, backbone=recipe_of(metadata["training"]).backbone)
 tf.train.Checkpoint(network=model).restore(str(args.model / "variables" / "variables")).assert_nontrivial_match()
 kernel = model.get_layer(HEAD).kernel.numpy()[:, 0]
 
