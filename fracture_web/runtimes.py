@@ -230,16 +230,18 @@ def load_litert(path: Path, threads: int) -> Runner:
 def load_onnx(path: Path, threads: int) -> Runner:
     """The ``.onnx`` file through ONNX Runtime's CPU provider, ``threads`` cores on one call (intra-op),
     its nodes run one at a time (sequential), as TensorFlow is run. A session may be called from
-    several threads at once; it takes a batch of any size."""
+    several threads at once; it takes a batch of any size. Its threads do not spin waiting for the
+    next call: spinning would take the cores from the other workers and from the rest of the request."""
     try:
         import onnxruntime
     except ImportError as err:
         raise ModelLoadError("The onnx backend needs the onnxruntime package "
-                               "(pip install -r requirements-slim.txt)") from err
+                               "(pip install -r requirements.txt)") from err
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except (OSError, ValueError, RuntimeError) as err:  # onnxruntime's errors derive from RuntimeError
