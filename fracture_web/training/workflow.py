@@ -149,7 +149,7 @@ def build_metadata(summary: dict, scope: Scope, map_stride: int) -> dict:
                      "initial_weights": _initial_weights(config),
                      "data_dir": summary["data_dir"], "n_train": summary["n_train"], "n_val": summary["n_val"],
                      "trained_at": summary["trained_at"], "keras_backend": summary["keras_backend"],
-                     "wall_time_min": summary.get("wall_time_min"),
+                     "wall_time_min": summary.get("wall_time_min"), "resumed": summary.get("resumed", False),
                      "config": config, "history": summary["history"]},
         "validation_metrics": val,
     }
