@@ -28,7 +28,7 @@ IMAGE = "fracture-web:slim"
 #: The build as the docs give it (the context, ".", is the checkout).
 USER_BUILD = ["bud", "--format", "docker", "--build-arg", "REQUIREMENTS=requirements-slim.txt", "-t", IMAGE]
 #: The size the slim image must stay under (bytes, as buildah counts them, on the Debian stand-in base).
-#: The aim is 600 MB; the pinned slim requirements alone (OpenCV, LiteRT, ONNX Runtime, NumPy, with
+#: The aim is 600 MB; the pinned slim requirements alone (OpenCV, LiteRT, NumPy, with
 #: their byte code) take most of that, so this guards against growth, not the aim.
 SLIM_LIMIT = 900_000_000
 
