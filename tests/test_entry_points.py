@@ -22,7 +22,8 @@ COMMANDS = {"fracture-predict": ("predict.py", "--image"), "fracture-reread": ("
             "fracture-evaluate": ("evaluate.py", "--data-dir"),
             "fracture-calibrate": ("calibrate_site.py", "--data-dir"),
             "fracture-train": ("train_model.py", "--limit"),
-            "fracture-export-tflite": ("export_tflite.py", "--variants")}
+            "fracture-export-tflite": ("export_tflite.py", "--variants"),
+            "fracture-export-onnx": ("export_onnx.py", "--no-int8")}
 #: What the run install (requirements.txt) leaves out and the training install adds.
 NOT_IN_THE_RUN_INSTALL = ["sklearn", "scipy", "matplotlib"]
 

@@ -9,7 +9,7 @@ from helpers import ROOT
 
 #: The commands of scripts/: what a clinic, an ML engineer or an operator runs (the lab's tools are in bench/).
 USER_COMMANDS = {"predict", "reread", "evaluate", "calibrate_site", "train_model", "export_tflite",
-                 "offline_install_check"}
+                 "export_onnx", "offline_install_check"}
 
 
 def imported_modules(source: Path) -> set[str]:
