@@ -8,6 +8,15 @@
 #     fracture-web python -m fracture_web.dicom_node         the DICOM node
 #   docker run -e FRACTURE_BROKER_URL=redis://... -e ... fracture-web python -m fracture_web.dicom_node.worker
 # tests/test_container.py builds the slim image from this file and asks the running container for a verdict.
+# The model folder as the chosen install serves it: the slim install (LiteRT only) keeps the verified
+# float32 .tflite file with its parity report and the metadata, not the SavedModel nor the other exports.
+FROM python:3.11-slim AS model
+ARG REQUIREMENTS=requirements.txt
+COPY model /model
+RUN if [ "${REQUIREMENTS}" = "requirements-slim.txt" ]; then \
+      cd /model && rm -rf saved_model.pb fingerprint.pb variables model.onnx onnx_parity.json model_float16.tflite; \
+    fi
+
 FROM python:3.11-slim
 
 # The pinned requirements to install: requirements.txt (the default: TensorFlow, serves any exported
@@ -28,7 +37,7 @@ COPY pyproject.toml README.md LICENSE app.py gunicorn.conf.py ./
 COPY fracture_web ./fracture_web
 COPY templates ./templates
 COPY static ./static
-COPY model ./model
+COPY --from=model /model ./model
 RUN pip install --no-deps -e . && chown -R root:root /app && chmod -R a+rX /app \
     && mkdir /app/instance && chown clinic /app/instance
 # instance/ holds the generated secret key and the readers' reads; mount a volume there (or set

@@ -69,12 +69,14 @@ class Buildah:
         rootfs.unlink()
         self("config", "--env", "LANG=C.UTF-8", "--cmd", "python3", container)
         self("commit", "--rm", "--format", "docker", container, BASE_IMAGE)
+        # Every stage of the Dockerfile names python:3.11-slim; with no registry, that name is the stand-in.
+        self("tag", BASE_IMAGE, "docker.io/library/python:3.11-slim")
         return BASE_IMAGE
 
     def build_options(self) -> list[str]:
-        """What only this machine's build needs: no daemon (chroot), the stand-in base image, and the
-        host's trust store with a pip configuration naming it."""
-        options = ["--isolation", "chroot", "--pull=never", "--from", BASE_IMAGE]
+        """What only this machine's build needs: no daemon (chroot), no registry (the stand-in base image
+        is tagged as the one the Dockerfile names), and the host's trust store with a pip configuration naming it."""
+        options = ["--isolation", "chroot", "--pull=never"]
         if HOST_TRUST_STORE.exists():
             pip_conf = self.folder / "pip.conf"
             pip_conf.write_text(f"[global]\ncert = {HOST_TRUST_STORE}\n")
@@ -84,7 +86,8 @@ class Buildah:
 
     def size(self, image: str) -> float:
         """The image's size in bytes, as ``buildah images`` shows it (its layers unpacked; three digits)."""
-        number, unit = self("images", "--format", "{{.Size}}", "--noheading", image).split()
+        lines = self("images", "--format", "{{.Size}}", "--noheading", image).splitlines()
+        number, unit = lines[0].split()  # one line per name of the image, all the same size
         return float(number) * SIZE_UNITS[unit]
 
     @contextmanager
