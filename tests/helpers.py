@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import local_server
+from fracture_web.imaging import preprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = sorted((ROOT / "data" / "samples").glob("*.jpg"))
@@ -35,6 +36,11 @@ def synthetic_xray(rng: np.random.Generator, crack: bool, size: tuple[int, int] 
         for y in range(60, 100):
             image[y, 50 + (y - 60) // 2: 56 + (y - 60) // 2] = 40
     return image.astype(np.uint8)
+
+
+def outputs_on_samples(model) -> dict[str, np.ndarray]:
+    """A model's outputs for the repository's sample radiographs, as one batch."""
+    return model.outputs(np.stack([preprocess(path.read_bytes(), model.input_size) for path in SAMPLES]))
 
 
 def run_script(name: str, *args: str) -> subprocess.CompletedProcess:

@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 
 from fracture_web import create_app
-from fracture_web.imaging import preprocess
 from fracture_web.inference import FractureModel
 from fracture_web.runtimes import parity_problem
 
-from helpers import SAMPLES, run_script
+from helpers import outputs_on_samples, run_script
 
 
 @pytest.fixture(scope="session")
@@ -29,10 +28,6 @@ def onnx_model_dir(tiny_model_dir: Path, tiny_dataset: Path, tmp_path_factory) -
     done = run_script("export_onnx.py", "--model-dir", str(model_dir), "--data-dir", str(tiny_dataset))
     assert done.returncode == 0, done.stdout + done.stderr
     return model_dir
-
-
-def outputs_on_samples(model: FractureModel) -> dict[str, np.ndarray]:
-    return model.outputs(np.stack([preprocess(path.read_bytes(), model.input_size) for path in SAMPLES]))
 
 
 def test_the_export_answers_as_the_savedmodel_and_says_so_in_its_report(onnx_model_dir):

@@ -18,10 +18,9 @@ import pytest
 
 from fracture_web import create_app
 from fracture_web.config import PROJECT_ROOT
-from fracture_web.imaging import preprocess
 from fracture_web.inference import FractureModel, ModelLoadError
 
-from helpers import ROOT, SAMPLES, run_bench, run_script, running_gunicorn
+from helpers import ROOT, SAMPLES, outputs_on_samples, run_bench, run_script, running_gunicorn
 from test_deployment import SAMPLE_UPLOAD
 
 
@@ -34,10 +33,6 @@ def lite_model_dir(tiny_model_dir: Path, tiny_dataset: Path, tmp_path_factory) -
                       "--data-dir", str(tiny_dataset))
     assert done.returncode == 0, done.stdout + done.stderr
     return model_dir
-
-
-def outputs_on_samples(model: FractureModel) -> dict[str, np.ndarray]:
-    return model.outputs(np.stack([preprocess(path.read_bytes(), model.input_size) for path in SAMPLES]))
 
 
 def test_export_writes_both_variants_and_reports_their_parity(lite_model_dir):
