@@ -76,10 +76,9 @@ def resolve_backend(backend: str, model_dir: Path, tflite_file: str, model_versi
     if backend != "auto":
         return backend
     model_dir = Path(model_dir)
+    onnx = onnx_file(model_dir, model_version)
     candidates = {"litert": (tflite_file, stand_in_problem(model_dir, tflite_file, model_version)),
-                  "onnx": (onnx_file(model_dir, model_version),
-                           stand_in_problem(model_dir, onnx_file(model_dir, model_version), model_version,
-                                            ONNX_PARITY_FILE))}
+                  "onnx": (onnx, stand_in_problem(model_dir, onnx, model_version, ONNX_PARITY_FILE))}
     call_ms = _call_ms(model_dir, model_version)
     ranked = sorted(candidates, key=lambda name: call_ms.get(candidates[name][0], math.inf))
     for name in ranked:
@@ -224,7 +223,6 @@ def load_litert(path: Path, threads: int) -> Runner:
                 outputs.append(runner(image=image[np.newaxis]))  # copies of the output tensors
         return {name: np.concatenate([out[name] for out in outputs]) for name in outputs[0]}
     return run
-
 
 
 def load_onnx(path: Path, threads: int) -> Runner:
