@@ -19,7 +19,7 @@ import requests
 
 from .. import fhir
 from .config import NodeConfig
-from .header import result_uid, study_result_uid
+from .report import image_assessment_uid, report_uid
 from .readings import Reading
 from .sender import Failure
 from .stow import NOT_A_REFUSAL, TIMEOUT
@@ -28,11 +28,10 @@ from .stow import NOT_A_REFUSAL, TIMEOUT
 def study_bundle(readings: Sequence[Reading], now: datetime) -> str:
     """The transaction Bundle (JSON) of a study's report over its readings (in order of arrival)."""
     first = readings[0].source
-    views = [fhir.DicomView(str(r.source.SOPInstanceUID), result_uid(r.source, r.prediction, "image-assessment"),
-                            r.prediction, r.warnings) for r in readings]
-    report_uid = study_result_uid(first, readings[0].prediction, "sr")  # the SR's own UID
+    views = [fhir.DicomView(str(r.source.SOPInstanceUID), image_assessment_uid(r), r.prediction, r.warnings)
+             for r in readings]
     bundle = fhir.dicom_study_bundle(str(first.StudyInstanceUID), first.get("AccessionNumber") or None,
-                                     report_uid, views, now.astimezone())
+                                     report_uid(readings), views, now.astimezone())
     return fhir.transaction(bundle).model_dump_json(exclude_none=True)
 
 

@@ -62,6 +62,16 @@ DISCLAIMER = (f"{NOT_FOR_DIAGNOSIS}. Produced by an AI decision aid, not a diagn
               "the model suspects a fracture (definite or possible), to be checked by a reader.")
 
 
+def report_uid(readings: Sequence[Reading]) -> str:
+    """The study report's SOP Instance UID (the FHIR report is identified by it too)."""
+    return study_result_uid(readings[0].source, readings[0].prediction, "sr")
+
+
+def image_assessment_uid(reading: Reading) -> str:
+    """The tracking UID of one image's verdict (the FHIR report's view carries it too)."""
+    return result_uid(reading.source, reading.prediction, "image-assessment")
+
+
 def measurement_report(readings: Sequence[Reading], now: datetime) -> hd.sr.ComprehensiveSR:
     """The SR document for the readings of one study (in order of arrival), in a new series of it."""
     first = readings[0].source  # all of one study, model and operating point
@@ -81,7 +91,7 @@ def measurement_report(readings: Sequence[Reading], now: datetime) -> hd.sr.Comp
     sr = hd.sr.ComprehensiveSR(
         evidence=[identity(reading.source) for reading in readings], content=content[0],
         series_instance_uid=study_result_uid(first, p, "series-sr"), series_number=SR_SERIES_NUMBER,
-        sop_instance_uid=study_result_uid(first, p, "sr"), instance_number=1,
+        sop_instance_uid=report_uid(readings), instance_number=1,
         manufacturer=MANUFACTURER, manufacturer_model_name=MODEL_NAME, software_versions=p.model_version,
         series_description=f"Fracture AI report - {NOT_FOR_DIAGNOSIS}", is_complete=True, is_final=True,
         content_date=now.date(), content_time=now.time(),
@@ -166,7 +176,7 @@ def image_group(reading: Reading,
     """One image's verdict, probability (inferred from that image) and threshold, with the
     disclaimer and warnings as comments."""
     source, p = reading.source, reading.prediction
-    group = verdict_group(hd.sr.TrackingIdentifier(uid=result_uid(source, p, "image-assessment"),
+    group = verdict_group(hd.sr.TrackingIdentifier(uid=image_assessment_uid(reading),
                                                    identifier=IMAGE_ASSESSMENT),
                           algorithm, p.probability, p.threshold, p.fractured, on_image(source),
                           [hd.sr.SourceImageForMeasurementGroup(source.SOPClassUID, source.SOPInstanceUID)])
