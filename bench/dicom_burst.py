@@ -14,10 +14,15 @@ meanwhile (the node, Redis, the workers, and this process: the modality and the 
 
 ``--one-core-workers`` stands in for one host per worker, so that the ratio of the rounds measures
 the design and not the machine: each worker is pinned to a core of its own (CPU affinity) with
-``FRACTURE_THREADS=1``. Where the machine has a core more than the largest round has workers, the
-node, Redis and this process are pinned to the first core and the workers to the others; where it
-has not (two workers on two cores), they run unpinned beside the workers, and the CPU time they
-used is in the report, to judge how much they took from the workers.
+``FRACTURE_THREADS=1``. The node, Redis and this process (the modality and the PACS) are pinned to
+the first core in every round, so that the rounds differ only in their workers: where the machine
+has a core more than the largest round has workers, the workers get the others; where it has not
+(two workers on two cores), the first worker shares the first core with them in every round, and
+the ratio says what a second one-core host, with a worker only, adds to a first that also runs the
+services. The CPU time each part used is in the report.
+
+``--repeat N`` runs the rounds N times, interleaved (1, 2, 1, 2 ...), so that a slow moment of the
+machine falls on both; the ratio is that of the median times.
 """
 from __future__ import annotations
 
@@ -54,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="workers in each round")
     parser.add_argument("--one-core-workers", action="store_true",
                         help="pin each worker to a core of its own, one thread each (one host per worker)")
+    parser.add_argument("--repeat", type=int, default=1, help="run the rounds this many times, interleaved")
     parser.add_argument("--model", type=Path, default=Path(defaults()["MODEL_DIR"]))
     parser.add_argument("--out", type=Path, help="also write the numbers as JSON")
     return parser.parse_args(argv)
@@ -129,7 +135,8 @@ def send(port: int, datasets: list[Dataset]) -> list[float]:
 @dataclass(frozen=True)
 class Placement:
     """Where the processes run: the workers' cores (None: the host's cores split between them, as
-    threads) and the core the node, Redis and this process are pinned to (None: unpinned)."""
+    threads) and the core the node, Redis and this process are pinned to (None: unpinned); the
+    first worker's core may be the services' too."""
 
     worker_cores: tuple[int, ...] | None = None
     services_core: int | None = None
@@ -143,7 +150,7 @@ class Placement:
             raise SystemExit(f"error: {max(args.workers)} one-core workers need as many cores; {len(cores)} usable")
         if len(cores) > max(args.workers):
             return cls(tuple(cores[1:]), cores[0])
-        return cls(tuple(cores))
+        return cls(tuple(cores), cores[0])  # the first worker shares the services' core, in every round
 
     def describe(self) -> dict:
         return {"one_core_workers": self.worker_cores is not None, "worker_cores": self.worker_cores,
@@ -191,6 +198,11 @@ def one_round(args: argparse.Namespace, env: dict[str, str], folder: Path, worke
             "cpu_seconds": cpu}
 
 
+def median_time(rounds: list[dict], workers: int) -> float:
+    """The median seconds to finish of the rounds with ``workers`` workers."""
+    return float(np.median([r["seconds_to_finish"] for r in rounds if r["workers"] == workers]))
+
+
 def machine(args: argparse.Namespace) -> dict:
     """What the numbers were measured on: the machine, its cores, the images and the runtime."""
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -230,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 wait_until(lambda: echo(node_port), 120, "the node to answer C-ECHO")
                 rounds = [one_round(args, env, folder, workers, arrivals, services, placement)
-                          for workers in args.workers]
+                          for _ in range(args.repeat) for workers in args.workers]
             except (TimeoutError, RuntimeError) as err:
                 for log in sorted(folder.glob("*.log")):  # what the services said, before the folder goes
                     print(f"--- {log.name}\n" + "\n".join(log.read_text().splitlines()[-5:]), file=sys.stderr)
@@ -241,10 +253,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{r['workers']} worker(s): {r['instances']} instances acknowledged in p50 {r['c_store_p50_ms']} ms, "
               f"p95 {r['c_store_p95_ms']} ms each; all results delivered after {r['seconds_to_finish']} s; "
               f"CPU seconds {r['cpu_seconds']}")
-    if len(rounds) > 1:
-        report["time_ratio"] = round(rounds[-1]["seconds_to_finish"] / rounds[0]["seconds_to_finish"], 3)
-        print(f"{rounds[-1]['workers']} workers took {report['time_ratio']:.2f} of the time of "
-              f"{rounds[0]['workers']} (speed-up {1 / report['time_ratio']:.2f}x)")
+    fewest, most = min(args.workers), max(args.workers)
+    if fewest != most:
+        report["time_ratio"] = round(median_time(rounds, most) / median_time(rounds, fewest), 3)
+        print(f"{most} workers took {report['time_ratio']:.2f} of the time of {fewest} (speed-up "
+              f"{1 / report['time_ratio']:.2f}x; medians of {args.repeat} interleaved round(s) each)")
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
     return 0

@@ -84,11 +84,12 @@ def wait_for(check, what: str, timeout: float = 120.0):
 
 
 @contextmanager
-def storage_scp(port: int, refuse: frozenset[str] = frozenset(), ae_title: str = "DEST"):
+def storage_scp(port: int, refuse: frozenset[str] = frozenset(), ae_title: str = "DEST", associations: list | None = None):
     """A destination PACS on loopback that stores what it receives in a list, except the SOP Instance
     UIDs in ``refuse``, which it answers 0xA700 for ever (as Orthanc does a result with an over-long
-    Study UID)."""
+    Study UID); each association it accepts is appended to ``associations`` when given."""
     received = []
+    accepted = [] if associations is None else associations
 
     def store(event):
         if event.dataset.SOPInstanceUID in refuse:
@@ -99,7 +100,8 @@ def storage_scp(port: int, refuse: frozenset[str] = frozenset(), ae_title: str =
     ae = AE(ae_title=ae_title)
     for sop_class in (SecondaryCaptureImageStorage, ComprehensiveSRStorage):
         ae.add_supported_context(sop_class, [ExplicitVRLittleEndian])
-    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_C_STORE, store)])
+    server = ae.start_server(("127.0.0.1", port), block=False,
+                             evt_handlers=[(evt.EVT_C_STORE, store), (evt.EVT_ACCEPTED, lambda e: accepted.append(e.assoc))])
     try:
         yield received
     finally:

@@ -188,7 +188,9 @@ def test_only_the_allowed_calling_ae_titles_and_hosts_may_open_an_association(mo
 
 def test_a_good_store_is_accepted_while_ten_idle_associations_are_held_with_c_echoes(model, tmp_path):
     assert NodeConfig().max_associations >= 32  # sized for a hospital's modalities, not pynetdicom's 10
-    config = node_config(tmp_path, free_port(), settle_seconds=3600, max_associations=10, idle_seconds=1.0)
+    # Idle for 2.5 s: longer than opening the ten takes on a busy machine (up to 0.2 s each), or the
+    # first would be closed before the last is open.
+    config = node_config(tmp_path, free_port(), settle_seconds=3600, max_associations=10, idle_seconds=2.5)
     with running(Node(config, model)):
         held = [associate(config.port) for _ in range(10)]
         assert all(assoc.is_established for assoc in held)

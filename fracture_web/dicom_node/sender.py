@@ -10,6 +10,7 @@ result down (a C-STORE failure status, an HTTP 4xx), as opposed to not being rea
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -51,6 +52,16 @@ class Sender(ABC):
 
     def __init__(self, config: NodeConfig) -> None:
         self.config = config
+        #: ``time.monotonic()`` of the last attempt that did not reach the destination (0: none yet).
+        self.unreachable_at = 0.0
+
+    def recently_unreachable(self) -> bool:
+        """Whether an attempt failed to reach the destination within the last ``retry_delay`` seconds:
+        a caller that may not wait (a worker between analyses) then queues its results for later."""
+        return self.unreachable_at > 0 and time.monotonic() - self.unreachable_at < self.config.retry_delay
+
+    def close(self) -> None:
+        """Let go of whatever connection is kept open between attempts (none here)."""
 
     def send(self, datasets: Sequence[Dataset], tries: int | None = None) -> bool:
         """Store every dataset, trying up to ``tries`` times with doubling delays; True once all are stored."""
@@ -71,9 +82,12 @@ class Sender(ABC):
         """One attempt (:meth:`send_once`) whose unexpected faults (a dataset that cannot be encoded, a
         library's error) count as a refusal of these datasets instead of reaching the caller."""
         try:
-            return self.send_once(datasets)
+            failure = self.send_once(datasets)
         except Exception as err:  # noqa: BLE001 - whatever one result does, the node goes on
-            return Failure(f"sending failed ({type(err).__name__})", refused=True)
+            failure = Failure(f"sending failed ({type(err).__name__})", refused=True)
+        if failure is not None and not failure.refused:
+            self.unreachable_at = time.monotonic()
+        return failure
 
     @abstractmethod
     def send_once(self, datasets: Sequence[Dataset]) -> Failure | None:
@@ -90,8 +104,17 @@ class Sender(ABC):
 CONNECT_SECONDS = 10.0
 
 
+#: Seconds a kept association may have been idle and still be used: longer, and it is released and a
+#: new one opened, before the PACS's own idle timeout (often 30 s or more) can drop it mid-send.
+KEEP_IDLE_SECONDS = 10.0
+
+
 class CStoreSender(Sender):
-    """C-STORE to the destination PACS (``FRACTURE_DICOM_DEST_*``), one association per attempt."""
+    """C-STORE to the destination PACS (``FRACTURE_DICOM_DEST_*``) on one association kept between
+    attempts: opening and releasing one per result cost more than the C-STORE itself, idle on both
+    sides. An association idle longer than ``KEEP_IDLE_SECONDS`` is released and a new one opened; a
+    kept one that fails to carry an attempt (the PACS may have dropped it) is aborted and the attempt
+    made once more on a new one."""
 
     kind = "c_store"
 
@@ -101,27 +124,62 @@ class CStoreSender(Sender):
         self.ae.connection_timeout = CONNECT_SECONDS
         for sop_class in SOP_CLASSES:
             self.ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        self._lock = threading.Lock()
+        self._kept, self._used_at = None, 0.0
 
     def send_once(self, datasets: Sequence[Dataset]) -> Failure | None:
-        c = self.config
-        try:
-            assoc = self.ae.associate(c.dest_host, c.dest_port, ae_title=c.dest_ae_title)
-        except (OSError, RuntimeError, ValueError) as err:
-            return Failure(f"cannot connect ({err})")
-        if not assoc.is_established:
-            return Failure("association rejected or aborted")
+        with self._lock:
+            kept = self._kept is not None and self._kept.is_established
+            if kept and time.monotonic() - self._used_at > KEEP_IDLE_SECONDS:
+                self._let_go(release=True)
+                kept = False
+            failure = self._store(datasets)
+            if failure is not None and kept and not failure.refused:
+                failure = self._store(datasets)  # the kept association was dropped: once more on a new one
+            return failure
+
+    def _store(self, datasets: Sequence[Dataset]) -> Failure | None:
+        """One attempt on the kept association, opened first where there is none."""
+        if self._kept is None or not self._kept.is_established:
+            self._let_go(release=False)
+            c = self.config
+            try:
+                assoc = self.ae.associate(c.dest_host, c.dest_port, ae_title=c.dest_ae_title)
+            except (OSError, RuntimeError, ValueError) as err:
+                return Failure(f"cannot connect ({err})")
+            if not assoc.is_established:
+                return Failure("association rejected or aborted")
+            self._kept = assoc
         try:
             for ds in datasets:
-                status = assoc.send_c_store(ds)
+                status = self._kept.send_c_store(ds)
                 code = getattr(status, "Status", None)
+                if code is None:
+                    self._let_go(release=False)
+                    return Failure("no answer")
                 if code not in STORED:
-                    return Failure("no answer") if code is None else Failure(f"C-STORE status 0x{code:04X}", True)
+                    return Failure(f"C-STORE status 0x{code:04X}", True)
             return None
         except (OSError, RuntimeError, ValueError, AttributeError) as err:
+            self._let_go(release=False)
             return Failure(f"C-STORE failed ({err})")
         finally:
-            if assoc.is_established:
-                assoc.release()
+            self._used_at = time.monotonic()
+
+    def _let_go(self, release: bool) -> None:
+        """Release (or abort) the kept association, if any."""
+        assoc, self._kept = self._kept, None
+        if assoc is None or not assoc.is_established:
+            return
+        if release:
+            assoc.release()
+        else:
+            assoc.abort()
+
+    def close(self) -> None:
+        """Release the kept association (at shutdown)."""
+        with self._lock:
+            self._let_go(release=True)
 
     @property
     def destination(self) -> str:

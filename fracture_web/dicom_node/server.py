@@ -76,6 +76,7 @@ class Node(StorageServer):
         self._stopping.set()
         super().stop()
         self._delivery.join(timeout=60)
+        self.sender.close()
 
     def receive(self, source: Dataset, data: bytes) -> int:
         """Analyse the radiograph (its dataset: the file is not parsed again) and keep its reading and

@@ -2,12 +2,14 @@
 
 The node turns each received radiograph into an *analyse* task (its DICOM file, base64, in the
 message) before it answers the C-STORE. A worker reads the image, keeps its reading with its study
-(:class:`~fracture_web.dicom_node.shared_studies.SharedStudies`), queues a *deliver* task with its
-Secondary Capture and a *report* check for ``settle_seconds`` later; the check that finds the study
-settled queues the study's Measurement Report for delivery (and, with ``FRACTURE_FHIR_URL``, its
-FHIR report as a *deliver_fhir* task, retried and set aside in the same way). A *deliver* task that
-cannot reach the destination retries with doubling waits (up to ``FRACTURE_DICOM_RESEND_INTERVAL``)
-until it can: Celery's retries, in Redis, in place of the one-box node's disk outbox. *read_file*
+(:class:`~fracture_web.dicom_node.shared_studies.SharedStudies`), sends its Secondary Capture at once
+(on the association the worker keeps open) and queues a *report* check for ``settle_seconds`` later;
+the check that finds the study settled sends the study's Measurement Report in the same way (and,
+with ``FRACTURE_FHIR_URL``, queues its FHIR report as a *deliver_fhir* task, retried and set aside
+like a *deliver* task). A result that cannot go at once, or while the destination was unreachable
+moments ago, becomes a *deliver* task, which retries with doubling waits (up to
+``FRACTURE_DICOM_RESEND_INTERVAL``) until it can: Celery's retries, in Redis, in place of the one-box
+node's disk outbox. *read_file*
 reads one file of an archive for ``scripts/reread.py`` and returns its result row.
 
 Messages are acknowledged only after their task has finished (``task_acks_late``, one message at a
@@ -131,7 +133,7 @@ def analyse(task: Task, data: str, received: float) -> None:
         return
     keep_result(context.config.database_url, results.SOPInstanceUID, p, analysis.context)
     key = context.studies.add(Reading.of(source, p, warnings, received))
-    task.app.send_task(DELIVER, args=[[encode(results)]])
+    deliver_or_queue(task, [results])
     task.app.send_task(REPORT, args=[key], countdown=context.config.settle_seconds)
     watch_queue(context.studies.client)
 
@@ -148,10 +150,10 @@ def report_study(task: Task, key: str) -> None:
         to_redis(context.studies.client, "report_failed", "a study's readings", readings_json(made.left_out),
                  made.error)
     if made.report is not None:
-        task.app.send_task(DELIVER, args=[[encode(made.report)], key, len(readings)])
+        deliver_or_queue(task, [made.report], key, len(readings))
         if context.fhir is not None:
             _queue_fhir(task, key, readings, made.left_out)
-    context.studies.reporting(key, len(readings))  # after the report is queued: a death in between reports again
+    context.studies.reporting(key, len(readings))  # after the report went or is queued: a death in between reports again
 
 
 def _queue_fhir(task: Task, key: str, readings: tuple[Reading, ...], left_out: tuple[Reading, ...]) -> None:
@@ -180,6 +182,19 @@ def deliver_fhir(task: Task, bundle: str, study: str, readings: int, refusals: i
     _retry_or_set_aside(task, [bundle], failure, refusals + failure.refused, context.fhir)
 
 
+def deliver_or_queue(task: Task, datasets: list[Dataset], study: str | None = None, readings: int = 0) -> None:
+    """Send results now, each once; what cannot go (or would wait on a destination that was
+    unreachable moments ago) is queued as a *deliver* task, which retries and sets aside as usual."""
+    context = task.app.context
+    if context.sender.recently_unreachable():
+        failure: Failure | None = Failure("the destination was unreachable moments ago")
+    else:
+        failure = _send_unsent(context, datasets, readings)
+    if failure is not None:
+        task.app.send_task(DELIVER, args=[[encode(ds) for ds in datasets], study, readings],
+                           kwargs={"refusals": int(failure.refused)})
+
+
 def deliver(task: Task, datasets: list[str], study: str | None = None, readings: int = 0, refusals: int = 0) -> None:
     """Send result objects to the destination, each once (a task run again skips what was delivered);
     retry with doubling waits while it cannot be reached, and set them aside once it has refused them
@@ -190,16 +205,22 @@ def deliver(task: Task, datasets: list[str], study: str | None = None, readings:
         log.info("dropped a study report that a newer one replaces")
         return
     pending = {text: dcmread(io.BytesIO(decode(text))) for text in datasets}
-    pending = {text: ds for text, ds in pending.items() if not context.studies.was_sent(ds.SOPInstanceUID, readings)}
-    if not pending:
+    failure = _send_unsent(context, list(pending.values()), readings)
+    if failure is not None:
+        _retry_or_set_aside(task, list(pending), failure, refusals + failure.refused, context.sender)
+
+
+def _send_unsent(context: WorkerContext, datasets: list[Dataset], readings: int) -> Failure | None:
+    """One attempt at the datasets not delivered before, each marked once stored; what went wrong, if anything."""
+    unsent = [ds for ds in datasets if not context.studies.was_sent(ds.SOPInstanceUID, readings)]
+    if not unsent:
         log.info("skipped a result delivered already (its task ran again)")
-        return
-    failure = context.sender.attempt(list(pending.values()))
+        return None
+    failure = context.sender.attempt(unsent)
     if failure is None:
-        for ds in pending.values():
+        for ds in unsent:
             context.studies.sent(ds.SOPInstanceUID, readings)
-        return
-    _retry_or_set_aside(task, list(pending), failure, refusals + failure.refused, context.sender)
+    return failure
 
 
 def _retry_or_set_aside(task: Task, payloads: list[str], failure: Failure, refusals: int,

@@ -79,8 +79,11 @@ def main(env: dict[str, str] | None = None) -> int:
     if started is None:
         return 2
     _config, app = started
-    app.worker_main(["worker", "--pool=solo", "--concurrency=1", "--loglevel=INFO",
-                     f"--hostname=fracture-{os.getpid()}@%h", "--without-gossip", "--without-mingle"])
+    try:
+        app.worker_main(["worker", "--pool=solo", "--concurrency=1", "--loglevel=INFO",
+                         f"--hostname=fracture-{os.getpid()}@%h", "--without-gossip", "--without-mingle"])
+    finally:
+        app.context.sender.close()
     return 0
 
 
