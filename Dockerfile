@@ -1,6 +1,6 @@
 # The fracture detection assistant: the web app behind gunicorn (the default command), and with another
 # command the DICOM node and its workers. docs/operations.md (Docker) has the commands; in short:
-#   docker build -t fracture-web .                          full: TensorFlow and LiteRT (requirements.txt)
+#   docker build -t fracture-web .                          full: TensorFlow, LiteRT and ONNX Runtime (requirements.txt)
 #   docker build --build-arg REQUIREMENTS=requirements-slim.txt -t fracture-web:slim .
 #                                                            slim: LiteRT only, for remote sites
 #   docker run -p 5000:5000 fracture-web                     the web app on http://localhost:5000
@@ -19,7 +19,7 @@ RUN if [ "${REQUIREMENTS}" = "requirements-slim.txt" ]; then \
 
 FROM python:3.11-slim
 
-# The pinned requirements to install: requirements.txt (the default: TensorFlow, serves any exported
+# The pinned requirements to install: requirements.txt (the default: TensorFlow and ONNX Runtime, serves any exported
 # model) or requirements-slim.txt (LiteRT only: serves the shipped model's verified .tflite).
 ARG REQUIREMENTS=requirements.txt
 

@@ -34,6 +34,7 @@ from fhir.resources.R4B.codeableconcept import CodeableConcept
 from fhir.resources.R4B.device import Device
 from fhir.resources.R4B.diagnosticreport import DiagnosticReport
 from fhir.resources.R4B.observation import Observation, ObservationComponent
+from fhir.resources.R4B.operationoutcome import OperationOutcome
 from fhir.resources.R4B.resource import Resource
 
 from .analysis import Analysis, StudyAnalysis
@@ -254,3 +255,15 @@ def transaction(bundle: Bundle) -> Bundle:
             request = {"method": "POST", "url": kind}
         entries.append(BundleEntry(fullUrl=entry.fullUrl, resource=entry.resource, request=request))
     return Bundle(type="transaction", timestamp=bundle.timestamp, entry=entries)
+
+
+#: The FHIR issue type of each HTTP status the app refuses with (``processing`` for any other).
+ISSUE_TYPES = {400: "invalid", 401: "login", 403: "forbidden", 404: "not-found", 405: "not-supported",
+               408: "timeout", 413: "too-long", 415: "not-supported", 422: "invalid", 429: "throttled",
+               500: "exception", 503: "transient"}
+
+
+def operation_outcome(message: str, status: int) -> OperationOutcome:
+    """A refusal as FHIR answers one: an OperationOutcome with one error, its type by ``status``."""
+    return OperationOutcome(issue=[{"severity": "error" if status < 500 else "fatal",
+                                    "code": ISSUE_TYPES.get(status, "processing"), "diagnostics": message}])

@@ -126,3 +126,16 @@ def test_a_client_not_asking_for_fhir_alone_gets_plain_json(client, sample_bytes
     answer = client.post("/api/v1/predict", data=sample_bytes, content_type="image/jpeg", headers=headers)
     assert answer.mimetype == "application/json"
     assert answer.get_json()["request_id"] == answer.headers["X-Request-ID"]
+
+
+@pytest.mark.parametrize("upload, status, issue", [(b"not an image at all", 400, "invalid"),
+                                                   (None, 400, "invalid")])
+def test_an_emr_asking_for_fhir_is_refused_in_fhir_with_an_operation_outcome(client, upload, status, issue):
+    from fhir.resources.R4B.operationoutcome import OperationOutcome
+
+    data = {} if upload is None else {"file": (io.BytesIO(upload), "x.jpg")}
+    answer = client.post("/api/v1/predict", data=data, headers={"Accept": FHIR_JSON})
+    assert answer.status_code == status and answer.mimetype == FHIR_JSON
+    outcome = OperationOutcome.model_validate_json(answer.get_data(as_text=True))
+    (problem,) = outcome.issue
+    assert problem.severity == "error" and problem.code == issue and problem.diagnostics

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, current_app, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from .. import metrics, refusals
+from .. import fhir, metrics, refusals
 from ..refusals import Refusal, Refused
 from .extension import get_model
 
@@ -29,6 +29,12 @@ def init_app(app: Flask) -> None:
 
 def _wants_json() -> bool:
     return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def wants_fhir() -> bool:
+    """Whether the client prefers FHIR R4 (``Accept: application/fhir+json``) to plain JSON, the
+    default and the answer to a client that takes both alike."""
+    return request.accept_mimetypes.best_match(["application/json", fhir.FHIR_JSON]) == fhir.FHIR_JSON
 
 
 def refuse(refusal: Refusal, message: str | None = None):
@@ -61,7 +67,11 @@ def handle_http_error(err: HTTPException):
 
 
 def respond(message: str, status: int, headers: dict[str, str] | None = None):
-    """``message`` as JSON for the API, or on the upload page for people."""
+    """``message`` as JSON for the API (a FHIR OperationOutcome to a client that asked for FHIR), or
+    on the upload page for people."""
+    if wants_fhir():
+        body = fhir.operation_outcome(message, status).model_dump_json()
+        return current_app.response_class(body, status, headers or {}, mimetype=fhir.FHIR_JSON)
     if _wants_json():
         return jsonify(error=message), status, headers or {}
     return render_template("index.html", model=get_model(), error=message), status, headers or {}

@@ -13,6 +13,7 @@ from ..analysis import Analysis, StudyAnalysis, analyse, analyse_study
 from ..inference import FractureModel
 from ..refusals import Refused
 from . import audit, monitoring, reads
+from .errors import wants_fhir
 from .extension import get_model
 
 bp = Blueprint("fracture", __name__)
@@ -157,12 +158,6 @@ def _heatmap_entry(analysis: Analysis) -> dict[str, str]:
     return {f"heatmap_{_heatmap_format()}": _base64(encoded)}
 
 
-def _wants_fhir() -> bool:
-    """Whether the client prefers FHIR R4 (``Accept: application/fhir+json``) to plain JSON, the
-    default and the answer to a client that takes both alike."""
-    return request.accept_mimetypes.best_match(["application/json", fhir.FHIR_JSON]) == fhir.FHIR_JSON
-
-
 def _fhir_answer(bundle: fhir.Bundle):
     return current_app.response_class(bundle.model_dump_json(), mimetype=fhir.FHIR_JSON)
 
@@ -180,7 +175,7 @@ def predict_api():
     With ``Accept: application/fhir+json``: a FHIR R4 Bundle with a DiagnosticReport (``fracture_web.fhir``)."""
     result, stored = _run(_model(), _one_upload(), images=_wants_heatmap())
     with monitoring.stage("encode"):
-        if _wants_fhir():
+        if wants_fhir():
             return _fhir_answer(fhir.report_bundle(result, g.request_id, datetime.now(timezone.utc)))
         body = result.as_dict() | {"request_id": g.request_id, "stored": stored}
         if _wants_heatmap():
@@ -196,7 +191,7 @@ def studies_api():
     DiagnosticReport for the study, with an Observation per readable view."""
     study, ids, stored = _run_study(_model(), _study_uploads(), images=_wants_heatmap())
     with monitoring.stage("encode"):
-        if _wants_fhir():
+        if wants_fhir():
             return _fhir_answer(fhir.study_bundle(study, g.request_id, ids, datetime.now(timezone.utc)))
         body = study.as_dict() | {"stored": stored}
         for entry, image, analysis_id in zip(body["images"], study.images, ids):
