@@ -19,6 +19,7 @@ from fracture_web.dicom_node.shared_studies import SharedStudies
 from fracture_web.dicom_node.tasks import DELIVER, WorkerContext, celery_app, deliver_or_queue
 
 from dicom_files import analysis_of, radiograph_dataset, sc_of
+from helpers import wait_until
 from servers import REDIS, redis_server, storage_scp
 
 
@@ -59,13 +60,15 @@ def test_when_the_pacs_has_dropped_the_kept_association_the_next_send_opens_a_ne
     assert len(associations) == 2
 
 
-def test_an_association_idle_longer_than_the_keep_time_is_released_and_a_new_one_opened(monkeypatch):
-    monkeypatch.setattr(sender_module, "KEEP_IDLE_SECONDS", 0.0)
+def test_an_association_left_idle_is_released_and_the_next_send_opens_a_new_one(monkeypatch):
+    monkeypatch.setattr(sender_module, "KEEP_IDLE_SECONDS", 0.2)
     port, associations = free_port(), []
     sender = CStoreSender(config_for(port))
+    first, second = results(2)
     with storage_scp(port, associations=associations) as received:
-        for result in results(2):
-            assert sender.attempt([result]) is None
+        assert sender.attempt([first]) is None
+        wait_until(lambda: associations[0].is_released, timeout=5)  # released by us, not aborted
+        assert sender.attempt([second]) is None
         sender.close()
     assert len(received) == 2 and len(associations) == 2
 

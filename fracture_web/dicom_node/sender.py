@@ -104,17 +104,17 @@ class Sender(ABC):
 CONNECT_SECONDS = 10.0
 
 
-#: Seconds a kept association may have been idle and still be used: longer, and it is released and a
-#: new one opened, before the PACS's own idle timeout (often 30 s or more) can drop it mid-send.
-KEEP_IDLE_SECONDS = 10.0
+#: Seconds a kept association stays open with nothing to send: long enough to carry a burst's results
+#: one after another, short of the PACS's own idle timeout (often 30 s or more); an idle pynetdicom
+#: association is not free either (its threads poll about a thousand times a second at each end).
+KEEP_IDLE_SECONDS = 2.0
 
 
 class CStoreSender(Sender):
     """C-STORE to the destination PACS (``FRACTURE_DICOM_DEST_*``) on one association kept between
     attempts: opening and releasing one per result cost more than the C-STORE itself, idle on both
-    sides. An association idle longer than ``KEEP_IDLE_SECONDS`` is released and a new one opened; a
-    kept one that fails to carry an attempt (the PACS may have dropped it) is aborted and the attempt
-    made once more on a new one."""
+    sides. The association is released once idle for ``KEEP_IDLE_SECONDS``; a kept one that fails to
+    carry an attempt (the PACS may have dropped it) is aborted and the attempt made once more on a new one."""
 
     kind = "c_store"
 
@@ -125,18 +125,29 @@ class CStoreSender(Sender):
         for sop_class in SOP_CLASSES:
             self.ae.add_requested_context(sop_class, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         self._lock = threading.Lock()
-        self._kept, self._used_at = None, 0.0
+        self._kept, self._used_at, self._idle_timer = None, 0.0, None
 
     def send_once(self, datasets: Sequence[Dataset]) -> Failure | None:
         with self._lock:
             kept = self._kept is not None and self._kept.is_established
-            if kept and time.monotonic() - self._used_at > KEEP_IDLE_SECONDS:
-                self._let_go(release=True)
-                kept = False
             failure = self._store(datasets)
             if failure is not None and kept and not failure.refused:
                 failure = self._store(datasets)  # the kept association was dropped: once more on a new one
+            self._release_when_idle()
             return failure
+
+    def _release_when_idle(self) -> None:
+        """(Re)start the wait after which an unused association is released."""
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+        self._idle_timer = threading.Timer(KEEP_IDLE_SECONDS, self._release_if_idle)
+        self._idle_timer.daemon = True
+        self._idle_timer.start()
+
+    def _release_if_idle(self) -> None:
+        with self._lock:
+            if time.monotonic() - self._used_at >= KEEP_IDLE_SECONDS:
+                self._let_go(release=True)
 
     def _store(self, datasets: Sequence[Dataset]) -> Failure | None:
         """One attempt on the kept association, opened first where there is none."""
@@ -179,6 +190,8 @@ class CStoreSender(Sender):
     def close(self) -> None:
         """Release the kept association (at shutdown)."""
         with self._lock:
+            if self._idle_timer is not None:
+                self._idle_timer.cancel()
             self._let_go(release=True)
 
     @property
