@@ -21,7 +21,8 @@ the first core in every round, so that the rounds differ only in their workers: 
 has a core more than the largest round has workers, the workers get the others; where it has not
 (two workers on two cores), the first worker shares the first core with them in every round, and
 the ratio says what a second one-core host, with a worker only, adds to a first that also runs the
-services. The CPU time each part used is in the report.
+services (``--services-unpinned`` leaves them free instead, as earlier runs did: then they have the
+second core to themselves while one worker runs). The CPU time each part used is in the report.
 
 ``--repeat N`` runs the rounds N times, interleaved (1, 2, 1, 2 ...), so that a slow moment of the
 machine falls on both; the ratio is that of the median times.
@@ -62,6 +63,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="workers in each round")
     parser.add_argument("--one-core-workers", action="store_true",
                         help="pin each worker to a core of its own, one thread each (one host per worker)")
+    parser.add_argument("--services-unpinned", action="store_true",
+                        help="with --one-core-workers on a machine with no spare core: leave the node, Redis and "
+                             "this process unpinned, as earlier runs did (they may then use a core the workers do not)")
     parser.add_argument("--repeat", type=int, default=1, help="run the rounds this many times, interleaved")
     parser.add_argument("--model", type=Path, default=Path(defaults()["MODEL_DIR"]))
     parser.add_argument("--out", type=Path, help="also write the numbers as JSON")
@@ -184,6 +188,8 @@ class Placement:
             raise SystemExit(f"error: {max(args.workers)} one-core workers need as many cores; {len(cores)} usable")
         if len(cores) > max(args.workers):
             return cls(tuple(cores[1:]), cores[0])
+        if args.services_unpinned:
+            return cls(tuple(cores))
         return cls(tuple(cores), cores[0])  # the first worker shares the services' core, in every round
 
     def describe(self) -> dict:

@@ -38,3 +38,19 @@ def test_a_study_is_reported_once_settled_and_again_for_a_late_view(tmp_path):
         second_worker.reporting(key, 3)
         assert first_worker.superseded(key, 2) and not first_worker.superseded(key, 3)
         assert 0 < Redis.from_url(url).ttl(f"fracture:study:{key}") <= 3600  # forgotten after the keeping time
+
+
+def test_two_workers_finding_a_study_due_at_once_make_its_report_once(tmp_path):
+    rng = np.random.default_rng(6)
+    sources = radiograph_study([synthetic_xray(rng, crack=False, size=(200, 160)) for _ in range(2)])
+    first_view, late_view = (reading_of(source, analysis_of(source, False, (), display_max_side=80),
+                                        received=100.0 + i) for i, source in enumerate(sources))
+    with redis_server(tmp_path) as url:
+        first_worker, second_worker = (SharedStudies(Redis.from_url(url), keep_seconds=3600) for _ in range(2))
+        key = first_worker.add(first_view)
+        assert first_worker.due(key, 0) and second_worker.due(key, 0)  # both checks ran late, together
+        assert first_worker.claim(key, 1, "check-1", seconds=60)
+        assert not second_worker.claim(key, 1, "check-2", seconds=60)  # it leaves that report to the first
+        assert first_worker.claim(key, 1, "check-1", seconds=60)  # the first check, retried, still holds it
+        second_worker.add(late_view)
+        assert second_worker.claim(key, 2, "check-2", seconds=60)  # a report over more views is a new claim

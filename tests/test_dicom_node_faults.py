@@ -265,9 +265,10 @@ def test_a_study_whose_reporting_task_died_before_queuing_its_report_is_reported
 
         app.send_task = dies_while_queuing
         with pytest.raises(SystemExit):
-            app.tasks[REPORT].apply(args=[key], throw=True)
+            app.tasks[REPORT].apply(args=[key], task_id="report-check", throw=True)
         app.send_task = lambda name, args, **options: queued.append((name, args))
-        assert app.tasks[REPORT].apply(args=[key]).successful()  # its message came back: the task runs again
+        # Its message came back (the same task id): the task runs again.
+        assert app.tasks[REPORT].apply(args=[key], task_id="report-check").successful()
     assert [(name, args[1:]) for name, args in queued] == [(DELIVER, [key, 1])]
 
 

@@ -6,11 +6,14 @@ Per study (named as on disk: a hash of Study Instance UID, model version and ope
     fracture:study:<key>           hash: image (hashed SOP Instance UID) -> its reading (JSON, no pixels)
     fracture:study:<key>:grew      when the study last got a reading, by Redis's clock (one clock for all hosts)
     fracture:study:<key>:reported  how many readings the latest report covers
+    fracture:study:<key>:claim:<n> the task making the report over n readings (for a while)
 
 Each reading schedules a check ``settle_seconds`` later (a delayed Celery task); the check finds the
 study *due* when it has not grown since and has readings no report covers yet, so of several
 checks only the one after the last image reports, and a late image re-issues the report (same UID:
-it replaces the earlier one). A report's count lets the sender drop a report that a newer one has
+it replaces the earlier one). Checks that run late (behind a backlog) may find the study due on two
+workers at once: the first task to *claim* the report over those readings makes it, the other does
+nothing (the claiming task, retried or run again after its worker died, keeps its claim). A report's count lets the sender drop a report that a newer one has
 replaced while it waited for a retry. Everything expires ``keep_seconds`` after the study last grew.
 
 A delivered result is marked (``fracture:sent:<hash>``, also for ``keep_seconds``) by its SOP
@@ -60,6 +63,15 @@ class SharedStudies:
             return None
         readings = (Reading.from_json(text) for text in stored)
         return tuple(sorted(readings, key=lambda r: (r.received, str(r.source.SOPInstanceUID))))
+
+    def claim(self, key: str, count: int, owner: str, seconds: float) -> bool:
+        """Claim the making of the study's report over ``count`` readings for ``owner`` (a task's id,
+        which a retried or redelivered task keeps); False while another owner holds it. A claim lapses
+        after ``seconds``."""
+        name = f"{PREFIX}{key}:claim:{count}"
+        if self.client.set(name, owner, nx=True, ex=max(1, int(seconds))):
+            return True
+        return self.client.get(name) == owner.encode()
 
     def reporting(self, key: str, count: int) -> None:
         """The study's report over ``count`` readings is on its way."""

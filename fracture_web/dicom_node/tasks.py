@@ -145,6 +145,14 @@ def report_study(task: Task, key: str) -> None:
     readings = context.studies.due(key, context.config.settle_seconds)
     if readings is None:  # it grew since (a later check will report it), or it was reported
         return
+    if not context.studies.claim(key, len(readings), task.request.id or "", context.config.visibility_timeout):
+        return  # another check is making this very report
+    _report(task, key, readings)
+
+
+def _report(task: Task, key: str, readings: tuple[Reading, ...]) -> None:
+    """Make the study's report over ``readings``, send it (or queue it) and mark the study reported."""
+    context = task.app.context
     made = report_what_can_be_reported(readings, datetime.now())
     if made.left_out:
         to_redis(context.studies.client, "report_failed", "a study's readings", readings_json(made.left_out),
