@@ -97,8 +97,8 @@ class Arrivals:
         self.final_reports.clear()
         self.expected = expected
 
-    def complete(self, count: int) -> bool:
-        return len(self.images) >= count and len(self.final_reports) >= len(self.expected)
+    def complete(self) -> bool:
+        return len(self.images) >= sum(self.expected.values()) and len(self.final_reports) >= len(self.expected)
 
     def last(self) -> float:
         return max([*self.images.values(), *self.final_reports.values()])
@@ -230,7 +230,7 @@ def one_round(args: argparse.Namespace, env: dict[str, str], folder: Path, worke
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
         start = time.perf_counter()
         times = send(int(env["FRACTURE_DICOM_PORT"]), burst)
-        wait_until(lambda: arrivals.complete(args.count), 3600, "every result")
+        wait_until(arrivals.complete, 3600, "every result")
         images_done, finished = max(arrivals.images.values()) - start, arrivals.last() - start
         cpu = {name: round(cpu_seconds(pid) - cpu_before[name], 2) for name, pid in pids.items()}
     p50, p95 = np.percentile(times, [50, 95])

@@ -93,6 +93,15 @@ def sc_of(source: Dataset, analysis: Analysis, now: datetime) -> Dataset:
     return secondary_capture(source, analysis.prediction, analysis.warnings, analysis.overlay, now)
 
 
+def secondary_captures(count: int) -> list[Dataset]:
+    """Secondary Captures of ``count`` small uniform radiographs, made without a model, as the node sends them."""
+    made = []
+    for seed in range(count):
+        source = radiograph_dataset(np.full((64, 48), 90 + seed, np.uint8))
+        made.append(sc_of(source, analysis_of(source, False, (), display_max_side=32), datetime.now()))
+    return made
+
+
 def report_over(views: list[tuple[Dataset, Analysis]], now: datetime) -> Dataset:
     """The study's Measurement Report over these views (source and analysis), in this order of arrival."""
     return measurement_report([reading_of(source, analysis, float(i)) for i, (source, analysis) in enumerate(views)],

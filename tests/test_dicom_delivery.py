@@ -4,10 +4,8 @@ with a broker, sent by the worker that made them, or queued for later while the 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 from redis import Redis
 
@@ -18,18 +16,9 @@ from fracture_web.dicom_node.sender import CStoreSender
 from fracture_web.dicom_node.shared_studies import SharedStudies
 from fracture_web.dicom_node.tasks import DELIVER, WorkerContext, celery_app, deliver_or_queue
 
-from dicom_files import analysis_of, radiograph_dataset, sc_of
+from dicom_files import secondary_captures
 from helpers import wait_until
 from servers import REDIS, redis_server, storage_scp
-
-
-def results(count: int) -> list:
-    """Secondary Captures of ``count`` small radiographs (made without a model)."""
-    made = []
-    for seed in range(count):
-        source = radiograph_dataset(np.full((64, 48), 90 + seed, np.uint8))
-        made.append(sc_of(source, analysis_of(source, False, (), display_max_side=32), datetime.now()))
-    return made
 
 
 def config_for(port: int, **settings) -> NodeConfig:
@@ -41,7 +30,7 @@ def test_results_sent_one_after_another_go_on_one_association():
     port, associations = free_port(), []
     sender = CStoreSender(config_for(port))
     with storage_scp(port, associations=associations) as received:
-        for result in results(3):
+        for result in secondary_captures(3):
             assert sender.attempt([result]) is None
         sender.close()
     assert len(received) == 3 and len(associations) == 1
@@ -50,7 +39,7 @@ def test_results_sent_one_after_another_go_on_one_association():
 def test_when_the_pacs_has_dropped_the_kept_association_the_next_send_opens_a_new_one_and_goes_through():
     port, associations = free_port(), []
     sender = CStoreSender(config_for(port))
-    first, second = results(2)
+    first, second = secondary_captures(2)
     with storage_scp(port, associations=associations) as received:
         assert sender.attempt([first]) is None
         associations[0].abort()  # the PACS restarts, or times the association out (noticed or not yet)
@@ -64,7 +53,7 @@ def test_an_association_left_idle_is_released_and_the_next_send_opens_a_new_one(
     monkeypatch.setattr(sender_module, "KEEP_IDLE_SECONDS", 0.2)
     port, associations = free_port(), []
     sender = CStoreSender(config_for(port))
-    first, second = results(2)
+    first, second = secondary_captures(2)
     with storage_scp(port, associations=associations) as received:
         assert sender.attempt([first]) is None
         wait_until(lambda: associations[0].is_released, timeout=5)  # released by us, not aborted
@@ -76,7 +65,7 @@ def test_an_association_left_idle_is_released_and_the_next_send_opens_a_new_one(
 @pytest.mark.skipif(REDIS is None, reason="redis-server is not installed (make test installs the Debian package "
                     "'redis-server' as root with apt-get)")
 def test_a_worker_queues_its_results_while_the_pacs_is_down_and_the_queued_task_delivers_them_later(tmp_path):
-    port, (first, second) = free_port(), results(2)
+    port, (first, second) = free_port(), secondary_captures(2)
     with redis_server(tmp_path) as url:
         config = config_for(port, broker_url=url)
         app, queued = celery_app(config), []

@@ -12,7 +12,6 @@ from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
 from types import SimpleNamespace
-from datetime import datetime
 
 import numpy as np
 import pytest
@@ -38,7 +37,8 @@ from fracture_web.dicom_node.shared_studies import SharedStudies
 from fracture_web.dicom_node.tasks import DELIVER, REPORT, WorkerContext, celery_app, encode
 from fracture_web.dicom_node.worker import recovery_seconds
 
-from dicom_files import analysis_of, cited, deflate_bomb, radiograph_dataset, radiograph_study, reading_of, sc_of
+from dicom_files import (analysis_of, cited, deflate_bomb, radiograph_dataset, radiograph_study, reading_of,
+                         secondary_captures)
 from helpers import synthetic_xray, wait_until
 from servers import REDIS, redis_server, storage_scp
 
@@ -120,17 +120,8 @@ def test_a_view_whose_report_cannot_be_made_is_set_aside_and_everything_else_is_
     assert dead_letters("report_failed") == before + 1
 
 
-def results_of_three_images() -> list:
-    """Three Secondary Captures (made without a model) as they wait in the outbox."""
-    scs = []
-    for seed in range(3):
-        source = radiograph_dataset(np.full((64, 48), 90 + seed, np.uint8))
-        scs.append(sc_of(source, analysis_of(source, False, (), display_max_side=32), datetime.now()))
-    return scs
-
-
 def test_a_result_the_pacs_refuses_for_ever_does_not_hold_up_those_queued_behind_it(model, tmp_path):
-    refused, *others = results_of_three_images()
+    refused, *others = secondary_captures(3)
     dest_port, before = free_port(), dead_letters("refused")
     node = Node(node_config(tmp_path, dest_port, dead_letter_after=3), model)  # not started: the test turns it
     for ds in (refused, *others):
@@ -235,7 +226,7 @@ def test_with_redis_down_the_broker_node_answers_out_of_resources_within_seconds
 
 @needs_redis
 def test_a_result_task_run_again_after_a_worker_died_does_not_send_it_twice(tmp_path):
-    sc, *_ = results_of_three_images()
+    sc, *_ = secondary_captures(3)
     dest_port = free_port()
     with redis_server(tmp_path) as url, storage_scp(dest_port) as received:
         config = replace(node_config(tmp_path, dest_port), broker_url=url)
@@ -274,7 +265,7 @@ def test_a_study_whose_reporting_task_died_before_queuing_its_report_is_reported
 
 @needs_redis
 def test_a_result_refused_for_ever_by_the_pacs_goes_to_the_dead_letter_list_with_a_broker(tmp_path):
-    sc, *_ = results_of_three_images()
+    sc, *_ = secondary_captures(3)
     dest_port, before = free_port(), dead_letters("refused")
     with redis_server(tmp_path) as url, storage_scp(dest_port, refuse=frozenset({sc.SOPInstanceUID})) as received:
         config = replace(node_config(tmp_path, dest_port), broker_url=url, dead_letter_after=1)

@@ -194,12 +194,13 @@ def deliver_or_queue(task: Task, datasets: list[Dataset], study: str | None = No
     """Send results now, each once; what cannot go (or would wait on a destination that was
     unreachable moments ago) is queued as a *deliver* task, which retries and sets aside as usual."""
     context = task.app.context
+    unsent = [ds for ds in datasets if not context.studies.was_sent(ds.SOPInstanceUID, readings)]
     if context.sender.recently_unreachable():
         failure: Failure | None = Failure("the destination was unreachable moments ago")
     else:
-        failure = _send_unsent(context, datasets, readings)
+        failure = _send(context, unsent, readings)
     if failure is not None:
-        task.app.send_task(DELIVER, args=[[encode(ds) for ds in datasets], study, readings],
+        task.app.send_task(DELIVER, args=[[encode(ds) for ds in unsent], study, readings],
                            kwargs={"refusals": int(failure.refused)})
 
 
@@ -213,20 +214,20 @@ def deliver(task: Task, datasets: list[str], study: str | None = None, readings:
         log.info("dropped a study report that a newer one replaces")
         return
     pending = {text: dcmread(io.BytesIO(decode(text))) for text in datasets}
-    failure = _send_unsent(context, list(pending.values()), readings)
+    unsent = {text: ds for text, ds in pending.items() if not context.studies.was_sent(ds.SOPInstanceUID, readings)}
+    failure = _send(context, list(unsent.values()), readings)
     if failure is not None:
-        _retry_or_set_aside(task, list(pending), failure, refusals + failure.refused, context.sender)
+        _retry_or_set_aside(task, list(unsent), failure, refusals + failure.refused, context.sender)
 
 
-def _send_unsent(context: WorkerContext, datasets: list[Dataset], readings: int) -> Failure | None:
+def _send(context: WorkerContext, datasets: list[Dataset], readings: int) -> Failure | None:
     """One attempt at the datasets not delivered before, each marked once stored; what went wrong, if anything."""
-    unsent = [ds for ds in datasets if not context.studies.was_sent(ds.SOPInstanceUID, readings)]
-    if not unsent:
+    if not datasets:
         log.info("skipped a result delivered already (its task ran again)")
         return None
-    failure = context.sender.attempt(unsent)
+    failure = context.sender.attempt(datasets)
     if failure is None:
-        for ds in unsent:
+        for ds in datasets:
             context.studies.sent(ds.SOPInstanceUID, readings)
     return failure
 
