@@ -40,13 +40,15 @@ args = parser.parse_args()
 
 # Model loaded at import, the hobby way.
 metadata = json.loads((args.model / "metadata.json").read_text())
-SIZE = metadata["input_size"]
 SLOPE, INTERCEPT = metadata["calibration"]["slope_intercept"]
 NEGATIVE, POSITIVE = metadata["labels"]
 THRESHOLD = metadata["operating_points"][metadata["default_operating_point"]]["threshold"]
-model = build_network(SIZE, imagenet=False, backbone=recipe_of(metadata["training"]).backbone)
-tf.train.Checkpoint(network=model).restore(str(args.model / "variables" / "variables")).assert_nontrivial_match()
-kernel = model.get_layer(HEAD).kernel.numpy()[:, 0]
+# An ensemble's networks (metadata's members) are each run on their own input and their logits averaged.
+recipes = [recipe_of(m["training"]) for m in metadata["training"].get("members", [])] or [recipe_of(metadata["training"])]
+models = [build_network(r.image_size, imagenet=False, backbone=r.backbone) for r in recipes]
+tf.train.Checkpoint(network=models[0], members=models[1:]).restore(
+    str(args.model / "variables" / "variables")).assert_nontrivial_match()
+kernel = models[0].get_layer(HEAD).kernel.numpy()[:, 0]
 
 app = Flask(__name__)
 
@@ -61,9 +63,11 @@ def predict():
     data = request.files["file"].read()
     # Preprocessing in the view: decode, stretch to the square input, scale to [0, 1].
     gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-    x = cv2.resize(gray, (SIZE, SIZE)).astype("float32") / 255.0
-    logit, features = model.predict(x[None, :, :, None], verbose=0)[:2]  # any further output is unused
-    probability = float(1 / (1 + np.exp(-(SLOPE * logit[0, 0] + INTERCEPT))))
+    outputs = [model.predict((cv2.resize(gray, model.input_shape[1:3]).astype("float32") / 255.0)[None, :, :, None],
+                             verbose=0) for model in models]
+    logit = np.mean([output[0][0, 0] for output in outputs])
+    features = outputs[0][1]  # any further output is unused
+    probability = float(1 / (1 + np.exp(-(SLOPE * logit + INTERCEPT))))
     # Class activation map, upsampled onto the upload and blended.
     cam = np.maximum(features[0] @ kernel, 0)
     cam = cam / cam.max() if cam.max() > 0 else cam

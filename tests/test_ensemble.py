@@ -1,0 +1,91 @@
+"""The ML engineer's story, continued: two models trained alone are served as one, the mean of their
+logits calibrated, their maps averaged, through the app's own loading and every runtime it serves."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fracture_web.inference import FractureModel
+from fracture_web.probability import sigmoid
+
+from helpers import run_script
+
+
+@pytest.fixture(scope="module")
+def small_member(tiny_dataset: Path, tmp_path_factory) -> Path:
+    """A second model on another backbone and a smaller input, trained alone like the first."""
+    out = tmp_path_factory.mktemp("member") / "model"
+    done = run_script("train_model.py", "--data-dir", str(tiny_dataset), "--out", str(out), "--epochs", "2",
+                      "--head-epochs", "1", "--image-size", "32", "--batch-size", "8", "--backbone", "lite0",
+                      "--seed", "1")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def ensemble_dir(tiny_model_dir: Path, small_member: Path, tiny_dataset: Path, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ensemble") / "model"
+    # The smaller member named first: the ensemble still takes its input from the larger one.
+    done = run_script("train_model.py", "--ensemble", str(small_member), str(tiny_model_dir),
+                      "--data-dir", str(tiny_dataset), "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+def member_logits(folder: Path, images: np.ndarray) -> np.ndarray:
+    """A member's raw fracture logits, from its own trained network, for images of the ensemble's input."""
+    import keras
+
+    from fracture_web.training.ensemble import load_member
+    from fracture_web.training.export import member_input
+
+    member = load_member(folder)
+    resized = member_input(keras.ops.convert_to_tensor(images), member.input_size)
+    return keras.ops.convert_to_numpy(member.network(resized)[0])[:, 0]
+
+
+def test_the_ensemble_serves_the_calibrated_mean_of_its_members_logits(ensemble_dir, tiny_model_dir, small_member):
+    metadata = json.loads((ensemble_dir / "metadata.json").read_text())
+    assert metadata["input_size"] == 64 and metadata["model_version"].startswith("lite1-64px+lite0-32px-")
+    assert [m["input_size"] for m in metadata["training"]["members"]] == [64, 32]
+    images = np.random.default_rng(2).random((3, 64, 64, 1), np.float32)
+    mean = (member_logits(tiny_model_dir, images) + member_logits(small_member, images)) / 2
+    slope, intercept = metadata["calibration"]["slope_intercept"]
+    served = FractureModel(ensemble_dir, backend="tensorflow").outputs(images)
+    np.testing.assert_allclose(served["probability"], sigmoid(slope * mean + intercept), atol=1e-4)
+
+
+def test_the_ensemble_keeps_the_first_members_maps_and_is_served_by_litert(ensemble_dir, tiny_model_dir):
+    images = np.random.default_rng(3).random((1, 64, 64, 1), np.float32)
+    alone = FractureModel(tiny_model_dir, backend="tensorflow").outputs(images)
+    ensemble = FractureModel(ensemble_dir, backend="tensorflow")
+    served = ensemble.outputs(images)
+    for name in ("heatmap", "cam", "fracture_map"):
+        assert served[name].shape == alone[name].shape
+    assert served["heatmap"].max() == pytest.approx(1.0) and np.isfinite(served["atypicality"]).all()
+    litert = FractureModel(ensemble_dir, backend="auto")
+    assert litert.backend == "litert"  # its parity report vouches for the .tflite file
+    np.testing.assert_allclose(litert.outputs(images)["probability"], served["probability"], atol=1e-4)
+
+
+def test_the_model_card_names_every_member(ensemble_dir):
+    card = (ensemble_dir / "MODEL_CARD.md").read_text()
+    metadata = json.loads((ensemble_dir / "metadata.json").read_text())
+    assert "An ensemble of 2 networks" in card
+    for member in metadata["training"]["members"]:
+        assert f"`{member['model_version']}`" in card
+
+
+def test_an_ensemble_needs_two_single_models(ensemble_dir, tiny_model_dir, tiny_dataset, tmp_path):
+    alone = run_script("train_model.py", "--ensemble", str(tiny_model_dir), "--data-dir", str(tiny_dataset),
+                       "--out", str(tmp_path / "one"))
+    assert alone.returncode == 2 and "at least two" in alone.stdout
+    nested = run_script("train_model.py", "--ensemble", str(ensemble_dir), str(tiny_model_dir),
+                        "--data-dir", str(tiny_dataset), "--out", str(tmp_path / "nested"))
+    assert nested.returncode == 2 and "ensemble already" in nested.stdout
+    warm = run_script("train_model.py", "--init-from", str(ensemble_dir), "--data-dir", str(tiny_dataset),
+                      "--out", str(tmp_path / "warm"))
+    assert warm.returncode == 2 and "not an ensemble" in warm.stderr
