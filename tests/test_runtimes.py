@@ -194,11 +194,17 @@ def test_one_image_uses_the_containers_cpu_share_not_the_hosts_core_count(cpu_ma
 def test_two_models_calls_are_timed_in_one_run_with_their_multiply_adds(lite_model_dir, tiny_model_dir, tmp_path):
     out, bare = tmp_path / "calls.json", tmp_path / "bare"
     shutil.copytree(tiny_model_dir, bare, ignore=shutil.ignore_patterns("*.tflite"))
-    done = run_bench("compare_models", "--models", str(bare), str(lite_model_dir),
+    done = run_bench("compare_models", "--models", str(bare), str(lite_model_dir), "--runtime", "savedmodel",
                      "--images", str(SAMPLES[0]), "--rounds", "2", "--out", str(out))
     assert done.returncode == 0, done.stderr
-    rows = json.loads(out.read_text())["models"]
-    first, second = rows[str(bare)], rows[str(lite_model_dir)]
-    assert first["calls"] == second["calls"] == 2 and first["p50_ratio_to_first"] == 1.0
+    report = json.loads(out.read_text())
+    first, second = report["models"][str(bare)], report["models"][str(lite_model_dir)]
+    assert report["runtime"] == "savedmodel" and first["calls"] == second["calls"] == 2
+    assert first["p50_ratio_to_first"] == 1.0
     assert first["multiply_adds"] is None and second["multiply_adds"] > 0  # only the second has a .tflite
     assert f"{second['p50_ratio_to_first']:.3f}x the first" in done.stdout
+    # By default each folder's .tflite is called through LiteRT, as the app serves it.
+    served = run_bench("compare_models", "--models", str(tiny_model_dir), str(lite_model_dir),
+                       "--images", str(SAMPLES[0]), "--rounds", "1", "--out", str(out))
+    assert served.returncode == 0, served.stderr
+    assert json.loads(out.read_text())["runtime"] == "litert"
