@@ -89,3 +89,32 @@ def test_an_ensemble_needs_two_single_models(ensemble_dir, tiny_model_dir, tiny_
     warm = run_script("train_model.py", "--init-from", str(ensemble_dir), "--data-dir", str(tiny_dataset),
                       "--out", str(tmp_path / "warm"))
     assert warm.returncode == 2 and "not an ensemble" in warm.stderr
+
+
+def test_an_ensemble_serving_the_first_members_map_leaves_the_others_locators_out(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from bench.flops import multiply_adds
+    from fracture_web.training.export import export_savedmodel
+    from fracture_web.training.network import build_network, inference_network
+    from fracture_web.training.scope import Scope
+    from fracture_web.training.tflite import convert
+
+    first, second = (build_network(size, imagenet=False, backbone="lite0") for size in (64, 32))
+    second.get_layer("fracture_map").bias.assign([2.0])  # its map far from the first's (both start near 0.018)
+    width = first.outputs[1].shape[-1] + second.outputs[1].shape[-1]
+    scope = Scope(np.zeros(width, np.float32), np.eye(width, dtype=np.float32), 1.0)
+    images = np.random.default_rng(4).random((2, 64, 64, 1), np.float32)
+    served, costs = {}, {}
+    for maps, members in (("mean", None), ("first", 1)):
+        folder = tmp_path / maps
+        export_savedmodel([first, second], (1.0, 0.0), scope, folder, map_members=members)
+        served[maps] = tf.saved_model.load(str(folder)).signatures["serving_default"](image=tf.constant(images))
+        (folder / "model.tflite").write_bytes(convert(folder, "float32"))
+        costs[maps] = multiply_adds(folder / "model.tflite")
+    own_map = keras.ops.sigmoid(inference_network(first)(images)[2][..., 0])
+    np.testing.assert_allclose(served["first"]["fracture_map"], own_map, atol=1e-5)
+    assert not np.allclose(served["mean"]["fracture_map"], own_map, atol=1e-3)
+    np.testing.assert_allclose(served["first"]["probability"], served["mean"]["probability"], atol=1e-6)
+    assert costs["first"] < costs["mean"]

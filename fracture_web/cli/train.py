@@ -36,6 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ensemble", type=Path, nargs="+", metavar="MODEL_DIR",
                         help="skip training; serve these trained model folders as one model in --out (the mean of "
                              "their logits, calibrated on --data-dir's validation split)")
+    parser.add_argument("--ensemble-maps", choices=("mean", "first"), default="mean",
+                        help="with --ensemble: average the members' fracture maps, or serve the first's (the member "
+                             "with the largest input) and leave the others' locators out of the call")
     parser.add_argument("--report-only", action="store_true",
                         help="skip training and export; score the model in --out on its validation split of --data-dir "
                              "again and rewrite its finding levels, metrics.json, plots and model card")
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.report_only:
             report_again(args.out, args.data_dir)
         elif args.ensemble:
-            run_ensemble(args.ensemble, paths)
+            run_ensemble(args.ensemble, paths, maps=args.ensemble_maps)
         else:
             run(train_config(args), paths, train=not args.export_only, limit=args.limit, resume=args.resume)
     except (DatasetError, TrainingError, ResumeError, EnsembleError) as err:

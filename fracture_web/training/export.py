@@ -49,14 +49,15 @@ def _mean(tensors: Sequence[tf.Tensor]) -> tf.Tensor:
 
 
 def export_savedmodel(networks: keras.Model | Sequence[keras.Model], platt: tuple[float, float], scope: Scope,
-                      out_dir: Path) -> None:
+                      out_dir: Path, map_members: int | None = None) -> None:
     """Export ``image (B, S, S, 1) float32 in [0, 1] -> {probability (B,), heatmap (B, h, w),
     cam (B, h32, w32), fracture_map (B, h, w), atypicality (B,)}``.
 
     ``networks`` is one trained network or an ensemble of them; the first has the largest input
     (``S``), and each other member sees the input resized to its own size. The ensemble's logit is
     the mean of its members' logits, calibrated by ``platt``; its maps are the means of theirs on the first
-    member's grids.
+    member's grids (its fracture map, that of the first ``map_members`` only, where given: the
+    others' locators are then left out of the graph, and their cost with them).
 
     ``fracture_map`` is the locator's probability of a fracture in each cell (stride 8) (trained on
     the radiologists' outlines); ``heatmap``, what the page overlays, is that map scaled so its peak
@@ -83,7 +84,7 @@ def export_savedmodel(networks: keras.Model | Sequence[keras.Model], platt: tupl
                                            for serving, kernel in zip(servings, kernels)))
         probability = tf.sigmoid(slope * _mean(logits) + intercept)
         cam = tf.nn.relu(_mean([_onto(one, cams[0].shape[1:3]) for one in cams]))
-        fracture_map = _mean([_onto(one, maps[0].shape[1:3]) for one in maps])
+        fracture_map = _mean([_onto(one, maps[0].shape[1:3]) for one in maps[:map_members]])
         distance = tf.norm(tf.matmul(tf.concat(pooled, axis=1) - mean, projection), axis=1)
         return {"probability": probability, "heatmap": _unit_peak(fracture_map), "cam": _unit_peak(cam),
                 "fracture_map": fracture_map, "atypicality": distance / scope.threshold}
