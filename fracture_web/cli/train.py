@@ -31,17 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("model"), help="where the SavedModel goes (default model/)")
     parser.add_argument("--checkpoint-dir", type=Path,
                         help="where weights + summary go (default: OUT/../checkpoints/OUT-name)")
-    parser.add_argument("--export-only", type=Path, metavar="CHECKPOINT_DIR",
-                        help="skip training; export this checkpoint to --out (with --data-dir: and validate it)")
-    parser.add_argument("--ensemble", type=Path, nargs="+", metavar="MODEL_DIR",
-                        help="skip training; serve these trained model folders as one model in --out (the mean of "
-                             "their logits, calibrated on --data-dir's validation split)")
-    parser.add_argument("--ensemble-maps", choices=("mean", "first"), default="mean",
-                        help="with --ensemble: average the members' fracture maps, or serve the first's (the member "
-                             "with the largest input) and leave the others' locators out of the call")
-    parser.add_argument("--report-only", action="store_true",
-                        help="skip training and export; score the model in --out on its validation split of --data-dir "
-                             "again and rewrite its finding levels, metrics.json, plots and model card")
+    _add_instead_of_training(parser)
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--head-epochs", type=int, default=defaults.head_epochs,
                         help="epochs training only the new head before fine-tuning")
@@ -76,6 +66,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.init_from and "members" in read_metadata(args.init_from).get("training", {}):
         parser.error("--init-from takes one model, not an ensemble: warm-start each member")
     return args
+
+
+def _add_instead_of_training(parser: argparse.ArgumentParser) -> None:
+    """The ways to write a model folder without training: export, ensemble, score again."""
+    parser.add_argument("--export-only", type=Path, metavar="CHECKPOINT_DIR",
+                        help="skip training; export this checkpoint to --out (with --data-dir: and validate it)")
+    parser.add_argument("--ensemble", type=Path, nargs="+", metavar="MODEL_DIR",
+                        help="skip training; serve these trained model folders as one model in --out (the mean of "
+                             "their logits, calibrated on --data-dir's validation split)")
+    parser.add_argument("--ensemble-maps", choices=("mean", "first"), default="mean",
+                        help="with --ensemble: average the members' fracture maps, or serve the first's (the member "
+                             "with the largest input) and leave the others' locators out of the call")
+    parser.add_argument("--report-only", action="store_true",
+                        help="skip training and export; score the model in --out on its validation split of --data-dir "
+                             "again and rewrite its finding levels, metrics.json, plots and model card")
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
