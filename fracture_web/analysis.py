@@ -86,9 +86,13 @@ class Analysis:
 
 
 def analyse(data: bytes, model: FractureModel, operating_point: str | None = None,
-            images: bool = True, display_max_side: int = 640, timings: StageTimings | None = None) -> Analysis:
+            images: bool = True, display_max_side: int = 640, timings: StageTimings | None = None,
+            model_view: bool = False) -> Analysis:
     """Run the model on image bytes (verdict and findings); with ``images``, also render the plain
-    X-ray and the heatmap overlay for display. Each stage's time goes into ``timings`` when given.
+    X-ray and the heatmap overlay for display: at most ``display_max_side`` pixels a side or, with
+    ``model_view``, as the model saw the image (its input without the letterbox's bars: the JSON
+    API's overlay, which costs a fraction of the larger one). Each stage's time goes into
+    ``timings`` when given.
 
     Raises ``InvalidImageError`` for bytes that are not a usable image and
     ``UnknownOperatingPointError`` for an operating point the model lacks.
@@ -97,7 +101,7 @@ def analyse(data: bytes, model: FractureModel, operating_point: str | None = Non
     model.resolve(operating_point)  # refuse a bad operating point before the work
     with timings.stage("decode"):  # one decode, no larger than the model input or the display image needs
         decoded = decode_image(data, max(model.input_size, display_max_side))
-    return analyse_decoded(decoded, model, operating_point, images, display_max_side, timings)
+    return analyse_decoded(decoded, model, operating_point, images, display_max_side, timings, model_view)
 
 
 def analyse_dataset(ds: Dataset, model: FractureModel, operating_point: str | None = None,
@@ -113,7 +117,7 @@ def analyse_dataset(ds: Dataset, model: FractureModel, operating_point: str | No
 
 def analyse_decoded(decoded: DecodedImage, model: FractureModel, operating_point: str | None = None,
                     images: bool = True, display_max_side: int = 640,
-                    timings: StageTimings | None = None) -> Analysis:
+                    timings: StageTimings | None = None, model_view: bool = False) -> Analysis:
     """The model's reading of a decoded image; boxes and scale refer to the upload's own pixels
     (``decoded.size``), whatever size was decoded. Stages timed: model (the letterbox to the
     model input, the network's call and its outputs read into the verdict and findings) and, with
@@ -121,7 +125,8 @@ def analyse_decoded(decoded: DecodedImage, model: FractureModel, operating_point
     timings = StageTimings() if timings is None else timings
     image = decoded.pixels
     with timings.stage("model"):
-        outputs = model.outputs(to_model_input(image, model.input_size)[np.newaxis])
+        letterboxed = to_model_input(image, model.input_size)
+        outputs = model.outputs(letterboxed[np.newaxis])
     with timings.stage("findings"):
         prediction = model.read(outputs, operating_point, decoded.size)
     warnings = decoded.warnings + (() if prediction.in_scope else (OUT_OF_SCOPE,))
@@ -129,7 +134,8 @@ def analyse_decoded(decoded: DecodedImage, model: FractureModel, operating_point
     if not images:
         return Analysis(prediction, warnings, context=decoded.context, source=source)
     with timings.stage("render"):
-        shown = overlay.display_image(image, display_max_side)
+        shown = (overlay.model_view(letterboxed, image.shape[:2]) if model_view
+                 else overlay.display_image(image, display_max_side))
         heat = overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2], model.input_size)
         blended = overlay.blend(shown, heat)
     return Analysis(prediction, warnings, shown, blended, decoded.context,
@@ -164,7 +170,7 @@ class StudyAnalysis:
 
 def analyse_study(files: Sequence[bytes], model: FractureModel, operating_point: str | None = None,
                   images: bool = True, display_max_side: int = 640,
-                  timings: StageTimings | None = None) -> StudyAnalysis:
+                  timings: StageTimings | None = None, model_view: bool = False) -> StudyAnalysis:
     """Analyse each file as ``analyse`` does and combine the readable ones into one study verdict
     (``study.combine``); a file that is not a usable image gets its error while the others go on.
     Each file's stages go into ``timings`` when given.
@@ -176,7 +182,8 @@ def analyse_study(files: Sequence[bytes], model: FractureModel, operating_point:
     results = []
     for data in files:
         try:
-            results.append(StudyImage(analyse(data, model, operating_point, images, display_max_side, timings)))
+            results.append(StudyImage(analyse(data, model, operating_point, images, display_max_side, timings,
+                                              model_view)))
         except InvalidImageError as err:
             results.append(StudyImage(error=str(err)))
     failed = [(number, image.error) for number, image in enumerate(results, start=1) if image.analysis is None]

@@ -38,6 +38,13 @@ def display_image(image: np.ndarray, max_side: int = 640) -> np.ndarray:
     return to_uint8(image)
 
 
+def model_view(letterboxed: np.ndarray, image_shape: tuple[int, int]) -> np.ndarray:
+    """The image as the model saw it, as uint8: its letterboxed input without the bars (the input's
+    size on the long side), for an overlay that needs no resampling of the upload."""
+    box = letterbox_geometry(image_shape[0], image_shape[1], letterboxed.shape[0])
+    return to_uint8(letterboxed[box.top:box.top + box.height, box.left:box.left + box.width, 0])
+
+
 def heatmap_on_image(heatmap: np.ndarray, image_shape: tuple[int, int], input_size: int) -> np.ndarray:
     """Map a heatmap over the square letterboxed model input back onto the image's frame.
 
@@ -46,8 +53,9 @@ def heatmap_on_image(heatmap: np.ndarray, image_shape: tuple[int, int], input_si
     box = letterbox_geometry(image_shape[0], image_shape[1], input_size)
     square = cv2.resize(heatmap.astype(np.float32), (input_size, input_size), interpolation=cv2.INTER_CUBIC)
     crop = square[box.top:box.top + box.height, box.left:box.left + box.width]
-    resized = cv2.resize(crop, (image_shape[1], image_shape[0]), interpolation=cv2.INTER_LINEAR)
-    return np.clip(resized, 0.0, 1.0)
+    if crop.shape != tuple(image_shape):  # the model's own view (model_view) is the crop's size already
+        crop = cv2.resize(crop, (image_shape[1], image_shape[0]), interpolation=cv2.INTER_LINEAR)
+    return np.clip(crop, 0.0, 1.0)
 
 
 def colorize(heatmap: np.ndarray) -> np.ndarray:

@@ -19,6 +19,8 @@ from bench.dx_files import to_bytes
 from bench.local_server import free_port
 from dicom_files import PATIENT, radiograph_dataset
 from fracture_web import create_app
+from fracture_web.inference import Prediction
+from fracture_web.reads.store import ReadStore, database_url
 from fracture_web.web.reads import KEY
 from helpers import SAMPLES, csrf_token, post_form, synthetic_xray
 from servers import POSTGRES_BIN, postgres_server
@@ -165,6 +167,14 @@ def test_a_restart_keeps_every_read(database, tmp_path):
         assert [row["read"] for row in kept] == ["fractured", "not_fractured", "not_fractured", "fractured"]
         assert kept[2]["reads_given"] == 2
         close(after)
+        # The node sends an image again under the same id: its analysis is replaced, its read kept.
+        store = ReadStore.open(database_url(url, tmp_path))
+        again = Prediction("fractured", True, 0.9, 0.5, "balanced", "v2", np.zeros((1, 1)))
+        store.add_analysis(ids[1], again, {"body_part": "HAND"}, source="dicom")
+        replaced = store.get(ids[1])
+        assert (replaced.probability, replaced.model_version, replaced.source, replaced.body_part) == (0.9, "v2", "dicom", "HAND")
+        assert (replaced.read, replaced.reads_given) == ("not_fractured", 1) and len(store.all()) == 4
+        store.dispose()
 
 
 def test_with_the_database_down_the_analysis_answers_and_the_read_says_it_was_not_saved(caplog):
@@ -201,9 +211,6 @@ def test_nothing_that_identifies_a_patient_is_stored(app, tmp_path):
 def test_several_workers_share_one_sqlite_file_without_losing_a_read(tmp_path):
     # Two gunicorn workers start at once on a fresh file: each migrates (in turn) and writes at the same time.
     from concurrent.futures import ThreadPoolExecutor
-
-    from fracture_web.inference import Prediction
-    from fracture_web.reads.store import ReadStore
 
     url = sqlite_url(tmp_path)
     prediction = Prediction("fractured", True, 0.8, 0.5, "balanced", "v1", np.zeros((1, 1)))

@@ -113,6 +113,20 @@ def test_api_heatmap_is_a_png_on_request(client, sample_bytes):
     assert png.startswith(b"\x89PNG")
 
 
+def test_the_api_overlays_the_heatmap_on_the_image_as_the_model_saw_it(app, client, sample_bytes):
+    # The API's overlay is the model's view (its input without the letterbox's bars), the page's
+    # the larger display image; the verdict is the same either way.
+    size = app.extensions["fracture_model"].input_size
+    height, width = cv2.imdecode(np.frombuffer(sample_bytes, np.uint8), cv2.IMREAD_GRAYSCALE).shape
+    body = client.post("/api/v1/predict?heatmap=1", data=upload(sample_bytes)).get_json()
+    shown = cv2.imdecode(np.frombuffer(base64.b64decode(body["heatmap_png"]), np.uint8), cv2.IMREAD_COLOR)
+    assert max(shown.shape[:2]) == size and abs(shown.shape[1] / shown.shape[0] - width / height) < 0.05
+    page = post_form(client, upload(sample_bytes)).get_data(as_text=True)
+    overlay_uri = re.search(r'<img src="data:image/jpeg;base64,([^"]+)" alt="The X-ray with the model', page)
+    on_page = cv2.imdecode(np.frombuffer(base64.b64decode(overlay_uri.group(1)), np.uint8), cv2.IMREAD_COLOR)
+    assert on_page.shape[:2] == (height, width) and f"{body['probability'] * 100:.0f}%" in page
+
+
 def test_api_heatmap_as_a_jpeg_on_request_under_a_key_naming_it(client, sample_bytes):
     # A client that asks for JPEG gets a ninth of the bytes; the key says which format came.
     as_png = client.post("/api/v1/predict?heatmap=1", data=upload(sample_bytes)).get_json()
@@ -122,7 +136,7 @@ def test_api_heatmap_as_a_jpeg_on_request_under_a_key_naming_it(client, sample_b
     png = base64.b64decode(as_png["heatmap_png"])
     assert jpeg.startswith(b"\xff\xd8") and len(jpeg) < len(png)
     decode = lambda data: cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)  # noqa: E731
-    assert cv2.PSNR(decode(jpeg), decode(png)) > 35
+    assert cv2.PSNR(decode(jpeg), decode(png)) > 30  # the tiny test model's 64-pixel view: chroma shows more
     verdict = lambda answer: {key: value for key, value in same_answer(answer).items()  # noqa: E731
                               if not key.startswith("heatmap_")}
     assert verdict(as_jpeg) == verdict(as_png)

@@ -75,23 +75,27 @@ def _model() -> FractureModel:
     return model
 
 
-def _run(model: FractureModel, upload: bytes, images: bool, keep: bool = True) -> tuple[Analysis, bool]:
+def _run(model: FractureModel, upload: bytes, images: bool, keep: bool = True,
+         model_view: bool = False) -> tuple[Analysis, bool]:
     """Analyse one uploaded file, count, audit and (unless not ``keep``) store it under the request id;
     the analysis and whether it was stored. The domain errors it raises are answered by ``errors``."""
     timer = monitoring.Timer()
     result = analyse(upload, model, request.values.get("operating_point") or None, images=images,
-                     display_max_side=current_app.config["DISPLAY_MAX_SIDE"], timings=monitoring.stage_timings())
+                     display_max_side=current_app.config["DISPLAY_MAX_SIDE"], timings=monitoring.stage_timings(),
+                     model_view=model_view)
     timer.done([result.prediction])
     audit.record(upload, result)
     return result, keep and reads.record([(g.request_id, result)])
 
 
-def _run_study(model: FractureModel, uploads: list[bytes], images: bool) -> tuple[StudyAnalysis, list[str], bool]:
+def _run_study(model: FractureModel, uploads: list[bytes], images: bool,
+               model_view: bool = False) -> tuple[StudyAnalysis, list[str], bool]:
     """Analyse the uploaded files as one study, counted, with an audit line and a stored record per
     analysed file; the study, each file's id (the request id and its number) and whether they were stored."""
     timer = monitoring.Timer()
     study = analyse_study(uploads, model, request.values.get("operating_point") or None, images=images,
-                          display_max_side=current_app.config["DISPLAY_MAX_SIDE"], timings=monitoring.stage_timings())
+                          display_max_side=current_app.config["DISPLAY_MAX_SIDE"], timings=monitoring.stage_timings(),
+                          model_view=model_view)
     timer.done(image.analysis.prediction for image in study.images if image.analysis is not None)
     ids = reads.study_ids(len(uploads))
     for upload, image in zip(uploads, study.images):
@@ -169,11 +173,11 @@ def _base64(png: bytes) -> str:
 @bp.post("/api/v1/predict")
 def predict_api():
     """Multipart ``file``, or the file as the body (any image or DICOM) -> JSON verdict;
-    ``?heatmap=1`` adds the X-ray with its fracture map overlaid as base64 PNG (``heatmap_png``: the
-    parameter and the field keep their names); ``?heatmap=jpeg`` adds it as base64 JPEG (``heatmap_jpeg``). ``request_id`` is the id a read for it is sent with;
+    ``?heatmap=1`` adds the X-ray as the model saw it with its fracture map overlaid, as base64 PNG
+    (``heatmap_png``); ``?heatmap=jpeg`` adds it as base64 JPEG (``heatmap_jpeg``). ``request_id`` is the id a read for it is sent with;
     ``stored`` says whether it was kept (false: the database is unreachable, a read cannot be saved).
     With ``Accept: application/fhir+json``: a FHIR R4 Bundle with a DiagnosticReport (``fracture_web.fhir``)."""
-    result, stored = _run(_model(), _one_upload(), images=_wants_heatmap())
+    result, stored = _run(_model(), _one_upload(), images=_wants_heatmap(), model_view=True)
     with monitoring.stage("encode"):
         if wants_fhir():
             return _fhir_answer(fhir.report_bundle(result, g.request_id, datetime.now(timezone.utc)))
@@ -189,7 +193,7 @@ def studies_api():
     each file's answer as ``/api/v1/predict`` gives it (its own ``request_id``), or ``{"error": ...}`` for one
     it could not read; ``stored`` as for one image. With ``Accept: application/fhir+json``: one FHIR R4
     DiagnosticReport for the study, with an Observation per readable view."""
-    study, ids, stored = _run_study(_model(), _study_uploads(), images=_wants_heatmap())
+    study, ids, stored = _run_study(_model(), _study_uploads(), images=_wants_heatmap(), model_view=True)
     with monitoring.stage("encode"):
         if wants_fhir():
             return _fhir_answer(fhir.study_bundle(study, g.request_id, ids, datetime.now(timezone.utc)))
