@@ -214,19 +214,20 @@ def paired_latency(port: int, bodies: list, bare: dict[str, Callable], inputs: l
 
 def stage_breakdown(model: FractureModel, data: bytes, runs: int) -> dict[str, float]:
     """Median milliseconds of each step of one API request inside the app (heatmap on), each
-    called as ``analyse`` calls it (the decode at the size the model and the page need)."""
+    called as ``analyse`` calls it for the API (the decode at the size the model and the page
+    need, the overlay on the model's view)."""
     long_side = max(model.input_size, DISPLAY_MAX_SIDE)
     decoded = decode_image(data, long_side)
     model_input = to_model_input(decoded.pixels, model.input_size)
     prediction = model.predict(model_input, image_shape=decoded.size)
-    shown = overlay.display_image(decoded.pixels, DISPLAY_MAX_SIDE)
+    shown = overlay.model_view(model_input, decoded.pixels.shape[:2])
     heat = overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2], model.input_size)
     blended = overlay.blend(shown, heat)
     png = overlay.encode_png(blended)
     steps = {"decode + checks": lambda: decode_image(data, long_side), "letterbox to model input":
              lambda: to_model_input(decoded.pixels, model.input_size), "model (with heatmap)":
              lambda: model.predict(model_input, image_shape=decoded.size),
-             "display image": lambda: overlay.display_image(decoded.pixels, DISPLAY_MAX_SIDE),
+             "display image (the model's view)": lambda: overlay.model_view(model_input, decoded.pixels.shape[:2]),
              "heatmap onto image": lambda: overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2],
                                                                       model.input_size),
              "blend": lambda: overlay.blend(shown, heat), "PNG encode": lambda: overlay.encode_png(blended),

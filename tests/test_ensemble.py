@@ -16,11 +16,15 @@ from helpers import run_script
 
 @pytest.fixture(scope="module")
 def small_member(tiny_dataset: Path, tmp_path_factory) -> Path:
-    """A second model on another backbone and a smaller input, trained alone like the first."""
-    out = tmp_path_factory.mktemp("member") / "model"
-    done = run_script("train_model.py", "--data-dir", str(tiny_dataset), "--out", str(out), "--epochs", "2",
+    """A second model on another backbone and a smaller input, trained alone like the first (the
+    same seed: the tiny dataset has no split column, so the seed draws the validation images)."""
+    return train_small_member(tiny_dataset, tmp_path_factory.mktemp("member") / "model", seed=0)
+
+
+def train_small_member(data_dir: Path, out: Path, seed: int) -> Path:
+    done = run_script("train_model.py", "--data-dir", str(data_dir), "--out", str(out), "--epochs", "2",
                       "--head-epochs", "1", "--image-size", "32", "--batch-size", "8", "--backbone", "lite0",
-                      "--seed", "1")
+                      "--seed", str(seed))
     assert done.returncode == 0, done.stdout + done.stderr
     return out
 
@@ -89,6 +93,11 @@ def test_an_ensemble_needs_two_single_models(ensemble_dir, tiny_model_dir, tiny_
     warm = run_script("train_model.py", "--init-from", str(ensemble_dir), "--data-dir", str(tiny_dataset),
                       "--out", str(tmp_path / "warm"))
     assert warm.returncode == 2 and "not an ensemble" in warm.stderr
+    # Trained with another seed on data without a split column, a member validated on other images.
+    other = train_small_member(tiny_dataset, tmp_path / "other-seed", seed=3)
+    mixed = run_script("train_model.py", "--ensemble", str(tiny_model_dir), str(other),
+                       "--data-dir", str(tiny_dataset), "--out", str(tmp_path / "mixed"))
+    assert mixed.returncode == 2 and "different seeds (0, 3)" in mixed.stdout
 
 
 def test_an_ensemble_serving_the_first_members_map_leaves_the_others_locators_out(tmp_path):

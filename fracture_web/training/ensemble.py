@@ -67,6 +67,17 @@ def load_members(folders: list[Path]) -> list[Member]:
     return members
 
 
+def _check_same_split(members: list[Member], records) -> None:
+    """Refuse members that validated on different images: without a ``split`` column each seed
+    draws its own split, and one member's training images would then calibrate the ensemble."""
+    if "split" in records.columns:
+        return
+    seeds = sorted({recipe_of(m.metadata["training"]).seed for m in members})
+    if len(seeds) > 1:
+        raise EnsembleError(f"the members were trained with different seeds ({', '.join(map(str, seeds))}) on data "
+                            "with no split column, so each validated on other images; train them with one seed")
+
+
 def ensemble_logits_and_features(networks: list[keras.Model], images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ensemble's fracture logits (the members' mean) and its pooled features (the members'
     side by side) for ``images`` at the first member's input size."""
@@ -91,7 +102,9 @@ def fit_ensemble(members: list[Member], data_dir: Path) -> tuple[dict, Scope]:
     for one network); returns its summary (what ``build_metadata`` reads) and the detector."""
     started = time.monotonic()
     first = recipe_of(members[0].metadata["training"])
-    train_rec, val_rec = split_train_val(read_records(data_dir), seed=first.seed)
+    records = read_records(data_dir)
+    _check_same_split(members, records)
+    train_rec, val_rec = split_train_val(records, seed=first.seed)
     networks = [m.network for m in members]
     val = load_split(val_rec, members[0].input_size)
     logits, val_features = ensemble_logits_and_features(networks, val.images)
