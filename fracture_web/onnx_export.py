@@ -50,7 +50,51 @@ def convert(model_dir: Path) -> bytes:
         return tf.nest.pack_sequence_as(signature.structured_outputs, frozen(image))
 
     model, _ = tf2onnx.convert.from_function(serve, input_signature=spec, opset=OPSET)
-    return model.SerializeToString()
+    return whole_pixel_resizes(model).SerializeToString()
+
+
+def whole_pixel_resizes(model):
+    """The ONNX model with each constant-scale ``Resize`` giving the size TensorFlow resized to.
+
+    tf2onnx writes a resize to a fixed size as float scales (an ensemble member of 320 px under a
+    384-px input: 320/384, 0.8333333 in float32), and ONNX takes the output size as the input
+    size times the scale, truncated: 319, a pixel short, and ONNX Runtime refuses the graph. Each
+    such scale is raised to the nearest float32 that gives the intended size (the sampling moves by
+    under a millionth of a pixel); a scale shared with other nodes is copied first.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {info.name: [dim.dim_value for dim in info.type.tensor_type.shape.dim]
+              for info in (*inferred.graph.value_info, *inferred.graph.input)}
+    constants = {tensor.name: tensor for tensor in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type != "Resize" or len(node.input) < 3 or node.input[2] not in constants:
+            continue
+        scales = numpy_helper.to_array(constants[node.input[2]]).astype(np.float32)
+        exact = np.array([_exact_scale(scale, dim) for scale, dim in zip(scales, shapes.get(node.input[0], []))],
+                         np.float32)
+        if len(exact) == len(scales) and not np.array_equal(exact, scales):
+            name = f"{node.name}_whole_pixel_scales"
+            model.graph.initializer.append(numpy_helper.from_array(exact, name))
+            node.input[2] = name
+    used = {name for node in model.graph.node for name in node.input}
+    for tensor in [tensor for name, tensor in constants.items() if name not in used]:
+        model.graph.initializer.remove(tensor)
+    return model
+
+
+def _exact_scale(scale: np.float32, dim: int) -> np.float32:
+    """The smallest float32 from ``scale`` up whose product with ``dim``, in double precision and
+    truncated as ONNX's shape inference takes it, is the rounded size ``dim * scale`` meant
+    (``scale`` itself for an unknown ``dim``)."""
+    if dim <= 0:
+        return scale
+    target = round(dim * float(scale))
+    while np.floor(dim * float(scale)) < target:
+        scale = np.nextafter(scale, np.float32(np.inf))
+    return scale
 
 
 def quantise(float_path: Path, int8_path: Path) -> None:

@@ -97,3 +97,33 @@ def test_an_int8_file_stands_in_only_within_its_auc_and_hit_rate_tolerances(auc,
             "finding_hit_rate": hit_rate}
     assert (parity_problem(int8, REPORT) is None) == passes
     assert parity_problem(int8 | {"quantised": False}, REPORT) is not None  # as a float file: too far
+
+
+def test_a_resize_to_a_fixed_size_keeps_every_pixel_in_onnx(tmp_path):
+    # An ensemble member of 320 px under a 384-px input: tf2onnx writes the resize as the float scale
+    # 0.8333333, which ONNX reads as 319 pixels, so the member's layers no longer fit together.
+    import onnx
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    from fracture_web.onnx_export import whole_pixel_resizes
+
+    scales = numpy_helper.from_array(np.array([1, 1, 320 / 384, 320 / 384], np.float32), "scales")
+    graph = helper.make_graph(
+        [helper.make_node("Resize", ["image", "", "scales"], ["resized"], name="member_resize", mode="linear",
+                          coordinate_transformation_mode="half_pixel")], "member",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 1, 384, 384])],
+        [helper.make_tensor_value_info("resized", TensorProto.FLOAT, None)], initializer=[scales])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+    def inferred_side(proto) -> int:
+        return onnx.shape_inference.infer_shapes(proto).graph.output[0].type.tensor_type.shape.dim[3].dim_value
+
+    assert inferred_side(model) == 319
+    fixed = whole_pixel_resizes(model)
+    assert inferred_side(fixed) == 320
+    assert [tensor.name for tensor in fixed.graph.initializer] == ["member_resize_whole_pixel_scales"]
+    (tmp_path / "member.onnx").write_bytes(fixed.SerializeToString())
+    session = onnxruntime.InferenceSession(str(tmp_path / "member.onnx"), providers=["CPUExecutionProvider"])
+    image = np.random.default_rng(0).random((2, 1, 384, 384), dtype=np.float32)
+    assert session.run(None, {"image": image})[0].shape == (2, 1, 320, 320)
