@@ -29,7 +29,9 @@ def test_shipped_model_gives_sane_output_for_every_sample():
 def test_shipped_model_metadata_was_written_by_the_training_script():
     model = FractureModel(MODEL_DIR)
     training = model.metadata["training"]
-    assert "FracAtlas" in training["data"] and "ImageNet" in training["initial_weights"]
+    networks = [member["training"] for member in training.get("members", [])] or [training]  # an ensemble's each
+    assert "FracAtlas" in training["data"] and all("ImageNet" in network["initial_weights"] for network in networks)
+    assert all("FracAtlas" in network["data"] and network["n_train"] > 2000 for network in networks)
     assert training["n_train"] > 2000 and model.metadata["validation_metrics"]["n"] > 400
 
 
