@@ -81,6 +81,11 @@ def test_the_model_card_names_every_member(ensemble_dir):
     assert "An ensemble of 2 networks" in card
     for member in metadata["training"]["members"]:
         assert f"`{member['model_version']}`" in card
+    # How to make it again: each network's own training, then the ensemble of their folders.
+    reproduce = card[card.index("## Reproduce"):]
+    folders = [member["folder"] for member in metadata["training"]["members"]]
+    assert all(f"--out {folder}" in reproduce for folder in folders)
+    assert f"--ensemble {' '.join(folders)} --data-dir" in reproduce
 
 
 def test_an_ensemble_needs_two_single_models(ensemble_dir, tiny_model_dir, tiny_dataset, tmp_path):
