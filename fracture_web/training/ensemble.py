@@ -16,7 +16,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from ..datasets import load_split, read_records
+from ..datasets import Records, load_split, read_records
 from ..inference import read_metadata
 from .calibration import calibrate
 from .checkpoint import recipe_of
@@ -67,15 +67,16 @@ def load_members(folders: list[Path]) -> list[Member]:
     return members
 
 
-def _check_same_split(members: list[Member], records) -> None:
-    """Refuse members that validated on different images: without a ``split`` column each seed
-    draws its own split, and one member's training images would then calibrate the ensemble."""
-    if "split" in records.columns:
-        return
-    seeds = sorted({recipe_of(m.metadata["training"]).seed for m in members})
-    if len(seeds) > 1:
-        raise EnsembleError(f"the members were trained with different seeds ({', '.join(map(str, seeds))}) on data "
-                            "with no split column, so each validated on other images; train them with one seed")
+def _shared_split(members: list[Member], records: Records) -> tuple[Records, Records]:
+    """The one train/validation split of ``records`` that every member was trained on (the first
+    member's). Refused where their seeds draw different validation images (data with no split
+    column): one member's training images would then calibrate the ensemble."""
+    seeds = [recipe_of(m.metadata["training"]).seed for m in members]
+    splits = {seed: split_train_val(records, seed=seed) for seed in seeds}
+    if len({tuple(val.paths) for _, val in splits.values()}) > 1:
+        raise EnsembleError(f"the members were trained with different seeds ({', '.join(map(str, sorted(splits)))}) "
+                            "on data with no split column, so each validated on other images; train them with one seed")
+    return splits[seeds[0]]
 
 
 def ensemble_logits_and_features(networks: list[keras.Model], images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -102,9 +103,7 @@ def fit_ensemble(members: list[Member], data_dir: Path) -> tuple[dict, Scope]:
     for one network); returns its summary (what ``build_metadata`` reads) and the detector."""
     started = time.monotonic()
     first = recipe_of(members[0].metadata["training"])
-    records = read_records(data_dir)
-    _check_same_split(members, records)
-    train_rec, val_rec = split_train_val(records, seed=first.seed)
+    train_rec, val_rec = _shared_split(members, read_records(data_dir))
     networks = [m.network for m in members]
     val = load_split(val_rec, members[0].input_size)
     logits, val_features = ensemble_logits_and_features(networks, val.images)
