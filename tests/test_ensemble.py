@@ -88,13 +88,50 @@ def test_the_model_card_names_every_member(ensemble_dir):
     assert f"--ensemble {' '.join(folders)} --data-dir" in reproduce
 
 
-def test_an_ensemble_needs_two_single_models(ensemble_dir, tiny_model_dir, tiny_dataset, tmp_path):
+def test_a_shipped_ensemble_is_fitted_again_from_its_own_folder(ensemble_dir, tiny_dataset, tmp_path):
+    """The members' own folders are not in the repository; the ensemble's folder gives them back."""
+    out = tmp_path / "again"
+    done = run_script("train_model.py", "--ensemble", str(ensemble_dir), "--ensemble-maps", "first",
+                      "--data-dir", str(tiny_dataset), "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    before, after = (json.loads((folder / "metadata.json").read_text())["training"] for folder in (ensemble_dir, out))
+    assert [(m["model_version"], m["folder"], m["training"]) for m in after["members"]] == \
+        [(m["model_version"], m["folder"], m["training"]) for m in before["members"]]
+    assert after["ensemble_maps"] == "first"
+    # The same networks calibrated on the same images: the same verdicts.
+    images = np.random.default_rng(5).random((3, 64, 64, 1), np.float32)
+    served = [FractureModel(folder, backend="tensorflow").outputs(images)["probability"] for folder in (ensemble_dir, out)]
+    np.testing.assert_allclose(served[1], served[0], atol=1e-5)
+
+
+def test_every_network_of_an_ensemble_is_restored_from_its_folder(tmp_path):
+    from fracture_web.training.export import export_savedmodel
+    from fracture_web.training.network import build_network, restore_from_savedmodel
+    from fracture_web.training.scope import Scope
+
+    def networks() -> list:
+        return [build_network(32, imagenet=False, backbone="lite0") for _ in range(3)]
+
+    trained = networks()
+    for n, network in enumerate(trained):
+        network.get_layer("fracture_map").bias.assign([float(n)])  # tell them apart
+    width = sum(network.outputs[1].shape[-1] for network in trained)
+    export_savedmodel(trained, (1.0, 0.0), Scope(np.zeros(width, np.float32), np.eye(width, dtype=np.float32), 1.0),
+                      tmp_path / "three")
+    restored = networks()
+    restore_from_savedmodel(restored[0], tmp_path / "three", members=restored[1:])
+    for mine, theirs in zip(restored, trained):
+        for a, b in zip(mine.get_weights(), theirs.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_an_ensemble_needs_two_networks_each_given_once(ensemble_dir, tiny_model_dir, tiny_dataset, tmp_path):
     alone = run_script("train_model.py", "--ensemble", str(tiny_model_dir), "--data-dir", str(tiny_dataset),
                        "--out", str(tmp_path / "one"))
     assert alone.returncode == 2 and "at least two" in alone.stdout
-    nested = run_script("train_model.py", "--ensemble", str(ensemble_dir), str(tiny_model_dir),
-                        "--data-dir", str(tiny_dataset), "--out", str(tmp_path / "nested"))
-    assert nested.returncode == 2 and "ensemble already" in nested.stdout
+    twice = run_script("train_model.py", "--ensemble", str(ensemble_dir), str(tiny_model_dir),
+                       "--data-dir", str(tiny_dataset), "--out", str(tmp_path / "twice"))
+    assert twice.returncode == 2 and "comes twice" in twice.stdout
     warm = run_script("train_model.py", "--init-from", str(ensemble_dir), "--data-dir", str(tiny_dataset),
                       "--out", str(tmp_path / "warm"))
     assert warm.returncode == 2 and "not an ensemble" in warm.stderr

@@ -74,7 +74,8 @@ def _add_instead_of_training(parser: argparse.ArgumentParser) -> None:
                         help="skip training; export this checkpoint to --out (with --data-dir: and validate it)")
     parser.add_argument("--ensemble", type=Path, nargs="+", metavar="MODEL_DIR",
                         help="skip training; serve these trained model folders as one model in --out (the mean of "
-                             "their logits, calibrated on --data-dir's validation split)")
+                             "their logits, calibrated on --data-dir's validation split); an ensemble's folder "
+                             "(e.g. model/) gives its members")
     parser.add_argument("--ensemble-maps", choices=("mean", "first"), default="mean",
                         help="with --ensemble: average the members' fracture maps, or serve the first's (the member "
                              "with the largest input) and leave the others' locators out of the call")

@@ -2,9 +2,11 @@
 logits calibrated on the validation split, their maps averaged.
 
 Each member is a model folder that ``scripts/train_model.py`` wrote (it keeps the trained network
-beside its serving form). The member with the largest input comes first and sets the ensemble's
-input; the others see that input resized to their own, in calibration as in the served graph
-(:func:`~.export.member_input`). Needs TensorFlow.
+beside its serving form); an ensemble's folder gives its members, restored from it, so a shipped
+ensemble can be fitted again, or given another network, without its members' own folders. The
+member with the largest input comes first and sets the ensemble's input; the others see that input
+resized to their own, in calibration as in the served graph (:func:`~.export.member_input`). Needs
+TensorFlow.
 """
 from __future__ import annotations
 
@@ -46,21 +48,48 @@ class Member:
 
 
 def load_member(folder: Path) -> Member:
-    """The model folder's trained network, rebuilt from its recipe (an ensemble is refused: give its members)."""
+    """The model folder's trained network, rebuilt from its recipe (an ensemble is refused: see
+    :func:`members_of`)."""
     metadata = read_metadata(folder)
     if "members" in metadata.get("training", {}):
-        raise EnsembleError(f"{folder} is an ensemble already; give the model folders of its members")
-    config = recipe_of(metadata["training"])
-    network = build_network(config.image_size, imagenet=False, backbone=config.backbone)
+        raise EnsembleError(f"{folder} is an ensemble; its networks are its members")
+    network = _rebuilt(metadata["training"])
     restore_from_savedmodel(network, folder)
     return Member(Path(folder), metadata, network)
 
 
+def members_of(folder: Path) -> list[Member]:
+    """The networks served by the model folder: itself, or an ensemble's members restored from
+    it, each with the folder, version, validation AUC and training its metadata recorded."""
+    metadata = read_metadata(folder)
+    recorded = metadata.get("training", {}).get("members")
+    if not recorded:
+        return [load_member(folder)]
+    networks = [_rebuilt(member["training"]) for member in recorded]
+    restore_from_savedmodel(networks[0], folder, members=networks[1:])
+    return [Member(Path(member["folder"]),
+                   {"model_version": member["model_version"], "input_size": member["input_size"],
+                    "map_stride": metadata.get("map_stride"), "training": member["training"],
+                    "validation_metrics": {"auc": member["validation_auc"]}}, network)
+            for member, network in zip(recorded, networks)]
+
+
+def _rebuilt(training: dict) -> keras.Model:
+    """A network built as ``training``'s recipe built it, its weights still to be restored."""
+    config = recipe_of(training)
+    return build_network(config.image_size, imagenet=False, backbone=config.backbone)
+
+
 def load_members(folders: list[Path]) -> list[Member]:
-    """The members, the largest input first (it sets the ensemble's input and map grids)."""
-    if len(folders) < 2:
-        raise EnsembleError("an ensemble needs at least two model folders")
-    members = sorted((load_member(folder) for folder in folders), key=lambda m: -m.input_size)
+    """The networks of ``folders`` (an ensemble's folder gives its members), the largest input first
+    (it sets the ensemble's input and map grids); refused where a network comes twice."""
+    members = sorted((member for folder in folders for member in members_of(folder)), key=lambda m: -m.input_size)
+    if len(members) < 2:
+        raise EnsembleError("an ensemble needs at least two networks: give two model folders, or an ensemble's")
+    versions = [(m.metadata["model_version"], m.metadata["training"].get("trained_at")) for m in members]
+    if len(set(versions)) < len(versions):
+        raise EnsembleError(f"a network comes twice ({', '.join(v for v, _ in versions)}): an ensemble's folder "
+                            "already gives its members")
     strides = {m.metadata.get("map_stride") for m in members}
     if len(strides) > 1:
         raise EnsembleError(f"the members' fracture maps have different strides ({sorted(strides)})")

@@ -12,6 +12,7 @@ the fracture map's logits, so the export needs no layer names.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
@@ -105,12 +106,14 @@ def inference_network(network: keras.Model) -> keras.Model:
 LOCATOR_LAYERS = ("map_reduce", "map_conv", "map_reduce8", "map_conv8", LOCATOR)
 
 
-def restore_from_savedmodel(network: keras.Model, model_dir: Path) -> None:
-    """Load the trained weights of a model folder written by ``export_savedmodel`` (the network is
-    saved there beside its serving form) into ``network``, which must be built alike. TensorFlow only."""
+def restore_from_savedmodel(network: keras.Model, model_dir: Path, members: Sequence[keras.Model] = ()) -> None:
+    """Load the trained weights of a model folder written by ``export_savedmodel`` (the networks are
+    saved there beside their serving form) into ``network`` and, for an ensemble, its other
+    ``members`` in their order; each must be built alike. TensorFlow only."""
     import tensorflow as tf
 
-    status = tf.train.Checkpoint(network=network).read(str(Path(model_dir) / "variables" / "variables"))
+    others = {"members": list(members)} if members else {}
+    status = tf.train.Checkpoint(network=network, **others).read(str(Path(model_dir) / "variables" / "variables"))
     status.expect_partial().assert_existing_objects_matched()
 
 
