@@ -6,8 +6,8 @@ and how today's box extent fits the radiologists' outline boxes at other extents
 
 The model runs once per validation image (LiteRT, one thread); its probability and fracture map are
 cached in ``--cache``, so later runs decode only. "Before" is ``fracture_web/findings.py`` as it was
-at ``--before`` with the model's shipped finding thresholds; "after" is today's decoding with the
-thresholds today's :func:`~fracture_web.evaluation.localisation.choose_levels` picks.
+at ``--before`` with the model's shipped finding thresholds; "after" is today's decoding (with the
+model's box scale) with the thresholds today's :func:`~fracture_web.evaluation.localisation.choose_levels` picks.
 """
 from __future__ import annotations
 
@@ -104,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     print(format_findings(findings_table(before, model.finding_levels, threshold)))
     fits = {}
     for extent in sorted({EXTENT, *args.extents}):
-        after = located(rows, lambda fracture_map, size: candidates(fracture_map, size, extent), model.input_size)
-        table = findings_table(after, choose_levels(after, threshold, lowest), threshold)
+        after = located(rows, lambda fracture_map, size: candidates(fracture_map, size, extent, model.box_scale),
+                        model.input_size)
+        table = findings_table(after, choose_levels(after, threshold, lowest), threshold, model.box_scale)
         fits[extent] = top_box_fit(after)
         print(f"\nAfter (today's decoding at extent {extent:.2f}{' (shipped)' if extent == EXTENT else ''}, "
               f"thresholds chosen here; top box's IoU with its outline box {fits[extent]:.3f}):")

@@ -10,7 +10,9 @@ results and the evaluation:
 3. one candidate per fracture region: a peak inside a stronger peak's *group* (the connected region
    around it where the map stays above half that peak) belongs to that peak and gives no box;
 4. a candidate's box is the connected region around its peak where the map stays above ``EXTENT``
-   of the peak;
+   of the peak, scaled about its centre by the model's *box scale* (``metadata.json``,
+   ``findings.box_scale``: the map's regions are wider than the fractures radiologists outline, so
+   training fits the width and height factors that bring its boxes to the outlines' size);
 5. suppression keeps the highest of boxes that overlap by ``MAX_OVERLAP`` of the *smaller* box (so
    no box is ever kept inside another, at whatever level of the same peak), at most three;
 6. boxes are mapped back through the letterbox into the uploaded image's pixels.
@@ -55,6 +57,9 @@ MAX_FINDINGS = 3
 LEVELS = ("definite", "possible")
 
 Box = tuple[float, float, float, float]  # x0, y0, x1, y1
+#: A box's (width, height) factors; a model whose metadata has none keeps its regions as they are.
+BoxScale = tuple[float, float]
+UNSCALED: BoxScale = (1.0, 1.0)
 
 
 class FindingLevelsError(ValueError):
@@ -98,12 +103,36 @@ class FindingLevels:
         return cls(definite, possible, min(thresholds.values()))
 
 
-def candidates(fracture_map: np.ndarray, input_size: int, extent: float = EXTENT) -> list[tuple[float, Box]]:
+def box_scale_from_metadata(metadata: dict) -> BoxScale:
+    """``metadata["findings"]["box_scale"]`` as (width, height) factors; unscaled where absent."""
+    value = metadata.get("findings", {}).get("box_scale")
+    if value is None:
+        return UNSCALED
+    try:
+        width, height = (float(v) for v in value)
+    except (TypeError, ValueError) as err:
+        raise FindingLevelsError(f"'findings' box_scale must be two numbers, not {value!r}") from err
+    if not (0.0 < width <= 10.0 and 0.0 < height <= 10.0):
+        raise FindingLevelsError(f"'findings' box_scale must be two factors in (0, 10], not {value!r}")
+    return width, height
+
+
+def candidates(fracture_map: np.ndarray, input_size: int, extent: float = EXTENT,
+               box_scale: BoxScale = UNSCALED) -> list[tuple[float, Box]]:
     """Scored boxes over the model input (pixels of the square input), highest first, after
-    suppression; ``extent`` is the share of its peak a box's region stays above."""
+    suppression; ``extent`` is the share of its peak a box's region stays above, and each region's
+    box is scaled about its centre by ``box_scale`` before suppression."""
     side = max(1, input_size // FINE_STRIDE)
     fine = cv2.resize(np.asarray(fracture_map, np.float32), (side, side), interpolation=cv2.INTER_CUBIC)
-    return suppress(_peak_regions(np.clip(fine, 0.0, 1.0), input_size / side, extent))
+    regions = _peak_regions(np.clip(fine, 0.0, 1.0), input_size / side, extent)
+    return suppress((score, scaled_box(box, box_scale)) for score, box in regions)
+
+
+def scaled_box(box: Box, scale: BoxScale) -> Box:
+    """``box`` scaled about its centre by (width, height) factors."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    half_width, half_height = (box[2] - box[0]) / 2 * scale[0], (box[3] - box[1]) / 2 * scale[1]
+    return cx - half_width, cy - half_height, cx + half_width, cy + half_height
 
 
 def _peak_regions(fine: np.ndarray, scale: float, extent: float) -> Iterator[tuple[float, Box]]:
@@ -188,8 +217,8 @@ def grade(scored: list[tuple[float, Box]], probability: float, fractured: bool,
 
 
 def locate(fracture_map: np.ndarray, image_shape: tuple[int, int], input_size: int, probability: float,
-           fractured: bool, levels: FindingLevels) -> tuple[Finding, ...]:
+           fractured: bool, levels: FindingLevels, box_scale: BoxScale = UNSCALED) -> tuple[Finding, ...]:
     """The findings of one image, highest score first, with boxes in the image's pixels."""
-    graded = grade(candidates(fracture_map, input_size), probability, fractured, levels)
+    graded = grade(candidates(fracture_map, input_size, box_scale=box_scale), probability, fractured, levels)
     return tuple(Finding(to_image_box(box, *image_shape[:2], input_size), score, level)
                  for score, box, level in graded)

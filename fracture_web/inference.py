@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import DEFAULT_BACKEND, DEFAULT_TFLITE_FILE
-from .findings import Finding, FindingLevels, locate
+from .findings import Finding, FindingLevels, box_scale_from_metadata, locate
 from .pixels import InvalidImageError
 from .probability import recalibrate
 from .runtimes import BACKENDS, ModelLoadError, available_cores, load_runtime, resolve_backend
@@ -133,6 +133,7 @@ class FractureModel:
             # None only between export and validation, where training chooses the levels.
             self.finding_levels = (FindingLevels.from_metadata(self.metadata, self.thresholds)
                                    if "findings" in self.metadata else None)
+            self.box_scale = box_scale_from_metadata(self.metadata)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise ModelLoadError(f"Model metadata in {model_dir} lacks or garbles {err}") from err
         if backend not in BACKENDS:
@@ -188,7 +189,7 @@ class FractureModel:
         atypicality = float(outputs["atypicality"][0]) if "atypicality" in outputs else 0.0
         findings = () if self.finding_levels is None else locate(
             outputs["fracture_map"][0], image_shape or (self.input_size,) * 2, self.input_size,
-            probability, fractured, self.finding_levels)
+            probability, fractured, self.finding_levels, self.box_scale)
         return Prediction(self.labels[int(fractured)], fractured, probability, threshold, name, self.version,
                           outputs["heatmap"][0], atypicality, self.calibration, findings)
 

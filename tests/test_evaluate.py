@@ -343,10 +343,23 @@ def test_finding_levels_are_chosen_on_normal_images_and_scored_against_outlines(
     assert high["sensitivity"] == 0.0 and high["false_per_image"] == 1 / 12  # the normal scored 0.95
 
 
-def test_cli_reports_where_the_findings_land_when_the_folder_has_outlines(tiny_model_dir, tiny_dataset, tmp_path):
+def test_the_box_scale_brings_the_top_boxes_that_hit_to_the_outlines_size():
+    from fracture_web.evaluation.localisation import Located, fit_box_scale
+
+    outline = (100.0, 100.0, 130.0, 120.0)  # 30 x 20
+    located = [Located(1, 0.9, [(0.8, (90, 90, 150, 130))], [outline]),  # 60 x 40 on it: half each side
+               Located(1, 0.8, [(0.7, (95, 80, 135, 160)), (0.2, (0, 0, 5, 5))], [outline]),  # 40 x 80, centre inside
+               Located(1, 0.7, [(0.9, (300, 300, 400, 400))], [outline]),  # a miss: not a size to learn from
+               Located(0, 0.2, [(0.9, (0, 0, 400, 400))])]  # a normal image: no outline
+    width, height = fit_box_scale(located)
+    assert width == pytest.approx(np.sqrt(0.5 * 30 / 40)) and height == pytest.approx(np.sqrt(0.5 * 20 / 80))
+    assert fit_box_scale(located[2:]) == (1.0, 1.0)
+
+
+def outlined_copy(tiny_dataset: Path, folder: Path) -> Path:
+    """The tiny dataset with a radiologist's box round each synthetic crack (annotations.json)."""
     import shutil
 
-    folder = tmp_path / "outlined"
     shutil.copytree(tiny_dataset, folder)
     fractured = sorted((folder / "Fractured").glob("*.png"))
     # The synthetic crack runs from (50, 60) to (76, 100): the radiologist's box around it.
@@ -355,6 +368,29 @@ def test_cli_reports_where_the_findings_land_when_the_folder_has_outlines(tiny_m
             "annotations": [{"id": i, "image_id": i, "bbox": [50, 60, 26, 40], "segmentation": []}
                             for i in range(len(fractured))]}
     (folder / "annotations.json").write_text(json.dumps(coco))
+    return folder
+
+
+def test_scoring_again_fits_the_box_scale_on_the_training_outlines_and_serves_it(tiny_model_dir, tiny_dataset,
+                                                                              tmp_path):
+    import shutil
+
+    from fracture_web.training.workflow import report_again
+
+    folder = outlined_copy(tiny_dataset, tmp_path / "outlined")
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    metrics = report_again(model_dir, folder)
+    findings = json.loads((model_dir / "metadata.json").read_text())["findings"]
+    width, height = findings["box_scale"]
+    assert 0 < width <= 10 and 0 < height <= 10 and "training split" in findings["box_scale_rule"]
+    assert metrics["findings"]["decoding"]["box_scale"] == [width, height]
+    assert FractureModel(model_dir).box_scale == (width, height)
+
+
+def test_cli_reports_where_the_findings_land_when_the_folder_has_outlines(tiny_model_dir, tiny_dataset, tmp_path):
+    folder = outlined_copy(tiny_dataset, tmp_path / "outlined")
+    fractured = sorted((folder / "Fractured").glob("*.png"))
     done = run_script("evaluate.py", "--data-dir", str(folder), "--model", str(tiny_model_dir),
                       "--out", str(tmp_path / "metrics.json"))
     assert done.returncode == 0, done.stdout + done.stderr

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fracture_web.findings import (Finding, FindingLevels, FindingLevelsError, box_iou, candidates, grade, locate,
-                                   suppress, to_image_box)
+from fracture_web.findings import (UNSCALED, Finding, FindingLevels, FindingLevelsError, box_iou,
+                                   box_scale_from_metadata, candidates, grade, locate, suppress, to_image_box)
 from fracture_web.imaging import letterbox_geometry, to_model_input
 
 SIZE = 384
@@ -36,6 +36,25 @@ def test_two_separate_spots_give_two_boxes_highest_first():
     assert scores[0] > scores[1] > 0.3
     (cx0, cy0), (cx1, cy1) = [((b[0] + b[2]) / 2, (b[1] + b[3]) / 2) for _, b in found[:2]]
     assert cx0 > SIZE / 2 > cx1 and cy0 > SIZE / 2 > cy1
+
+
+def test_the_models_box_scale_shrinks_each_box_about_its_centre():
+    fracture_map = map_with((5, 5, 0.6), (18, 18, 0.9))
+    fracture_map[17:20, 16:21] = np.maximum(fracture_map[17:20, 16:21], 0.8)  # a region wider than tall
+    plain, scaled = ([c for c in candidates(fracture_map, SIZE, box_scale=scale) if c[0] > 0.1]
+                     for scale in ((1.0, 1.0), (0.5, 0.25)))
+    assert len(plain) == 2 and [score for score, _ in scaled] == [score for score, _ in plain]
+    for (_, a), (_, b) in zip(plain, scaled):
+        assert (b[0] + b[2]) / 2 == pytest.approx((a[0] + a[2]) / 2) and (b[1] + b[3]) / 2 == pytest.approx((a[1] + a[3]) / 2)
+        assert b[2] - b[0] == pytest.approx((a[2] - a[0]) / 2) and b[3] - b[1] == pytest.approx((a[3] - a[1]) / 4)
+
+
+@pytest.mark.parametrize("value", [["wide", 1], [0, 1], [1.0], [1.0, 50.0], "0.8"])
+def test_a_box_scale_is_two_factors_from_the_metadata_or_none(value):
+    assert box_scale_from_metadata({}) == UNSCALED == box_scale_from_metadata({"findings": {"definite": 0.5}})
+    assert box_scale_from_metadata({"findings": {"box_scale": [0.8, 0.65]}}) == (0.8, 0.65)
+    with pytest.raises(FindingLevelsError, match="box_scale"):
+        box_scale_from_metadata({"findings": {"box_scale": value}})
 
 
 def test_a_blank_map_gives_no_boxes():

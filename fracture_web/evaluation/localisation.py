@@ -10,6 +10,9 @@ with outlines, how each spatial output points:
 - **findings**, graded as the app grades them: a finding *hits* an outline when its box overlaps
   the outline's box with IoU >= 0.2 or its centre lies inside the outline's box.
 
+:func:`fit_box_scale` fits the model's box scale on the training split's outlines: the width and
+height factors that bring the top boxes that hit to the size of the outlines they hit.
+
 :func:`choose_levels` picks the definite and possible thresholds on validation data, like the
 operating points: definite findings rare on non-fractured images and mostly on the fracture on
 fractured ones, findings of either level capped per image of each kind. :func:`findings_table`
@@ -24,8 +27,8 @@ import cv2
 import numpy as np
 
 from ..datasets import Records
-from ..findings import (EXTENT, GROUP, MAX_FINDINGS, MAX_OVERLAP, Box, FindingLevels, box_iou, candidates, grade,
-                        overlap_of_smaller, to_image_box)
+from ..findings import (EXTENT, GROUP, MAX_FINDINGS, MAX_OVERLAP, UNSCALED, Box, BoxScale, FindingLevels, box_iou,
+                        candidates, grade, overlap_of_smaller, to_image_box)
 from ..imaging import decode_image, to_model_input
 from ..outlines import Outlines, mask_in_image
 from ..overlay import heatmap_on_image
@@ -49,6 +52,9 @@ MAX_FINDINGS_PER_FRACTURED = 1.5
 MIN_DEFINITE_PRECISION = 0.80
 #: Two findings of one image are nested when this share of the smaller box lies inside the other.
 NESTED = 0.9
+#: How :func:`fit_box_scale` fits the box scale, in words (metadata.json's ``findings.box_scale_rule``).
+BOX_SCALE_RULE = ("fitted on the training split's outlined fractured images: per side, the geometric mean of the "
+                  "ratio of the outline's box to the top finding's box, over the images whose top finding hits an outline")
 #: Score thresholds of the FROC points reported (over every candidate, before grading).
 FROC_SCORES = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 _GRID = np.round(np.arange(0.05, 0.951, 0.01), 2)
@@ -71,10 +77,10 @@ class Located:
 
 
 def locate_records(records: Records, outlines: Outlines | None, root: Path, model: BatchModel,
-                   input_size: int) -> list[Located]:
-    """Score every readable record once (``root``: the folder the outline names are relative to).
-    Fractured records without outlines (all of them, without ``outlines``) are left out: there is
-    nothing to hit."""
+                   input_size: int, box_scale: BoxScale = UNSCALED) -> list[Located]:
+    """Score every readable record once (``root``: the folder the outline names are relative to),
+    its candidates' boxes scaled by ``box_scale``. Fractured records without outlines (all of them,
+    without ``outlines``) are left out: there is nothing to hit."""
     located = []
     for path, label in zip(records.paths, records.labels):
         outlined = outlines.of(path, root) if label == 1 and outlines is not None else None
@@ -86,7 +92,7 @@ def locate_records(records: Records, outlines: Outlines | None, root: Path, mode
             continue
         outputs = model.outputs(to_model_input(pixels, input_size)[np.newaxis])
         boxes = [(score, to_image_box(box, *pixels.shape[:2], input_size))
-                 for score, box in candidates(outputs["fracture_map"][0], input_size)]
+                 for score, box in candidates(outputs["fracture_map"][0], input_size, box_scale=box_scale)]
         item = Located(int(label), float(outputs["probability"][0]), boxes)
         if outlined is not None:
             mask = mask_in_image(outlined[0], *pixels.shape[:2])
@@ -112,6 +118,24 @@ def hits(box: Box, targets: list[Box]) -> bool:
     """Whether a finding's box hits one of the outlines' boxes (IoU >= 0.2, or its centre inside)."""
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     return any(box_iou(box, t) >= HIT_IOU or (t[0] <= cx <= t[2] and t[1] <= cy <= t[3]) for t in targets)
+
+
+def fit_box_scale(located: list[Located]) -> BoxScale:
+    """The (width, height) factors that bring boxes to the outlines' size: over the outlined images
+    whose top candidate hits, the geometric mean of the ratio of the hit outline's box (the one it
+    overlaps most) to the candidate's, per side; unscaled when no top candidate hits."""
+    ratios = []
+    for item in located:
+        if not (item.outlined and item.candidates and hits(top := item.candidates[0][1], item.targets)):
+            continue
+        target = max(item.targets, key=lambda t: box_iou(top, t))
+        sides = [(target[2] - target[0], top[2] - top[0]), (target[3] - target[1], top[3] - top[1])]
+        if all(outline > 0 and box > 0 for outline, box in sides):
+            ratios.append([outline / box for outline, box in sides])
+    if not ratios:
+        return UNSCALED
+    width, height = np.exp(np.mean(np.log(ratios), axis=0))
+    return float(width), float(height)
 
 
 def pointing_table(located: list[Located]) -> dict:
@@ -179,11 +203,13 @@ def nested(boxes: list[Box]) -> bool:
     return any(overlap_of_smaller(a, b) >= NESTED for i, a in enumerate(boxes) for b in boxes[i + 1:])
 
 
-def findings_table(located: list[Located], levels: FindingLevels, threshold: float) -> dict:
+def findings_table(located: list[Located], levels: FindingLevels, threshold: float,
+                   box_scale: BoxScale = UNSCALED) -> dict:
     """How the graded findings land: per outlined fractured image, whether any (the top, a definite)
     finding hits and how many findings it has; per finding level, the share on fractured images that
     hit (precision); per non-fractured image, how many findings of each level; how many images show
-    one box inside another; the decoding's settings; and FROC points."""
+    one box inside another; the decoding's settings (``box_scale``: the one ``located`` was decoded
+    with); and FROC points."""
     fractured = [item for item in located if item.outlined]
     normals = [item for item in located if item.label == 0]
     found = [[(hits(box, item.targets), level) for _, box, level in graded(item, levels, threshold)]
@@ -197,7 +223,8 @@ def findings_table(located: list[Located], levels: FindingLevels, threshold: flo
     return {
         "levels": {"definite": levels.definite, "possible": levels.possible,
                    "min_probability": levels.min_probability, "threshold": threshold},
-        "decoding": {"group": GROUP, "extent": EXTENT, "max_overlap": MAX_OVERLAP, "max_findings": MAX_FINDINGS},
+        "decoding": {"group": GROUP, "extent": EXTENT, "box_scale": list(box_scale), "max_overlap": MAX_OVERLAP,
+                     "max_findings": MAX_FINDINGS},
         "fractured_images": len(fractured), "normal_images": len(normals),
         "finding_hit_rate": _mean([any(hit for hit, _ in f) for f in found]),
         "top_finding_hit_rate": _mean([bool(f) and f[0][0] for f in found]),

@@ -72,9 +72,9 @@ def finding_hit_rate(model: BatchModel, reference: FractureModel, records: Recor
     outlines = outlines_beside(data_dir)
     if outlines is None or reference.finding_levels is None:
         return None
-    located = locate_records(records, outlines, Path(data_dir), model, reference.input_size)
+    located = locate_records(records, outlines, Path(data_dir), model, reference.input_size, reference.box_scale)
     threshold = reference.thresholds[reference.default_operating_point]
-    return findings_table(located, reference.finding_levels, threshold)["finding_hit_rate"]
+    return findings_table(located, reference.finding_levels, threshold, reference.box_scale)["finding_hit_rate"]
 
 
 def check_runtime_parity(model_dir: Path, records: Records, data_dir: Path,

@@ -128,8 +128,8 @@ def add_site_tables(evaluation: Evaluation, model: Scorer, data_dir: Path, robus
     if outlines is None:
         return
     if located is None:
-        located = locate_records(evaluation.records, outlines, Path(data_dir), model, model.input_size)
+        located = locate_records(evaluation.records, outlines, Path(data_dir), model, model.input_size, model.box_scale)
     evaluation.report["localisation"] = pointing_table(located)
     if model.finding_levels is not None:
         threshold = model.thresholds[model.default_operating_point]
-        evaluation.report["findings"] = findings_table(located, model.finding_levels, threshold)
+        evaluation.report["findings"] = findings_table(located, model.finding_levels, threshold, model.box_scale)

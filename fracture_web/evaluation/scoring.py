@@ -16,7 +16,7 @@ from typing import Protocol
 import numpy as np
 
 from ..datasets import Records, read_records
-from ..findings import FindingLevels
+from ..findings import BoxScale, FindingLevels
 from ..imaging import decode_image, to_model_input
 from ..pixels import InvalidImageError
 
@@ -39,13 +39,15 @@ class BatchModel(Protocol):
 
 class Scorer(BatchModel, Protocol):
     """What evaluation needs from a model: its batch call, input size, version, thresholds and
-    default operating point, and its finding thresholds (None before training has chosen them)."""
+    default operating point, its finding thresholds (None before training has chosen them) and
+    the scale of its finding boxes."""
 
     input_size: int
     version: str
     thresholds: dict[str, float]
     default_operating_point: str
     finding_levels: FindingLevels | None
+    box_scale: BoxScale
 
 
 def batched_outputs(model: BatchModel, inputs: Iterable[np.ndarray], batch_size: int = 16) -> dict[str, np.ndarray]:

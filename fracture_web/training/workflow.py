@@ -19,7 +19,7 @@ from ..datasets import Records, read_records
 from ..outlines import outlines_beside
 from ..evaluation.diagnostic_accuracy import to_json
 from ..evaluation.figures import FINDINGS_FIGURE, write_findings_figure
-from ..evaluation.localisation import choose_levels, levels_rule, locate_records
+from ..evaluation.localisation import BOX_SCALE_RULE, choose_levels, fit_box_scale, levels_rule, locate_records
 from ..evaluation.model_card import render
 from ..evaluation.plots import write_plots
 from ..evaluation.report import add_site_tables, summarise
@@ -84,8 +84,8 @@ def run(config: TrainConfig, paths: RunPaths, *, train: bool = True, limit: int 
 
 def _validate(paths: RunPaths, seed: int) -> None:
     """Score the export in ``paths.out`` on the validation split (metrics, card) and write its .tflite files."""
-    _, val = split_train_val(read_records(paths.data_dir), seed=seed)
-    metrics = write_validation_report(paths.data_dir, val, paths.out)
+    train, val = split_train_val(read_records(paths.data_dir), seed=seed)
+    metrics = write_validation_report(paths.data_dir, train, val, paths.out)
     log.info("validation through the SavedModel: AUC %.4f (95%% CI %.3f-%.3f); model card in %s",
              metrics["auc"], *metrics["auc_ci95"], paths.out / "MODEL_CARD.md")
     write_tflite(val, paths.out)
@@ -113,12 +113,12 @@ def run_ensemble(members: list[Path], paths: RunPaths, maps: str = "mean") -> No
 
 def report_again(model_dir: Path, data_dir: Path) -> dict:
     """Score the model already exported in ``model_dir`` on its validation split of ``data_dir`` again
-    (after a change in the evaluation or in how findings are decoded): its finding levels,
+    (after a change in the evaluation or in how findings are decoded): its finding levels, box scale,
     ``metrics.json``, plots and model card are rewritten; the network, its calibration and thresholds
     are left as training wrote them."""
     seed = json.loads((model_dir / "metadata.json").read_text())["training"]["config"]["seed"]
-    _, val = split_train_val(read_records(data_dir), seed=seed)
-    return write_validation_report(data_dir, val, model_dir)
+    train, val = split_train_val(read_records(data_dir), seed=seed)
+    return write_validation_report(data_dir, train, val, model_dir)
 
 
 def write_tflite(val: Records, out_dir: Path) -> None:
@@ -202,13 +202,17 @@ def _initial_weights(summary: dict) -> str:
             if config["imagenet"] else "random")
 
 
-def write_validation_report(data_dir: Path, val: Records, out_dir: Path) -> dict:
-    """Score the validation split ``val`` (records of ``data_dir``) through the exported SavedModel
-    (the app's path), as it is and re-rendered under each site shift; choose the finding thresholds on it (into ``metadata.json``);
-    and write ``metrics.json``, ``plots/`` and ``MODEL_CARD.md`` beside it."""
+def write_validation_report(data_dir: Path, train: Records, val: Records, out_dir: Path) -> dict:
+    """Fit the finding boxes' scale on the training split ``train``'s outlines; score the validation
+    split ``val`` (records of ``data_dir``) through the exported SavedModel (the app's path), as it is
+    and re-rendered under each site shift; choose the finding thresholds on it (both into
+    ``metadata.json``); and write ``metrics.json``, ``plots/`` and ``MODEL_CARD.md`` beside it."""
     model = FractureModel(out_dir, backend="tensorflow")
+    outlines = outlines_beside(data_dir)
+    fractured = train.subset(train.labels == 1)
+    model.box_scale = fit_box_scale(locate_records(fractured, outlines, Path(data_dir), model, model.input_size))
     evaluation = summarise(*score_records(val, model), model=model, data_dir=Path(data_dir), split="val")
-    located = locate_records(evaluation.records, outlines_beside(data_dir), Path(data_dir), model, model.input_size)
+    located = locate_records(evaluation.records, outlines, Path(data_dir), model, model.input_size, model.box_scale)
     model.finding_levels = choose_levels(located, model.thresholds[model.default_operating_point],
                                          min(model.thresholds.values()))
     model.metadata["findings"] = finding_levels_metadata(model)
@@ -224,8 +228,11 @@ def write_validation_report(data_dir: Path, val: Records, out_dir: Path) -> dict
 
 def finding_levels_metadata(model: FractureModel) -> dict:
     """metadata.json's ``findings``: the model's definite and possible thresholds (chosen on the
-    validation split at the default operating point) and the rule they were chosen by."""
+    validation split at the default operating point), its box scale (fitted on the training split)
+    and the rules they were chosen by."""
     levels = model.finding_levels
-    log.info("finding thresholds: definite %.2f, possible %.2f", levels.definite, levels.possible)
+    log.info("finding thresholds: definite %.2f, possible %.2f; box scale %.2f x %.2f", levels.definite,
+             levels.possible, *model.box_scale)
     return {"definite": levels.definite, "possible": levels.possible,
-            "rule": levels_rule(model.default_operating_point)}
+            "rule": levels_rule(model.default_operating_point),
+            "box_scale": list(model.box_scale), "box_scale_rule": BOX_SCALE_RULE}
