@@ -7,7 +7,9 @@ outlined fractured images of the validation split and of the training split (Ten
 fracture maps cached in ``--cache``). For each way of combining the members' maps (the served
 mean, the first network's alone, the geometric mean, the maximum) and each way of drawing the
 boxes (today's region around each peak; that region scaled to the outlines' size, the scale
-fitted on the training split's hits; today's top box centred on its peak instead), it reports the
+fitted on the training split's hits; today's top box centred on its peak instead; and, as an
+oracle of what a perfect size regression could give, the top box at the size of the image's own
+outline nearest its centre), it reports the
 share of images whose top candidate, or any candidate, hits an outline as the evaluation counts a
 hit, and the top box's IoU with its outline box. Candidates are ungraded (every box the decoding
 keeps), so the finding thresholds do not enter. The training split's maps come from images the
@@ -35,6 +37,8 @@ from fracture_web.outlines import outlines_beside
 
 DATA = PROJECT_ROOT.parent / "shared" / "data" / "fracatlas"
 SPLITS = ("val", "train")
+ORACLE = "top box at its outline's size (oracle)"
+WAYS = ("region", "scaled to the outlines", "top box centred on its peak", ORACLE)
 BATCH = 32
 Fusion = Callable[[list[np.ndarray]], np.ndarray]
 FUSIONS: dict[str, Fusion] = {
@@ -104,7 +108,18 @@ def boxes(row: dict, fused: np.ndarray, input_size: int, way: str, scale: tuple[
         drawn = [scaled(box, scale) for box in drawn]
     elif way == "top box centred on its peak":
         drawn = [on_peak(drawn[0], fused, input_size)] + drawn[1:]
-    return [to_image_box(box, *row["shape"], input_size) for box in drawn]
+    in_image = [to_image_box(box, *row["shape"], input_size) for box in drawn]
+    if way == ORACLE:
+        in_image[0] = outline_sized(in_image[0], row["targets"])
+    return in_image
+
+
+def outline_sized(box: Box, targets: list[Box]) -> Box:
+    """``box`` at the size of the outline box whose centre is nearest its own (the same centre)."""
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    nearest = min(targets, key=lambda t: np.hypot((t[0] + t[2]) / 2 - cx, (t[1] + t[3]) / 2 - cy))
+    half_w, half_h = (nearest[2] - nearest[0]) / 2, (nearest[3] - nearest[1]) / 2
+    return cx - half_w, cy - half_h, cx + half_w, cy + half_h
 
 
 def outline_scale(rows: list[dict], input_size: int) -> tuple[float, float]:
@@ -145,11 +160,11 @@ def main(argv: list[str] | None = None) -> int:
           f"box scale fitted on train (width, height): {scale[0]:.2f}, {scale[1]:.2f}")
     table = []
     for fusion in FUSIONS:
-        for way in ("region", "scaled to the outlines", "top box centred on its peak"):
+        for way in WAYS:
             row = {"maps": fusion, "boxes": way,
                    **{split: rates(rows[split], FUSIONS[fusion], way, size, scale) for split in SPLITS}}
             table.append(row)
-            print(f"{fusion:20s} {way:28s} " + "  ".join(
+            print(f"{fusion:20s} {way:38s} " + "  ".join(
                 f"{s}: top {row[s]['top_hit']:.3f} any {row[s]['any_hit']:.3f} IoU {row[s]['top_iou']:.3f}"
                 for s in SPLITS))
     if args.out:
