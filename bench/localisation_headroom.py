@@ -30,7 +30,7 @@ import numpy as np
 from fracture_web.config import PROJECT_ROOT, defaults
 from fracture_web.datasets import read_records
 from fracture_web.evaluation.localisation import bounds, hits
-from fracture_web.findings import FINE_STRIDE, Box, box_iou, candidates, to_image_box
+from fracture_web.findings import FINE_STRIDE, Box, box_iou, candidates, scaled_box, to_image_box
 from fracture_web.imaging import decode_image, to_model_input
 from fracture_web.inference import read_metadata
 from fracture_web.outlines import outlines_beside
@@ -83,13 +83,6 @@ def member_maps(model_dir: Path, data_dir: Path, cache: Path) -> dict[str, list[
     return rows
 
 
-def scaled(box: Box, scale: tuple[float, float]) -> Box:
-    """``box`` scaled about its centre by (width, height) factors."""
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    half_w, half_h = (box[2] - box[0]) / 2 * scale[0], (box[3] - box[1]) / 2 * scale[1]
-    return cx - half_w, cy - half_h, cx + half_w, cy + half_h
-
-
 def on_peak(box: Box, fracture_map: np.ndarray, input_size: int) -> Box:
     """``box`` (the top candidate's) moved so that its centre is the map's peak, which the top
     candidate's is (the fine map as :func:`~fracture_web.findings.candidates` reads it)."""
@@ -105,7 +98,7 @@ def boxes(row: dict, fused: np.ndarray, input_size: int, way: str, scale: tuple[
     """The candidates' boxes in the image's pixels, drawn the ``way`` named."""
     drawn = [box for _, box in candidates(fused, input_size)]
     if way == "scaled to the outlines":
-        drawn = [scaled(box, scale) for box in drawn]
+        drawn = [scaled_box(box, scale) for box in drawn]
     elif way == "top box centred on its peak":
         drawn = [on_peak(drawn[0], fused, input_size)] + drawn[1:]
     in_image = [to_image_box(box, *row["shape"], input_size) for box in drawn]
