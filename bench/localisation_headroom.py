@@ -29,8 +29,8 @@ import numpy as np
 
 from fracture_web.config import PROJECT_ROOT, defaults
 from fracture_web.datasets import read_records
-from fracture_web.evaluation.localisation import bounds, hits
-from fracture_web.findings import FINE_STRIDE, Box, box_iou, candidates, scaled_box, to_image_box
+from fracture_web.evaluation.localisation import Located, bounds, fit_box_scale, hits
+from fracture_web.findings import UNSCALED, Box, BoxScale, box_iou, candidates, fine_map, scaled_box, to_image_box
 from fracture_web.imaging import decode_image, to_model_input
 from fracture_web.inference import read_metadata
 from fracture_web.outlines import outlines_beside
@@ -83,18 +83,22 @@ def member_maps(model_dir: Path, data_dir: Path, cache: Path) -> dict[str, list[
     return rows
 
 
-def on_peak(box: Box, fracture_map: np.ndarray, input_size: int) -> Box:
-    """``box`` (the top candidate's) moved so that its centre is the map's peak, which the top
-    candidate's is (the fine map as :func:`~fracture_web.findings.candidates` reads it)."""
-    side = max(1, input_size // FINE_STRIDE)
-    fine = cv2.resize(np.asarray(fracture_map, np.float32), (side, side), interpolation=cv2.INTER_CUBIC)
-    y, x = np.unravel_index(int(np.argmax(fine)), fine.shape)
-    cx, cy = (x + 0.5) * input_size / side, (y + 0.5) * input_size / side
-    half_w, half_h = (box[2] - box[0]) / 2, (box[3] - box[1]) / 2
+def centred(cx: float, cy: float, like: Box) -> Box:
+    """A box the size of ``like`` centred on (cx, cy)."""
+    half_w, half_h = (like[2] - like[0]) / 2, (like[3] - like[1]) / 2
     return cx - half_w, cy - half_h, cx + half_w, cy + half_h
 
 
-def boxes(row: dict, fused: np.ndarray, input_size: int, way: str, scale: tuple[float, float]) -> list[Box]:
+def on_peak(box: Box, fracture_map: np.ndarray, input_size: int) -> Box:
+    """``box`` (the top candidate's) moved so that its centre is the map's peak, which the top
+    candidate's is (the fine map :func:`~fracture_web.findings.candidates` reads)."""
+    fine = fine_map(fracture_map, input_size)
+    y, x = np.unravel_index(int(np.argmax(fine)), fine.shape)
+    cell = input_size / fine.shape[0]
+    return centred((x + 0.5) * cell, (y + 0.5) * cell, box)
+
+
+def boxes(row: dict, fused: np.ndarray, input_size: int, way: str, scale: BoxScale) -> list[Box]:
     """The candidates' boxes in the image's pixels, drawn the ``way`` named."""
     drawn = [box for _, box in candidates(fused, input_size)]
     if way == "scaled to the outlines":
@@ -110,24 +114,17 @@ def boxes(row: dict, fused: np.ndarray, input_size: int, way: str, scale: tuple[
 def outline_sized(box: Box, targets: list[Box]) -> Box:
     """``box`` at the size of the outline box whose centre is nearest its own (the same centre)."""
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    nearest = min(targets, key=lambda t: np.hypot((t[0] + t[2]) / 2 - cx, (t[1] + t[3]) / 2 - cy))
-    half_w, half_h = (nearest[2] - nearest[0]) / 2, (nearest[3] - nearest[1]) / 2
-    return cx - half_w, cy - half_h, cx + half_w, cy + half_h
+    return centred(cx, cy, min(targets, key=lambda t: np.hypot((t[0] + t[2]) / 2 - cx, (t[1] + t[3]) / 2 - cy)))
 
 
-def outline_scale(rows: list[dict], input_size: int) -> tuple[float, float]:
-    """The geometric mean, over images whose top box (today's, on the mean map) hits, of the ratio
-    of the best-matching outline box's width and height to the box's."""
-    ratios = []
-    for row in rows:
-        top = boxes(row, np.mean(row["maps"], axis=0), input_size, "region", (1.0, 1.0))[0]
-        if hits(top, row["targets"]):
-            target = max(row["targets"], key=lambda t: box_iou(top, t))
-            ratios.append(((target[2] - target[0]) / (top[2] - top[0]), (target[3] - target[1]) / (top[3] - top[1])))
-    return tuple(float(v) for v in np.exp(np.mean(np.log(ratios), axis=0)))
+def outline_scale(rows: list[dict], input_size: int) -> BoxScale:
+    """The box scale the validation report would fit on ``rows`` (the served mean of the maps)."""
+    return fit_box_scale([Located(1, 1.0, [(1.0, box) for box in boxes(row, np.mean(row["maps"], axis=0), input_size,
+                                                                       "region", UNSCALED)], row["targets"])
+                          for row in rows])
 
 
-def rates(rows: list[dict], fusion: Fusion, way: str, input_size: int, scale: tuple[float, float]) -> dict:
+def rates(rows: list[dict], fusion: Fusion, way: str, input_size: int, scale: BoxScale) -> dict:
     """Top-candidate hit rate, any-candidate hit rate and the top box's mean best IoU."""
     top, any_, iou = [], [], []
     for row in rows:

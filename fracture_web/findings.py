@@ -122,10 +122,17 @@ def candidates(fracture_map: np.ndarray, input_size: int, extent: float = EXTENT
     """Scored boxes over the model input (pixels of the square input), highest first, after
     suppression; ``extent`` is the share of its peak a box's region stays above, and each region's
     box is scaled about its centre by ``box_scale`` before suppression."""
+    fine = fine_map(fracture_map, input_size)
+    regions = _peak_regions(fine, input_size / fine.shape[0], extent)
+    return suppress((score, scaled_box(box, box_scale)) for score, box in regions)
+
+
+def fine_map(fracture_map: np.ndarray, input_size: int) -> np.ndarray:
+    """The map upsampled (bicubic) to one cell per ``FINE_STRIDE`` input pixels, clipped to [0, 1]:
+    what peaks and boxes are read from."""
     side = max(1, input_size // FINE_STRIDE)
     fine = cv2.resize(np.asarray(fracture_map, np.float32), (side, side), interpolation=cv2.INTER_CUBIC)
-    regions = _peak_regions(np.clip(fine, 0.0, 1.0), input_size / side, extent)
-    return suppress((score, scaled_box(box, box_scale)) for score, box in regions)
+    return np.clip(fine, 0.0, 1.0)
 
 
 def scaled_box(box: Box, scale: BoxScale) -> Box:
