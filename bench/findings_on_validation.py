@@ -24,12 +24,11 @@ import numpy as np
 
 from fracture_web.config import PROJECT_ROOT, defaults
 from fracture_web.datasets import read_records
-from fracture_web.evaluation.localisation import Located, bounds, choose_levels, findings_table, format_findings
+from fracture_web.evaluation.localisation import (Located, bounds, choose_levels, findings_table, format_findings,
+                                                  outputs_of_records)
 from fracture_web.findings import EXTENT, box_iou, candidates, to_image_box
-from fracture_web.imaging import decode_image, to_model_input
 from fracture_web.inference import FractureModel
 from fracture_web.outlines import outlines_beside
-from fracture_web.pixels import InvalidImageError
 
 DATA = PROJECT_ROOT.parent / "shared" / "data" / "fracatlas"
 #: The commit whose decoding is "before" (issue 24's starting point: nested boxes, IoU-only suppression).
@@ -39,25 +38,15 @@ Decode = Callable[[np.ndarray, int], list]
 
 def model_outputs(data_dir: Path, model_dir: Path, cache: Path) -> list[dict]:
     """Per scored validation image: label, probability, fracture map, image shape and outline boxes
-    (fractured images without outlines left out, as ``locate_records`` does); cached in ``cache``."""
+    (fractured images without outlines left out, as ``outputs_of_records`` does); cached in ``cache``."""
     if cache.is_file():
         return pickle.loads(cache.read_bytes())
     model = FractureModel(model_dir, backend="litert", threads=1)
-    outlines = outlines_beside(data_dir)
-    rows = []
-    records = read_records(data_dir, "val")
-    for path, label in zip(records.paths, records.labels):
-        outlined = outlines.of(path, data_dir) if label == 1 and outlines is not None else None
-        if label == 1 and outlined is None:
-            continue
-        try:
-            pixels = decode_image(Path(path).read_bytes()).pixels
-        except (InvalidImageError, OSError):
-            continue
-        out = model.outputs(to_model_input(pixels, model.input_size)[np.newaxis])
-        rows.append({"label": int(label), "probability": float(out["probability"][0]),
-                     "map": out["fracture_map"][0], "shape": pixels.shape[:2],
-                     "targets": [bounds(p) for p in outlined[0]] if outlined else []})
+    rows = [{"label": scored.label, "probability": float(scored.outputs["probability"][0]),
+             "map": scored.outputs["fracture_map"][0], "shape": scored.shape,
+             "targets": [bounds(p) for p in scored.outlines] if scored.outlines is not None else []}
+            for scored in outputs_of_records(read_records(data_dir, "val"), outlines_beside(data_dir), data_dir,
+                                             model, model.input_size)]
     cache.write_bytes(pickle.dumps(rows))
     return rows
 

@@ -20,6 +20,7 @@ reports how they land, nested boxes included. numpy and OpenCV.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,12 +77,22 @@ class Located:
         return self.label == 1 and bool(self.targets)
 
 
-def locate_records(records: Records, outlines: Outlines | None, root: Path, model: BatchModel,
-                   input_size: int, box_scale: BoxScale = UNSCALED) -> list[Located]:
-    """Score every readable record once (``root``: the folder the outline names are relative to),
-    its candidates' boxes scaled by ``box_scale``. Fractured records without outlines (all of them,
-    without ``outlines``) are left out: there is nothing to hit."""
-    located = []
+@dataclass(frozen=True)
+class Scored:
+    """One readable record as the model answered it: its label, its pixels' (height, width), the
+    model's outputs (batch of one) and, for a fractured record, its outlines."""
+
+    label: int
+    shape: tuple[int, int]
+    outputs: dict[str, np.ndarray]
+    outlines: list | None
+
+
+def outputs_of_records(records: Records, outlines: Outlines | None, root: Path, model: BatchModel,
+                  input_size: int) -> Iterator[Scored]:
+    """Each readable record through the model, one at a time (``root``: the folder the outline names
+    are relative to). Fractured records without outlines (all of them, without ``outlines``) are
+    left out: there is nothing to hit."""
     for path, label in zip(records.paths, records.labels):
         outlined = outlines.of(path, root) if label == 1 and outlines is not None else None
         if label == 1 and outlined is None:
@@ -91,14 +102,23 @@ def locate_records(records: Records, outlines: Outlines | None, root: Path, mode
         except (InvalidImageError, OSError):
             continue
         outputs = model.outputs(to_model_input(pixels, input_size)[np.newaxis])
-        boxes = [(score, to_image_box(box, *pixels.shape[:2], input_size))
-                 for score, box in candidates(outputs["fracture_map"][0], input_size, box_scale=box_scale)]
-        item = Located(int(label), float(outputs["probability"][0]), boxes)
-        if outlined is not None:
-            mask = mask_in_image(outlined[0], *pixels.shape[:2])
-            pointing = {key: score_map(heatmap_on_image(outputs[key][0], pixels.shape[:2], input_size), mask)
-                        for key in MAPS if key in outputs}
-            item = Located(item.label, item.probability, boxes, [bounds(p) for p in outlined[0]], pointing)
+        yield Scored(int(label), pixels.shape[:2], outputs, outlined[0] if outlined is not None else None)
+
+
+def locate_records(records: Records, outlines: Outlines | None, root: Path, model: BatchModel,
+                   input_size: int, box_scale: BoxScale = UNSCALED, pointing: bool = True) -> list[Located]:
+    """Score every readable record once (:func:`outputs_of_records`), its candidates' boxes scaled by
+    ``box_scale``; with ``pointing``, how each map points at the outlines of a fractured one."""
+    located = []
+    for scored in outputs_of_records(records, outlines, root, model, input_size):
+        boxes = [(score, to_image_box(box, *scored.shape, input_size))
+                 for score, box in candidates(scored.outputs["fracture_map"][0], input_size, box_scale=box_scale)]
+        item = Located(scored.label, float(scored.outputs["probability"][0]), boxes)
+        if scored.outlines is not None:
+            mask = mask_in_image(scored.outlines, *scored.shape)
+            points = {key: score_map(heatmap_on_image(scored.outputs[key][0], scored.shape, input_size), mask)
+                      for key in MAPS if key in scored.outputs} if pointing else {}
+            item = Located(item.label, item.probability, boxes, [bounds(p) for p in scored.outlines], points)
         located.append(item)
     return located
 

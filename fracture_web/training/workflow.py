@@ -210,7 +210,8 @@ def write_validation_report(data_dir: Path, train: Records, val: Records, out_di
     model = FractureModel(out_dir, backend="tensorflow")
     outlines = outlines_beside(data_dir)
     fractured = train.subset(train.labels == 1)
-    model.box_scale = fit_box_scale(locate_records(fractured, outlines, Path(data_dir), model, model.input_size))
+    model.box_scale = fit_box_scale(locate_records(fractured, outlines, Path(data_dir), model, model.input_size,
+                                                   pointing=False))
     evaluation = summarise(*score_records(val, model), model=model, data_dir=Path(data_dir), split="val")
     located = locate_records(evaluation.records, outlines, Path(data_dir), model, model.input_size, model.box_scale)
     model.finding_levels = choose_levels(located, model.thresholds[model.default_operating_point],
