@@ -134,6 +134,25 @@ def test_the_result_page_takes_the_read_in_one_click_without_javascript(app):
     assert client.post("/reads", data={"request_id": request_id, "read": "unsure"}).status_code == 400
 
 
+@pytest.mark.parametrize("right", ["\u00b2", "\u0663", "0", "1.0", "-1"])
+def test_the_read_form_refuses_a_finding_number_that_is_not_one(app, right):
+    client = app.test_client()
+    request_id = analyse(client, radiograph(3, crack=True))["request_id"]
+    answer = client.post("/reads", data={"csrf_token": csrf_token(client), "request_id": request_id,
+                                         "read": "fractured", "right": right}, headers={"Accept": "application/json"})
+    assert answer.status_code == 400 and "numbered 1, 2" in answer.get_json()["error"]
+    assert client.get(f"/api/v1/analyses/{request_id}").get_json()["read"] is None
+
+
+def test_a_read_cannot_confirm_a_finding_the_analysis_did_not_show(app):
+    client = app.test_client()
+    answer = analyse(client, radiograph(3, crack=True))
+    shown = len(answer["findings"])
+    refused = send_read(client, answer["request_id"], "fractured", findings_right=[shown + 1])
+    assert refused.status_code == 400 and f"showed {shown} finding" in refused.get_json()["error"]
+    assert client.get(f"/api/v1/analyses/{answer['request_id']}").get_json()["reads_given"] == 0
+
+
 def test_with_a_token_set_a_read_and_the_site_page_need_it(tmp_path):
     app = make_app(sqlite_url(tmp_path), API_TOKEN=TOKEN)
     client, bearer = app.test_client(), {"Authorization": f"Bearer {TOKEN}"}

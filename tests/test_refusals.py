@@ -102,6 +102,15 @@ def wrong_field(site: Site) -> tuple[Answers, str]:
         refusals.WRONG_FIELD.text(field="upload")
 
 
+def malformed_form(site: Site) -> tuple[Answers, str]:
+    # Two whole parts, then the body ends without its closing boundary (a client or proxy cut it off).
+    body = b"".join(b'--zz\r\nContent-Disposition: form-data; name="file"; filename="v.jpg"\r\n\r\n' + data + b"\r\n"
+                    for data in (SAMPLES[0].read_bytes(), SAMPLES[1].read_bytes()))
+    form = "multipart/form-data; boundary=zz"
+    return {"page": site.analysing.post("/", data=body, content_type=form),
+            "api": site.analysing.post("/api/v1/studies", data=body, content_type=form)}, refusals.MALFORMED_FORM.text()
+
+
 def empty_body(site: Site) -> tuple[Answers, str]:
     return {"api": site.analysing.post("/api/v1/predict", data=b"", content_type="application/dicom")}, \
         refusals.EMPTY_BODY.text()
@@ -211,7 +220,7 @@ def reads_unavailable(site: Site) -> tuple[Answers, str]:
 #: A story for every row of the table, by the row's name in ``fracture_web.refusals``.
 STORIES: dict[str, Story] = {
     "UNREADABLE": unreadable, "BAD_OPERATING_POINT": bad_operating_point, "NO_FILE": no_file,
-    "WRONG_FIELD": wrong_field, "EMPTY_BODY": empty_body, "ONE_AT_A_TIME": one_at_a_time,
+    "WRONG_FIELD": wrong_field, "MALFORMED_FORM": malformed_form, "EMPTY_BODY": empty_body, "ONE_AT_A_TIME": one_at_a_time,
     "STUDY_TOO_LARGE": study_too_large, "TOKEN_NEEDED": token_needed, "SIGN_IN_FIRST": sign_in_first,
     "WRONG_TOKEN": wrong_token, "EXPIRED_FORM": expired_form, "BAD_REQUEST": bad_request, "CROSS_SITE": cross_site,
     "NOT_FOUND": not_found, "NOT_ALLOWED": not_allowed, "UPLOAD_STALLED": upload_stalled, "TOO_LARGE": too_large,
@@ -290,6 +299,12 @@ def test_an_unreadable_view_of_a_study_is_listed_with_the_words_of_the_refusal(s
     body = site.analysing.post("/api/v1/studies", data=files(sample_bytes, NOT_AN_IMAGE)).get_json()
     alone = site.analysing.post("/api/v1/predict", data=files(NOT_AN_IMAGE)).get_json()
     assert body["images"][1] == alone == {"error": _error_of(lambda: decode_image(NOT_AN_IMAGE))}
+
+
+def test_a_file_beside_the_file_field_is_refused_not_left_unread(site, sample_bytes):
+    body = files(sample_bytes) | files(sample_bytes, field="image")
+    answer = site.analysing.post("/api/v1/studies", data=body)
+    assert answer.status_code == 400 and answer.get_json() == {"error": refusals.WRONG_FIELD.text(field="image")}
 
 
 def test_the_reasons_counted_are_those_dashboards_know():

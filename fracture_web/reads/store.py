@@ -46,6 +46,11 @@ class UnknownAnalysisError(LookupError):
     """No analysis is stored under that id."""
 
 
+class NoSuchFindingError(ValueError):
+    """A read names a finding (by its rank) that the analysis did not show."""
+
+
+
 @dataclass(frozen=True)
 class StoredAnalysis:
     """One stored analysis with the read that counts (the latest; ``None`` before any) and how many
@@ -160,14 +165,18 @@ class ReadStore:
 
     def add_read(self, analysis_id: str, read: str, reader: str | None = None,
                  findings_right: tuple[int, ...] | None = None, at: datetime | None = None) -> StoredAnalysis:
-        """Record a reader's answer for a stored analysis (``UnknownAnalysisError`` when there is none);
-        the analysis as it now stands."""
+        """Record a reader's answer for a stored analysis (``UnknownAnalysisError`` when there is none,
+        ``NoSuchFindingError`` when ``findings_right`` names a finding it did not show); the analysis as
+        it now stands."""
         if read not in READS:
             raise ValueError(f"a read is one of {', '.join(READS)}")
         with self._session() as session:
             record = session.get(AnalysisRecord, analysis_id, options=[selectinload(AnalysisRecord.reads)])
             if record is None:
                 raise UnknownAnalysisError(analysis_id)
+            shown = len(record.findings or [])
+            if findings_right and max(findings_right) > shown:
+                raise NoSuchFindingError(f"the analysis showed {shown} finding(s); a read names finding {max(findings_right)}")
             record.reads.append(Read(read=read, read_at=at or _now(), reader=reader,
                                      findings_right=None if findings_right is None else list(findings_right)))
             session.flush()

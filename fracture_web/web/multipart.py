@@ -4,6 +4,8 @@ Werkzeug's parser files a part as an upload only when its header names a file na
 whole form when a part's header is not UTF-8 (a file name in Latin-1, say): a good image was then
 refused as "no file". Here part headers are read leniently, and a part in ``FILE_FIELDS`` is an
 upload whatever its file name, or without one. Werkzeug's limits (body, form memory, parts) still hold.
+A malformed body (no boundary, or cut off before its closing boundary) is refused, where Werkzeug
+would hand on an empty form and the sender would be told no file came.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ from werkzeug.datastructures import FileStorage, Headers, MultiDict
 from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 from werkzeug.sansio.multipart import Data, Epilogue, Field, MultipartDecoder, NeedData
+
+from ..refusals import MALFORMED_FORM, Refused
 
 #: Form fields that carry uploads, read as files whatever their part header says.
 FILE_FIELDS = frozenset({"file"})
@@ -40,10 +44,10 @@ class FormParser(FormDataParser):
             return super().parse(stream, mimetype, content_length, options)
         try:
             form, files = self.parse_multipart(stream, (options or {}).get("boundary", ""))
-        except ValueError:  # a malformed form, as Werkzeug's parser treats it: no fields, no files
+        except ValueError:  # a malformed or cut-off form: refused, not read as a form without files
             if not self.silent:
                 raise
-            form, files = self.cls(), self.cls()
+            raise Refused(MALFORMED_FORM) from None
         return stream, form, files
 
     def parse_multipart(self, stream: IO[bytes], boundary: str) -> tuple[MultiDict, MultiDict]:

@@ -18,7 +18,8 @@ from flask import Blueprint, Flask, current_app, g, jsonify, render_template, re
 
 from ..analysis import Analysis
 from ..reads.models import READS
-from ..reads.store import ReadStore, StoredAnalysis, StoreUnavailableError, UnknownAnalysisError, database_url
+from ..reads.store import (NoSuchFindingError, ReadStore, StoredAnalysis, StoreUnavailableError, UnknownAnalysisError,
+                           database_url)
 from ..refusals import READ_MALFORMED, READS_UNAVAILABLE, UNKNOWN_ANALYSIS, Refused
 from .extension import get_model
 
@@ -29,6 +30,8 @@ KEY = "fracture_reads"
 #: An analysis id as the app gives them (the audit line's request id, "-N" for a study's Nth file), or the
 #: SOP Instance UID of a DICOM node's result (digits and dots, at most 64 characters).
 ID = re.compile(r"[0-9a-f]{32}(-[0-9]{1,2})?|(?=[0-9.]{1,64}$)[0-9]+(\.[0-9]+)+")
+#: A finding's number as the result page's read form sends it (ASCII digits: ``int`` reads others too).
+RANK = re.compile(r"[1-9][0-9]?")
 #: A reader code the site chooses (letters, digits, ".", "_", "-"): never a name.
 READER = re.compile(r"[A-Za-z0-9._-]{1,32}")
 
@@ -101,6 +104,8 @@ def _stored(work: Callable[[ReadStore], StoredAnalysis], analysis_id: str) -> St
         return work(get_store())
     except UnknownAnalysisError:
         raise Refused(UNKNOWN_ANALYSIS, analysis_id=analysis_id) from None
+    except NoSuchFindingError as err:
+        raise Refused(READ_MALFORMED, problem=f"'findings_right' numbers the findings shown: {err}.") from None
     except StoreUnavailableError as err:
         log.warning("the reads' database did not answer: %s", err)
         raise Refused(READS_UNAVAILABLE) from None
@@ -144,7 +149,7 @@ def read_form():
     """The result page's read buttons: the read saved, and a page that says so (or, asked for JSON
     by the page's script, the stored analysis)."""
     ranks = request.form.getlist("right")
-    if not all(rank.isdigit() for rank in ranks):
+    if not all(RANK.fullmatch(rank) for rank in ranks):
         raise Refused(READ_MALFORMED, problem="the findings ticked are numbered 1, 2, ...")
     fields = _checked(request.form.get("request_id"), request.form.get("read"),
                       request.form.get("reader") or None, [int(rank) for rank in ranks] if ranks else None)

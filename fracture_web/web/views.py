@@ -21,13 +21,14 @@ bp = Blueprint("fracture", __name__)
 
 def _uploaded_files() -> list[bytes]:
     """The bytes of each file in the ``file`` form field, in upload order (at least one). A part with
-    content is a file whatever its file name; one with neither is a form sent without choosing a file."""
+    content is a file whatever its file name; one with neither is a form sent without choosing a file.
+    A file in any other field is refused rather than left unread."""
+    others = [name for name in request.files if name != "file"]
+    if others:
+        raise Refused(refusals.WRONG_FIELD, field=others[0])
     uploads = [data for file in request.files.getlist("file")
                if (data := _read_and_close(file)) or file.filename]
     if not uploads:
-        others = [name for name in request.files if name != "file"]
-        if others:
-            raise Refused(refusals.WRONG_FIELD, field=others[0])
         raise Refused(refusals.NO_FILE)
     return uploads
 
