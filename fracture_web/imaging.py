@@ -115,7 +115,7 @@ def decode_image(data: bytes, long_side: int | None = None) -> DecodedImage:
     if header.frames > 1:
         warnings += (f"The file holds {header.frames} images; only the first was analysed.",)
     if truncated:
-        warnings += (_check_truncated(gray),)
+        warnings += (_check_truncated(gray, progressive=_is_progressive(data)),)
     film, colour_warnings = _read_colour(decoded) if decoded.ndim == 3 else (None, ())
     warnings += colour_warnings
     if film is not None:
@@ -179,14 +179,39 @@ def _upright_size(header: ImageHeader, decoded: tuple[int, ...], scale: int) -> 
     return stored if tuple(decoded[:2]) == (-(-stored[0] // scale), -(-stored[1] // scale)) else stored[::-1]
 
 
-def _check_truncated(gray: np.ndarray) -> str:
-    """Refuse a truncated image with under 3/4 of its rows; else return the warning text."""
+def _check_truncated(gray: np.ndarray, progressive: bool = False) -> str:
+    """Refuse a truncated image with under 3/4 of its rows, or a truncated progressive JPEG (its
+    first scans fill every row with a blurred image, so the rows tell nothing); else return the
+    warning text."""
+    if progressive:
+        raise InvalidImageError("The file is incomplete (cut off before its end). It is a progressive JPEG, "
+                                "so what arrived is a blurred version of the whole image; send the whole file.")
     filled = np.all(gray == 128, axis=1)
     missing = len(filled) - int(np.flatnonzero(~filled).max() + 1) if (~filled).any() else len(filled)
     decoded = 1.0 - missing / len(filled)
     if decoded < 0.75:
         raise InvalidImageError(f"The file is incomplete: only {decoded:.0%} of the image could be read.")
+    if missing == 0:
+        return "The file is incomplete (it ends without its end marker); every row of the image was read."
     return f"The file is incomplete (truncated); {decoded:.0%} of the image was read and the rest left grey."
+
+
+#: JPEG's progressive start-of-frame markers (Huffman and arithmetic coding, with or without differential).
+PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+#: Every JPEG start-of-frame marker (not 0xC4, 0xC8 and 0xCC, which share the range).
+SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _is_progressive(data: bytes) -> bool:
+    """Whether a JPEG's frame is progressive, from its first start-of-frame marker (segments are
+    walked by their lengths, so an EXIF thumbnail's markers are skipped)."""
+    position = 2
+    while position + 4 <= len(data) and data[position] == 0xFF:
+        marker = data[position + 1]
+        if marker in SOF_MARKERS:
+            return marker in PROGRESSIVE_SOF
+        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+    return False
 
 
 def letterbox_geometry(height: int, width: int, size: int) -> Letterbox:

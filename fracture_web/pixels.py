@@ -23,6 +23,18 @@ MAX_ASPECT = 8.0
 HEADROOM = 2
 #: Smallest range of brightness (on a [0, 1] or raw scale) that is not a blank image.
 MIN_CONTRAST = 1e-6
+#: The content checks look at the image shrunk to this long side (area averaging keeps noise noise).
+CHECK_SIDE = 512
+#: Smallest share of the range the middle 99% of pixels may span: below it the image is blank but
+#: for a few pixels, or a few extreme values have stretched the rest to one grey. (Radiographs span
+#: over a third of theirs, also under the robustness table's shifts and as phone photos.)
+MIN_SPREAD = 0.1
+#: Smallest correlation of neighbouring pixels: below it the image is random noise. (Radiographs,
+#: also noisy, compressed or photographed ones, correlate above 0.6; noise near 0.)
+MIN_NEIGHBOUR_CORRELATION = 0.3
+NEARLY_BLANK = ("The image is nearly blank: almost all of its pixels have the same brightness (a few extreme "
+                "values can stretch a real image into this). Export it again with its usual brightness range.")
+NOISE = "The image is random noise, not a radiograph: its neighbouring pixels are unrelated."
 NOT_A_NUMBER = ("The image holds values that are not numbers (NaN or infinity), so it cannot be read; "
                 "check the file or export it again.")
 
@@ -47,9 +59,11 @@ class DecodedImage:
     context: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # the decoders' shared promise: a NaN or infinite pixel never reaches the model
+        # the decoders' shared promise: a NaN or infinite pixel, or an image without a picture,
+        # never reaches the model
         if not np.isfinite(self.pixels).all():
             raise InvalidImageError(NOT_A_NUMBER)
+        check_content(self.pixels)
 
 
 def check_dimensions(width: int, height: int) -> None:
@@ -71,6 +85,34 @@ def check_not_blank(pixels: np.ndarray) -> tuple[float, float]:
     if high - low < MIN_CONTRAST:
         raise InvalidImageError("The image is blank (every pixel has the same value).")
     return low, high
+
+
+def check_content(pixels: np.ndarray) -> None:
+    """Refuse a [0, 1] image that holds no picture a verdict could rest on: nearly blank (the middle
+    99% of its pixels within ``MIN_SPREAD``) or random noise (neighbours correlate below
+    ``MIN_NEIGHBOUR_CORRELATION``)."""
+    small = _at_most(pixels, CHECK_SIDE).astype(np.float64)
+    low, high = np.percentile(small, [0.5, 99.5])
+    if high - low < MIN_SPREAD:
+        raise InvalidImageError(NEARLY_BLANK)
+    if min(_correlation(small[:, :-1], small[:, 1:]), _correlation(small[:-1], small[1:])) < MIN_NEIGHBOUR_CORRELATION:
+        raise InvalidImageError(NOISE)
+
+
+def _at_most(image: np.ndarray, side: int) -> np.ndarray:
+    """``image`` area-averaged down to a long side of ``side`` (as it is when not longer)."""
+    height, width = image.shape[:2]
+    scale = side / max(height, width)
+    if scale >= 1:
+        return image
+    return cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))), interpolation=cv2.INTER_AREA)
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two same-shaped arrays (1 where either is constant)."""
+    a, b = a - a.mean(), b - b.mean()
+    scale = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
+    return float((a * b).sum()) / scale if scale > 0 else 1.0
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

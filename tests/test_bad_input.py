@@ -57,6 +57,21 @@ def invalid_dicoms() -> dict[str, bytes]:
             "DICOM cut in half": whole[:len(whole) // 2], "DICOM preamble only": whole[:132]}
 
 
+def without_a_picture() -> dict[str, bytes]:
+    """Files that decode but hold nothing a verdict could rest on: noise, or a blank image but for a
+    pixel or two (also a real X-ray pressed into one grey by a single extreme pixel)."""
+    rng = np.random.default_rng(0)
+    noise, large_noise = (rng.integers(0, 256, size, dtype=np.uint8) for size in ((300, 240), (2000, 1600)))
+    one_off = np.full((300, 240), 128, np.uint8)
+    one_off[10, 10] = 129
+    hot_pixel = xray().astype(np.uint16)
+    hot_pixel[0, 0] = 65535
+    return {"uniform noise": pil_bytes(Image.fromarray(noise), "PNG"),
+            "large noise as JPEG": cv2.imencode(".jpg", large_noise)[1].tobytes(),
+            "one pixel off blank": pil_bytes(Image.fromarray(one_off), "PNG"),
+            "X-ray under one hot pixel (16-bit)": cv2.imencode(".png", hot_pixel)[1].tobytes()}
+
+
 def invalid_corpus() -> dict[str, bytes]:
     png = pil_bytes(Image.fromarray(xray()), "PNG")
     archive = io.BytesIO()
@@ -73,7 +88,7 @@ def invalid_corpus() -> dict[str, bytes]:
         "tiny image": pil_bytes(Image.new("L", (40, 40), 128), "PNG"),
         "8:1 strip": pil_bytes(Image.fromarray(np.tile(np.arange(900) % 256, (100, 1)).astype(np.uint8)), "PNG"),
         "GIF": pil_bytes(Image.fromarray(xray()), "GIF"),
-    } | invalid_dicoms()
+    } | invalid_dicoms() | without_a_picture()
 
 
 @pytest.fixture(scope="module")

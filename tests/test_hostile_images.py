@@ -25,7 +25,8 @@ from fracture_web import create_app
 from fracture_web.dicom import MAX_INFLATED_BYTES
 from fracture_web.imaging import decode_image
 from fracture_web.inference import Prediction
-from fracture_web.pixels import InvalidImageError
+from fracture_web.pixels import NEARLY_BLANK, NOISE, InvalidImageError
+from fracture_web.shifts import PHOTO_SHIFTS, SHIFTS
 from fracture_web.study import combine
 
 
@@ -93,6 +94,41 @@ def test_float_pixel_data_is_refused_as_unsupported(gray):
     del ds.PixelData, ds.BitsStored, ds.HighBit, ds.PixelRepresentation
     ds.BitsAllocated, ds.FloatPixelData = 32, np.full(gray.shape, np.nan, np.float32).tobytes()
     assert "floating-point" in refusal(to_bytes(ds))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_noise_is_refused_as_noise_at_any_size_and_in_any_format(seed):
+    rng = np.random.default_rng(seed)
+    uniform = rng.integers(0, 256, (300, 240), dtype=np.uint8)
+    gaussian = np.clip(rng.normal(128, 40, (1600, 2000)), 0, 255).astype(np.uint8)
+    assert refusal(cv2.imencode(".png", uniform)[1].tobytes()) == NOISE
+    assert refusal(cv2.imencode(".jpg", gaussian)[1].tobytes(), long_side=None) == NOISE
+
+
+def test_an_image_blank_but_for_a_few_pixels_is_refused_as_nearly_blank(gray):
+    black = np.zeros((300, 240), np.uint8)
+    black[5, 5] = 255
+    stretched = gray.astype(np.float32)
+    stretched[0, 0] = 1e30  # a real X-ray's float TIFF, pressed into one grey by one extreme value
+    for image in (black, stretched):
+        assert refusal(pil_tiff(image) if image.dtype == np.float32 else cv2.imencode(".png", image)[1].tobytes()) \
+            == NEARLY_BLANK
+
+
+def pil_tiff(image: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "TIFF")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("shift", SHIFTS + PHOTO_SHIFTS, ids=lambda shift: shift.name)
+def test_radiographs_as_other_sites_and_phones_render_them_are_still_read(shift):
+    # The checks that refuse noise and near-blank images must not refuse a real radiograph.
+    rng = np.random.default_rng(0)
+    for path in SAMPLES:
+        pixels = decode_image(path.read_bytes()).pixels
+        shifted = np.clip(shift.apply(pixels, rng) * 255 + 0.5, 0, 255).astype(np.uint8)
+        decode_image(cv2.imencode(".png", shifted)[1].tobytes())
 
 
 def test_a_study_never_averages_over_a_nan_whatever_the_order():

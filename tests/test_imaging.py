@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from fracture_web.imaging import decode_image, letterbox_geometry, preprocess, to_model_input
+from helpers import SAMPLES
 from fracture_web.pixels import InvalidImageError, reduction
 
 
@@ -102,17 +103,21 @@ def jpeg(image: np.ndarray) -> bytes:
     return buffer.tobytes()
 
 
+def radiograph(size: tuple[int, int]) -> np.ndarray:
+    """A real radiograph's 8-bit pixels at ``size`` (height, width)."""
+    image = cv2.imdecode(np.frombuffer(SAMPLES[0].read_bytes(), np.uint8), cv2.IMREAD_GRAYSCALE)
+    return cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA)
+
+
 def test_a_slightly_truncated_jpeg_is_read_with_a_warning():
-    rng = np.random.default_rng(1)
-    data = jpeg(rng.integers(0, 255, (400, 300), dtype=np.uint8))
+    data = jpeg(radiograph((400, 300)))
     decoded = decode_image(data[: int(len(data) * 0.93)])
     assert decoded.pixels.shape == (400, 300)
     assert any("incomplete" in warning for warning in decoded.warnings)
 
 
 def test_a_mostly_missing_jpeg_is_refused():
-    rng = np.random.default_rng(1)
-    data = jpeg(rng.integers(0, 255, (400, 300), dtype=np.uint8))
+    data = jpeg(radiograph((400, 300)))
     with pytest.raises(InvalidImageError, match="incomplete"):
         decode_image(data[: len(data) // 3])
 
@@ -175,3 +180,18 @@ def test_a_16_bit_png_decoded_smaller_keeps_its_16_bit_range_and_reports_its_own
     assert decoded.size == (700, 600) and decoded.pixels.shape == (350, 300)
     # stretched by the full-size range: the 2x2 means at the ends lie half a step inside it
     assert decoded.pixels.min() == pytest.approx(0.0, abs=0.01) and decoded.pixels.max() == pytest.approx(1.0, abs=0.01)
+
+
+def test_a_truncated_progressive_jpeg_is_refused_since_every_row_is_a_blurred_guess():
+    # A progressive JPEG's first scans fill every row, so counting grey rows cannot see what is missing.
+    image = radiograph((400, 300))
+    data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    with pytest.raises(InvalidImageError, match="progressive JPEG"):
+        decode_image(data[: int(len(data) * 0.9)])
+    assert decode_image(data).warnings == ()
+
+
+def test_a_jpeg_missing_only_its_end_marker_is_read_and_says_so():
+    data = jpeg(radiograph((400, 300)))
+    decoded = decode_image(data[:-2])
+    assert decoded.warnings == ("The file is incomplete (it ends without its end marker); every row of the image was read.",)
