@@ -99,7 +99,11 @@ def decode_dataset(ds: pydicom.Dataset, long_side: int | None = None) -> Decoded
     """
     ds = needed_elements(ds)
     warnings = check_radiograph(ds)
-    frames = int(ds.get("NumberOfFrames") or 1)
+    try:
+        frames = int(ds.get("NumberOfFrames") or 1)
+    except (TypeError, ValueError) as err:
+        raise InvalidImageError("The DICOM file's Number of Frames is not a whole number; "
+                                "the file may be damaged.") from err
     if frames > 1:
         warnings += (f"The DICOM file holds {frames} frames; only the first was analysed.",)
     size = (int(ds.Rows), int(ds.Columns))

@@ -84,14 +84,20 @@ def wait_for(check, what: str, timeout: float = 120.0):
 
 
 @contextmanager
-def storage_scp(port: int, refuse: frozenset[str] = frozenset(), ae_title: str = "DEST", associations: list | None = None):
+def storage_scp(port: int, refuse: frozenset[str] = frozenset(), ae_title: str = "DEST", associations: list | None = None,
+                abort_on: frozenset[str] = frozenset()):
     """A destination PACS on loopback that stores what it receives in a list, except the SOP Instance
     UIDs in ``refuse``, which it answers 0xA700 for ever (as Orthanc does a result with an over-long
-    Study UID); each association it accepts is appended to ``associations`` when given."""
+    Study UID), and those in ``abort_on``, on which it aborts the association mid-C-STORE for ever (as
+    a PACS or DICOM firewall may on an object it cannot parse); each association it accepts is
+    appended to ``associations`` when given."""
     received = []
     accepted = [] if associations is None else associations
 
     def store(event):
+        if event.dataset.SOPInstanceUID in abort_on:
+            event.assoc.abort()
+            return 0xA700  # never reaches the sender: the association is gone
         if event.dataset.SOPInstanceUID in refuse:
             return 0xA700
         received.append(event.dataset)

@@ -138,6 +138,43 @@ def test_a_result_the_pacs_refuses_for_ever_does_not_hold_up_those_queued_behind
     assert "0xA700" in kept.with_name(kept.name + ".why").read_text()
 
 
+def test_a_result_the_pacs_aborts_on_for_ever_does_not_hold_up_those_queued_behind_it_and_is_set_aside(
+        model, tmp_path):
+    # The PACS was down, three results were queued; back up, it cuts the association whenever the
+    # oldest one is sent (as a DICOM firewall may on an object it cannot parse), never answering.
+    poison, *others = secondary_captures(3)
+    dest_port, before = free_port(), dead_letters("refused")
+    node = Node(node_config(tmp_path, dest_port, dead_letter_after=3), model)  # not started: the test turns it
+    for ds in (poison, *others):
+        node.outbox.put(ds)
+    with storage_scp(dest_port, abort_on=frozenset({poison.SOPInstanceUID})) as received:
+        assert node._resend_queued()  # the old code stopped the round at the poison, every round, for ever
+        assert sorted(ds.SOPInstanceUID for ds in received) == sorted(ds.SOPInstanceUID for ds in others)
+        (waiting,) = node.outbox.pending()
+        assert node.outbox.refusals(waiting) == 1  # held against the file, as a refusal is
+        for _ in range(2):
+            node._resend_queued()
+    assert node.outbox.pending() == [] and len(received) == 2
+    (kept,) = node.dead_letters.items()  # set aside, not lost: a person can move it back to the queue
+    assert dcmread(kept).SOPInstanceUID == poison.SOPInstanceUID and dead_letters("refused") == before + 1
+    assert "no answer" in kept.with_name(kept.name + ".why").read_text()
+
+
+def test_a_pacs_that_is_down_costs_the_queued_results_none_of_their_tries(model, tmp_path):
+    queued = secondary_captures(3)
+    dest_port = free_port()  # nothing listens there: the PACS is down for many resend rounds
+    node = Node(node_config(tmp_path, dest_port, dead_letter_after=2), model)
+    for ds in queued:
+        node.outbox.put(ds)
+    for _ in range(5):
+        assert not node._resend_queued()
+    assert [node.outbox.refusals(path) for path in node.outbox.pending()] == [0, 0, 0]
+    assert node.dead_letters.items() == []
+    with storage_scp(dest_port) as received:  # back up: everything goes, oldest first
+        assert node._resend_queued()
+    assert [ds.SOPInstanceUID for ds in received] == [ds.SOPInstanceUID for ds in queued]
+
+
 @pytest.mark.filterwarnings("ignore:.*VR UI:UserWarning")  # pydicom warns, and sends them as a modality would
 def test_a_radiograph_with_an_invalid_study_uid_is_refused_at_intake_saying_why(model, tmp_path):
     source = views(3, 1)[0]

@@ -4,18 +4,19 @@ nothing it acknowledged when it restarts while a study settles (StudyCollector, 
 test moves; no network, no model)."""
 from __future__ import annotations
 
+import copy
 import stat
 from datetime import datetime
 
 import numpy as np
 import pytest
-from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage
+from pydicom.uid import ComprehensiveSRStorage, SecondaryCaptureImageStorage, generate_uid
 
 from fracture_web.dicom_node.collector import StudyCollector
 from fracture_web.dicom_node.dead_letter import DeadLetters
 from fracture_web.dicom_node.server import study_results
 
-from dicom_files import BOXES, PATIENT, analysis_of, radiograph_study, report_of, sc_of
+from dicom_files import BOXES, PATIENT, analysis_of, cited, radiograph_study, report_of, sc_of
 from helpers import synthetic_xray
 
 SETTLE, KEEP = 5.0, 3600.0
@@ -138,3 +139,26 @@ def test_a_write_cut_short_by_a_crash_is_cleared_at_start(views, tmp_path):
     clock.now += SETTLE
     (study,) = StudyCollector(tmp_path, SETTLE, KEEP, clock).settled()
     assert not list(folder.glob("*.partial")) and len(study.waiting) == 1
+
+
+def test_two_patients_given_the_same_study_uid_by_a_modality_each_get_their_own_report(views, tmp_path):
+    # A modality with a badly set UID root gives Bob's fractured wrist the Study Instance UID of
+    # Alice's examination; and two walk-in patients with no Patient ID do the same.
+    alice, alice_analysis = views[0]
+    bob, bob_analysis = views[2]  # the view with findings, in the same study by UID
+    bob = copy.deepcopy(bob)
+    bob.PatientID, bob.PatientName = "PID-0452-XRAY", "Roe^Bob"
+    carol, dave = (copy.deepcopy(views[1][0]) for _ in range(2))
+    for source, name in ((carol, "Poe^Carol"), (dave, "Moe^Dave")):
+        source.SOPInstanceUID, source.PatientID, source.PatientName = generate_uid(), "", name
+    clock = Clock()
+    collector = StudyCollector(tmp_path, SETTLE, KEEP, clock)
+    for source, analysis in ((alice, alice_analysis), (bob, bob_analysis), (carol, views[1][1]), (dave, views[1][1])):
+        receive(collector, source, analysis)
+    clock.now += SETTLE
+    reports = [study_results(study, DeadLetters(tmp_path / "dead-letter"))[-1] for study in collector.settled()]
+    filed = {str(sr.PatientName): cited(sr) for sr in reports}
+    assert filed == {"Doe^Jane": [alice.SOPInstanceUID], "Roe^Bob": [bob.SOPInstanceUID],  # never merged under Alice
+                     "Poe^Carol": [carol.SOPInstanceUID], "Moe^Dave": [dave.SOPInstanceUID]}
+    assert {str(sr.PatientID) for sr in reports} == {PATIENT["PatientID"], "PID-0452-XRAY", ""}
+    assert len({sr.SOPInstanceUID for sr in reports}) == 4  # four reports: none replaces another in the PACS

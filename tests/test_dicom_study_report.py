@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import warnings
 from dataclasses import replace
 from datetime import datetime
 
@@ -17,7 +18,7 @@ from pydicom.sr.codedict import codes
 from fracture_web.dicom_node.report import FRACTURE, STUDY_ASSESSMENT
 from fracture_web.dicom_node.results import NOT_FOR_DIAGNOSIS
 
-from dicom_files import BOXES, analysis_of, radiograph_study, report_of, report_over
+from dicom_files import BOXES, analysis_of, cited, radiograph_study, report_of, report_over
 from helpers import synthetic_xray
 
 DCIODVFY = shutil.which("dciodvfy")
@@ -114,3 +115,24 @@ def test_every_verdict_is_placed_on_an_image_of_the_study_as_ohif_needs(study):
         assert point.graphic_type == hd.sr.GraphicTypeValues.POINT
         cited = [image.referenced_sop_instance_uid for image in group.source_images] or [suspicious]
         assert [point.ContentSequence[0].referenced_sop_instance_uid] == cited
+
+
+@pytest.mark.parametrize("header, filed", [
+    ({"SpecificCharacterSet": ["", "ISO 2022 IR 87"], "PatientName": "Yamada^Tarou"},  # Japanese, PS3.5 H.3
+     {"SpecificCharacterSet": "ISO_IR 192", "PatientName": "Yamada^Tarou"}),
+    ({"SpecificCharacterSet": "ISO_IR 999"}, {"SpecificCharacterSet": "ISO_IR 192"}),  # a name no one knows
+    ({"PatientBirthDate": "1970-01-01", "StudyDate": "2026.11.20", "StudyTime": "10:15"},  # ISO dates, a clock time
+     {"PatientBirthDate": "19700101", "StudyDate": "20261120", "StudyTime": "1015"}),
+    ({"PatientSex": "FEMALE"}, {"PatientSex": "F"}),
+    ({"PatientBirthDate": "last spring", "PatientSex": "unknown"}, {"PatientBirthDate": "", "PatientSex": ""}),
+])
+def test_a_study_with_an_untidy_header_still_gets_its_report_with_the_values_tidied(header, filed):
+    # Common at real sites; highdicom used to refuse the whole report over any one of them, so the
+    # clinician never got it (its readings went to the dead letter).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns about the values the test plants
+        (source,) = radiograph_study([synthetic_xray(np.random.default_rng(9), crack=True, size=(400, 320))], **header)
+        sr = report_over([(source, analysis_of(source, True, BOXES))], datetime(2026, 11, 28, 9, 0, 0))
+    assert {keyword: sr.get(keyword) for keyword in filed} == filed
+    assert study_group(report_of(sr)) is not None  # written, and read back as a viewer reads it
+    assert [str(ref) for ref in cited(sr)] == [source.SOPInstanceUID]

@@ -167,8 +167,10 @@ DICOM_NODE = (
     Setting("DICOM_RESEND_INTERVAL", seconds, 30.0, SENDERS,
             "Longest wait, in seconds, between attempts to resend the queue."),
     Setting("DICOM_DEAD_LETTER_AFTER", integer(1), 10, SENDERS,
-            "Refusals by the destination (a C-STORE failure status, a STOW-RS 4xx or failed instance; not "
-            "\"unreachable\") before a result is set aside in the dead letter."),
+            "Failed sends of one result that count against it before it is set aside in the dead letter: a refusal "
+            "(a C-STORE failure status, a STOW-RS 4xx or failed instance) or a destination that was reached but cut "
+            "the association or never answered (a C-STORE abort, a STOW-RS read timeout); a destination that cannot "
+            "be reached at all counts against no result."),
     Setting("DICOM_METRICS_PORT", optional(port), None, SENDERS,
             "Serve the node's (or a worker's) own Prometheus metrics on this port, on `FRACTURE_DICOM_BIND` only.",
             shown="unset: not served"),

@@ -8,8 +8,9 @@ for the whole study, then marks it delivered. A later image of the same study st
 again, and the next report covers every image seen so far (with the same UIDs, so it replaces the
 earlier one in the PACS).
 
-On disk (folders 0700, files 0600, each written whole or not at all), one folder per study and
-model (Study Instance UID, model version, operating point: the three the report's UIDs derive from;
+On disk (folders 0700, files 0600, each written whole or not at all), one folder per study, patient
+and model (Study Instance UID, Patient ID or else name, model version, operating point: what the
+report's UIDs derive from; two patients sharing a Study Instance UID are kept apart, each reported alone;
 folder and file names are hashes, never UIDs or patient data)::
 
     <study>/<image>.json     the image's reading (identity, prediction, warnings, arrival time)
@@ -37,6 +38,7 @@ from pathlib import Path
 from pydicom import Dataset
 
 from ..inference import Prediction
+from .header import patient_key
 from .private_files import dicom_file, private_folder, remove_partial_writes, write_private
 from .readings import Reading
 
@@ -72,11 +74,12 @@ class StudyCollector:
         """Keep a received image's reading and its results on disk; returns once they are written."""
         reading = Reading.of(source, prediction, warnings, self.clock())
         key, image = study_key(reading), hashed(source.SOPInstanceUID)
+        document = reading.to_json().encode()  # before any write: a reading that cannot be kept leaves nothing
         with self._lock:
             study = private_folder(self.folder / key)
             for n, ds in enumerate(results):  # results first: a reading without them would never be reported
                 write_private(study / f"{image}-{n}.dcm", dicom_file(ds))
-            write_private(study / f"{image}.json", reading.to_json().encode())
+            write_private(study / f"{image}.json", document)
             self._waiting_since[key] = reading.received
 
     def settled(self) -> list[SettledStudy]:
@@ -115,10 +118,11 @@ class StudyCollector:
 
 
 def study_key(reading: Reading) -> str:
-    """The name a study's results go under: its Study Instance UID, model version and operating point
-    (the three the report's UIDs derive from), hashed."""
+    """The name a study's results go under: its Study Instance UID, patient, model version and operating
+    point (what the report's UIDs derive from), hashed. Two patients given the same Study Instance UID
+    are two studies, each with its own report, never one report under the first one's name."""
     p = reading.prediction
-    return hashed(reading.source.StudyInstanceUID, p.model_version, p.operating_point)
+    return hashed(reading.source.StudyInstanceUID, patient_key(reading.source), p.model_version, p.operating_point)
 
 
 def hashed(*parts: str) -> str:

@@ -28,9 +28,19 @@ def result_uid(source: Dataset, p: Prediction, kind: str) -> str:
 
 def study_result_uid(source: Dataset, p: Prediction, kind: str) -> str:
     """A UID for a result about the source's whole study: the same each time this study gets this
-    result from this model at this operating point, whichever of its images the result covers."""
-    return generate_uid(entropy_srcs=[str(source.StudyInstanceUID), p.model_version, p.operating_point, "study",
-                                      kind])
+    result from this model at this operating point, whichever of its images the result covers; a
+    different one for another patient given the same Study Instance UID (:func:`patient_key`)."""
+    return generate_uid(entropy_srcs=[str(source.StudyInstanceUID), patient_key(source), p.model_version,
+                                      p.operating_point, "study", kind])
+
+
+def patient_key(source: Dataset) -> str:
+    """Whose the image is, to keep patients apart where a modality gave two the same Study Instance
+    UID (a badly set UID root): the Patient ID with its issuer, or the Patient's Name where there is
+    no ID; empty when neither is known."""
+    if patient_id := str(source.get("PatientID") or "").strip():
+        return f"id:{patient_id}\0{str(source.get('IssuerOfPatientID') or '').strip()}"
+    return f"name:{str(source.get('PatientName') or '').strip()}"
 
 
 def patient_and_study(source: Dataset) -> Dataset:

@@ -4,7 +4,8 @@ results in the queue folder, the FHIR reports in its ``fhir`` folder).
 The folder is made (or tightened to) mode 0700 and each file is 0600, written whole under a
 temporary name and then renamed (:mod:`fracture_web.dicom_node.private_files`), so a crash never
 leaves half a file to send. Files are sent oldest first and deleted once the destination has
-accepted them. How many times the destination refused a file is kept in its name
+accepted them. How many times the destination refused a file, or broke off while it was being sent
+(:attr:`~fracture_web.dicom_node.sender.Failure.counts`), is kept in its name
 (``<time>-r<refusals>-<name>.dcm``, the name a SOP Instance UID), so the count survives a restart.
 """
 from __future__ import annotations
@@ -53,7 +54,7 @@ class Outbox:
 
     @staticmethod
     def refusals(path: Path) -> int:
-        """How many times the destination refused this file."""
+        """How many times the destination refused this file (or broke off sending it)."""
         parts = path.stem.split("-")
         return int(parts[1][1:]) if len(parts) > 2 and parts[1].startswith("r") else 0
 
@@ -67,9 +68,10 @@ class Outbox:
 def resend(outbox: Outbox, attempt: Callable[[Path], Failure | None], dead_letters: DeadLetters,
            dead_letter_after: int, kind: str, destination: str) -> bool:
     """Send the queued files oldest first (``attempt`` reads and sends one), deleting each once stored.
-    A file that cannot be read is set aside; one the destination refuses waits for the next round
-    while the others go on, and is set aside after ``dead_letter_after`` refusals; the round stops
-    when the destination cannot be reached. True when any was stored."""
+    A file that cannot be read is set aside; one the destination refuses, or aborts on (or leaves
+    unanswered) once reached, waits for the next round while the others go on, and is set aside after
+    ``dead_letter_after`` such failures; the round stops, counting nothing against the file, when the
+    destination cannot be reached. True when any was stored."""
     stored = False
     for path in outbox.pending():
         try:
@@ -84,7 +86,7 @@ def resend(outbox: Outbox, attempt: Callable[[Path], Failure | None], dead_lette
             continue
         record_send_failure(kind)
         log.warning("resending to %s failed: %s", destination, failure)
-        if not failure.refused:
+        if not failure.counts:
             break
         path = outbox.refused(path)
         if outbox.refusals(path) >= dead_letter_after:

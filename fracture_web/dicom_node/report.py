@@ -43,8 +43,8 @@ from pydicom.uid import generate_uid
 from ..inference import Prediction
 from ..findings import Finding
 from ..study import StudyVerdict, combine
-from .header import (MANUFACTURER, MODEL_NAME, NOT_FOR_DIAGNOSIS, SCHEME, identity, result_uid,
-                     study_result_uid)
+from .evidence import report_evidence
+from .header import MANUFACTURER, MODEL_NAME, NOT_FOR_DIAGNOSIS, SCHEME, result_uid, study_result_uid
 from .readings import Reading
 
 log = logging.getLogger(__name__)
@@ -87,9 +87,10 @@ def measurement_report(readings: Sequence[Reading], now: datetime) -> hd.sr.Comp
                      for rank, finding in enumerate(reading.prediction.findings, start=1))]
     content = hd.sr.MeasurementReport(observation_context=observation_context(p.model_version),
                                       procedure_reported=codes.SCT.PlainRadiography, imaging_measurements=groups)
-    # The evidence is each source's identity with only its patient and study: nothing else is copied.
+    # The evidence is each source's identity with only its patient and study: nothing else is copied
+    # (values highdicom would refuse the whole report over are mended or emptied first).
     sr = hd.sr.ComprehensiveSR(
-        evidence=[identity(reading.source) for reading in readings], content=content[0],
+        evidence=[report_evidence(reading.source) for reading in readings], content=content[0],
         series_instance_uid=study_result_uid(first, p, "series-sr"), series_number=SR_SERIES_NUMBER,
         sop_instance_uid=report_uid(readings), instance_number=1,
         manufacturer=MANUFACTURER, manufacturer_model_name=MODEL_NAME, software_versions=p.model_version,

@@ -8,8 +8,10 @@ or not digits and dots) is refused at intake with "cannot understand" (0xC000) a
 saying which: its results would have to go in that study, and a PACS refuses them there (Orthanc
 answers 0xA700 for ever), so the modality is told at once instead.
 
-Anything that is not a radiograph is accepted and ignored (logged). Nothing about the patient is
-logged: only the SOP class, verdicts and probabilities.
+Anything that is not a radiograph is accepted and ignored (logged). A radiograph whose handling
+fails in a way no check foresaw (a patient name sent with a numeric VR, say) is refused with 0xC000
+and an Error Comment naming the error's type, which is all that is logged of it. Nothing about the
+patient is logged: only the SOP class, verdicts and probabilities.
 """
 from __future__ import annotations
 
@@ -100,6 +102,8 @@ class StorageServer(ABC):
             except InvalidImageError as err:
                 log.warning("received a %s that cannot be analysed: %s", sop_class.name, err)
                 return refusal(CANNOT_UNDERSTAND, str(err))
+            except Exception as err:  # noqa: BLE001 - a hostile dataset still gets an answer, and keeps its values
+                return unexpected(sop_class, err)  # out of the log (pynetdicom would log them with a traceback)
 
     @abstractmethod
     def receive(self, source: Dataset, data: bytes) -> int | Dataset:
@@ -129,6 +133,14 @@ def received(event: evt.Event) -> tuple[Dataset, bytes]:
     source.file_meta = event.file_meta
     check_complete(source, data)
     return source, data
+
+
+def unexpected(sop_class: UID, err: Exception) -> Dataset:
+    """The answer to an instance whose handling failed in a way no check foresaw (say, a patient name
+    sent with a numeric VR): "cannot understand" naming only the error's type, in the answer and the
+    log, since its text may quote the dataset's values."""
+    log.error("received a %s that could not be handled (%s); refused", sop_class.name, type(err).__name__)
+    return refusal(CANNOT_UNDERSTAND, f"the node could not read this instance ({type(err).__name__})")
 
 
 def refusal(status: int, comment: str) -> Dataset:

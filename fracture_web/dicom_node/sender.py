@@ -3,7 +3,9 @@
 :class:`Sender` is the interface the node uses: ``send`` tries up to ``retries`` times with doubling
 delays and says whether everything was stored. Each way to deliver implements one attempt, which
 says what went wrong as a :class:`Failure`: *refused* when the destination answered and turned the
-result down (a C-STORE failure status, an HTTP 4xx), as opposed to not being reached at all:
+result down (a C-STORE failure status, an HTTP 4xx), *broke off* when it was reached but cut the
+transfer or never answered it (an A-ABORT or silence in the middle of a C-STORE: many a PACS or DICOM
+firewall aborts on an object it cannot parse), as opposed to not being reached at all:
 :class:`CStoreSender` here (DICOM C-STORE, pynetdicom), and
 :class:`fracture_web.dicom_node.stow.StowSender` (DICOMweb STOW-RS).
 """
@@ -35,10 +37,18 @@ SOP_CLASSES = (SecondaryCaptureImageStorage, ComprehensiveSRStorage, BasicTextSR
 @dataclass(frozen=True)
 class Failure:
     """What went wrong with one attempt (no patient data); ``refused`` when the destination answered
-    and turned the result down, which trying again may not change (the outbox counts those)."""
+    and turned the result down, ``broke_off`` when it was reached but cut the transfer (an abort, no
+    answer): trying again may not change either, so both count toward the dead letter (:attr:`counts`)."""
 
     reason: str
     refused: bool = False
+    broke_off: bool = False
+
+    @property
+    def counts(self) -> bool:
+        """Whether this failure is held against the results sent (the destination was reached), not
+        against the destination (down, unreachable: the queue waits and nothing is counted)."""
+        return self.refused or self.broke_off
 
     def __str__(self) -> str:
         return self.reason
@@ -85,7 +95,7 @@ class Sender(ABC):
             failure = self.send_once(datasets)
         except Exception as err:  # noqa: BLE001 - whatever one result does, the node goes on
             failure = Failure(f"sending failed ({type(err).__name__})", refused=True)
-        if failure is not None and not failure.refused:
+        if failure is not None and not failure.counts:
             self.unreachable_at = time.monotonic()
         return failure
 
@@ -167,13 +177,13 @@ class CStoreSender(Sender):
                 code = getattr(status, "Status", None)
                 if code is None:
                     self._let_go(release=False)
-                    return Failure("no answer")
+                    return Failure("no answer (the association was aborted or timed out)", broke_off=True)
                 if code not in STORED:
                     return Failure(f"C-STORE status 0x{code:04X}", True)
             return None
         except (OSError, RuntimeError, ValueError, AttributeError) as err:
             self._let_go(release=False)
-            return Failure(f"C-STORE failed ({err})")
+            return Failure(f"C-STORE failed ({type(err).__name__})", broke_off=True)
         finally:
             self._used_at = time.monotonic()
 

@@ -1,5 +1,7 @@
-"""How the node and a worker start, written once: log to stdout (pynetdicom's request dumps left out),
-read the settings once, build what the process runs, and serve its metrics."""
+"""How the node and a worker start, written once: log to stdout (pynetdicom's request dumps left out,
+and the text of pydicom's and highdicom's messages and of Python warnings withheld, since they may
+quote patient data: :mod:`~fracture_web.dicom_node.quiet_logs`), read the settings once, build what
+the process runs, and serve its metrics."""
 from __future__ import annotations
 
 import logging
@@ -9,6 +11,7 @@ from typing import TypeVar
 from ..config import Settings, SettingsError
 from ..inference import ModelLoadError, UnknownOperatingPointError
 from .config import NodeConfig, node_config
+from .quiet_logs import withhold_quoted_values
 from .scp import serve_metrics
 
 log = logging.getLogger(__name__)
@@ -24,6 +27,7 @@ def start_process(what: str, build: Callable[[NodeConfig], Started],
     logged ("the <what> cannot start: ..."), when a setting, the model, a port or a folder is wrong."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("pynetdicom").setLevel(logging.WARNING)  # its INFO lines dump request details
+    withhold_quoted_values()  # pydicom and highdicom quote invalid values (a birth date, a name)
     try:
         settings = Settings.from_environ(env)
         settings.warn_unknown(log)

@@ -41,6 +41,8 @@ class StowSender(Sender):
     def send_once(self, datasets: Sequence[Dataset]) -> Failure | None:
         try:
             answer = self.client.store_instances(list(datasets))
+        except requests.ReadTimeout as err:  # reached, but no answer to these instances
+            return Failure(f"STOW-RS failed ({err})", broke_off=True)
         except requests.RequestException as err:
             status = getattr(err.response, "status_code", None) or 0
             return Failure(f"STOW-RS failed ({err})", 400 <= status < 500 and status not in NOT_A_REFUSAL)

@@ -24,8 +24,8 @@ never. Run Redis with ``appendonly yes`` so that what it accepted survives its o
 
 What cannot be done for good goes to the dead letter (:mod:`~fracture_web.dicom_node.dead_letter`):
 a received image that cannot be analysed, the readings a study's report cannot be made with (its
-other views are still reported), a result the destination refused ``FRACTURE_DICOM_DEAD_LETTER_AFTER``
-times.
+other views are still reported), a result the destination refused (or aborted on, once reached)
+``FRACTURE_DICOM_DEAD_LETTER_AFTER`` times.
 """
 from __future__ import annotations
 
@@ -187,7 +187,7 @@ def deliver_fhir(task: Task, bundle: str, study: str, readings: int, refusals: i
     if failure is None:
         context.studies.sent(sent)
         return
-    _retry_or_set_aside(task, [bundle], failure, refusals + failure.refused, context.fhir)
+    _retry_or_set_aside(task, [bundle], failure, refusals + failure.counts, context.fhir)
 
 
 def deliver_or_queue(task: Task, datasets: list[Dataset], study: str | None = None, readings: int = 0) -> None:
@@ -201,7 +201,7 @@ def deliver_or_queue(task: Task, datasets: list[Dataset], study: str | None = No
         failure = _send(context, unsent, readings)
     if failure is not None:
         task.app.send_task(DELIVER, args=[[encode(ds) for ds in unsent], study, readings],
-                           kwargs={"refusals": int(failure.refused)})
+                           kwargs={"refusals": int(failure.counts)})
 
 
 def deliver(task: Task, datasets: list[str], study: str | None = None, readings: int = 0, refusals: int = 0) -> None:
@@ -217,7 +217,7 @@ def deliver(task: Task, datasets: list[str], study: str | None = None, readings:
     unsent = {text: ds for text, ds in pending.items() if not context.studies.was_sent(ds.SOPInstanceUID, readings)}
     failure = _send(context, list(unsent.values()), readings)
     if failure is not None:
-        _retry_or_set_aside(task, list(unsent), failure, refusals + failure.refused, context.sender)
+        _retry_or_set_aside(task, list(unsent), failure, refusals + failure.counts, context.sender)
 
 
 def _send(context: WorkerContext, datasets: list[Dataset], readings: int) -> Failure | None:
