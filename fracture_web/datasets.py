@@ -3,7 +3,9 @@
 Two layouts are accepted, so a clinic can evaluate or retrain on its own images:
 
 * ``labels.csv`` with ``path,label`` (1 = fractured) and optional columns such as
-  ``split`` (train/val), ``dup_group``, ``body_part`` and ``hardware`` (FracAtlas);
+  ``split`` (train/val), ``dup_group``, ``body_part`` and ``hardware`` (FracAtlas); UTF-8, with or
+  without Excel's byte-order mark; a row without a 0/1 label, a path listed twice or another
+  encoding is refused, naming the row;
 * one folder per class: ``Fractured/`` + ``Non_fractured/`` or ``positive/`` + ``negative/``.
 
 Images go through the app's own :func:`~fracture_web.imaging.preprocess`. numpy only (no
@@ -12,6 +14,7 @@ scikit-learn), so evaluation runs from the runtime install; train/val splitting 
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,19 +76,70 @@ def read_records(data_dir: Path, split: str | None = None) -> Records:
 
 
 def _read_csv(csv_path: Path) -> Records:
-    with csv_path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    """labels.csv's rows, refused (saying which row and why) unless each has a path and a 0/1 label
+    and no image is listed twice."""
+    rows = _csv_rows(csv_path)
     if rows and not {"path", "label"} <= set(rows[0]):
         raise DatasetError(f"{csv_path} needs the columns path,label")
-    try:
-        labels = np.array([int(float(row["label"])) for row in rows], dtype=np.int32)
-    except ValueError as err:
-        raise DatasetError(f"{csv_path}: label must be 0 or 1 ({err})") from err
-    if not set(labels.tolist()) <= {0, 1}:
-        raise DatasetError(f"{csv_path}: label must be 0 or 1")
+    labels = np.array([_label(csv_path, number, row) for number, row in enumerate(rows, start=2)], dtype=np.int32)
+    _check_listed_once(csv_path, rows)
     extra = [name for name in (rows[0] if rows else {}) if name not in ("path", "label")]
     return Records([csv_path.parent / row["path"] for row in rows], labels,
-                   {name: [row[name] for row in rows] for name in extra})
+                   {name: [row[name] or "" for row in rows] for name in extra})
+
+
+def _csv_rows(csv_path: Path) -> list[dict]:
+    """The CSV's rows as dicts; UTF-8 with or without a byte-order mark (Excel's "CSV UTF-8"), other
+    encodings refused with a sentence."""
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as handle:
+            return list(csv.DictReader(handle))
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{csv_path} is not UTF-8 text (byte {err.start} cannot be read): save it as "
+                           "\"CSV UTF-8\" (comma-separated), not Latin-1, Windows-1252 or UTF-16") from None
+    except (OSError, csv.Error) as err:
+        raise DatasetError(f"{csv_path} cannot be read: {err}") from None
+
+
+def _label(csv_path: Path, number: int, row: dict) -> int:
+    """Row ``number``'s label: 0 or 1 (written 0, 1, 0.0 or 1.0), else refused naming the row."""
+    value, path = (row.get("label") or "").strip(), row.get("path")
+    if not path or not value:
+        found = f"only {path or value!r}" if path or value else "an empty row"
+        raise DatasetError(f"{csv_path}, row {number}: needs a path and a label (0 or 1), found {found}")
+    try:
+        label = float(value)
+    except ValueError:
+        label = float("nan")
+    if label not in (0.0, 1.0):
+        raise DatasetError(f"{csv_path}, row {number} ({path}): label must be 0 or 1 (1 = fractured), not {value!r}")
+    return int(label)
+
+
+def _check_listed_once(csv_path: Path, rows: list[dict]) -> None:
+    """Refuse a path listed more than once (with the same label or, worse, opposite ones)."""
+    seen: dict[str, str] = {}
+    for number, row in enumerate(rows, start=2):
+        key = str(Path(row["path"]))
+        if key in seen:
+            conflict = " with the opposite label" if float(seen[key]) != float(row["label"]) else ""
+            raise DatasetError(f"{csv_path}, row {number}: {row['path']} is listed a second time{conflict}; "
+                               "list each image once, with one label")
+        seen[key] = row["label"]
+
+
+def check_distinct_files(records: Records) -> None:
+    """Refuse two rows whose files hold the same bytes (one image copied under two names): it would
+    count twice in a sample. Reads every file once; unreadable files are left to the scoring."""
+    seen: dict[str, Path] = {}
+    for path in records.paths:
+        try:
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError:
+            continue
+        if digest in seen:
+            raise DatasetError(f"{seen[digest]} and {path} are the same image (the same bytes); list each image once")
+        seen[digest] = path
 
 
 def _read_folders(data_dir: Path) -> Records:

@@ -109,6 +109,18 @@ def read_labels(metadata: dict) -> tuple[str, str]:
     return labels[0], labels[1]
 
 
+def read_thresholds(metadata: dict) -> dict[str, float]:
+    """Each operating point's threshold from the metadata; ``ValueError`` for one that is not a finite
+    number (a NaN compares false with every probability, so every verdict would read "no fracture").
+    0 and above 1 stay allowed: points that every image, or none, passes are deliberate (tests use them)."""
+    thresholds = {name: float(point["threshold"]) for name, point in metadata["operating_points"].items()}
+    for name, threshold in thresholds.items():
+        if not (np.isfinite(threshold) and threshold >= 0):
+            raise ValueError(f"'operating_points' (the {name} threshold must be a number from 0 to 1, "
+                             f"not {threshold!r})")
+    return thresholds
+
+
 class FractureModel:
     """A loaded model with its operating points; call :meth:`predict` with a model input.
 
@@ -126,8 +138,7 @@ class FractureModel:
             self.input_size = int(self.metadata["input_size"])
             self.version = str(self.metadata["model_version"])
             self.labels = read_labels(self.metadata)
-            self.thresholds = {name: float(point["threshold"])
-                               for name, point in self.metadata["operating_points"].items()}
+            self.thresholds = read_thresholds(self.metadata)
             own_default = str(self.metadata["default_operating_point"])
             self.site_platt = _site_platt(self.metadata)
             # None only between export and validation, where training chooses the levels.
@@ -217,6 +228,9 @@ def _site_platt(metadata: dict) -> tuple[float, float] | None:
     if site is None:
         return None
     slope, intercept = (float(v) for v in site["platt"])
+    if not (np.isfinite(slope) and np.isfinite(intercept) and slope > 0):
+        raise ValueError(f"'site_calibration' (its platt slope must be a positive number and its intercept "
+                         f"finite, not {[slope, intercept]!r}; a slope not above 0 inverts every verdict)")
     return slope, intercept
 
 

@@ -91,12 +91,19 @@ def check_content(pixels: np.ndarray) -> None:
     """Refuse a [0, 1] image that holds no picture a verdict could rest on: nearly blank (the middle
     99% of its pixels within ``MIN_SPREAD``) or random noise (neighbours correlate below
     ``MIN_NEIGHBOUR_CORRELATION``)."""
+    spread, correlation = content_measures(pixels)
+    if spread < MIN_SPREAD:
+        raise InvalidImageError(NEARLY_BLANK)
+    if correlation < MIN_NEIGHBOUR_CORRELATION:
+        raise InvalidImageError(NOISE)
+
+
+def content_measures(pixels: np.ndarray) -> tuple[float, float]:
+    """What :func:`check_content` weighs, on the image shrunk to ``CHECK_SIDE``: the span of its
+    middle 99% of pixels, and the lower of its horizontal and vertical neighbours' correlations."""
     small = _at_most(pixels, CHECK_SIDE).astype(np.float64)
     low, high = np.percentile(small, [0.5, 99.5])
-    if high - low < MIN_SPREAD:
-        raise InvalidImageError(NEARLY_BLANK)
-    if min(_correlation(small[:, :-1], small[:, 1:]), _correlation(small[:-1], small[1:])) < MIN_NEIGHBOUR_CORRELATION:
-        raise InvalidImageError(NOISE)
+    return float(high - low), min(_correlation(small[:, :-1], small[:, 1:]), _correlation(small[:-1], small[1:]))
 
 
 def _at_most(image: np.ndarray, side: int) -> np.ndarray:

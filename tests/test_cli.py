@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import cv2
 import pytest
+from PIL import Image
 
 from fracture_web import create_app
 from helpers import SAMPLES, run_script, same_answer
@@ -15,7 +17,7 @@ from dicom_files import radiograph_dataset, to_bytes
 def test_predict_prints_one_line_per_file(tiny_model_dir):
     done = run_script("predict.py", "--model", str(tiny_model_dir), "--image", str(SAMPLES[0]), str(SAMPLES[1]))
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.strip().splitlines()
+    lines = [line for line in done.stdout.strip().splitlines() if not line.startswith("  warning: ")]
     assert len(lines) == 2
     assert all(("FRACTURE SUSPECTED" in line or "no fracture detected" in line) and "probability" in line
                for line in lines)
@@ -53,9 +55,35 @@ def test_predict_fails_clearly_on_a_bad_file(tiny_model_dir, tmp_path):
     done = run_script("predict.py", "--model", str(tiny_model_dir), "--image", str(SAMPLES[0]), str(bad))
     assert done.returncode == 1
     assert "not an image" in done.stderr and str(bad) in done.stderr
-    assert len(done.stdout.strip().splitlines()) == 1  # the good file still gets its verdict
+    verdicts = [line for line in done.stdout.strip().splitlines() if not line.startswith("  warning: ")]
+    assert len(verdicts) == 1  # the good file still gets its verdict
 
 
 def test_predict_fails_clearly_on_a_missing_file(tiny_model_dir, tmp_path):
     done = run_script("predict.py", "--model", str(tiny_model_dir), "--image", str(tmp_path / "absent.png"))
     assert done.returncode == 1 and "No such file" in done.stderr
+
+
+def test_predict_prints_each_warning_under_the_verdict_as_json_carries_it(tiny_model_dir, tmp_path):
+    # A clinician reading the text output sees the same cautions as --json (here: several frames).
+    gray = Image.open(SAMPLES[0]).convert("L")
+    tiff = tmp_path / "three_frames.tif"
+    gray.save(tiff, save_all=True, append_images=[gray, gray])
+    text = run_script("predict.py", "--model", str(tiny_model_dir), "--image", str(tiff))
+    carried = json.loads(run_script("predict.py", "--model", str(tiny_model_dir), "--image", str(tiff), "--json")
+                         .stdout)["warnings"]
+    assert text.returncode == 0 and carried, text.stderr
+    lines = text.stdout.strip().splitlines()
+    assert str(tiff) in lines[0] and "probability" in lines[0]
+    assert lines[1:] == [f"  warning: {warning}" for warning in carried]
+
+
+def test_predict_survives_a_file_name_that_is_not_utf8_and_goes_on(tiny_model_dir, tmp_path):
+    odd = tmp_path / os.fsdecode(b"bad\xff.jpg")
+    odd.write_bytes(SAMPLES[0].read_bytes())
+    done = run_script("predict.py", "--model", str(tiny_model_dir), "--image", str(odd), str(SAMPLES[1]))
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    verdicts = [line for line in done.stdout.splitlines() if not line.startswith(" ")]
+    assert len(verdicts) == 2 and "bad\\xff.jpg" in verdicts[0] and str(SAMPLES[1]) in verdicts[1]
+    as_json = run_script("predict.py", "--model", str(tiny_model_dir), "--image", str(odd), "--json")
+    assert json.loads(as_json.stdout)["file"].endswith("bad\\xff.jpg")

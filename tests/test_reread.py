@@ -4,6 +4,7 @@ what the first did not (resumable). With workers, :mod:`test_dicom_broker` runs 
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import cv2
@@ -45,3 +46,25 @@ def test_an_archive_is_read_into_a_csv_and_a_second_run_reads_only_what_is_new(t
     assert second.returncode == 0, second.stderr
     assert "1 file(s) to read" in second.stderr
     assert [row["file"] for row in rows(out)][4:] == ["2025/late.jpg"] and len(rows(out)) == 5
+
+
+def test_a_file_that_cannot_be_read_or_is_not_utf8_named_gets_its_row_and_the_archive_goes_on(tiny_model_dir,
+                                                                                               tmp_path):
+    # A share's I/O error (here /proc/self/mem, which cannot be read from the start), and a name from a
+    # share mounted with another charset: each file gets its row, the later ones are still read.
+    folder, out = tmp_path / "archive", tmp_path / "results.csv"
+    folder.mkdir()
+    (folder / "1.jpg").write_bytes(SAMPLES[0].read_bytes())
+    (folder / "2_eio.jpg").symlink_to("/proc/self/mem")
+    latin1 = os.fsdecode(b"3_M\xfcller.jpg")
+    (folder / latin1).write_bytes(SAMPLES[1].read_bytes())
+    (folder / "4.jpg").write_bytes(SAMPLES[2].read_bytes())
+    first = run_script("reread.py", "--folder", str(folder), "--out", str(out), "--model", str(tiny_model_dir))
+    assert first.returncode == 1 and "Traceback" not in first.stderr, first.stderr
+    with out.open(newline="", errors="surrogateescape") as handle:
+        by_file = {row["file"]: row for row in csv.DictReader(handle)}
+    assert sorted(by_file) == ["1.jpg", "2_eio.jpg", latin1, "4.jpg"]
+    assert "cannot be read: Input/output error" in by_file["2_eio.jpg"]["error"]
+    assert by_file[latin1]["label"] and by_file["4.jpg"]["label"] and not by_file["4.jpg"]["error"]
+    again = run_script("reread.py", "--folder", str(folder), "--out", str(out), "--model", str(tiny_model_dir))
+    assert again.returncode == 0 and "0 file(s) to read" in again.stderr, again.stderr  # nothing tried again

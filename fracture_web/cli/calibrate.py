@@ -23,8 +23,11 @@ serves them:
     FRACTURE_MODEL_DIR=DIR make run
 
 Sensitivity and specificity are reported 5-fold cross-validated, with 95% CIs. Exits 2 when the
-folder, the reads, the sample (too few fractured images for the margin: it says how many are needed)
-or the model cannot be used; never overwrites a non-empty DIR (or the model itself) without --force.
+folder, the reads, the sample (too few fractured images for the margin: it says how many are needed;
+labels that rank opposite to the model, as when 0 and 1 are swapped; an image listed twice; scores
+that do not vary) or the model cannot be used; never overwrites a non-empty DIR (or the model itself)
+without --force, and refuses a DIR that is a file or inside the model before scoring. DIR is written
+whole beside itself and renamed into place: a failure leaves no half-written model folder.
 Needs only the runtime install.
 """
 from __future__ import annotations
@@ -39,11 +42,12 @@ import numpy as np
 from flask import Flask
 
 from fracture_web.config import Settings, for_command_line
-from fracture_web.datasets import DatasetError, read_records
+from fracture_web.datasets import DatasetError, check_distinct_files, read_records
 from fracture_web.evaluation.diagnostic_accuracy import to_json
 from fracture_web.evaluation.model_card import render
 from fracture_web.evaluation.scoring import EvaluationError, score_records
-from fracture_web.evaluation.site import MARGIN_KEY, SITE_KEY, check_size, fit_site, site_metadata, write_site_model
+from fracture_web.evaluation.site import (MARGIN_KEY, SITE_KEY, check_out, check_size, fit_site, site_metadata,
+                                          write_site_model)
 from fracture_web.inference import FractureModel, ModelLoadError
 from fracture_web.reads.statistics import refit_sample
 from fracture_web.reads.store import ReadStore, StoreUnavailableError, database_url
@@ -109,6 +113,7 @@ def folder_sample(args: argparse.Namespace) -> tuple[FractureModel, Labelled]:
     """The labelled folder scored through the model (a sample too small is refused before scoring)."""
     records = read_records(args.data_dir, args.split)
     check_size(records.labels)  # before scoring: a sample too small is refused in seconds
+    check_distinct_files(records)  # one image under two names would count twice
     model = FractureModel(args.model)
     scored, probs, unreadable, _warnings = score_records(records, model, args.batch_size)
     if unreadable:
@@ -136,20 +141,28 @@ def reads_sample(args: argparse.Namespace) -> tuple[FractureModel, Labelled]:
     return model, (labels, probs, columns)
 
 
+def site_files(model_dir: Path, metadata: dict) -> dict[str, str]:
+    """The files written beside metadata.json: site_metrics.json and, when the model has its development
+    validation report (metrics.json), the model card with a *Re-fitted at this site* section."""
+    files = {"site_metrics.json": to_json(metadata[SITE_KEY]) + "\n"}
+    metrics = Path(model_dir) / "metrics.json"
+    if metrics.is_file():
+        files["MODEL_CARD.md"] = render(metadata, json.loads(metrics.read_text()))
+    return files
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
+        check_out(args.model, args.out, args.force)  # before scoring: a bad --out is refused in seconds
         model, (labels, probs, columns) = reads_sample(args) if args.from_reads else folder_sample(args)
         check_size(labels)
         metadata = site_metadata(model.metadata, fit_site(labels, probs, columns))
-        write_site_model(args.model, args.out, metadata, args.force)
+        write_site_model(args.model, args.out, metadata, args.force, site_files(args.model, metadata))
     except (DatasetError, EvaluationError, ModelLoadError, StoreUnavailableError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if (args.out / "metrics.json").is_file():  # the development validation report, copied with the model
-        (args.out / "MODEL_CARD.md").write_text(render(metadata, json.loads((args.out / "metrics.json").read_text())))
-    (args.out / "site_metrics.json").write_text(to_json(metadata[SITE_KEY]) + "\n")
     print("\n".join(summary_lines(metadata)))
     print(f"Wrote {args.out}; serve it with: FRACTURE_MODEL_DIR={args.out} make run")
     return 0

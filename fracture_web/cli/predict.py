@@ -7,7 +7,8 @@
 The defaults are the settings' (FRACTURE_MODEL_DIR, FRACTURE_BACKEND, FRACTURE_OPERATING_POINT,
 FRACTURE_THREADS, FRACTURE_TFLITE_FILE: docs/operations.md, Settings); a flag overrides them.
 
-One line per file. Exits 1 if any file could not be analysed (each says why on stderr).
+One line per file, each warning (out of scope, truncated, several frames...) indented under
+it. Exits 1 if any file could not be analysed (each says why on stderr).
 """
 from __future__ import annotations
 
@@ -44,18 +45,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def shown(path: Path) -> str:
+    """The file's name as text any terminal or JSON reader takes: bytes that are not UTF-8 (a share
+    mounted with another charset) are written as ``\\xff`` escapes instead of stopping the batch."""
+    return str(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def describe(path: Path, model: FractureModel, operating_point: str | None, as_json: bool) -> str:
-    """The result line for one file (raises the domain errors)."""
+    """The result for one file: one line, then its warnings (out of scope, truncated, several frames...),
+    each on its own indented line, as --json carries them (raises the domain errors)."""
     result = analyse(path.read_bytes(), model, operating_point, images=False)
     if as_json:
-        return json.dumps({"file": str(path), **result.as_dict()})
+        return json.dumps({"file": shown(path), **result.as_dict()})
     p = result.prediction
     verdict = p.verdict.upper() if p.fractured else p.verdict.lower()  # a suspected fracture stands out
     header = f" [{' '.join(result.context.values())}]" if result.context else ""
     boxes = "".join(f"; {f.level} finding at x {f.box[0]:.0f}-{f.box[2]:.0f}, y {f.box[1]:.0f}-{f.box[3]:.0f} "
                     f"(score {f.score:.0%})" for f in p.findings)
-    return (f"{path}{header}: {verdict} (probability {p.probability:.1%}, threshold {p.threshold:.1%}, "
-            f"{p.operating_point}){boxes}")
+    cautions = "".join(f"\n  warning: {warning}" for warning in result.warnings)
+    return (f"{shown(path)}{header}: {verdict} (probability {p.probability:.1%}, threshold {p.threshold:.1%}, "
+            f"{p.operating_point}){boxes}{cautions}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             print(describe(path, model, args.operating_point, args.json), flush=True)
         except (InvalidImageError, OSError) as err:
             failures += 1
-            print(f"{path}: error: {getattr(err, 'strerror', None) or err}", file=sys.stderr)
+            print(f"{shown(path)}: error: {getattr(err, 'strerror', None) or err}", file=sys.stderr)
     return 1 if failures else 0
 
 

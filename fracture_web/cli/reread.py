@@ -47,12 +47,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def read_file(folder: Path, name: str) -> bytes | dict:
+    """The file's bytes, or its error row when it cannot be read (a share's I/O error, no permission,
+    removed since the listing): one such file never stops the archive, and a rerun does not retry it."""
+    try:
+        return (folder / name).read_bytes()
+    except OSError as err:
+        return {"file": name, "error": f"cannot be read: {err.strerror or err}"}
+
+
 def read_here(args: argparse.Namespace, names: list[str]) -> Iterator[dict]:
     """The rows, read in this process with the model."""
     model = load_model(args.model, backend=args.backend, tflite_file=args.tflite_file, threads=args.threads)
     model.resolve(args.operating_point)
     for name in names:
-        yield result_row(name, (args.folder / name).read_bytes(), model, args.operating_point)
+        data = read_file(args.folder, name)
+        yield data if isinstance(data, dict) else result_row(name, data, model, args.operating_point)
 
 
 def read_by_workers(args: argparse.Namespace, names: list[str]) -> Iterator[dict]:
@@ -62,8 +72,11 @@ def read_by_workers(args: argparse.Namespace, names: list[str]) -> Iterator[dict
     app = celery_app(NodeConfig(broker_url=args.broker, visibility_timeout=args.visibility_timeout))
     in_flight: deque = deque()
     for name in names:
-        in_flight.append(app.send_task(READ_FILE, args=[name, encode((args.folder / name).read_bytes()),
-                                                        args.operating_point]))
+        data = read_file(args.folder, name)
+        if isinstance(data, dict):  # unreadable here: its error row, the others go on
+            yield data
+            continue
+        in_flight.append(app.send_task(READ_FILE, args=[name, encode(data), args.operating_point]))
         if len(in_flight) >= args.window:
             yield in_flight.popleft().get()
     while in_flight:

@@ -27,10 +27,11 @@ def files_in(folder: Path) -> list[str]:
 
 
 def done_in(csv_path: Path) -> set[str]:
-    """The files a CSV from an earlier run already has a row for (none when it does not exist)."""
+    """The files a CSV from an earlier run already has a row for (none when it does not exist); a CSV
+    saved again by Excel (with a byte-order mark) reads the same."""
     if not csv_path.exists():
         return set()
-    with csv_path.open(newline="") as handle:
+    with csv_path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
         return {row["file"] for row in csv.DictReader(handle)}
 
 
@@ -52,7 +53,9 @@ class CsvRows:
 
     def __init__(self, path: Path) -> None:
         new = not path.exists() or path.stat().st_size == 0
-        self._handle = path.open("a", newline="")
+        # A name that is not UTF-8 (a share mounted with another charset) is written back as its own
+        # bytes, so the row is kept and a rerun recognises the file (done_in reads it the same way).
+        self._handle = path.open("a", newline="", encoding="utf-8", errors="surrogateescape")
         self._writer = csv.DictWriter(self._handle, COLUMNS, restval="")
         if new:
             self._writer.writeheader()
