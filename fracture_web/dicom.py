@@ -36,6 +36,7 @@ from pydicom.pixels.utils import _get_jpg_parameters, get_expected_length
 from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, JPEG2000TransferSyntaxes,
                          JPEGLSTransferSyntaxes, JPEGTransferSyntaxes, RLELossless)
 
+from .jpeg_stream import check_intact
 from .pixels import (MAX_PIXELS, DecodedImage, InvalidImageError, check_dimensions, check_not_blank, normalise,
                      reduction, shrink)
 
@@ -147,6 +148,8 @@ def encoded_first_frame(ds: pydicom.Dataset, factor: int = 1) -> tuple[np.ndarra
     syntax = ds.file_meta.TransferSyntaxUID
     codestream = get_frame(ds.PixelData, 0, number_of_frames=int(ds.get("NumberOfFrames") or 1))
     check_frame_size(codestream, syntax, (int(ds.Rows), int(ds.Columns)))
+    if syntax in JPEGTransferSyntaxes:
+        check_intact(codestream)
     if factor > 1 and syntax in JPEG2000TransferSyntaxes:
         reduced = _jpeg2000_reduced(ds, codestream, factor)
         if reduced is not None:

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .dicom import decode_dicom
+from .jpeg_stream import check_intact
 from .photo import read_photo
 from .pixels import (DecodedImage, InvalidImageError, check_dimensions, check_not_blank, normalise, reduction,
                      shrink, to_uint8)
@@ -103,6 +104,8 @@ def decode_image(data: bytes, long_side: int | None = None) -> DecodedImage:
     factor = reduction((header.height, header.width), long_side)
     scale = min(factor, 8) if header.format in DCT_SCALED else 1  # what the decoder shrinks by itself
     colour = header.mode not in GRAY_MODES
+    if header.format in DCT_SCALED:
+        check_intact(data)
     decoded, truncated = _imdecode(data, colour, scale), False
     if decoded is None and header.format in DCT_SCALED:
         # libjpeg stops at a missing end marker; with one appended it decodes what is

@@ -24,6 +24,7 @@ from dicom_files import deflate_bomb, jpeg2000, jpeg_baseline, radiograph_datase
 from fracture_web import create_app
 from fracture_web.dicom import MAX_INFLATED_BYTES
 from fracture_web.imaging import decode_image
+from fracture_web.jpeg_stream import DAMAGED_JPEG
 from fracture_web.inference import Prediction
 from fracture_web.pixels import NEARLY_BLANK, NOISE, InvalidImageError
 from fracture_web.shifts import PHOTO_SHIFTS, SHIFTS
@@ -129,6 +130,28 @@ def test_radiographs_as_other_sites_and_phones_render_them_are_still_read(shift)
         pixels = decode_image(path.read_bytes()).pixels
         shifted = np.clip(shift.apply(pixels, rng) * 255 + 0.5, 0, 255).astype(np.uint8)
         decode_image(cv2.imencode(".png", shifted)[1].tobytes())
+
+
+def zeroed_mid_stream(jpeg: bytes, count: int = 200) -> bytes:
+    """``jpeg`` with ``count`` bytes of its entropy-coded data zeroed half way through (a damaged copy)."""
+    start = jpeg.find(b"\xff\xda")
+    middle = start + (len(jpeg) - start) // 2
+    return jpeg[:middle] + bytes(count) + jpeg[middle + count:]
+
+
+def test_a_jpeg_damaged_mid_stream_is_refused_not_read_with_its_rows_shifted(gray):
+    # OpenCV decodes it without complaint: most of the image shifted and greyed, then read as normal.
+    intact = cv2.imencode(".jpg", gray)[1].tobytes()
+    decode_image(intact)
+    assert refusal(zeroed_mid_stream(intact)) == DAMAGED_JPEG
+    # The same inside a DICOM file (JPEG Baseline transfer syntax).
+    dicom = to_bytes(jpeg_baseline(radiograph_dataset(gray)))
+    assert refusal(zeroed_mid_stream(dicom)) == DAMAGED_JPEG
+
+
+def test_a_jpeg_whose_encoder_padded_a_byte_before_its_end_marker_is_read(gray):
+    intact = cv2.imencode(".jpg", gray)[1].tobytes()
+    assert decode_image(intact[:-2] + b"\x00" + intact[-2:]).pixels.shape == gray.shape
 
 
 def test_a_study_never_averages_over_a_nan_whatever_the_order():
