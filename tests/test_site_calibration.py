@@ -39,6 +39,17 @@ def test_refitting_moves_the_thresholds_to_where_the_site_needs_them():
     assert abs(refitted.mean() - labels.mean()) < 0.03
 
 
+def test_a_sample_the_model_separates_perfectly_still_gets_thresholds_new_images_can_reach():
+    # A small site's sample is often separated perfectly; a plain maximum-likelihood fit then
+    # steepens without bound and puts the thresholds a hair below 1, where new fractures fall short.
+    rng = np.random.default_rng(3)
+    labels = np.r_[np.ones(40, int), np.zeros(40, int)]
+    probs = sigmoid(np.r_[rng.normal(2.5, 0.5, 40), rng.normal(-2.5, 0.5, 40)])
+    fit = fit_site(labels, probs)
+    assert 0 < fit.platt[0] < 3
+    assert all(threshold < 0.95 for threshold in fit.thresholds.values())
+
+
 def test_the_reported_rates_are_cross_validated_with_confidence_intervals():
     labels, probs = site_scores(np.random.default_rng(1))
     fit = fit_site(labels, probs)

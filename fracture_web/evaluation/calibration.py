@@ -31,14 +31,19 @@ class SampleTooSmallError(ValueError):
 
 
 def fit_platt(scores: np.ndarray, labels: np.ndarray, iterations: int = 100) -> tuple[float, float]:
-    """Platt scaling: p = sigmoid(a * score + b), the maximum-likelihood (a, b) by Newton's method
-    (a 1e-6 ridge keeps it finite when the classes separate)."""
+    """Platt scaling: p = sigmoid(a * score + b), the maximum-likelihood (a, b) by Newton's method,
+    fitted to Platt's targets ((N+ + 1) / (N+ + 2) for a fractured image, 1 / (N- + 2) for another)
+    rather than to 1 and 0: on a sample the model separates (a small site's, often) the plain fit's
+    slope grows without bound, its probabilities saturate and its thresholds sit a hair below 1,
+    which new images then miss. (A 1e-6 ridge keeps the Newton steps finite.)"""
     x = np.column_stack([np.asarray(scores, np.float64), np.ones(len(scores))])
     y = np.asarray(labels, np.float64)
+    positives, negatives = float(y.sum()), float(len(y) - y.sum())
+    targets = np.where(y == 1, (positives + 1) / (positives + 2), 1 / (negatives + 2))
     weights = np.zeros(2)
     for _ in range(iterations):
         p = sigmoid(x @ weights)
-        gradient = x.T @ (p - y) + 1e-6 * weights
+        gradient = x.T @ (p - targets) + 1e-6 * weights
         hessian = (x * (p * (1 - p))[:, None]).T @ x + 1e-6 * np.eye(2)
         step = np.linalg.solve(hessian, gradient)
         weights -= step
