@@ -339,10 +339,12 @@ def check_radiograph(ds: pydicom.Dataset) -> tuple[str, ...]:
     if photometric not in ("MONOCHROME1", "MONOCHROME2") or int(ds.get("SamplesPerPixel") or 1) != 1:
         raise InvalidImageError(f"This DICOM image is in colour ({photometric or 'unknown'}); radiographs are "
                                 "grayscale (MONOCHROME1 or MONOCHROME2).")
+    if "PixelData" not in ds:
+        raise InvalidImageError("DICOM images with floating-point pixel data are not supported (whole numbers "
+                                "of 8 to 16 bits are).")
     bits = int(ds.get("BitsStored") or 0)
-    if not 8 <= bits <= 16 or "PixelData" not in ds:
-        raise InvalidImageError(f"DICOM images with {bits or 'floating-point'} bits per pixel are not supported "
-                                "(8 to 16 bits are).")
+    if not 8 <= bits <= 16:
+        raise InvalidImageError(f"DICOM images with {bits} bits per pixel are not supported (8 to 16 bits are).")
     check_dimensions(int(ds.get("Columns") or 0), int(ds.get("Rows") or 0))
     return () if modality in RADIOGRAPH_MODALITIES else (UNSTATED_WARNING,)
 

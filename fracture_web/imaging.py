@@ -56,6 +56,22 @@ class ImageHeader:
     mode: str
 
 
+#: The first bytes of the formats read, by name: a file that starts like one but cannot be opened is
+#: told so, rather than that it is no image at all.
+SIGNATURES = {"PNG": (b"\x89PNG\r\n\x1a\n",), "JPEG": (b"\xff\xd8\xff",), "TIFF": (b"II*\x00", b"MM\x00*")}
+
+
+def _unreadable(data: bytes) -> str:
+    """Why a file that the image library cannot open is refused, in its format's terms where its
+    first bytes name one."""
+    for name, signatures in SIGNATURES.items():
+        if data.startswith(signatures):
+            extra = ", or stores its pixels in a way not supported here (such as 64-bit or colour floating point)" \
+                if name == "TIFF" else ""
+            return f"The file is a {name} image that cannot be read: it is damaged or cut off{extra}."
+    return "The file is not an image we can read (PNG, JPEG, TIFF or DICOM)."
+
+
 def sniff_format(data: bytes) -> ImageHeader:
     """Recognise the format from the bytes (never the name) and check the size before decoding.
 
@@ -71,7 +87,7 @@ def sniff_format(data: bytes) -> ImageHeader:
     except Image.DecompressionBombError as err:
         raise InvalidImageError("The image is too large (it would decode to too many pixels).") from err
     except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise InvalidImageError("The file is not an image we can read (PNG, JPEG, TIFF or DICOM).") from err
+        raise InvalidImageError(_unreadable(data)) from err
     if fmt not in SUPPORTED_FORMATS:
         raise InvalidImageError(f"{fmt or 'This'} images are not supported; upload a PNG, JPEG, TIFF or DICOM.")
     check_dimensions(width, height)

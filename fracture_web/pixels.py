@@ -21,6 +21,8 @@ MAX_ASPECT = 8.0
 #: full-size decode's. On FracAtlas originals (2304x2880) the shipped model's probability moved by
 #: at most ~0.01 with 2, by up to 0.05 with 1 (a second downscale of under 2x changes the blur).
 HEADROOM = 2
+#: The largest float32: a wider span of finite values is stretched in float64.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: Smallest range of brightness (on a [0, 1] or raw scale) that is not a blank image.
 MIN_CONTRAST = 1e-6
 #: The content checks look at the image shrunk to this long side (area averaging keeps noise noise).
@@ -130,8 +132,10 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 def normalise(gray: np.ndarray, bounds: tuple[float, float] | None = None) -> np.ndarray:
     """Stretch a 2-D integer or float image to float32 [0, 1] by its min and max, or by
     ``bounds``: those of the full-size image that ``gray`` was shrunk from."""
+    low, high = bounds or check_not_blank(gray)
+    if high - low > FLOAT32_MAX:  # finite values whose span float32 cannot hold
+        return ((gray.astype(np.float64) - low) / (high - low)).astype(np.float32)
     pixels = gray.astype(np.float32)
-    low, high = bounds or check_not_blank(pixels)
     pixels -= low  # in place: no second full-size copy
     pixels /= high - low
     return pixels

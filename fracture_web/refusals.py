@@ -54,6 +54,8 @@ WRONG_FIELD = Refusal("no_file", 400, "Send the images in the form field 'file':
                                       "{field!r}, and nothing is read from other fields.")
 MALFORMED_FORM = Refusal("bad_request", 400, "The upload form could not be read: it is malformed or was cut off "
                                              "before its end. Please send it again.")
+BAD_HEATMAP = Refusal("bad_request", 400, "'heatmap' takes 1 or png (the overlay as PNG), jpeg, or 0 (none); "
+                                          "not {value!r}.")
 EMPTY_BODY = Refusal("no_file", 400, "The request body is empty: send the image's bytes, or use the form field 'file'.")
 ONE_AT_A_TIME = Refusal("too_many_files", 400,
                         "Upload one image at a time here; send the views of one study to /api/v1/studies.")
@@ -88,7 +90,7 @@ READS_UNAVAILABLE = Refusal(None, 503, "The read could not be saved: this site's
                                        "The analysis itself is not affected; please send the read again later.")
 
 #: Every row, in the order above.
-TABLE = (UNREADABLE, BAD_OPERATING_POINT, NO_FILE, WRONG_FIELD, MALFORMED_FORM, EMPTY_BODY, ONE_AT_A_TIME, STUDY_TOO_LARGE,
+TABLE = (UNREADABLE, BAD_OPERATING_POINT, NO_FILE, WRONG_FIELD, MALFORMED_FORM, BAD_HEATMAP, EMPTY_BODY, ONE_AT_A_TIME, STUDY_TOO_LARGE,
          TOKEN_NEEDED, SIGN_IN_FIRST, WRONG_TOKEN, EXPIRED_FORM, BAD_REQUEST, CROSS_SITE, NOT_FOUND, NOT_ALLOWED,
          UPLOAD_STALLED, TOO_LARGE, NO_MODEL, READ_MALFORMED, UNKNOWN_ANALYSIS, READS_UNAVAILABLE)
 #: The domain exceptions a request may raise, and their rows (a subclass, such as the model's

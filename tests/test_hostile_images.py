@@ -90,11 +90,22 @@ def test_a_float_tiff_holding_nan_or_infinity_is_refused(gray, value):
     assert "not numbers" in refusal(buffer.getvalue())
 
 
-def test_float_pixel_data_is_refused_as_unsupported(gray):
+@pytest.mark.parametrize("bits_stored_left", [False, True])
+def test_float_pixel_data_is_refused_as_unsupported(gray, bits_stored_left):
     ds = radiograph_dataset(gray)
-    del ds.PixelData, ds.BitsStored, ds.HighBit, ds.PixelRepresentation
+    del ds.PixelData, ds.HighBit, ds.PixelRepresentation
+    if not bits_stored_left:  # a writer that left BitsStored from an 8-bit image got "8 bits ... not supported"
+        del ds.BitsStored
     ds.BitsAllocated, ds.FloatPixelData = 32, np.full(gray.shape, np.nan, np.float32).tobytes()
-    assert "floating-point" in refusal(to_bytes(ds))
+    assert "floating-point pixel data are not supported" in refusal(to_bytes(ds))
+
+
+def test_a_float_tiff_of_finite_values_beyond_float32s_span_is_not_called_nan(gray):
+    # -3e38 .. 3e38 are finite, but their difference overflows float32: it was refused as "NaN or infinity".
+    pixels = np.where(gray > 128, 3e38, -3e38).astype(np.float32)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "TIFF")
+    assert decode_image(buffer.getvalue()).pixels.max() == 1.0
 
 
 @pytest.mark.parametrize("seed", [0, 1])

@@ -195,3 +195,13 @@ def test_a_jpeg_missing_only_its_end_marker_is_read_and_says_so():
     data = jpeg(radiograph((400, 300)))
     decoded = decode_image(data[:-2])
     assert decoded.warnings == ("The file is incomplete (it ends without its end marker); every row of the image was read.",)
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"\x89PNG\r\n\x1a\n" + bytes(40), "PNG image that cannot be read"),
+    (b"II*\x00" + bytes(40), "TIFF image that cannot be read"),
+    (b"a letter, not an image", "not an image we can read"),
+])
+def test_a_file_that_starts_like_an_image_but_cannot_be_opened_is_told_so_in_its_format(data, words):
+    with pytest.raises(InvalidImageError, match=words):
+        decode_image(data)

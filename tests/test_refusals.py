@@ -111,6 +111,11 @@ def malformed_form(site: Site) -> tuple[Answers, str]:
             "api": site.analysing.post("/api/v1/studies", data=body, content_type=form)}, refusals.MALFORMED_FORM.text()
 
 
+def bad_heatmap(site: Site) -> tuple[Answers, str]:
+    return {"api": site.analysing.post("/api/v1/predict?heatmap=gif", data=files(SAMPLES[0].read_bytes()))}, \
+        refusals.BAD_HEATMAP.text(value="gif")
+
+
 def empty_body(site: Site) -> tuple[Answers, str]:
     return {"api": site.analysing.post("/api/v1/predict", data=b"", content_type="application/dicom")}, \
         refusals.EMPTY_BODY.text()
@@ -220,7 +225,8 @@ def reads_unavailable(site: Site) -> tuple[Answers, str]:
 #: A story for every row of the table, by the row's name in ``fracture_web.refusals``.
 STORIES: dict[str, Story] = {
     "UNREADABLE": unreadable, "BAD_OPERATING_POINT": bad_operating_point, "NO_FILE": no_file,
-    "WRONG_FIELD": wrong_field, "MALFORMED_FORM": malformed_form, "EMPTY_BODY": empty_body, "ONE_AT_A_TIME": one_at_a_time,
+    "WRONG_FIELD": wrong_field, "MALFORMED_FORM": malformed_form, "BAD_HEATMAP": bad_heatmap,
+    "EMPTY_BODY": empty_body, "ONE_AT_A_TIME": one_at_a_time,
     "STUDY_TOO_LARGE": study_too_large, "TOKEN_NEEDED": token_needed, "SIGN_IN_FIRST": sign_in_first,
     "WRONG_TOKEN": wrong_token, "EXPIRED_FORM": expired_form, "BAD_REQUEST": bad_request, "CROSS_SITE": cross_site,
     "NOT_FOUND": not_found, "NOT_ALLOWED": not_allowed, "UPLOAD_STALLED": upload_stalled, "TOO_LARGE": too_large,

@@ -148,9 +148,17 @@ def _study_page(study: StudyAnalysis, analysis_ids: list[str], stored: bool):
 HEATMAP_FORMATS = {"1": "png", "true": "png", "yes": "png", "png": "png", "jpeg": "jpeg", "jpg": "jpeg"}
 
 
+#: ``?heatmap=`` values that ask for no overlay (the default).
+NO_HEATMAP = frozenset({"0", "false", "no", ""})
+
+
 def _heatmap_format() -> str | None:
-    """The overlay's format the request asks for (``png`` or ``jpeg``), None for no overlay."""
-    return HEATMAP_FORMATS.get(request.args.get("heatmap", "0").lower())
+    """The overlay's format the request asks for (``png`` or ``jpeg``), None for no overlay; another
+    value is refused rather than answered without the overlay it may have meant."""
+    value = request.args.get("heatmap", "0").lower()
+    if value not in HEATMAP_FORMATS and value not in NO_HEATMAP:
+        raise Refused(refusals.BAD_HEATMAP, value=value[:20])
+    return HEATMAP_FORMATS.get(value)
 
 
 def _wants_heatmap() -> bool:
