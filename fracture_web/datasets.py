@@ -6,7 +6,11 @@ Two layouts are accepted, so a clinic can evaluate or retrain on its own images:
   ``split`` (train/val), ``dup_group``, ``body_part`` and ``hardware`` (FracAtlas); UTF-8, with or
   without Excel's byte-order mark; a row without a 0/1 label, a path listed twice or another
   encoding is refused, naming the row;
-* one folder per class: ``Fractured/`` + ``Non_fractured/`` or ``positive/`` + ``negative/``.
+* one folder per class: ``Fractured/`` + ``Non_fractured/`` or ``positive/`` + ``negative/``. Every
+  file in them (and their sub-folders) is taken whatever its name (``IM0000`` as PACS exports name
+  DICOM files, ``.jfif``, ...): the decoder refuses what is no image, counted as unreadable with its
+  reason. Hidden files (``.DS_Store``) and linked sub-folders are left out, and
+  :attr:`Records.skipped` says which and why.
 
 Images go through the app's own :func:`~fracture_web.imaging.preprocess`. numpy only (no
 scikit-learn), so evaluation runs from the runtime install; train/val splitting is training's.
@@ -26,7 +30,6 @@ from .pixels import InvalidImageError
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"}
 CLASS_FOLDERS = {"fractured": 1, "positive": 1, "non_fractured": 0, "not_fractured": 0, "negative": 0}
 
 
@@ -41,6 +44,8 @@ class Records:
     paths: list[Path]
     labels: np.ndarray
     columns: dict[str, list[str]] = field(default_factory=dict)
+    #: Files in the class folders that were left out, each with the reason (hidden, a linked folder).
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -55,7 +60,11 @@ class Records:
         """The rows whose ``split`` column is ``name`` (e.g. FracAtlas's ``val``)."""
         if "split" not in self.columns:
             raise DatasetError(f"The labels have no split column to select {name!r} from")
-        return self.subset(np.array(self.columns["split"]) == name)
+        chosen = self.subset(np.array(self.columns["split"]) == name)
+        if len(chosen) == 0:
+            known = ", ".join(repr(value) for value in sorted(set(self.columns["split"]))) or "no values"
+            raise DatasetError(f"No rows have split {name!r}; the split column holds {known}")
+        return chosen
 
 
 def read_records(data_dir: Path, split: str | None = None) -> Records:
@@ -143,15 +152,44 @@ def check_distinct_files(records: Records) -> None:
 
 
 def _read_folders(data_dir: Path) -> Records:
-    paths, labels = [], []
+    """Every file in the class folders, labelled by its folder; what is left out goes in ``skipped``."""
+    paths, labels, skipped = [], [], []
     for folder in sorted(p for p in data_dir.iterdir() if p.is_dir()):
         label = CLASS_FOLDERS.get(folder.name.lower())
         if label is None:
             continue
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files, left_out = files_under(folder)
         paths += files
         labels += [label] * len(files)
-    return Records(paths, np.array(labels, dtype=np.int32))
+        skipped += left_out
+    return Records(paths, np.array(labels, dtype=np.int32), skipped=skipped)
+
+
+def files_under(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Every file under the folder whatever its name (the decoder judges its content), in a stable
+    order; and the paths left out with the reason: hidden (a name starting with '.', such as
+    .DS_Store) or a linked sub-folder (not followed, so an archive cannot be read twice or in a loop)."""
+    files, skipped = [], []
+    for path in sorted(folder.rglob("*")):
+        parts = path.relative_to(folder).parts
+        if any(part.startswith(".") for part in parts):
+            if not any(part.startswith(".") for part in parts[:-1]):  # a hidden folder once, not each file in it
+                skipped.append((path, "hidden"))
+        elif path.is_symlink() and path.is_dir():
+            skipped.append((path, "a linked folder, not followed"))
+        elif not path.is_dir():
+            files.append(path)  # a broken link too: its row or count says it cannot be read
+    return files, skipped
+
+
+def skipped_note(skipped: list[tuple[Path, str]], root: Path, shown: int = 5) -> str | None:
+    """One line saying how many paths were left out and why, naming the first few; None when none."""
+    if not skipped:
+        return None
+    reasons = sorted({reason for _, reason in skipped})
+    names = ", ".join(str(path.relative_to(root)) for path, _ in skipped[:shown])
+    more = f" and {len(skipped) - shown} more" if len(skipped) > shown else ""
+    return (f"{len(skipped)} path(s) left out ({'; '.join(reasons)}): {names}{more}")
 
 
 def load_images(records: Records, size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 
 import cv2
 import pytest
@@ -87,3 +88,30 @@ def test_predict_survives_a_file_name_that_is_not_utf8_and_goes_on(tiny_model_di
     assert len(verdicts) == 2 and "bad\\xff.jpg" in verdicts[0] and str(SAMPLES[1]) in verdicts[1]
     as_json = run_script("predict.py", "--model", str(tiny_model_dir), "--image", str(odd), "--json")
     assert json.loads(as_json.stdout)["file"].endswith("bad\\xff.jpg")
+
+
+def test_a_wrong_model_folder_gets_one_sentence_from_each_export_and_predict(tiny_model_dir, tmp_path):
+    # An engineer mistypes the model folder, or hand-edits metadata.json: a sentence and exit 2, no traceback.
+    for script, flag in (("export_tflite.py", "--model"), ("export_onnx.py", "--model-dir"), ("predict.py", "--model")):
+        extra = ("--image", str(SAMPLES[0])) if script == "predict.py" else ()
+        done = run_script(script, flag, str(tmp_path / "nope"), *extra)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert f"{tmp_path / 'nope'} is not a model folder: it does not exist" in done.stderr
+    broken = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, broken)
+    metadata = json.loads((broken / "metadata.json").read_text())
+    (broken / "metadata.json").write_text(json.dumps(metadata | {"input_size": 0}))
+    for script in ("predict.py", "export_tflite.py"):
+        extra = ("--image", str(SAMPLES[0])) if script == "predict.py" else ()
+        done = run_script(script, "--model", str(broken), *extra)
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert "input_size must be the model's input side in pixels" in done.stderr and "not 0" in done.stderr
+
+
+def test_predict_refuses_a_folder_and_a_thread_count_below_one_as_usage_errors(tiny_model_dir, tmp_path):
+    folder = run_script("predict.py", "--model", str(tiny_model_dir), "--image", str(SAMPLES[0]), str(tmp_path))
+    assert folder.returncode == 2 and "a folder; give image files here" in folder.stderr
+    assert "fracture-reread" in folder.stderr and "fracture-evaluate" in folder.stderr
+    threads = run_script("predict.py", "--model", str(tiny_model_dir), "--image", str(SAMPLES[0]), "--threads", "-3")
+    assert threads.returncode == 2 and "--threads must be at least 1, not -3" in threads.stderr
+    assert "cannot be loaded" not in threads.stderr  # a usage error, not a model failure

@@ -399,3 +399,53 @@ def test_cli_reports_where_the_findings_land_when_the_folder_has_outlines(tiny_m
     assert 0 <= findings["top_finding_hit_rate"] <= findings["finding_hit_rate"] <= 1
     assert len(findings["froc"]) == 6
     assert "Findings (definite >=" in done.stdout and "FROC" in done.stdout
+
+
+def test_a_class_folder_export_from_pacs_is_scored_whole_and_what_is_left_out_is_said(tiny_model_dir, tmp_path):
+    # A clinic copies its PACS export into Fractured/ + Non_fractured/: DICOM files named IM0000 (no
+    # extension), JPEGs saved as .jfif, and the Finder's .DS_Store. Every image counts; the rest is said.
+    from dicom_files import radiograph_dataset, to_bytes
+    rng = np.random.default_rng(3)
+    for label, folder in ((1, "Fractured"), (0, "Non_fractured")):
+        (tmp_path / folder).mkdir()
+        for i in range(2):
+            image = synthetic_xray(rng, crack=bool(label))
+            (tmp_path / folder / f"IM000{i}").write_bytes(to_bytes(radiograph_dataset(image)))
+            cv2.imwrite(str(tmp_path / folder / f"photo{i}.jpg"), synthetic_xray(rng, crack=bool(label)))
+            (tmp_path / folder / f"photo{i}.jpg").rename(tmp_path / folder / f"photo{i}.jfif")
+        (tmp_path / folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    (tmp_path / "Fractured" / "README").write_text("exported 2025-11-02")
+    out = tmp_path / "metrics.json"
+    done = run_script("evaluate.py", "--data-dir", str(tmp_path), "--model", str(tiny_model_dir), "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    assert result["n"] == 8 and result["positives"] == 4  # the DICOMs without an extension and the .jfif files
+    assert result["unreadable_files"] == ["Fractured/README"]  # tried, and refused as no image
+    assert "2 path(s) left out (hidden): Fractured/.DS_Store, Non_fractured/.DS_Store" in done.stderr
+
+
+def test_an_out_that_cannot_be_written_is_refused_before_the_scoring(tiny_model_dir, labelled_folder, tmp_path):
+    # The metrics were lost after a long --robustness run when --out was a folder or under a file.
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for argument, value, says in (("--out", tmp_path, "is a folder"), ("--out", afile / "m.json", "cannot be written"),
+                                  ("--plots", afile, "is a file")):
+        done = run_script("evaluate.py", "--data-dir", str(labelled_folder), "--model", str(tiny_model_dir),
+                          argument, str(value))
+        assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert "Images scored" not in done.stdout  # refused before any image was scored
+    made = tmp_path / "new" / "deeper" / "m.json"
+    done = run_script("evaluate.py", "--data-dir", str(labelled_folder), "--model", str(tiny_model_dir),
+                      "--out", str(made))
+    assert done.returncode == 0 and json.loads(made.read_text())["n"] == 8, done.stderr
+
+
+def test_a_split_no_row_has_is_named_with_the_splits_there_are(tiny_model_dir, tmp_path):
+    rng = np.random.default_rng(2)
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / f"img{i}.png"), synthetic_xray(rng, crack=bool(i % 2)))
+    with (tmp_path / "labels.csv").open("w", newline="") as handle:
+        csv.writer(handle).writerows([["path", "label", "split"]] +
+                                     [[f"img{i}.png", i % 2, "train" if i < 2 else "val"] for i in range(4)])
+    done = run_script("evaluate.py", "--data-dir", str(tmp_path), "--model", str(tiny_model_dir), "--split", "nope")
+    assert done.returncode == 2 and "No rows have split 'nope'; the split column holds 'train', 'val'" in done.stderr

@@ -8,7 +8,9 @@ import os
 from pathlib import Path
 
 import cv2
+import pytest
 
+from fracture_web.dicom_node.archive import ResultsFileError, check_same_reader
 from helpers import SAMPLES, run_script
 from dicom_files import PATIENT, radiograph_dataset, to_bytes
 
@@ -68,3 +70,66 @@ def test_a_file_that_cannot_be_read_or_is_not_utf8_named_gets_its_row_and_the_ar
     assert by_file[latin1]["label"] and by_file["4.jpg"]["label"] and not by_file["4.jpg"]["error"]
     again = run_script("reread.py", "--folder", str(folder), "--out", str(out), "--model", str(tiny_model_dir))
     assert again.returncode == 0 and "0 file(s) to read" in again.stderr, again.stderr  # nothing tried again
+
+
+def test_a_csv_another_operating_point_wrote_is_not_resumed_as_if_done(tiny_model_dir, tmp_path):
+    # Last night's re-read ran at the balanced point; tonight the radiologist wants high sensitivity.
+    # Resuming would keep every balanced verdict as "done": the run is refused and says what to do.
+    folder, out = tmp_path / "archive", tmp_path / "results.csv"
+    folder.mkdir()
+    for path in SAMPLES[:2]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    first = run_script("reread.py", "--folder", str(folder), "--out", str(out), "--model", str(tiny_model_dir))
+    assert first.returncode == 0, first.stderr
+    before = out.read_text()
+    other = run_script("reread.py", "--folder", str(folder), "--out", str(out), "--model", str(tiny_model_dir),
+                       "--operating-point", "high_sensitivity")
+    assert other.returncode == 2 and "Traceback" not in other.stderr, other.stderr
+    assert "at operating point balanced" in other.stderr and "high_sensitivity" in other.stderr
+    assert "new --out" in other.stderr and out.read_text() == before
+    fresh = run_script("reread.py", "--folder", str(folder), "--out", str(tmp_path / "sensitive.csv"),
+                       "--model", str(tiny_model_dir), "--operating-point", "high_sensitivity")
+    assert fresh.returncode == 0 and "2 file(s) to read" in fresh.stderr, fresh.stderr
+    assert {row["operating_point"] for row in rows(tmp_path / "sensitive.csv")} == {"high_sensitivity"}
+    same = run_script("reread.py", "--folder", str(folder), "--out", str(out), "--model", str(tiny_model_dir),
+                      "--operating-point", "balanced")
+    assert same.returncode == 0 and "0 file(s) to read" in same.stderr, same.stderr  # the same reader resumes
+
+
+def test_a_csv_another_model_version_wrote_is_refused_naming_both():
+    written = [{"file": "a.jpg", "model_version": "dev-1", "operating_point": "balanced"},
+               {"file": "b.jpg", "model_version": "", "operating_point": "", "error": "not an image"}]
+    check_same_reader(written, Path("r.csv"), "dev-1", "balanced")  # the same model: resumed
+    with pytest.raises(ResultsFileError, match="model dev-1 at operating point balanced.*model site-2 at"):
+        check_same_reader(written, Path("r.csv"), "site-2", "balanced")
+
+
+def test_an_out_that_is_a_folder_or_another_table_is_refused_before_any_reading(tiny_model_dir, tmp_path):
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    (folder / "1.jpg").write_bytes(SAMPLES[0].read_bytes())
+    ledger = tmp_path / "ledger.csv"
+    ledger.write_text("patient,amount\nA,12\n")
+    for out, says in ((tmp_path, "is a folder"), (ledger, "no 'file' column"),
+                      (tmp_path / "missing" / "r.csv", "does not exist")):
+        done = run_script("reread.py", "--folder", str(folder), "--out", str(out), "--model", str(tiny_model_dir))
+        assert done.returncode == 2 and says in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert ledger.read_text() == "patient,amount\nA,12\n"
+
+
+def test_what_the_reread_leaves_out_is_said_and_its_own_csv_is_not_read(tiny_model_dir, tmp_path):
+    # Hidden files and a linked sub-folder are not read, and the note says so; the CSV kept inside the
+    # archive is not read as an image on the second run.
+    folder, elsewhere = tmp_path / "archive", tmp_path / "elsewhere"
+    folder.mkdir()
+    elsewhere.mkdir()
+    (folder / "1.jpg").write_bytes(SAMPLES[0].read_bytes())
+    (folder / ".dotfile.jpg").write_bytes(SAMPLES[1].read_bytes())
+    (elsewhere / "linked.jpg").write_bytes(SAMPLES[2].read_bytes())
+    (folder / "linkdir").symlink_to(elsewhere)
+    out = folder / "results.csv"
+    first = run_script("reread.py", "--folder", str(folder), "--out", str(out), "--model", str(tiny_model_dir))
+    assert first.returncode == 0 and "1 file(s) to read" in first.stderr, first.stderr
+    assert "2 path(s) left out (a linked folder, not followed; hidden): .dotfile.jpg, linkdir" in first.stderr
+    again = run_script("reread.py", "--folder", str(folder), "--out", str(out), "--model", str(tiny_model_dir))
+    assert again.returncode == 0 and "0 file(s) to read" in again.stderr, again.stderr

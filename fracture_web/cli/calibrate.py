@@ -42,7 +42,7 @@ import numpy as np
 from flask import Flask
 
 from fracture_web.config import Settings, for_command_line
-from fracture_web.datasets import DatasetError, check_distinct_files, read_records
+from fracture_web.datasets import DatasetError, check_distinct_files, read_records, skipped_note
 from fracture_web.evaluation.diagnostic_accuracy import to_json
 from fracture_web.evaluation.model_card import render
 from fracture_web.evaluation.scoring import EvaluationError, score_records
@@ -112,6 +112,8 @@ def margin_lines(margin: dict) -> list[str]:
 def folder_sample(args: argparse.Namespace) -> tuple[FractureModel, Labelled]:
     """The labelled folder scored through the model (a sample too small is refused before scoring)."""
     records = read_records(args.data_dir, args.split)
+    if note := skipped_note(records.skipped, args.data_dir):
+        print(f"note: {note}", file=sys.stderr)
     check_size(records.labels)  # before scoring: a sample too small is refused in seconds
     check_distinct_files(records)  # one image under two names would count twice
     model = FractureModel(args.model)

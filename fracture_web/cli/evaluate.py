@@ -5,19 +5,22 @@
     (from a checkout: python scripts/evaluate.py, the same arguments)
 
 DIR holds labels.csv (path,label[,body_part,hardware,...]) or Fractured/ + Non_fractured/.
-Images go through the app's own preprocessing and model. Unreadable files are counted
-and listed, not fatal. Exits 2 when the folder or model cannot be used, or when --plots is
+Images go through the app's own preprocessing and model. Every file in the class folders is
+tried whatever its name (a DICOM named IM0000 too); unreadable files are counted and listed, not
+fatal, and hidden files or linked sub-folders left out are named on stderr. Exits 2 when the folder or model cannot be used, or when --plots is
 asked for without matplotlib (a development requirement). Needs only the runtime install.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
+from fracture_web.cli.model_folder import model_folder_problem
 from fracture_web.config import for_command_line
-from fracture_web.datasets import DatasetError, read_records
+from fracture_web.datasets import DatasetError, read_records, skipped_note
 from fracture_web.evaluation.diagnostic_accuracy import to_json
 from fracture_web.evaluation.localisation import format_findings
 from fracture_web.evaluation.plots import PlotsUnavailableError, pyplot, write_plots
@@ -40,16 +43,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
+    if problem := out_problem(args.out) or out_problem(args.plots, folder=True):
+        parser.error(problem)  # before the scoring (with --robustness, many minutes), not after it
     return args
+
+
+def out_problem(out: Path | None, folder: bool = False) -> str | None:
+    """Why the metrics file (or, with ``folder``, the plots folder) cannot be written there, or None;
+    checked before the scoring so the work is not lost at the end. Nothing is made yet."""
+    if out is None:
+        return None
+    if folder and out.exists() and not out.is_dir():
+        return f"--plots {out} is a file; give a folder for roc.png and reliability.png"
+    if not folder and out.is_dir():
+        return f"--out {out} is a folder; give the path of a JSON file, e.g. {out / 'metrics.json'}"
+    existing = (out if folder else out.parent).absolute()
+    while not existing.exists():  # the folders still to make go in the nearest one that exists
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{out} cannot be written: {existing} is a file, not a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{out} cannot be written: no permission to write in {existing}"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        read_records(args.data_dir, args.split)  # cheap: refuse an unusable folder before loading TensorFlow
+        records = read_records(args.data_dir, args.split)  # cheap: refuse an unusable folder before loading TensorFlow
+        if note := skipped_note(records.skipped, args.data_dir):
+            print(f"note: {note}", file=sys.stderr, flush=True)
         if args.plots:
             pyplot()  # and refuse plots without matplotlib before scoring anything
+        if problem := model_folder_problem(args.model):
+            raise ModelLoadError(problem)
         model = FractureModel(args.model)
         evaluation = evaluate(args.data_dir, model, args.batch_size, args.split)
         add_site_tables(evaluation, model, args.data_dir, args.robustness, args.batch_size)

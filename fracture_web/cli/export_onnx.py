@@ -20,6 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
+from fracture_web.cli.model_folder import model_folder_problem
 from fracture_web.config import PROJECT_ROOT, defaults
 from fracture_web.datasets import DatasetError, Records, read_records
 from fracture_web.runtimes import ONNX_PARITY_FILE, PARITY_TOLERANCE
@@ -44,14 +45,17 @@ def records_in(data_dir: Path, split: str) -> Records:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+    if problem := model_folder_problem(args.model_dir, saved_model=True):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         val = records_in(args.data_dir, args.split)
-    except DatasetError as err:
+        from fracture_web.onnx_export import export_onnx  # TensorFlow and tf2onnx load only now
+
+        report = export_onnx(args.model_dir, val, args.data_dir, not args.no_int8)
+    except (DatasetError, OSError) as err:  # OSError: a SavedModel TensorFlow cannot read, a full disk
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from fracture_web.onnx_export import export_onnx  # TensorFlow and tf2onnx load only now
-
-    report = export_onnx(args.model_dir, val, args.data_dir, not args.no_int8)
     print(json.dumps(report, indent=2))
     print(f"wrote {args.model_dir / ONNX_PARITY_FILE}")
     return 1 if report["variants"]["float32"]["max_probability_diff"] > PARITY_TOLERANCE else 0

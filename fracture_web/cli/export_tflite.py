@@ -20,6 +20,7 @@ import logging
 import sys
 from pathlib import Path
 
+from fracture_web.cli.model_folder import model_folder_problem
 from fracture_web.config import defaults
 from fracture_web.datasets import DatasetError, read_records
 from fracture_web.runtimes import PARITY_FILE, PARITY_TOLERANCE
@@ -38,14 +39,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-    records = None
-    if args.data_dir:
-        try:
-            records = read_records(args.data_dir, args.split)
-        except DatasetError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-    report = export_tflite(args.model, args.variants, records)
+    if problem := model_folder_problem(args.model, saved_model=True):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    try:
+        records = read_records(args.data_dir, args.split) if args.data_dir else None
+        report = export_tflite(args.model, args.variants, records)
+    except (DatasetError, OSError) as err:  # OSError: a SavedModel TensorFlow cannot read, a full disk
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     for variant in args.variants:
         path = args.model / tflite_name(variant)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

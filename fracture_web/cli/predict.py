@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from fracture_web.analysis import analyse
+from fracture_web.cli.model_folder import model_folder_problem
 from fracture_web.config import for_command_line
 from fracture_web.pixels import InvalidImageError
 from fracture_web.inference import FractureModel, ModelLoadError, UnknownOperatingPointError, load_model
@@ -42,7 +43,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=settings["THREADS"],
                         help=f"cores one image may use (default: {threads})")
     parser.set_defaults(tflite_file=settings["TFLITE_FILE"])
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, not {args.threads}")
+    if folders := [shown(path) for path in args.images if path.is_dir()]:
+        parser.error(f"{', '.join(folders)}: a folder; give image files here, or read a whole folder with "
+                     "fracture-reread (a CSV of verdicts) or, when it is labelled, fracture-evaluate")
+    return args
 
 
 def shown(path: Path) -> str:
@@ -71,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     """Print one line per file; 1 when any file could not be analysed, 2 when the model cannot be loaded."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    if problem := model_folder_problem(args.model):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         model = load_model(args.model, backend=args.backend, tflite_file=args.tflite_file, threads=args.threads)
         model.resolve(args.operating_point)

@@ -4,7 +4,11 @@
                     [--backend auto|tensorflow|litert] [--broker redis://HOST:PORT/N] [--window 32]
     (from a checkout: python scripts/reread.py, the same arguments)
 
-Resumable: rows are written as results come, and a second run skips the files already in the CSV.
+Resumable: rows are written as results come, and a second run skips the files already in the CSV,
+provided the same model version and operating point made them: a CSV another model or operating
+point wrote is refused (give a new --out), as is an --out that is a folder or another table.
+Hidden files and folders (names starting with '.') and linked sub-folders are not read; a note
+says how many and which.
 With a broker (``--broker`` or ``FRACTURE_BROKER_URL``) the files go to the DICOM node's workers
 (``python -m fracture_web.dicom_node.worker``, on any number of hosts) and their rows come back;
 at most ``--window`` files travel at once. Without one, this process reads them with the model.
@@ -21,10 +25,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from fracture_web.cli.model_folder import model_folder_problem
 from fracture_web.config import for_command_line
-from fracture_web.dicom_node.archive import CsvRows, pending, result_row
+from fracture_web.datasets import skipped_note
+from fracture_web.dicom_node.archive import (CsvRows, ResultsFileError, check_same_reader, earlier_rows, files_in,
+                                            pending, result_row)
 from fracture_web.dicom_node.config import NodeConfig
-from fracture_web.inference import ModelLoadError, UnknownOperatingPointError, load_model
+from fracture_web.inference import FractureModel, ModelLoadError, UnknownOperatingPointError, load_model
 from fracture_web.runtimes import BACKENDS
 
 
@@ -56,16 +63,14 @@ def read_file(folder: Path, name: str) -> bytes | dict:
         return {"file": name, "error": f"cannot be read: {err.strerror or err}"}
 
 
-def read_here(args: argparse.Namespace, names: list[str]) -> Iterator[dict]:
+def read_here(args: argparse.Namespace, model: FractureModel, names: list[str]) -> Iterator[dict]:
     """The rows, read in this process with the model."""
-    model = load_model(args.model, backend=args.backend, tflite_file=args.tflite_file, threads=args.threads)
-    model.resolve(args.operating_point)
     for name in names:
         data = read_file(args.folder, name)
         yield data if isinstance(data, dict) else result_row(name, data, model, args.operating_point)
 
 
-def read_by_workers(args: argparse.Namespace, names: list[str]) -> Iterator[dict]:
+def read_by_workers(args: argparse.Namespace, _model: None, names: list[str]) -> Iterator[dict]:
     """The rows, read by the workers: each file travels in its task, so workers need no shared folder."""
     from fracture_web.dicom_node.tasks import READ_FILE, celery_app, encode  # only with a broker
 
@@ -95,20 +100,39 @@ def write(rows: Iterable[dict], out: Path, total: int, progress: Callable = tqdm
     return failures
 
 
+def to_read(args: argparse.Namespace) -> tuple[FractureModel | None, list[str]]:
+    """The model (none with a broker: the workers have theirs) and the files the CSV has no row for;
+    refuses an --out that is no results CSV, or one another model or operating point wrote."""
+    if not args.out.parent.is_dir():
+        raise ResultsFileError(f"--out {args.out}: the folder {args.out.parent} does not exist")
+    rows = earlier_rows(args.out)  # before loading the model: a wrong --out is refused in a second
+    model = None
+    if not args.broker:
+        if problem := model_folder_problem(args.model):
+            raise ModelLoadError(problem)
+        model = load_model(args.model, backend=args.backend, tflite_file=args.tflite_file, threads=args.threads)
+        args.operating_point = model.resolve(args.operating_point)
+    check_same_reader(rows, args.out, model.version if model else None, args.operating_point)
+    names, skipped = files_in(args.folder)
+    if note := skipped_note(skipped, args.folder):
+        print(f"note: {note}", file=sys.stderr)
+    return model, pending(args.folder, names, rows, args.out)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """1 when any file could not be analysed, 2 when the model or the folder cannot be used."""
+    """1 when any file could not be analysed, 2 when the model, the folder or the CSV cannot be used."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if not args.folder.is_dir():
         print(f"error: {args.folder} is not a folder", file=sys.stderr)
         return 2
-    names = pending(args.folder, args.out)
-    print(f"{len(names)} file(s) to read ({'workers at ' + args.broker.split('@')[-1] if args.broker else 'here'})",
-          file=sys.stderr)
     try:
-        rows = (read_by_workers if args.broker else read_here)(args, names)
+        model, names = to_read(args)
+        print(f"{len(names)} file(s) to read ({'workers at ' + args.broker.split('@')[-1] if args.broker else 'here'})",
+              file=sys.stderr)
+        rows = (read_by_workers if args.broker else read_here)(args, model, names)
         failures = write(rows, args.out, len(names))
-    except (ModelLoadError, UnknownOperatingPointError) as err:
+    except (ModelLoadError, UnknownOperatingPointError, ResultsFileError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 1 if failures else 0

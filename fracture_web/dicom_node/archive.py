@@ -5,6 +5,11 @@ second run skips every file already in it (by its path relative to the folder): 
 that cannot be analysed gets a row with its ``error`` and is not tried again. Rows carry no pixels
 and no patient data: the verdict, probability, threshold, operating point, model version, the
 number of findings (definite/possible) and the warnings.
+
+A CSV is one model's reading at one operating point: :func:`check_same_reader` refuses to resume a
+CSV whose verdicts another model version or operating point gave (its rows would be kept as if
+done), and :func:`earlier_rows` refuses a CSV that is not a re-read's (no ``file`` column), each
+with a sentence saying what to do.
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import csv
 from pathlib import Path
 
 from ..analysis import analyse
+from ..datasets import files_under
 from ..inference import FractureModel
 from ..pixels import InvalidImageError
 
@@ -20,19 +26,47 @@ PREDICTION_COLUMNS = ("label", "probability", "threshold", "operating_point", "m
 COLUMNS = ("file", *PREDICTION_COLUMNS, "definite_findings", "possible_findings", "warnings", "error")
 
 
-def files_in(folder: Path) -> list[str]:
-    """Every file under the folder (hidden ones aside), as paths relative to it, in a stable order."""
-    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*")
-                  if path.is_file() and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+class ResultsFileError(ValueError):
+    """The results CSV cannot be resumed or written: a folder, another table, another model's verdicts."""
 
 
-def done_in(csv_path: Path) -> set[str]:
-    """The files a CSV from an earlier run already has a row for (none when it does not exist); a CSV
-    saved again by Excel (with a byte-order mark) reads the same."""
-    if not csv_path.exists():
-        return set()
-    with csv_path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
-        return {row["file"] for row in csv.DictReader(handle)}
+def files_in(folder: Path) -> tuple[list[str], list[tuple[Path, str]]]:
+    """Every file under the folder, as paths relative to it, in a stable order; and what was left out
+    (hidden files and folders, linked sub-folders), each with the reason."""
+    files, skipped = files_under(folder)
+    return [str(path.relative_to(folder)) for path in files], skipped
+
+
+def earlier_rows(csv_path: Path) -> list[dict]:
+    """The rows of a CSV from an earlier run (none when it does not exist or is empty); a CSV saved
+    again by Excel (with a byte-order mark) reads the same. Refuses a folder or a CSV without a
+    ``file`` column (another table, which appending to would spoil)."""
+    if csv_path.is_dir():
+        raise ResultsFileError(f"--out {csv_path} is a folder; give the path of a CSV file, e.g. {csv_path / 'results.csv'}")
+    if not csv_path.exists() or csv_path.stat().st_size == 0:
+        return []
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as handle:
+            reader = csv.DictReader(handle)
+            if "file" not in (reader.fieldnames or ()):
+                raise ResultsFileError(f"{csv_path} is not a re-read's results CSV (it has no 'file' column); "
+                                       "give a new --out so it is not appended to")
+            return list(reader)
+    except (OSError, csv.Error) as err:
+        raise ResultsFileError(f"{csv_path} cannot be read: {getattr(err, 'strerror', None) or err}") from None
+
+
+def check_same_reader(rows: list[dict], csv_path: Path, version: str | None, operating_point: str | None) -> None:
+    """Refuse to resume a CSV whose verdicts another model version or operating point gave: its files
+    would be skipped as done. ``None`` leaves that side unchecked (the workers' model is not known here)."""
+    earlier = {(row.get("model_version") or "", row.get("operating_point") or "") for row in rows
+               if row.get("model_version")}  # error rows carry no verdict
+    other = sorted((v, p) for v, p in earlier if (version or v, operating_point or p) != (v, p))
+    if other:
+        was = "; ".join(f"model {v} at operating point {p}" for v, p in other)
+        now = f"model {version or 'of the workers'} at operating point {operating_point or '(the default)'}"
+        raise ResultsFileError(f"{csv_path} holds verdicts by {was}, and this run uses {now}: resuming would keep "
+                               "those verdicts as done. Give a new --out to re-read the archive with this model")
 
 
 def result_row(name: str, data: bytes, model: FractureModel, operating_point: str | None) -> dict:
@@ -68,7 +102,12 @@ class CsvRows:
         self._handle.close()
 
 
-def pending(folder: Path, csv_path: Path) -> list[str]:
-    """The files under the folder that the CSV has no row for yet."""
-    done = done_in(csv_path)
-    return [name for name in files_in(folder) if name not in done]
+def pending(folder: Path, names: list[str], rows: list[dict], out: Path) -> list[str]:
+    """The names that the earlier rows do not cover, the results CSV itself aside (when it is kept
+    inside the folder, a second run would read it as an image)."""
+    done = {row["file"] for row in rows}
+    try:
+        done.add(str(out.resolve().relative_to(folder.resolve())))
+    except ValueError:  # the CSV is outside the folder
+        pass
+    return [name for name in names if name not in done]
