@@ -5,6 +5,7 @@ through ``analyse_study``: each file as on its own, then one verdict for the stu
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -12,12 +13,12 @@ import numpy as np
 from pydicom import Dataset
 
 from . import overlay
-from .dicom import decode_dataset
-from .imaging import decode_image, to_model_input
+from .dicom import decode_dataset, patient_fingerprint
+from .imaging import decode_image, is_dicom, to_model_input
 from .inference import FractureModel, Prediction
 from .photo import WARNINGS as PHOTO_WARNINGS
 from .pixels import DecodedImage, InvalidImageError
-from .study import EmptyStudyError, StudyVerdict, combine
+from .study import EmptyStudyError, MixedPatientsError, StudyVerdict, combine
 from .timings import StageTimings
 
 #: What the API reports of a prediction's written shape (:meth:`Prediction.as_dict`).
@@ -175,12 +176,19 @@ def analyse_study(files: Sequence[bytes], model: FractureModel, operating_point:
     (``study.combine``); a file that is not a usable image gets its error while the others go on.
     Each file's stages go into ``timings`` when given.
 
-    Raises ``UnknownOperatingPointError`` for an operating point the model lacks and
-    ``EmptyStudyError`` when no file could be analysed.
+    A file sent twice is read once (the second gets an error saying so). Raises
+    ``UnknownOperatingPointError`` for an operating point the model lacks, ``MixedPatientsError``
+    when DICOM files name different patients, and ``EmptyStudyError`` when no file could be analysed.
     """
     model.resolve(operating_point)  # one refusal for the request, not one per file
-    results = []
-    for data in files:
+    check_one_patient(files)
+    results, first_of = [], {}
+    for number, data in enumerate(files, start=1):
+        digest = hashlib.sha256(data).digest()
+        if digest in first_of:  # read once: a second read would count twice in the verdict and at the site
+            results.append(StudyImage(error=f"The same file as file {first_of[digest]}; each view is read once."))
+            continue
+        first_of[digest] = number
         try:
             results.append(StudyImage(analyse(data, model, operating_point, images, display_max_side, timings,
                                               model_view)))
@@ -193,3 +201,12 @@ def analyse_study(files: Sequence[bytes], model: FractureModel, operating_point:
     verdict = combine([image.analysis.prediction for image in results if image.analysis is not None])
     warnings = (f"{len(failed)} of {len(results)} files could not be analysed.",) if failed else ()
     return StudyAnalysis(verdict, tuple(results), warnings)
+
+
+def check_one_patient(files: Sequence[bytes]) -> None:
+    """Refuse a study whose DICOM files name different patients (their IDs, else names, compared as
+    digests and never kept): its verdict would be drawn from one patient's image for another's."""
+    patients = {fingerprint for data in files if is_dicom(data) and (fingerprint := patient_fingerprint(data))}
+    if len(patients) > 1:
+        raise MixedPatientsError(f"The files name {len(patients)} different patients in their DICOM headers; a study "
+                                 "is the views of one patient. Send each patient's images apart.")

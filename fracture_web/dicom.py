@@ -17,6 +17,7 @@ agree with the DICOM header's size before anything is decoded. No Flask, no Tens
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import struct
@@ -274,6 +275,23 @@ def read_dataset(data: bytes, elements: list[str] | None = None) -> pydicom.Data
         raise InvalidImageError(DAMAGED) from err
     check_complete(ds, data)
     return ds
+
+
+#: The elements that say whose images a file holds (compared between a study's files, never kept).
+PATIENT_ELEMENTS = ["PatientID", "IssuerOfPatientID", "PatientName"]
+
+
+def patient_fingerprint(data: bytes) -> str | None:
+    """A digest of the patient a DICOM file names (ID with its issuer, else the name), to tell
+    whether two files are of one patient without holding who it is; None where the file names none
+    or cannot be read (its analysis says why)."""
+    try:
+        ds = pydicom.dcmread(io.BytesIO(inflated(data)), specific_tags=PATIENT_ELEMENTS)
+        values = [str(ds.get(name) or "").strip() for name in PATIENT_ELEMENTS]
+    except DAMAGE:  # InvalidImageError is a ValueError
+        return None
+    key = values[:2] if values[0] else ["", "", values[2]]
+    return hashlib.sha256("\\".join(key).encode()).hexdigest() if any(key) else None
 
 
 def check_complete(ds: pydicom.Dataset, data: bytes) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from .inference import UnknownOperatingPointError
 from .pixels import InvalidImageError
-from .study import EmptyStudyError
+from .study import EmptyStudyError, MixedPatientsError
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,8 @@ TABLE = (UNREADABLE, BAD_OPERATING_POINT, NO_FILE, WRONG_FIELD, MALFORMED_FORM, 
 #: The domain exceptions a request may raise, and their rows (a subclass, such as the model's
 #: ``ModelOutputError``, answers as its parent).
 BY_EXCEPTION: dict[type[Exception], Refusal] = {
-    InvalidImageError: UNREADABLE, EmptyStudyError: UNREADABLE, UnknownOperatingPointError: BAD_OPERATING_POINT}
+    InvalidImageError: UNREADABLE, EmptyStudyError: UNREADABLE, MixedPatientsError: UNREADABLE,
+    UnknownOperatingPointError: BAD_OPERATING_POINT}
 #: HTTP errors' rows by status; another status answers with its own description, uncounted.
 BY_STATUS = {row.status: row for row in (BAD_REQUEST, CROSS_SITE, NOT_FOUND, NOT_ALLOWED, UPLOAD_STALLED, TOO_LARGE,
                                          NO_MODEL)}

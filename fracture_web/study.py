@@ -18,6 +18,10 @@ class EmptyStudyError(ValueError):
     """A study with no readable view has no verdict."""
 
 
+class MixedPatientsError(ValueError):
+    """A study's files name different patients: one verdict would be drawn over both."""
+
+
 @dataclass(frozen=True)
 class StudyVerdict:
     """The study-level result: the label of the most suspicious view and the largest probability."""

@@ -127,3 +127,28 @@ def test_the_page_explains_a_study_it_cannot_read(client):
     assert response.status_code == 400 and "None of the study&#39;s files could be analysed" in page
     form = page[page.index("<form"):page.index("</form>")]
     assert re.search(r'<input id="file" name="file" type="file"[^>]* multiple required>', form)
+
+
+def dicom_of(path, patient_id: str) -> bytes:
+    """A sample radiograph as a DICOM file naming the patient ``patient_id``."""
+    import cv2
+    import numpy as np
+    from dicom_files import radiograph_dataset, to_bytes
+    ds = radiograph_dataset(cv2.imdecode(np.frombuffer(path.read_bytes(), np.uint8), cv2.IMREAD_GRAYSCALE))
+    ds.PatientID, ds.PatientName = patient_id, f"DOE^{patient_id}"
+    return to_bytes(ds)
+
+
+def test_views_of_two_patients_are_refused_as_one_study(client):
+    # One patient's fractured hand would otherwise give the other patient's study its verdict.
+    answer = client.post("/api/v1/studies", data=files(dicom_of(SAMPLES[0], "A1"), dicom_of(SAMPLES[1], "B2")))
+    assert answer.status_code == 400 and "2 different patients" in answer.get_json()["error"]
+    same_patient = client.post("/api/v1/studies", data=files(dicom_of(SAMPLES[0], "A1"), dicom_of(SAMPLES[1], "A1")))
+    assert same_patient.status_code == 200 and all("error" not in image for image in same_patient.get_json()["images"])
+
+
+def test_a_file_sent_twice_in_a_study_is_read_once_and_said_so(client):
+    view = SAMPLES[0].read_bytes()
+    study = client.post("/api/v1/studies", data=files(view, view)).get_json()
+    assert study["images"][1] == {"error": "The same file as file 1; each view is read once."}
+    assert study["probability"] == study["images"][0]["probability"]
