@@ -8,6 +8,7 @@ import csv
 import html
 import io
 import re
+from dataclasses import replace
 from datetime import datetime, timezone
 
 import numpy as np
@@ -141,3 +142,16 @@ def test_a_sensitivity_below_the_model_cards_is_said_in_plain_words():
     assert report.refit is None
     assert "A re-fit of the operating points needs 32 fractured and 20 not fractured reads (there are 30 and 30)." \
         in report.sentences
+
+
+def test_the_drift_chart_follows_the_served_model_and_speaks_before_there_are_reads():
+    # 60 unread analyses by a model version no longer served, all "fractured", then 60 by this one as
+    # the validation split expects: an upgrade is not drift.
+    older = [replace(row, model_version="v0") for row in rows_read([0.9] * 60, [None] * 60)]
+    served = rows_read([0.9] * 30 + [0.1] * 30, [None] * 60)
+    report = site_report(older + served, SERVED, window=200)
+    assert [(window.first, window.last) for window in report.share] == [(1, 60)] and not report.share[-1].outside
+    # This model calling every one of 60 images fractured is drift, said even with no reads yet.
+    drifted = site_report(rows_read([0.9] * 60, [None] * 60), SERVED, window=200)
+    assert drifted.sentences[0].startswith("Too few reads yet")
+    assert any("outside the range the validation split expects" in s for s in drifted.sentences)

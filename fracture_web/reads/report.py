@@ -50,7 +50,10 @@ def site_report(rows: Sequence[StoredAnalysis], model: ServedModel, window: int)
     labelled = sum(row.read in statistics.LABEL_OF for row in rows)
     by_point = statistics.rates_by_point(reads.labels, reads.probs, model.thresholds)
     counts = model.card.get(model.default_point, {})
-    share = (statistics.share_over_time(rows, model.thresholds[model.default_point], counts, window)
+    # The drift chart's probabilities must be the served model's: another version's or calibration's
+    # mean something else (an upgrade or a re-fit would read as drift).
+    served = [row for row in rows if row.model_version == model.version and row.calibration == model.calibration]
+    share = (statistics.share_over_time(served, model.thresholds[model.default_point], counts, window)
              if all(key in counts for key in ("tp", "fp", "tn", "fn")) else [])
     report = SiteReport(
         analysed=len(rows), read=sum(row.read is not None for row in rows),
@@ -75,10 +78,14 @@ def _refit(reads: statistics.Sample) -> SiteFit | None:
 
 def sentences(report: SiteReport, model: ServedModel) -> list[str]:
     """What the figures mean, in plain words: too few reads, rates below the model card's, drift, re-fit."""
+    drift = ["The share of fractured verdicts among the latest images is outside the range the validation "
+             "split expects: a new scanner, a changed export or a different case mix?"] \
+        if report.share and report.share[-1].outside else []
     short = MIN_PER_CLASS - min(report.fractured_reads, report.not_fractured_reads)
-    if short > 0:
+    if short > 0:  # the drift needs no reads
         return [f"Too few reads yet: {report.fractured_reads} fractured and {report.not_fractured_reads} not "
-                f"fractured. The rates mean little, and no re-fit is possible, before there are {MIN_PER_CLASS} of each."]
+                f"fractured. The rates mean little, and no re-fit is possible, before there are {MIN_PER_CLASS} of each.",
+                *drift]
     said = []
     rates, card = report.by_point[model.default_point], model.card.get(model.default_point, {})
     for name, ci in (("sensitivity", rates.sensitivity_ci95), ("specificity", rates.specificity_ci95)):
@@ -89,9 +96,7 @@ def sentences(report: SiteReport, model: ServedModel) -> list[str]:
     if not said:
         said.append(f"At the {_words(model.default_point)} operating point, this site's reads agree with the "
                     "model card's sensitivity and specificity within their 95% intervals.")
-    if report.share and report.share[-1].outside:
-        said.append("The share of fractured verdicts among the latest images is outside the range the validation "
-                    "split expects: a new scanner, a changed export or a different case mix?")
+    said.extend(drift)
     if report.refit is not None:
         said.append("There are enough reads to re-fit the operating points on this site's own images; the table "
                     "below shows what the re-fit would change.")
