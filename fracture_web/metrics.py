@@ -56,6 +56,8 @@ SEND_FAILURES = Counter("fracture_send_failures", "Failed attempts to send resul
 DEAD_LETTER_REASONS = ("report_failed", "result_unreadable", "refused", "analysis_failed", "delivery_failed")
 DEAD_LETTERS = Counter("fracture_dead_letters", "DICOM results set aside (dead letter) instead of sent, by reason.",
                        ["reason"])
+DEAD_LETTERS_DROPPED = Counter("fracture_dead_letters_dropped", "Dead letters dropped from the broker's capped list "
+                               "to make room for newer ones, by the reason they were set aside.", ["reason"])
 # Each process keeps its own window (a sample of the traffic it serves); "mostrecent" exports the
 # window of the process that analysed the latest image: one series to alert on, never stale.
 FRACTURED_SHARE = Gauge("fracture_fractured_share_recent", "Share of fractured verdicts over the last N images.",
@@ -113,6 +115,11 @@ def record_dead_letter(reason: str) -> None:
     if reason not in DEAD_LETTER_REASONS:
         raise ValueError(f"unknown dead-letter reason {reason!r}")
     DEAD_LETTERS.labels(reason).inc()
+
+
+def record_dead_letter_dropped(reason: str) -> None:
+    """Count one dead letter dropped to keep the list within its cap (an unknown reason counts as "unknown")."""
+    DEAD_LETTERS_DROPPED.labels(reason if reason in DEAD_LETTER_REASONS else "unknown").inc()
 
 
 def expected_share(counts: dict, window: int, z: float = Z_99) -> tuple[float, float]:

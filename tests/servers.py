@@ -160,14 +160,17 @@ def node_env(tmp_path: Path, node_port: int, settings: dict[str, str]) -> dict[s
 
 
 @contextmanager
-def redis_server(folder: Path):
+def redis_server(folder: Path, processes: list | None = None):
     """Debian's redis-server on a free loopback port, its append-only file in ``folder`` (every write
-    on disk before it answers); yields its URL (database 0)."""
+    on disk before it answers); yields its URL (database 0). Its process is added to ``processes``
+    (for a test that freezes it)."""
     port = free_port()
     command = [REDIS, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder), "--save", "",
                "--appendonly", "yes", "--appendfsync", "always"]
     with running_process(command, folder / "redis.log") as process:
         client = Redis(port=port)
+        if processes is not None:
+            processes.append(process)
 
         def answers() -> bool:
             try:
@@ -383,12 +386,18 @@ def fhir_server(down_for: int = 0, refuse_studies: frozenset[str] = frozenset())
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    got.url = f"http://127.0.0.1:{server.server_port}/fhir"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(Handler) as server:
+        got.url = f"http://127.0.0.1:{server.server_port}/fhir"
         yield got
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]):
+    """``handler`` answering HTTP on a free loopback port, in a thread, for the block (the server)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server
     finally:
         server.shutdown()
         server.server_close()

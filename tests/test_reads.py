@@ -64,8 +64,8 @@ def app(tmp_path):
 
 def test_an_answer_carries_the_id_its_read_is_sent_with_and_the_last_read_counts(app):
     client = app.test_client()
-    answer = analyse(client, radiograph(1, crack=True))
-    assert re.fullmatch(r"[0-9a-f]{32}", answer["request_id"]) and answer["stored"] is True
+    answer = analyse(client, SAMPLES[0].read_bytes())  # a fractured hand, with a finding to confirm
+    assert re.fullmatch(r"[0-9a-f]{32}", answer["request_id"]) and answer["stored"] is True and answer["findings"]
     first = send_read(client, answer["request_id"], "unsure", reader="R7")
     assert first.status_code == 200 and first.get_json()["read"] == "unsure"
     corrected = send_read(client, answer["request_id"], "fractured", reader="R7", findings_right=[1]).get_json()

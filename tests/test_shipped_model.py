@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from fracture_web.config import PROJECT_ROOT
 from fracture_web.imaging import preprocess
 from fracture_web.inference import FractureModel
+from fracture_web.pixels import InvalidImageError
 
 from helpers import SAMPLES
 
@@ -60,12 +62,17 @@ def test_shipped_model_warns_about_images_unlike_its_training_radiographs():
     for i in range(15):
         cv2.putText(text, f"Patient report line {i} lorem ipsum", (10, 25 * i + 25),
                     cv2.FONT_HERSHEY_SIMPLEX, 0.6, 0, 1)
-    strangers = {"a text screenshot": text, "noise": rng.integers(0, 255, (400, 300), dtype=np.uint8),
+    strangers = {"a text screenshot": text,
                  "a checkerboard": ((np.indices((400, 400)).sum(0) // 40 % 2) * 255).astype(np.uint8),
+                 "coarse noise": cv2.resize(rng.integers(0, 255, (50, 40), dtype=np.uint8), (320, 400),
+                                            interpolation=cv2.INTER_NEAREST),
                  "a cat photo": cv2.imread(str(PROJECT_ROOT / "tests/resources/lite0_chelsea_224.png"))}
     for name, image in strangers.items():
         result = analyse(cv2.imencode(".png", image)[1].tobytes(), model, images=False)
         assert OUT_OF_SCOPE in result.warnings, name
+    # Pixel noise is refused before the model sees it (pixels.check_content).
+    with pytest.raises(InvalidImageError, match="random noise"):
+        analyse(cv2.imencode(".png", rng.integers(0, 255, (400, 300), dtype=np.uint8))[1].tobytes(), model)
 
 
 def test_shipped_model_shows_where_on_fractured_samples_and_no_definite_box_on_normal_ones():

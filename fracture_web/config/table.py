@@ -168,7 +168,8 @@ DICOM_NODE = (
             "Longest wait, in seconds, between attempts to resend the queue."),
     Setting("DICOM_DEAD_LETTER_AFTER", integer(1), 10, SENDERS,
             "Failed sends of one result that count against it before it is set aside in the dead letter: a refusal "
-            "(a C-STORE failure status, a STOW-RS 4xx or failed instance) or a destination that was reached but cut "
+            "(a C-STORE failure status; a STOW-RS 4xx, redirect, or answer that does not confirm every instance "
+            "stored) or a destination that was reached but cut "
             "the association or never answered (a C-STORE abort, a STOW-RS read timeout); a destination that cannot "
             "be reached at all counts against no result."),
     Setting("DICOM_METRICS_PORT", optional(port), None, SENDERS,
@@ -181,6 +182,10 @@ DICOM_NODE = (
             "Seconds after which a task a worker took and never acknowledged (the worker died) runs on another "
             "worker; must be longer than any task, than `FRACTURE_DICOM_SETTLE_SECONDS` and than "
             "`FRACTURE_DICOM_RESEND_INTERVAL` (the node refuses to start otherwise)."),
+    Setting("BROKER_MAX_DELIVERIES", integer(1), 3, (WORKER,),
+            "Times the workers may start analysing one received image: once this many starts never finished (the "
+            "worker died each time: a crash, an out-of-memory kill), the image is not analysed again but set aside "
+            "in the dead letter (`analysis_failed`), so that one poison image cannot kill worker after worker."),
 )
 
 #: Every setting, with its default and what it does.

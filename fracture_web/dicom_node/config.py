@@ -71,6 +71,7 @@ class NodeConfig:
     threads: int | None = None  # cores one image may use; None = all
     broker_url: str | None = field(default=None, repr=False)  # Redis for the workers; None = one box
     visibility_timeout: float = _default("BROKER_VISIBILITY_TIMEOUT")  # a dead worker's task runs again after this
+    max_deliveries: int = _default("BROKER_MAX_DELIVERIES")  # an image taken up this often is set aside
     metrics_port: int | None = None  # serve this process's Prometheus metrics on this port; None = not
     drift_window: int = _default("METRICS_DRIFT_WINDOW")  # images in this process's drift signal
     database_url: str | None = field(default=None, repr=False)  # where results' analyses are kept for reads
@@ -128,6 +129,7 @@ def node_config(settings: Mapping) -> NodeConfig:
         model_dir=Path(settings["MODEL_DIR"]), operating_point=settings["OPERATING_POINT"],
         backend=settings["BACKEND"], tflite_file=settings["TFLITE_FILE"], threads=settings["THREADS"],
         broker_url=settings["BROKER_URL"], visibility_timeout=settings["BROKER_VISIBILITY_TIMEOUT"],
+        max_deliveries=settings["BROKER_MAX_DELIVERIES"],
         metrics_port=settings["DICOM_METRICS_PORT"], drift_window=settings["METRICS_DRIFT_WINDOW"],
         database_url=settings["DATABASE_URL"], fhir_url=settings["FHIR_URL"], fhir_token=settings["FHIR_TOKEN"])
     if config.fhir_token and not config.fhir_url:

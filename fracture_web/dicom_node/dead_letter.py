@@ -4,9 +4,16 @@ keeps refusing, so that one bad study never holds up the others.
 On one box they go to a private folder, ``dead-letter`` in the queue folder (made when first needed;
 0700, files 0600), each file named ``<time>-<reason>-...`` beside a ``.why`` note with the error: a
 result's DICOM file, or a study's readings (JSON) when its report could not be made. A person can
-look at them, and move a DICOM file back into the queue folder to send it again. With a broker they
-go to a Redis list (``fracture:dead-letter``, the newest ``REDIS_KEEP`` kept). Either way each is
+look at them, and move a DICOM file back into the queue folder to send it again. Either way each is
 logged (the reason and the error's type, no patient data) and counted in ``fracture_dead_letters``.
+
+With a broker they go to Redis lists, newest first. Received images that could not be analysed
+(``analysis_failed``: the node acknowledged them, so the entry is their only copy) go to
+``fracture:dead-letter:received``, which has no cap: nothing drops them, a person empties it. The
+rest (results, readings: the node can make them again) go to ``fracture:dead-letter``, which keeps
+the newest ``REDIS_KEEP`` so that it cannot fill the broker's memory; each entry the cap drops is
+logged and counted in ``fracture_dead_letters_dropped`` by its reason (a received image left there
+by an earlier version is moved to the uncapped list instead).
 """
 from __future__ import annotations
 
@@ -17,15 +24,20 @@ from pathlib import Path
 
 from redis import Redis
 
-from ..metrics import record_dead_letter
+from ..metrics import record_dead_letter, record_dead_letter_dropped
 from .private_files import PARTIAL, private_folder, write_private
 
 log = logging.getLogger(__name__)
 
 FOLDER = "dead-letter"
 REDIS_KEY = "fracture:dead-letter"
-#: Entries the Redis list keeps (the oldest are dropped): it must not fill the broker's memory.
+#: Entries the capped Redis list keeps (the oldest are dropped, logged and counted): it must not fill
+#: the broker's memory.
 REDIS_KEEP = 1000
+#: The uncapped Redis list of received images set aside: their only copy, never dropped.
+RECEIVED_KEY = "fracture:dead-letter:received"
+#: The reasons whose entries are received images, kept in ``RECEIVED_KEY``.
+RECEIVED_REASONS = frozenset({"analysis_failed"})
 
 
 def record(reason: str, what: str, error: BaseException | str) -> None:
@@ -75,9 +87,29 @@ class DeadLetters:
 
 
 def to_redis(client: Redis, reason: str, what: str, payload: str, error: BaseException | str) -> None:
-    """Push a dead letter (``payload``: a base64 DICOM file or readings as JSON) to the Redis list;
-    logged and counted."""
+    """Push a dead letter (``payload``: a base64 DICOM file or readings as JSON) to its Redis list;
+    logged and counted. A received image is never dropped; what the cap drops is logged and counted."""
     entry = json.dumps({"reason": reason, "what": what, "error": why(error), "time": time.time(), "payload": payload})
-    with client.pipeline() as pipe:
-        pipe.lpush(REDIS_KEY, entry).ltrim(REDIS_KEY, 0, REDIS_KEEP - 1).execute()
+    if reason in RECEIVED_REASONS:
+        client.lpush(RECEIVED_KEY, entry)
+    else:
+        with client.pipeline() as pipe:  # MULTI/EXEC: what the trim drops is what was read
+            _pushed, dropped, _trimmed = pipe.lpush(REDIS_KEY, entry).lrange(REDIS_KEY, REDIS_KEEP, -1) \
+                .ltrim(REDIS_KEY, 0, REDIS_KEEP - 1).execute()
+        _dropped(client, dropped)
     record(reason, what, error)
+
+
+def _dropped(client: Redis, entries: list[bytes]) -> None:
+    """Log and count the entries the cap dropped (oldest last); a received image among them (left
+    by an earlier version) goes to the uncapped list instead, at its old end."""
+    for entry in entries:
+        try:
+            reason = str(json.loads(entry).get("reason"))
+        except (ValueError, AttributeError):
+            reason = "unknown"
+        if reason in RECEIVED_REASONS:
+            client.rpush(RECEIVED_KEY, entry)
+            continue
+        log.warning("dead letter list full (%d kept): dropped its oldest entry (%s)", REDIS_KEEP, reason)
+        record_dead_letter_dropped(reason)

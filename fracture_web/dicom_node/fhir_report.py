@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import requests
+from pydicom import Dataset
+from pydicom.multival import MultiValue
 
 from .. import fhir
 from .config import NodeConfig
@@ -30,9 +32,18 @@ def study_bundle(readings: Sequence[Reading], now: datetime) -> str:
     first = readings[0].source
     views = [fhir.DicomView(str(r.source.SOPInstanceUID), image_assessment_uid(r), r.prediction, r.warnings)
              for r in readings]
-    bundle = fhir.dicom_study_bundle(str(first.StudyInstanceUID), first.get("AccessionNumber") or None,
-                                     report_uid(readings), views, now.astimezone())
+    bundle = fhir.dicom_study_bundle(str(first.StudyInstanceUID), accession_of(first), report_uid(readings), views,
+                                     now.astimezone())
     return fhir.transaction(bundle).model_dump_json(exclude_none=True)
+
+
+def accession_of(source: Dataset) -> str | None:
+    """The study's accession number, None when it has none; of several (``A1\\A2``, one study filling
+    several orders) the first, since an identifier holds one value."""
+    value = source.get("AccessionNumber")
+    if isinstance(value, MultiValue):
+        value = next((item for item in value if item), None)
+    return str(value).strip() or None if value else None
 
 
 def name_of(bundle: str) -> str:

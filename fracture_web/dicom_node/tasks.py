@@ -21,6 +21,9 @@ source; a delivered result is marked in Redis (its SOP Instance UID, and for a r
 readings it covers) and a task that runs again does not send it again; a study is marked as
 reported only after its report is queued, so a worker dying in between reports it again instead of
 never. Run Redis with ``appendonly yes`` so that what it accepted survives its own restart.
+An image whose analysis kills its worker (a crash, an out-of-memory kill) would come back for ever:
+each *analyse* task counts its starts in Redis (``fracture:deliveries:<task id>:<retry>``), and one
+started ``FRACTURE_BROKER_MAX_DELIVERIES`` times without finishing is set aside instead of analysed.
 
 What cannot be done for good goes to the dead letter (:mod:`~fracture_web.dicom_node.dead_letter`):
 a received image that cannot be analysed, the readings a study's report cannot be made with (its
@@ -63,10 +66,18 @@ ANALYSE, REPORT, DELIVER, READ_FILE = ("fracture.analyse", "fracture.report_stud
 DELIVER_FHIR = "fracture.deliver_fhir"
 #: The Redis list Celery's default queue lives in.
 QUEUE = "celery"
+#: Where an *analyse* task counts its starts (``<task id>:<retry>``; a redelivered message keeps both).
+DELIVERIES = "fracture:deliveries:"
 #: How long a re-read's result rows wait in Redis for the command that asked for them.
 RESULT_SECONDS = 86400
 #: Seconds to open a connection to Redis: the node answers a C-STORE within a few of them when Redis is down.
 CONNECT_SECONDS = 2.0
+#: Seconds to wait for Redis's answer to a command on an open connection: without it a frozen Redis (or a
+#: failover, a firewall that drops packets) holds a C-STORE, or a worker's task, for ever. Longer than
+#: the workers' BRPOP poll (1 s); TCP keepalive notices a peer that vanished while the connection idles.
+SOCKET_SECONDS = 3.0
+#: The Redis connection settings of the transport, the result backend and the node's own client alike.
+REDIS_SOCKET = {"socket_connect_timeout": CONNECT_SECONDS, "socket_timeout": SOCKET_SECONDS, "socket_keepalive": True}
 
 
 @dataclass(frozen=True)
@@ -95,9 +106,9 @@ def celery_app(config: NodeConfig) -> NodeCelery:
         task_acks_late=True, task_reject_on_worker_lost=True, worker_prefetch_multiplier=1,
         task_serializer="json", result_serializer="json", accept_content=["json"],
         task_ignore_result=True, result_expires=RESULT_SECONDS, broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": config.visibility_timeout,
-                                  "socket_connect_timeout": CONNECT_SECONDS},
-        worker_hijack_root_logger=False)
+        broker_transport_options={"visibility_timeout": config.visibility_timeout, **REDIS_SOCKET},
+        redis_socket_connect_timeout=CONNECT_SECONDS, redis_socket_timeout=SOCKET_SECONDS,
+        redis_socket_keepalive=True, worker_hijack_root_logger=False)
     # A Redis hiccup mid-task would fail the task, and a failed task's message is acknowledged: retry
     # instead (and while Redis is down even the acknowledgement fails, so the message comes back).
     transient = {"autoretry_for": (RedisError, OperationalError), "retry_backoff": True,
@@ -123,6 +134,9 @@ def analyse(task: Task, data: str, received: float) -> None:
     """Read one received radiograph; queue its Secondary Capture and a check of its study. One that
     cannot be read (whatever the fault) was acknowledged already: it goes to the dead letter."""
     context = task.app.context
+    counter = f"{DELIVERIES}{task.request.id}:{task.request.retries}"
+    if _too_often_started(context, counter, data):
+        return
     try:
         source = read_dataset(decode(data))  # the one parse of the file on this side
         analysis = read_radiograph(source, context.model, context.config.operating_point, context.drift)
@@ -130,12 +144,28 @@ def analyse(task: Task, data: str, received: float) -> None:
         results = secondary_capture(source, p, warnings, analysis.overlay, datetime.now())
     except Exception as err:  # noqa: BLE001 - InvalidImageError or any other fault: kept, never dropped
         to_redis(context.studies.client, "analysis_failed", "a received radiograph", data, err)
+        context.studies.client.delete(counter)
         return
     keep_result(context.config.database_url, results.SOPInstanceUID, p, analysis.context)
     key = context.studies.add(Reading.of(source, p, warnings, received))
     deliver_or_queue(task, [results])
     task.app.send_task(REPORT, args=[key], countdown=context.config.settle_seconds)
+    context.studies.client.delete(counter)
     watch_queue(context.studies.client)
+
+
+def _too_often_started(context: WorkerContext, counter: str, data: str) -> bool:
+    """Count this start of an *analyse* task; True (and the image set aside) when it was started
+    ``max_deliveries`` times before without finishing: each time, it took its worker down."""
+    client = context.studies.client
+    with client.pipeline() as pipe:
+        starts, _ = pipe.incr(counter).expire(counter, RESULT_SECONDS).execute()
+    if starts <= context.config.max_deliveries:
+        return False
+    to_redis(client, "analysis_failed", "a received radiograph", data,
+             f"WorkerLost: its analysis was started {starts - 1} times and never finished (the worker died)")
+    client.delete(counter)
+    return True
 
 
 def report_study(task: Task, key: str) -> None:
@@ -255,7 +285,7 @@ def read_file(task: Task, name: str, data: str, operating_point: str | None) -> 
 
 def broker_client(config: NodeConfig) -> Redis:
     """A Redis client on the broker's database, for the shared studies."""
-    return Redis.from_url(config.broker_url, socket_connect_timeout=CONNECT_SECONDS)
+    return Redis.from_url(config.broker_url, **REDIS_SOCKET)
 
 
 def watch_queue(client: Redis) -> None:
