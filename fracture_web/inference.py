@@ -145,8 +145,10 @@ class FractureModel:
             self.finding_levels = (FindingLevels.from_metadata(self.metadata, self.thresholds)
                                    if "findings" in self.metadata else None)
             self.box_scale = box_scale_from_metadata(self.metadata)
-        except (KeyError, TypeError, ValueError, AttributeError) as err:
+        except KeyError as err:
             raise ModelLoadError(f"Model metadata in {model_dir} lacks or garbles {err}") from err
+        except (TypeError, ValueError, AttributeError) as err:
+            raise ModelLoadError(f"Model metadata in {model_dir} lacks or garbles a value: {err}") from err
         if backend not in BACKENDS:
             raise ModelLoadError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
         self.backend = resolve_backend(backend, Path(model_dir), tflite_file, self.version)
