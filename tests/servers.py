@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from pydicom import Dataset, dcmread
 from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 from pynetdicom import AE, evt
+from pynetdicom.sop_class import Verification
 from redis import Redis, RedisError
 
 from bench.dx_files import to_bytes
@@ -389,6 +390,17 @@ def fhir_server(down_for: int = 0, refuse_studies: frozenset[str] = frozenset())
     with serving(Handler) as server:
         got.url = f"http://127.0.0.1:{server.server_port}/fhir"
         yield got
+
+
+def node_answers(port: int) -> bool:
+    """Whether a DICOM node on ``port`` answers a C-ECHO (it has started, or is back up)."""
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(Verification)
+    assoc = ae.associate("127.0.0.1", port, ae_title="FRACTURE_AI")
+    if not assoc.is_established:
+        return False
+    assoc.release()
+    return True
 
 
 @contextmanager

@@ -26,7 +26,6 @@ from pydicom import dcmread
 from pydicom.sr.codedict import codes
 from pydicom.uid import ComprehensiveSRStorage, CTImageStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 from pynetdicom import AE
-from pynetdicom.sop_class import Verification
 
 from bench.local_server import free_port, running_process
 from fracture_web.analysis import analyse
@@ -38,7 +37,7 @@ from fracture_web.dicom_node.server import Node, sender_for
 
 from dicom_files import PATIENT, analysis_of, radiograph_dataset, radiograph_study, report_over, sc_of, to_bytes
 from helpers import synthetic_xray, wait_until
-from servers import c_store, storage_scp
+from servers import c_store, node_answers, storage_scp
 
 #: The calling AE title the tests' modality uses, as the node's allowed callers.
 MODALITY = ("MODALITY",)
@@ -359,16 +358,6 @@ def send_until_refused(port: int, datasets, acknowledged: list) -> None:
         if getattr(status, "Status", None) != 0x0000:
             return
         acknowledged.append(ds.SOPInstanceUID)
-
-
-def node_answers(port: int) -> bool:
-    ae = AE(ae_title="MODALITY")
-    ae.add_requested_context(Verification)
-    assoc = ae.associate("127.0.0.1", port, ae_title="FRACTURE_AI")
-    if not assoc.is_established:
-        return False
-    assoc.release()
-    return True
 
 
 def test_a_node_killed_mid_burst_without_a_broker_loses_nothing_it_acknowledged(tiny_model_dir, tmp_path):

@@ -120,12 +120,19 @@ def test_a_view_whose_report_cannot_be_made_is_set_aside_and_everything_else_is_
     assert dead_letters("report_failed") == before + 1
 
 
+def node_with_queue(model, tmp_path, dest_port: int, queued: list) -> Node:
+    """A node (not started: the test turns it) with ``queued`` in its outbox, oldest first, that sets a
+    result aside after 3 failed sends."""
+    node = Node(node_config(tmp_path, dest_port, dead_letter_after=3), model)
+    for ds in queued:
+        node.outbox.put(ds)
+    return node
+
+
 def test_a_result_the_pacs_refuses_for_ever_does_not_hold_up_those_queued_behind_it(model, tmp_path):
     refused, *others = secondary_captures(3)
     dest_port, before = free_port(), dead_letters("refused")
-    node = Node(node_config(tmp_path, dest_port, dead_letter_after=3), model)  # not started: the test turns it
-    for ds in (refused, *others):
-        node.outbox.put(ds)
+    node = node_with_queue(model, tmp_path, dest_port, [refused, *others])
     with storage_scp(dest_port, refuse=frozenset({refused.SOPInstanceUID})) as received:
         assert node._resend_queued()
         assert sorted(ds.SOPInstanceUID for ds in received) == sorted(ds.SOPInstanceUID for ds in others)
@@ -144,9 +151,7 @@ def test_a_result_the_pacs_aborts_on_for_ever_does_not_hold_up_those_queued_behi
     # oldest one is sent (as a DICOM firewall may on an object it cannot parse), never answering.
     poison, *others = secondary_captures(3)
     dest_port, before = free_port(), dead_letters("refused")
-    node = Node(node_config(tmp_path, dest_port, dead_letter_after=3), model)  # not started: the test turns it
-    for ds in (poison, *others):
-        node.outbox.put(ds)
+    node = node_with_queue(model, tmp_path, dest_port, [poison, *others])
     with storage_scp(dest_port, abort_on=frozenset({poison.SOPInstanceUID})) as received:
         assert node._resend_queued()  # the old code stopped the round at the poison, every round, for ever
         assert sorted(ds.SOPInstanceUID for ds in received) == sorted(ds.SOPInstanceUID for ds in others)

@@ -13,12 +13,11 @@ from pydicom.dataelem import RawDataElement
 from pydicom.tag import Tag
 from pydicom.uid import ComprehensiveSRStorage, ExplicitVRLittleEndian
 from pynetdicom import AE
-from pynetdicom.sop_class import Verification
 
 from bench.local_server import free_port, running_process
 from dicom_files import radiograph_dataset
 from helpers import synthetic_xray, wait_until
-from servers import node_env, storage_scp
+from servers import node_answers, node_env, storage_scp
 
 MARK = "ZZLEAK"  # in every patient value: none may show in the log
 
@@ -51,16 +50,6 @@ def answers(port: int, datasets: list) -> list[tuple[int | None, str]]:
         assoc.release()
 
 
-def echoes(port: int) -> bool:
-    ae = AE(ae_title="MODALITY")
-    ae.add_requested_context(Verification)
-    assoc = ae.associate("127.0.0.1", port, ae_title="FRACTURE_AI")
-    if not assoc.is_established:
-        return False
-    assoc.release()
-    return True
-
-
 def test_untidy_and_hostile_headers_are_answered_and_none_of_their_values_reach_the_node_log(tmp_path):
     node_port, dest_port, log = free_port(), free_port(), tmp_path / "node.log"
     settings = {"FRACTURE_DICOM_DEST_HOST": "127.0.0.1", "FRACTURE_DICOM_DEST_PORT": str(dest_port),
@@ -75,7 +64,7 @@ def test_untidy_and_hostile_headers_are_answered_and_none_of_their_values_reach_
     with storage_scp(dest_port) as received, \
             running_process([sys.executable, "-m", "fracture_web.dicom_node"], log,
                             node_env(tmp_path, node_port, settings)):
-        wait_until(lambda: echoes(node_port), timeout=180)
+        wait_until(lambda: node_answers(node_port), timeout=180)
         assert answers(node_port, [untidy])[0][0] == 0x0000
         refused = answers(node_port, hostile)
         assert [status for status, _ in refused] == [0xC000] * 3  # a failure with a reason, not pynetdicom's 0xC211
