@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .dicom import decode_dicom
-from .jpeg_stream import check_intact
+from . import jpeg_stream
 from .photo import read_photo
 from .pixels import (DecodedImage, InvalidImageError, check_dimensions, check_not_blank, normalise, reduction,
                      shrink, to_uint8)
@@ -120,9 +120,7 @@ def decode_image(data: bytes, long_side: int | None = None) -> DecodedImage:
     factor = reduction((header.height, header.width), long_side)
     scale = min(factor, 8) if header.format in DCT_SCALED else 1  # what the decoder shrinks by itself
     colour = header.mode not in GRAY_MODES
-    if header.format in DCT_SCALED:
-        check_intact(data)
-    decoded, truncated = _imdecode(data, colour, scale), False
+    decoded, truncated = _decode(data, header, colour, scale), False
     if decoded is None and header.format in DCT_SCALED:
         # libjpeg stops at a missing end marker; with one appended it decodes what is
         # there and fills the missing rows with mid-grey.
@@ -155,6 +153,13 @@ def _read_colour(bgr: np.ndarray) -> tuple[np.ndarray | None, tuple[str, ...]]:
     if _coloured_share(bgr) > MAX_COLOURED_SHARE:
         return None, (COLOUR_WARNING,)
     return None, () if photo is None else (photo.warning,)
+
+
+def _decode(data: bytes, header: ImageHeader, colour: bool, scale: int) -> np.ndarray | None:
+    """The first decode of an upload: a JPEG's data checked for damage, and decoded by that check
+    where it gives OpenCV's pixels; everything else by OpenCV."""
+    decoded = jpeg_stream.decode(data, colour, scale) if header.format in DCT_SCALED else None
+    return _imdecode(data, colour, scale) if decoded is None else decoded
 
 
 def _imdecode(data: bytes, colour: bool, scale: int) -> np.ndarray | None:
@@ -222,14 +227,10 @@ SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 def _is_progressive(data: bytes) -> bool:
-    """Whether a JPEG's frame is progressive, from its first start-of-frame marker (segments are
-    walked by their lengths, so an EXIF thumbnail's markers are skipped)."""
-    position = 2
-    while position + 4 <= len(data) and data[position] == 0xFF:
-        marker = data[position + 1]
+    """Whether a JPEG's frame is progressive, from its first start-of-frame marker."""
+    for marker, _ in jpeg_stream.header_segments(data):
         if marker in SOF_MARKERS:
             return marker in PROGRESSIVE_SOF
-        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
     return False
 
 

@@ -160,6 +160,17 @@ def test_a_jpeg_damaged_mid_stream_is_refused_not_read_with_its_rows_shifted(gra
     assert refusal(zeroed_mid_stream(dicom)) == DAMAGED_JPEG
 
 
+def test_a_damaged_jpeg_with_an_exif_block_is_refused_too(gray):
+    # Files with EXIF are decoded by OpenCV (which turns them upright) after the check alone.
+    buffer = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(gray).save(buffer, format="JPEG", exif=exif, quality=90)
+    intact = buffer.getvalue()
+    assert decode_image(intact).pixels.shape == gray.shape[::-1]
+    assert refusal(zeroed_mid_stream(intact)) == DAMAGED_JPEG
+
+
 def test_a_jpeg_whose_encoder_padded_a_byte_before_its_end_marker_is_read(gray):
     intact = cv2.imencode(".jpg", gray)[1].tobytes()
     assert decode_image(intact[:-2] + b"\x00" + intact[-2:]).pixels.shape == gray.shape

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fracture_web import jpeg_stream
 from fracture_web.imaging import decode_image, letterbox_geometry, preprocess, to_model_input
 from helpers import SAMPLES
 from fracture_web.pixels import InvalidImageError, reduction
@@ -70,6 +71,33 @@ def test_jpeg_exif_orientation_is_honoured():
     pixels = decoded.pixels
     assert pixels.shape == decoded.size == (200, 100)  # portrait after rotation
     assert pixels[:100].mean() > 0.9 and pixels[100:].mean() < 0.1  # white half now on top
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4, 8])
+@pytest.mark.parametrize("colour", [False, True], ids=["grey", "colour"])
+def test_jpeg_read_with_its_damage_check_gives_opencvs_pixels(scale, colour):
+    # JPEGs without EXIF are decoded once, by the decode that checks them for damage: the pixels
+    # must be OpenCV's (which reads the rest and read the training images when the model learned).
+    for path in SAMPLES:
+        data = path.read_bytes()
+        if colour:
+            pixels = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            pixels[..., 0] //= 2  # a blue tint: a colour JPEG
+            data = cv2.imencode(".jpg", pixels)[1].tobytes()
+        assert not jpeg_stream.has_exif(data)
+        flags = {1: cv2.IMREAD_COLOR if colour else cv2.IMREAD_GRAYSCALE,
+                 2: cv2.IMREAD_REDUCED_COLOR_2 if colour else cv2.IMREAD_REDUCED_GRAYSCALE_2,
+                 4: cv2.IMREAD_REDUCED_COLOR_4 if colour else cv2.IMREAD_REDUCED_GRAYSCALE_4,
+                 8: cv2.IMREAD_REDUCED_COLOR_8 if colour else cv2.IMREAD_REDUCED_GRAYSCALE_8}[scale]
+        expected = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
+        np.testing.assert_array_equal(jpeg_stream.decode(data, colour, scale), expected)
+
+
+def test_a_jpeg_with_an_exif_block_is_left_to_opencv_which_turns_it():
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((80, 90), np.uint8)).save(buffer, format="JPEG", exif=Image.Exif())
+    assert jpeg_stream.has_exif(buffer.getvalue())
+    assert jpeg_stream.decode(buffer.getvalue(), False, 1) is None
 
 
 @pytest.mark.parametrize("data, message", [
