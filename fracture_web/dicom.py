@@ -17,11 +17,15 @@ agree with the DICOM header's size before anything is decoded. No Flask, no Tens
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import io
+import json
 import logging
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import openjpeg
@@ -54,6 +58,14 @@ UNSTATED_WARNING = ("The DICOM header does not say this is a radiograph (no CR o
 #: Header elements shown with the result: (keyword, key). None of them identifies the patient.
 CONTEXT_ELEMENTS = (("Modality", "modality"), ("BodyPartExamined", "body_part"), ("ViewPosition", "view_position"),
                     ("ImageLaterality", "laterality"), ("Laterality", "laterality"))
+#: The standard's defined terms of Body Part Examined (PS3.16 Annex L), as highdicom ships them.
+BODY_PART_TERMS = "_standard/anatomic_regions.json"
+#: Body parts outside the standard's terms that many modalities write anyway.
+COMMON_BODY_PARTS = frozenset({"ARM", "LEG"})
+#: View Position's defined terms for radiographs (PS3.3 C.8.11.5, C.8.11.7) and the common short forms.
+VIEW_POSITIONS = frozenset({"AP", "PA", "LL", "RL", "RLD", "LLD", "RLO", "LLO", "LAT", "LATERAL", "OBL", "OBLIQUE",
+                            "AXIAL"})
+LATERALITIES = frozenset({"R", "L", "B", "U"})
 #: The only elements read from an upload (plus the file meta): what the pipeline and the context need.
 READ_ELEMENTS = ["SpecificCharacterSet", "SOPClassUID", "Modality", "BodyPartExamined", "ViewPosition",
                  "ImageLaterality", "Laterality", "SamplesPerPixel", "PhotometricInterpretation", "Rows", "Columns",
@@ -448,10 +460,26 @@ def _as_lut_input(values: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
 
 
 def header_context(ds: pydicom.Dataset) -> dict[str, str]:
-    """Non-identifying header facts for the result (e.g. ``{"modality": "DX"}``), only those the file has."""
+    """Non-identifying header facts for the result (e.g. ``{"modality": "DX"}``), only those the file
+    has, and only values from each element's own vocabulary: a header can hold anything (a name
+    typed into Body Part Examined), and these facts reach the page, the reads database and the CLI."""
     context: dict[str, str] = {}
     for keyword, key in CONTEXT_ELEMENTS:
-        value = str(ds.get(keyword) or "").strip()
-        if value and key not in context:  # image laterality first, series laterality as a fallback
-            context[key] = value[:64]
+        value = str(ds.get(keyword) or "").strip().upper()
+        if value in allowed_values(key) and key not in context:  # image laterality first, then series'
+            context[key] = value
     return context
+
+
+def allowed_values(key: str) -> frozenset[str]:
+    """The values a header fact may take (:data:`CONTEXT_ELEMENTS`' keys)."""
+    return {"modality": RADIOGRAPH_MODALITIES | {"OT"}, "body_part": body_parts() | COMMON_BODY_PARTS,
+            "view_position": VIEW_POSITIONS, "laterality": LATERALITIES}[key]
+
+
+@functools.cache
+def body_parts() -> frozenset[str]:
+    """Body Part Examined's defined terms, read from highdicom's copy of the standard's table."""
+    package = importlib.util.find_spec("highdicom")
+    folder = Path(next(iter(package.submodule_search_locations)))
+    return frozenset(json.loads((folder / BODY_PART_TERMS).read_text(encoding="utf-8")))

@@ -101,6 +101,17 @@ def test_the_header_context_is_shown_but_nothing_that_identifies_the_patient(gra
     assert not any(value in text for value in PATIENT.values())
 
 
+def test_header_facts_outside_their_vocabulary_are_left_out_a_name_typed_into_them_too(gray):
+    # A careless or hostile header can hold anything; these facts reach the page, the reads
+    # database and the command line.
+    ds = radiograph_dataset(gray, BodyPartExamined="DOE JOHN", ViewPosition="JOHN", ImageLaterality="X")
+    ds.Laterality = "R"
+    assert decode_image(to_bytes(ds)).context == {"modality": "DX", "laterality": "R"}
+    ds = radiograph_dataset(gray, BodyPartExamined="wrist", ViewPosition="lat")
+    assert decode_image(to_bytes(ds)).context == {"modality": "DX", "body_part": "WRIST", "view_position": "LAT",
+                                                  "laterality": "L"}
+
+
 def test_a_dicom_without_pixel_data_is_refused(gray):
     ds = radiograph_dataset(gray)
     del ds.PixelData
