@@ -53,7 +53,7 @@ QUEUE_DEPTH = Gauge("fracture_queue_depth", "DICOM images received and not yet a
                     multiprocess_mode="mostrecent")
 SEND_FAILURES = Counter("fracture_send_failures", "Failed attempts to send results to the PACS, by kind.", ["kind"])
 #: Why a DICOM result (or the makings of one) was set aside for a person to look at; a fixed set.
-DEAD_LETTER_REASONS = ("report_failed", "result_unreadable", "refused", "analysis_failed", "delivery_failed")
+DEAD_LETTER_REASONS = ("report_failed", "result_unreadable", "refused", "aborted", "analysis_failed", "delivery_failed")
 DEAD_LETTERS = Counter("fracture_dead_letters", "DICOM results set aside (dead letter) instead of sent, by reason.",
                        ["reason"])
 DEAD_LETTERS_DROPPED = Counter("fracture_dead_letters_dropped", "Dead letters dropped from the broker's capped list "

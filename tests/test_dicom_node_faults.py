@@ -150,7 +150,7 @@ def test_a_result_the_pacs_aborts_on_for_ever_does_not_hold_up_those_queued_behi
     # The PACS was down, three results were queued; back up, it cuts the association whenever the
     # oldest one is sent (as a DICOM firewall may on an object it cannot parse), never answering.
     poison, *others = secondary_captures(3)
-    dest_port, before = free_port(), dead_letters("refused")
+    dest_port, before = free_port(), dead_letters("aborted")
     node = node_with_queue(model, tmp_path, dest_port, [poison, *others])
     with storage_scp(dest_port, abort_on=frozenset({poison.SOPInstanceUID})) as received:
         assert node._resend_queued()  # the old code stopped the round at the poison, every round, for ever
@@ -161,7 +161,7 @@ def test_a_result_the_pacs_aborts_on_for_ever_does_not_hold_up_those_queued_behi
             node._resend_queued()
     assert node.outbox.pending() == [] and len(received) == 2
     (kept,) = node.dead_letters.items()  # set aside, not lost: a person can move it back to the queue
-    assert dcmread(kept).SOPInstanceUID == poison.SOPInstanceUID and dead_letters("refused") == before + 1
+    assert dcmread(kept).SOPInstanceUID == poison.SOPInstanceUID and dead_letters("aborted") == before + 1
     assert "no answer" in kept.with_name(kept.name + ".why").read_text()
 
 

@@ -90,5 +90,5 @@ def resend(outbox: Outbox, attempt: Callable[[Path], Failure | None], dead_lette
             break
         path = outbox.refused(path)
         if outbox.refusals(path) >= dead_letter_after:
-            dead_letters.move("refused", path, failure.reason)
+            dead_letters.move(failure.dead_letter_reason, path, failure.reason)
     return stored

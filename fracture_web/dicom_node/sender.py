@@ -50,6 +50,11 @@ class Failure:
         against the destination (down, unreachable: the queue waits and nothing is counted)."""
         return self.refused or self.broke_off
 
+    @property
+    def dead_letter_reason(self) -> str:
+        """The reason a result set aside after failures like this one is filed and counted under."""
+        return "refused" if self.refused else "aborted"
+
     def __str__(self) -> str:
         return self.reason
 

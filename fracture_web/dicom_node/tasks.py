@@ -270,7 +270,7 @@ def _retry_or_set_aside(task: Task, payloads: list[str], failure: Failure, refus
     record_send_failure(sender.kind)
     if refusals >= context.config.dead_letter_after:
         for text in payloads:
-            to_redis(context.studies.client, "refused", "a result object", text, failure.reason)
+            to_redis(context.studies.client, failure.dead_letter_reason, "a result object", text, failure.reason)
         return
     delay = min(context.config.retry_delay * 2 ** task.request.retries, context.config.resend_interval)
     log.warning("sending to %s failed (try %d): %s; retrying in %g s", sender.destination,
