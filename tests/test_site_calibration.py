@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from fracture_web import create_app
+from fracture_web.cli.calibrate import site_files
 from fracture_web.evaluation.calibration import HIGH_SENSITIVITY_RULE
 from fracture_web.evaluation.site import SiteSampleError, check_size, fit_site, site_metadata
 from fracture_web.imaging import preprocess
@@ -175,3 +176,16 @@ def test_the_script_refuses_a_one_class_folder_and_never_overwrites_the_model(ti
 def test_the_logit_undoes_the_sigmoid():
     x = np.linspace(-10, 10, 41)
     np.testing.assert_allclose(logit(sigmoid(x)), x, atol=1e-6)
+
+
+def test_a_model_card_that_cannot_be_rendered_again_says_it_no_longer_gives_the_served_thresholds(tmp_path):
+    # A model folder without its validation report (metrics.json) keeps its own card after a
+    # site re-fit: it must not go on presenting the development thresholds as the served ones.
+    (tmp_path / "MODEL_CARD.md").write_text("# Model card\n\nbalanced threshold 0.23\n")
+    site = {"fitted_at": "2026-12-06T21:00:00+00:00", "images": 120, "fractured": 40}
+    files = site_files(tmp_path, {"site_calibration": site})
+    card = files["MODEL_CARD.md"]
+    assert card.startswith("> **Re-fitted at a site on 2026-12-06T21:00:00+00:00** on 120 images (40 fractured)")
+    assert "not the ones this card gives below" in card and card.endswith("balanced threshold 0.23\n")
+    (tmp_path / "MODEL_CARD.md").unlink()
+    assert set(site_files(tmp_path, {"site_calibration": site})) == {"site_metrics.json"}

@@ -144,13 +144,25 @@ def reads_sample(args: argparse.Namespace) -> tuple[FractureModel, Labelled]:
 
 
 def site_files(model_dir: Path, metadata: dict) -> dict[str, str]:
-    """The files written beside metadata.json: site_metrics.json and, when the model has its development
-    validation report (metrics.json), the model card with a *Re-fitted at this site* section."""
+    """The files written beside metadata.json: site_metrics.json and the model card: rendered again
+    with a *Re-fitted at this site* section when the model has its development validation report
+    (metrics.json); else the model's own card, if it has one, under a note that its thresholds and
+    probabilities are no longer the served ones."""
     files = {"site_metrics.json": to_json(metadata[SITE_KEY]) + "\n"}
-    metrics = Path(model_dir) / "metrics.json"
+    metrics, card = Path(model_dir) / "metrics.json", Path(model_dir) / "MODEL_CARD.md"
     if metrics.is_file():
         files["MODEL_CARD.md"] = render(metadata, json.loads(metrics.read_text()))
+    elif card.is_file():
+        files["MODEL_CARD.md"] = stale_card_note(metadata[SITE_KEY]) + card.read_text(encoding="utf-8", errors="replace")
     return files
+
+
+def stale_card_note(site: dict) -> str:
+    """What heads a model card that could not be rendered again after a site re-fit."""
+    return (f"> **Re-fitted at a site on {site['fitted_at']}** on {site['images']} images "
+            f"({site['fractured']} fractured): the probabilities, operating points and thresholds served now "
+            "are those in `site_metrics.json` and `metadata.json`, not the ones this card gives below "
+            "(the model folder had no `metrics.json` to render the card again from).\n\n")
 
 
 def main(argv: list[str] | None = None) -> int:
