@@ -58,12 +58,16 @@ class ImageHeader:
 
 #: The first bytes of the formats read, by name: a file that starts like one but cannot be opened is
 #: told so, rather than that it is no image at all.
-SIGNATURES = {"PNG": (b"\x89PNG\r\n\x1a\n",), "JPEG": (b"\xff\xd8\xff",), "TIFF": (b"II*\x00", b"MM\x00*")}
+SIGNATURES = {"PNG": (b"\x89PNG\r\n\x1a\n",), "JPEG": (b"\xff\xd8",), "TIFF": (b"II*\x00", b"MM\x00*")}
 
 
 def _unreadable(data: bytes) -> str:
     """Why a file that the image library cannot open is refused, in its format's terms where its
     first bytes name one."""
+    bits = jpeg_stream.precision(data) if data.startswith(SIGNATURES["JPEG"]) else 8
+    if bits != 8:
+        return (f"The file is a {bits}-bit JPEG, which is not supported here: export it as a 16-bit PNG or TIFF, "
+                "or as DICOM.")
     for name, signatures in SIGNATURES.items():
         if data.startswith(signatures):
             extra = ", or stores its pixels in a way not supported here (such as 64-bit or colour floating point)" \
@@ -118,7 +122,8 @@ def decode_image(data: bytes, long_side: int | None = None) -> DecodedImage:
         return decode_dicom(data, long_side)
     header = sniff_format(data)
     factor = reduction((header.height, header.width), long_side)
-    scale = min(factor, 8) if header.format in DCT_SCALED else 1  # what the decoder shrinks by itself
+    # what the decoder shrinks by itself: JPEG's DCT scaling (lossless JPEG has none)
+    scale = min(factor, 8) if header.format in DCT_SCALED and jpeg_stream.scalable(data) else 1
     colour = header.mode not in GRAY_MODES
     decoded, truncated = _decode(data, header, colour, scale), False
     if decoded is None and header.format in DCT_SCALED:
@@ -222,16 +227,11 @@ def _check_truncated(gray: np.ndarray, progressive: bool = False) -> str:
 
 #: JPEG's progressive start-of-frame markers (Huffman and arithmetic coding, with or without differential).
 PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
-#: Every JPEG start-of-frame marker (not 0xC4, 0xC8 and 0xCC, which share the range).
-SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 def _is_progressive(data: bytes) -> bool:
     """Whether a JPEG's frame is progressive, from its first start-of-frame marker."""
-    for marker, _ in jpeg_stream.header_segments(data):
-        if marker in SOF_MARKERS:
-            return marker in PROGRESSIVE_SOF
-    return False
+    return jpeg_stream.frame(data) in PROGRESSIVE_SOF
 
 
 def letterbox_geometry(height: int, width: int, size: int) -> Letterbox:

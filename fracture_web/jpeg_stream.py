@@ -21,23 +21,40 @@ import simplejpeg
 
 from .pixels import InvalidImageError
 
-#: How libjpeg's warnings about damaged entropy-coded data begin.
-CORRUPT = "Corrupt JPEG data"
-#: A byte or two before a marker is padding some encoders write, not damage.
-HARMLESS = re.compile(r"Corrupt JPEG data: [12] extraneous bytes? before marker")
+#: What libjpeg may say of a JPEG that is not damage: a file that ends early (the decoders count the
+#: rows it leaves grey), a depth or colour conversion this decoder lacks (OpenCV then reads the file,
+#: or it is refused as unreadable), an unknown JFIF revision, and an encoder's padding before the end
+#: marker. Anything else it says is damage, and the file is refused.
+NOT_DAMAGE = re.compile(r"Premature end of JPEG file|Unsupported JPEG data precision|Unsupported color conversion"
+                        r"|Warning: unknown JFIF revision|Corrupt JPEG data: [12] extraneous bytes? before marker 0xd9")
+#: What TurboJPEG says of a colour subsampling it cannot name (and so cannot check).
+ODD_SUBSAMPLING = "Could not determine subsampling level"
 DAMAGED_JPEG = ("The JPEG's compressed data is damaged (the decoder found corrupt data), so parts of the image "
                 "may be wrong, and it was not read. Export or send the file again.")
+UNCHECKABLE_JPEG = ("The JPEG uses an unusual colour subsampling, so it cannot be checked for damage, and it was "
+                    "not read. Export it again as a standard JPEG, a PNG or DICOM.")
+#: Most scans a JPEG may have: a progressive one has about ten; each costs a pass over the image, so
+#: thousands of repeated scans in a small file would hold a worker for minutes.
+MAX_SCANS = 100
+TOO_MANY_SCANS = (f"The JPEG holds more than {MAX_SCANS} scans (passes over the image; a progressive JPEG has about "
+                  "ten), so it was not read. Export it again.")
 #: The APP1 segment that holds EXIF (and with it an orientation OpenCV applies).
 EXIF_SEGMENT = (0xE1, b"Exif\x00\x00")
 START_OF_SCAN = 0xDA
+#: Markers without a length: TEM, RST0-7, SOI and EOI.
+PARAMETERLESS = frozenset({0x01, *range(0xD0, 0xDA)})
+#: Start-of-frame markers of lossless JPEG, which has no DCT to scale by.
+LOSSLESS_FRAMES = frozenset({0xC3, 0xC7, 0xCB, 0xCF})
+#: Every start-of-frame marker (not 0xC4, 0xC8 and 0xCC, which share the range).
+FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 def decode(data: bytes, colour: bool, scale: int) -> np.ndarray | None:
     """An 8-bit JPEG at 1/``scale`` of each side, grey (2-D) or BGR, the pixels OpenCV's reduced
-    modes give; refuses data libjpeg reports corrupt. ``None`` where this decode does not stand
+    modes give; refuses data libjpeg reports damaged. ``None`` where this decode does not stand
     in for OpenCV's, which then reads the file: one with an EXIF block (checked on its own), or
-    one libjpeg warns about otherwise (cut off, padded before a marker) or cannot convert
-    (12-bit, CMYK)."""
+    one libjpeg cannot read whole or convert (cut off, 12-bit)."""
+    check_scans(data)
     if has_exif(data):
         check_intact(data)
         return None
@@ -46,24 +63,59 @@ def decode(data: bytes, colour: bool, scale: int) -> np.ndarray | None:
         decoded = simplejpeg.decode_jpeg(data, colorspace="BGR" if colour else "GRAY", min_factor=scale,
                                          min_height=-(-height // scale), min_width=-(-width // scale), strict=True)
     except ValueError as err:
-        _refuse_corrupt(err)
+        _refuse_damage(err)
         return None
     return decoded if colour else decoded[..., 0]
 
 
 def check_intact(data: bytes) -> None:
-    """Refuse 8-bit JPEG data whose entropy-coded segments libjpeg reports corrupt; anything else it
-    cannot check (12-bit, CMYK, a truncated file) is left to the decoder that reads the image."""
+    """Refuse JPEG data libjpeg reports damaged, decoding it at an eighth of its size (lossless JPEG
+    at full size: it cannot be scaled); what it cannot check otherwise (12-bit, a truncated file)
+    is left to the decoder that reads the image."""
+    check_scans(data)
+    scaled = {"min_factor": 8, "min_height": 1, "min_width": 1} if scalable(data) else {}
     try:
-        simplejpeg.decode_jpeg(data, colorspace="GRAY", min_factor=8, min_height=1, min_width=1, strict=True)
+        simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=True, **scaled)
     except ValueError as err:
-        _refuse_corrupt(err)
+        _refuse_damage(err)
 
 
-def _refuse_corrupt(err: ValueError) -> None:
+def check_scans(data: bytes) -> None:
+    """Refuse a JPEG with more than ``MAX_SCANS`` start-of-scan markers (a marker cannot occur in
+    the compressed data itself, where every 0xFF byte is followed by 0x00)."""
+    if data.count(b"\xff\xda") > MAX_SCANS:
+        raise InvalidImageError(TOO_MANY_SCANS)
+
+
+def _refuse_damage(err: ValueError) -> None:
     message = str(err)
-    if message.startswith(CORRUPT) and not HARMLESS.match(message):
+    if message.startswith(ODD_SUBSAMPLING):
+        raise InvalidImageError(UNCHECKABLE_JPEG) from None
+    if not NOT_DAMAGE.match(message):
         raise InvalidImageError(DAMAGED_JPEG) from None
+
+
+def scalable(data: bytes) -> bool:
+    """Whether libjpeg can decode this JPEG at 1/2, 1/4 or 1/8 of its size (every frame type but
+    lossless; a header whose frame cannot be found is taken as lossless, never scaled)."""
+    return frame(data) not in LOSSLESS_FRAMES | {None}
+
+
+def frame(data: bytes) -> int | None:
+    """A JPEG's first start-of-frame marker (0xC0 baseline, 0xC2 progressive ...), None if not found."""
+    found = _frame_segment(data)
+    return found and found[0]
+
+
+def precision(data: bytes) -> int:
+    """A JPEG's bits per sample, from its start-of-frame segment (8 when none is found)."""
+    found = _frame_segment(data)
+    return data[found[1] + 4] if found and found[1] + 4 < len(data) else 8
+
+
+def _frame_segment(data: bytes) -> tuple[int, int] | None:
+    """The first start-of-frame marker and where it starts."""
+    return next(((marker, position) for marker, position in header_segments(data) if marker in FRAMES), None)
 
 
 def has_exif(data: bytes) -> bool:
@@ -79,8 +131,9 @@ def has_exif(data: bytes) -> bool:
 
 def header_segments(data: bytes) -> Iterator[tuple[int, int]]:
     """A JPEG's markers and where they start, from the first after its start-of-image up to and
-    including the first start-of-scan, walked by the segments' lengths (so the markers of an EXIF
-    thumbnail are skipped); stops early at anything that is not a marker."""
+    including the first start-of-scan, walked as libjpeg walks them: by the segments' lengths (so
+    the markers of an EXIF thumbnail are skipped), over fill bytes and markers without a length;
+    stops early at anything that is not a marker."""
     position = 2
     while position + 4 <= len(data) and data[position] == 0xFF:
         while position + 5 <= len(data) and data[position + 1] == 0xFF:  # fill bytes before a marker
@@ -89,4 +142,4 @@ def header_segments(data: bytes) -> Iterator[tuple[int, int]]:
         yield marker, position
         if marker == START_OF_SCAN:
             return
-        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+        position += 2 if marker in PARAMETERLESS else 2 + int.from_bytes(data[position + 2:position + 4], "big")

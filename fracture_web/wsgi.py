@@ -10,10 +10,10 @@ import sys
 
 from . import create_app
 from .config import SettingsError
-from .inference import ModelLoadError
+from .inference import ModelLoadError, UnknownOperatingPointError
 
 try:
     app = create_app()
-except (ModelLoadError, SettingsError) as err:
+except (ModelLoadError, SettingsError, UnknownOperatingPointError) as err:
     logging.getLogger(__name__).critical("cannot start: %s", err)
     sys.exit(3)  # gunicorn's WORKER_BOOT_ERROR

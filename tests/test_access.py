@@ -97,3 +97,10 @@ def test_a_request_without_the_token_is_refused_before_its_body_is_read(guarded,
                                           content_type="multipart/form-data; boundary=b")
     assert response.status_code == 401
     assert response.headers["Connection"] == "close"  # the server need not read the 31 MB either
+
+
+@pytest.mark.parametrize("origin", ["http://[::1", "http://[x]"])
+def test_a_malformed_origin_header_is_refused_as_cross_site_not_a_500(origin):
+    client = create_app({"TESTING": True, "LOAD_MODEL": False}).test_client()
+    for path in ("/api/v1/predict", "/api/v1/reads", "/"):
+        assert client.post(path, data=b"x", headers={"Origin": origin}).status_code == 403

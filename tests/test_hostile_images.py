@@ -171,6 +171,68 @@ def test_a_damaged_jpeg_with_an_exif_block_is_refused_too(gray):
     assert refusal(zeroed_mid_stream(intact)) == DAMAGED_JPEG
 
 
+def segment(marker: int, payload: bytes) -> bytes:
+    return struct.pack(">BBH", 0xFF, marker, len(payload) + 2) + payload
+
+
+def lossless_jpeg(height: int, width: int, exif: bool = False) -> bytes:
+    """A lossless (SOF3) 8-bit JPEG whose every difference is 0: an even grey."""
+    data = b"\xff\xd8" + (segment(0xE1, b"Exif\0\0II*\0\x08\0\0\0\0\0\0\0\0\0") if exif else b"")
+    data += segment(0xC3, struct.pack(">BHHB", 8, height, width, 1) + bytes([1, 0x11, 0]))
+    data += segment(0xC4, b"\0" + bytes([0, 0, 0, 0, 16] + [0] * 11) + bytes(range(16)))
+    data += segment(0xDA, bytes([1, 1, 0, 1, 0, 0]))
+    return data + bytes(height * width * 5 // 8 + 1) + b"\xff\xd9"
+
+
+@pytest.mark.parametrize("height, width, exif", [(300, 240, True), (3000, 2400, False)])
+def test_a_lossless_jpeg_is_decoded_whole_never_scaled(height, width, exif):
+    # libjpeg cannot scale lossless JPEG: asked to, it wrote a full-size image into a buffer for
+    # an eighth of it and the worker died (a segfault, not even a 500).
+    assert refusal(lossless_jpeg(height, width, exif)) == "The image is blank (every pixel has the same value)."
+
+
+def test_damage_libjpeg_describes_in_other_words_is_refused_too(gray):
+    baseline = cv2.imencode(".jpg", gray)[1].tobytes()
+    scan = baseline.rfind(b"\xff\xda")
+    third = scan + (len(baseline) - scan) // 3
+    assert refusal(baseline[:third] + b"\xff\xfd" + baseline[third + 2:]) == DAMAGED_JPEG  # "Unsupported marker"
+    buffer = io.BytesIO()
+    Image.fromarray(gray).save(buffer, "JPEG", progressive=True)
+    progressive = buffer.getvalue()
+    scans = [i for i in range(len(progressive) - 1) if progressive[i:i + 2] == b"\xff\xda"]
+    after = min(x for x in (scans[2], progressive.find(b"\xff\xc4", scans[1] + 2)) if x > 0)
+    assert refusal(progressive[:scans[1]] + progressive[after:]) == DAMAGED_JPEG  # a scan missing
+    # Bytes before a restart marker are damage (only padding before the end marker is harmless).
+    restarts = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_RST_INTERVAL, 8])[1].tobytes()
+    marker = restarts.find(b"\xff\xd3", restarts.rfind(b"\xff\xda"))
+    assert refusal(restarts[:marker] + b"\x12\x34" + restarts[marker:]) == DAMAGED_JPEG
+
+
+def test_a_restart_marker_before_the_header_cannot_hide_an_exif_orientation(gray):
+    # A marker without a length (RST0) read as having one sent the header walk into a crafted
+    # segment, past the EXIF block: the image was read unturned, unlike any viewer shows it.
+    exif = bytearray(b"Exif\0\0II*\0\x08\0\0\0\x01\0" + struct.pack("<HHII", 0x112, 3, 1, 6) + bytes(4))
+    exif += bytes(0xFFE5 - 8 - len(exif)) + b"\xff\xda" + bytes(16)
+    baseline = cv2.imencode(".jpg", gray)[1].tobytes()
+    crafted = baseline[:2] + b"\xff\xd0" + segment(0xE1, bytes(exif)) + baseline[2:]
+    assert decode_image(crafted).size == gray.shape[::-1]  # turned, as OpenCV and Pillow turn it
+
+
+def test_a_jpeg_of_thousands_of_scans_is_refused_at_once():
+    buffer = io.BytesIO()
+    Image.new("L", (2000, 2000), 128).save(buffer, "JPEG", progressive=True)
+    jpeg = buffer.getvalue()
+    last = jpeg.rfind(b"\xff\xda")
+    with measured() as cost:
+        assert "more than 100 scans" in refusal(jpeg[:-2] + jpeg[last:-2] * 300 + b"\xff\xd9")
+    assert cost["seconds"] < 1  # each scan was a pass over the image: seconds of CPU per request
+
+
+def test_a_12_bit_jpeg_is_refused_as_one_not_as_damaged():
+    header = b"\xff\xd8" + segment(0xC1, struct.pack(">BHHB", 12, 300, 240, 1) + bytes([1, 0x11, 0])) + b"\xff\xd9"
+    assert refusal(header).startswith("The file is a 12-bit JPEG, which is not supported here")
+
+
 def test_a_jpeg_whose_encoder_padded_a_byte_before_its_end_marker_is_read(gray):
     intact = cv2.imencode(".jpg", gray)[1].tobytes()
     assert decode_image(intact[:-2] + b"\x00" + intact[-2:]).pixels.shape == gray.shape

@@ -113,9 +113,29 @@ def test_a_read_for_an_unknown_id_is_404_and_a_malformed_one_400(app, body, stat
     assert answer.status_code == status and words in answer.get_json()["error"]
 
 
-def test_a_read_that_is_not_json_is_400(app):
-    answer = app.test_client().post("/api/v1/reads", data=b"fractured", content_type="text/plain")
+def test_a_read_that_is_not_json_is_400_saying_how_to_send_it(app):
+    client = app.test_client()
+    answer = client.post("/api/v1/reads", data=b'{"request_id": "x", "read": "unsure"}', content_type="text/plain")
+    assert answer.status_code == 400 and "'Content-Type: application/json'" in answer.get_json()["error"]
+    answer = client.post("/api/v1/reads", data=b"fractured", content_type="application/json")
     assert answer.status_code == 400 and "send a JSON object" in answer.get_json()["error"]
+
+
+@pytest.mark.parametrize("read", ["not_fractured", "unsure"])
+def test_a_read_that_is_not_fractured_cannot_confirm_a_finding(app, read):
+    client = app.test_client()
+    answer = analyse(client, SAMPLES[0].read_bytes())
+    refused = send_read(client, answer["request_id"], read, findings_right=[1])
+    assert refused.status_code == 400 and "goes with the read 'fractured' only" in refused.get_json()["error"]
+    # On the page, boxes ticked before "No fracture" or "Not sure" was pressed are left out of the read.
+    saved = client.post("/reads", data={"csrf_token": csrf_token(client), "request_id": answer["request_id"],
+                                        "read": read, "right": ["1"]}, headers={"Accept": "application/json"})
+    assert saved.status_code == 200 and saved.get_json()["read"] == read and saved.get_json()["findings_right"] is None
+
+
+def test_an_analysis_asked_for_by_an_id_of_the_wrong_form_is_400_without_echoing_it(app):
+    answer = app.test_client().get("/api/v1/analyses/" + "x" * 10_000)
+    assert answer.status_code == 400 and "x" * 100 not in answer.get_data(as_text=True)
 
 
 def test_the_result_page_takes_the_read_in_one_click_without_javascript(app):

@@ -54,6 +54,24 @@ def test_a_malformed_value_stops_start_up_naming_the_variable(name, value):
         start(**{name: value})
 
 
+@pytest.mark.parametrize("name, value", [
+    ("MAX_STUDY_IMAGES", "100"),  # the reads of a study's 100th file could never be recorded
+    ("MAX_STUDY_IMAGES", "²"), ("MAX_STUDY_IMAGES", "٣"), ("MAX_STUDY_IMAGES", "9" * 5000),
+    ("THREADS", "99999999999999999999"),  # crashed LiteRT with a traceback
+    ("API_TOKEN", "café-token-0123456789"), ("API_TOKEN", "abcdefghijklmnop\x01"),  # no HTTP header carries them
+    ("DATABASE_URL", "postgresql://user:pw@host:5432x/db"), ("DATABASE_URL", "sqlite://relative.db"),
+    ("DATABASE_URL", "sqlite:///"), ("AUDIT_LOG", "/nonexistent/folder/audit.log")])
+def test_values_that_crashed_start_up_or_could_never_work_stop_it_naming_the_variable(name, value):
+    with pytest.raises(SettingsError, match=f"^FRACTURE_{name} ") as refused:
+        start(**{name: value})
+    assert "pw@" not in str(refused.value)  # a database password never reaches the message
+
+
+@pytest.mark.parametrize("value", ["0", "00", "0KiB"])
+def test_no_minimum_upload_rate_may_be_written_any_way(value):
+    assert start(UPLOAD_MIN_RATE=value).config["UPLOAD_MIN_RATE"] == 0
+
+
 def test_the_settings_arrive_typed_in_the_apps_config():
     config = start(UPLOAD_TIMEOUT="2.5", THREADS="3", BACKEND="LiteRT", OPERATING_POINT="", METRICS_DRIFT_WINDOW="50").config
     assert (config["UPLOAD_TIMEOUT"], config["THREADS"], config["BACKEND"]) == (2.5, 3, "litert")

@@ -31,7 +31,9 @@ LAB = {"offline_install_check.py"}
                                          ("DICOM_AE_TITLE", "A_TITLE_OVER_16_CHARS"), ("DICOM_METRICS_PORT", "x"),
                                          ("DICOM_ALLOWED_HOSTS", "10.0.0.0/8, the-ward"), ("THREADS", "two"),
                                          ("BACKEND", "cuda"), ("BROKER_VISIBILITY_TIMEOUT", "soon"),
-                                         ("DICOM_KEEP_STUDIES_DAYS", "a week"), ("DICOM_RETRIES", "0")])
+                                         ("DICOM_KEEP_STUDIES_DAYS", "a week"), ("DICOM_RETRIES", "0"),
+                                         # an empty list would let any host or AE title in
+                                         ("DICOM_ALLOWED_HOSTS", ","), ("DICOM_ALLOWED_AE_TITLES", " ")])
 def test_a_malformed_node_setting_stops_the_node_naming_the_variable(name, value, caplog):
     # The node parsed its own variables: "A FRACTURE_DICOM_* number or address is malformed: invalid
     # literal for int()", naming none; FRACTURE_BACKEND=cuda went unchecked until the model loaded.

@@ -81,7 +81,7 @@ def test_the_largest_study_and_the_token_are_the_sites_settings(tiny_model_dir, 
     assert client.post("/api/v1/studies", data=files(sample_bytes, sample_bytes), headers=bearer).status_code == 200
 
 
-def test_each_analysed_view_leaves_its_audit_line_under_the_studys_request(tiny_model_dir, tmp_path, reads_url):
+def test_each_analysed_view_leaves_its_audit_line_under_its_own_stored_id(tiny_model_dir, tmp_path, reads_url):
     audit_file = tmp_path / "audit.log"
     client = create_app({"TESTING": True, "MODEL_DIR": str(tiny_model_dir), "AUDIT_LOG": str(audit_file),
                          "DATABASE_URL": reads_url}).test_client()
@@ -91,8 +91,10 @@ def test_each_analysed_view_leaves_its_audit_line_under_the_studys_request(tiny_
     lines = [json.loads(line) for line in audit_file.read_text().splitlines()]
     readable = [data for data in uploads if data != NOT_AN_IMAGE]
     assert [line["sha256"] for line in lines] == [hashlib.sha256(data).hexdigest() for data in readable]
-    assert {line["request_id"] for line in lines} == {response.headers["X-Request-ID"]}
     entries = [entry for entry in response.get_json()["images"] if "error" not in entry]
+    # the study's request id and the view's number: the id its analysis is stored and read under
+    assert [line["request_id"] for line in lines] == [entry["request_id"] for entry in entries]
+    assert all(line["request_id"].startswith(response.headers["X-Request-ID"] + "-") for line in lines)
     assert [line["probability"] for line in lines] == [entry["probability"] for entry in entries]
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import ip_network
 from typing import Any
+from urllib.parse import urlsplit
 
 #: Fewest characters of an API token or secret key (``secrets.token_urlsafe(32)`` gives 43).
 MIN_SECRET_LENGTH = 16
@@ -22,6 +23,8 @@ TRUE, FALSE = frozenset({"true", "yes", "on", "1"}), frozenset({"false", "no", "
 #: Units a size may carry: SI (1 MB = 1,000,000 bytes) and binary (1 MiB = 1,048,576 bytes).
 UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 SIZE = re.compile(r"\s*(\d+)\s*([a-z]*)\s*", re.IGNORECASE)
+#: Most digits of a whole-number setting (no setting needs more than a few).
+MAX_DIGITS = 12
 #: Longest DICOM AE title.
 AE_TITLE_LENGTH = 16
 
@@ -53,9 +56,10 @@ boolean = Kind("switch", _boolean)
 def _int(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if not isinstance(value, str) or not value.strip().isdigit():
+    digits = value.strip() if isinstance(value, str) else ""
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= MAX_DIGITS):
         raise ValueError("takes a whole number")
-    return int(value)
+    return int(digits)
 
 
 def integer(minimum: int, maximum: int | None = None, label: str = "") -> Kind:
@@ -90,7 +94,7 @@ def positive(unit: str) -> Kind:
 seconds, days = positive("seconds"), positive("days")
 
 
-def _size(value: Any) -> int:
+def _size(value: Any, minimum: int = 1) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         number = value
     else:
@@ -98,15 +102,15 @@ def _size(value: Any) -> int:
         if match is None or match[2].lower() not in UNITS:
             raise ValueError("takes a size in bytes, e.g. 33554432, 32MiB or 32MB")
         number = int(match[1]) * UNITS[match[2].lower()]
-    if number < 1:
-        raise ValueError("must be at least 1 byte")
+    if number < minimum:
+        raise ValueError(f"must be at least {minimum} byte")
     return number
 
 
 #: Bytes, plain (``33554432``) or with a unit (``32MiB``, ``32MB``); at least 1.
 size = Kind("size (bytes, KiB, MiB, MB...)", _size)
 #: Bytes per second, as a size (``64KiB``); 0 for no minimum.
-rate = Kind("bytes per second (0 = none)", lambda value: 0 if str(value).strip() == "0" else _size(value))
+rate = Kind("bytes per second (0 = none)", lambda value: _size(value, minimum=0))
 
 
 def _text(value: Any) -> str:
@@ -138,11 +142,15 @@ def optional(kind: Kind) -> Kind:
     return Kind(kind.label, parse)
 
 
-def listed(kind: Kind) -> Kind:
-    """Comma-separated items, each of ``kind``; empty for none."""
+def listed(kind: Kind, empty: str | None = None) -> Kind:
+    """Comma-separated items, each of ``kind``; empty for none, unless ``empty`` says what an empty list
+    would mean (a security setting: it is refused, saying so, rather than taken as unset)."""
     def parse(value: Any) -> tuple:
         items = value.split(",") if isinstance(value, str) else list(value)
-        return tuple(kind(item) for item in items if str(item).strip())
+        found = tuple(kind(item) for item in items if str(item).strip())
+        if not found and empty and isinstance(value, str):  # a variable set to nothing, not the default
+            raise ValueError(f"lists nothing, which would {empty}: unset the variable for that, or list at least one")
+        return found
     return Kind(f"{kind.label}, comma-separated", parse)
 
 
@@ -171,12 +179,19 @@ network = Kind("address or network", _network)
 
 
 def url(*schemes: str) -> Kind:
-    """A URL starting with one of ``schemes`` (``redis``); a trailing slash dropped."""
-    starts = tuple(f"{scheme}://" for scheme in schemes)
+    """A URL starting with one of ``schemes`` (``redis``; ``sqlite`` takes a file, ``sqlite:///``), with
+    something after it and a port, if any, that is a number; a trailing slash dropped."""
+    starts = tuple(f"{scheme}:///" if scheme == "sqlite" else f"{scheme}://" for scheme in schemes)
     def parse(value: Any) -> str:
         address = _text(value)
         if not address.startswith(starts):
             raise ValueError(f"must start with {' or '.join(starts)}")
+        if address.rstrip("/") + "/" in (start.rstrip("/") + "/" for start in starts):
+            raise ValueError("names no host or file after its scheme")
+        try:
+            urlsplit(address).port
+        except ValueError:
+            raise ValueError("has a port that is not a number from 0 to 65535") from None
         return address.rstrip("/")
     return Kind(f"{' or '.join(schemes)} URL", parse)
 
@@ -187,9 +202,10 @@ def _secret(value: Any) -> str | None:
     if not isinstance(value, str) or value.strip().lower() in WORDS:
         raise ValueError(f"is {value!r}, which is not a secret: unset the variable to turn this off, "
                          f"or give at least {MIN_SECRET_LENGTH} random characters")
-    if len(value) < MIN_SECRET_LENGTH or any(char.isspace() for char in value):
-        raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters without spaces "
-                         "(python -c 'import secrets; print(secrets.token_urlsafe(32))' makes one)")
+    if len(value) < MIN_SECRET_LENGTH or not all("!" <= char <= "~" for char in value):
+        raise ValueError(f"must be at least {MIN_SECRET_LENGTH} characters of plain ASCII, without spaces (an HTTP "
+                         "header carries no other reliably; python -c 'import secrets; "
+                         "print(secrets.token_urlsafe(32))' makes one)")
     return value
 
 

@@ -139,7 +139,7 @@ class ReadStore:
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except SQLAlchemyError as err:
+        except (SQLAlchemyError, OSError) as err:  # OSError: the SQLite file's folder or lock
             raise StoreUnavailableError(f"the reads' database is unavailable ({type(err).__name__})") from err
 
     @contextmanager

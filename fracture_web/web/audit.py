@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from flask import Flask, Response, after_this_request, g
 
 from ..analysis import Analysis
+from ..config import SettingsError
 
 log = logging.getLogger("fracture_web.audit")
 #: What an audit line keeps of a prediction's written shape (``Prediction.as_dict``, rounded as the API
@@ -27,7 +28,7 @@ def init_app(app: Flask) -> None:
     """Send audit lines to ``AUDIT_LOG`` (a file path) or, when unset, to stdout."""
     target = app.config.get("AUDIT_LOG")
     if not any(getattr(h, "audit_target", None) == target for h in log.handlers):
-        handler = logging.FileHandler(target) if target else logging.StreamHandler(sys.stdout)
+        handler = _file_handler(target) if target else logging.StreamHandler(sys.stdout)
         handler.audit_target = target
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
@@ -35,6 +36,15 @@ def init_app(app: Flask) -> None:
     log.propagate = False
     app.before_request(_assign_request_id)
     app.after_request(_send_request_id)
+
+
+def _file_handler(target: str) -> logging.FileHandler:
+    """A handler appending to ``target``; a path that cannot be written stops start-up, saying so."""
+    try:
+        return logging.FileHandler(target)
+    except OSError as err:
+        raise SettingsError(f"FRACTURE_AUDIT_LOG names a file that cannot be opened for writing ({target!r}: "
+                            f"{err.strerror or type(err).__name__}).") from None
 
 
 def _assign_request_id() -> None:
@@ -47,15 +57,16 @@ def _send_request_id(response: Response) -> Response:
     return response
 
 
-def record(upload: bytes, result: Analysis) -> None:
+def record(upload: bytes, result: Analysis, analysis_id: str | None = None) -> None:
     """Write the audit line for one analysed upload, with the same values as the API's answer,
-    as soon as the answer has been sent.
+    as soon as the answer has been sent; a study's files each under their own ``analysis_id``
+    (the request id and the file's number, as the analysis is stored), else the request's id.
 
     Hashing is the line's only real work, and nobody waits for it: the SHA-256 of a large DICOM is
     taken once the answer has gone. Its time is that of the analysis."""
     facts = result.prediction.as_dict(rounded=True)
     line = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-            "request_id": g.get("request_id")}
+            "request_id": analysis_id or g.get("request_id")}
     answer = {key: facts[key] for key in AUDITED} | {"verdict": facts["label"]}
 
     @after_this_request

@@ -95,6 +95,9 @@ def _checked(analysis_id: object, read: object, reader: object, findings_right: 
             isinstance(rank, int) and not isinstance(rank, bool) and 1 <= rank <= 99 for rank in findings_right)):
         raise Refused(READ_MALFORMED, problem="'findings_right' lists the numbers (1, 2, ...) of the findings that "
                                               "were right.")
+    if findings_right and read != "fractured":
+        raise Refused(READ_MALFORMED, problem=f"'findings_right' goes with the read 'fractured' only: a {read!r} "
+                                              "read confirms no finding.")
     return analysis_id, read, reader, None if findings_right is None else tuple(sorted(set(findings_right)))
 
 
@@ -131,6 +134,8 @@ def as_dict(stored: StoredAnalysis) -> dict:
 def read_api():
     """``{"request_id": ..., "read": "fractured" | "not_fractured" | "unsure"}`` (optionally ``reader``
     and ``findings_right``) -> the stored analysis with the read that now counts."""
+    if not request.is_json:
+        raise Refused(READ_MALFORMED, problem="send it as JSON, with 'Content-Type: application/json'.")
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise Refused(READ_MALFORMED, problem="send a JSON object with 'request_id' and 'read'.")
@@ -141,6 +146,9 @@ def read_api():
 @bp.get("/api/v1/analyses/<analysis_id>")
 def analysis_api(analysis_id: str):
     """The stored analysis and its read, by its id."""
+    if not ID.fullmatch(analysis_id):
+        raise Refused(READ_MALFORMED, problem="that is not the form of an analysis's id (a request_id, or the UID "
+                                              "of a DICOM node's result).")
     return jsonify(as_dict(_stored(lambda store: store.get(analysis_id), analysis_id)))
 
 
@@ -148,7 +156,8 @@ def analysis_api(analysis_id: str):
 def read_form():
     """The result page's read buttons: the read saved, and a page that says so (or, asked for JSON
     by the page's script, the stored analysis)."""
-    ranks = request.form.getlist("right")
+    # boxes ticked before a button other than "Fracture" was pressed confirm nothing
+    ranks = request.form.getlist("right") if request.form.get("read") == "fractured" else []
     if not all(RANK.fullmatch(rank) for rank in ranks):
         raise Refused(READ_MALFORMED, problem="the findings ticked are numbered 1, 2, ...")
     fields = _checked(request.form.get("request_id"), request.form.get("read"),

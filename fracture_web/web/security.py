@@ -31,8 +31,16 @@ def refuse_cross_site_posts() -> None:
             abort(403)
         return
     origin = request.headers.get("Origin")
-    if origin is not None and urlsplit(origin).netloc != request.host:
+    if origin is not None and _host_of(origin) != request.host:
         abort(403)
+
+
+def _host_of(origin: str) -> str | None:
+    """The host (and port) an ``Origin`` header names; None for one that is not a URL."""
+    try:
+        return urlsplit(origin).netloc
+    except ValueError:  # "http://[::1": an unclosed IPv6 address
+        return None
 
 
 def add_security_headers(response: Response) -> Response:

@@ -99,9 +99,9 @@ def _run_study(model: FractureModel, uploads: list[bytes], images: bool,
                           model_view=model_view)
     timer.done(image.analysis.prediction for image in study.images if image.analysis is not None)
     ids = reads.study_ids(len(uploads))
-    for upload, image in zip(uploads, study.images):
+    for upload, image, analysis_id in zip(uploads, study.images, ids):
         if image.analysis is not None:
-            audit.record(upload, image.analysis)
+            audit.record(upload, image.analysis, analysis_id)
     stored = reads.record((analysis_id, image.analysis) for analysis_id, image in zip(ids, study.images)
                           if image.analysis is not None)
     return study, ids, stored
