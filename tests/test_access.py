@@ -104,3 +104,9 @@ def test_a_malformed_origin_header_is_refused_as_cross_site_not_a_500(origin):
     client = create_app({"TESTING": True, "LOAD_MODEL": False}).test_client()
     for path in ("/api/v1/predict", "/api/v1/reads", "/"):
         assert client.post(path, data=b"x", headers={"Origin": origin}).status_code == 403
+
+
+def test_a_sign_in_form_too_large_for_any_token_is_told_it_is_not_the_token(guarded):
+    client = guarded.test_client()
+    answer = client.post("/sign-in", data={"token": "x" * 5000, "csrf_token": csrf_token(client)})
+    assert answer.status_code == 401 and "not this site" in answer.get_data(as_text=True)

@@ -278,3 +278,9 @@ def test_operations_can_migrate_the_database_before_starting_the_workers(tmp_pat
                        "DATABASE_URL": f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"})
     failed = down.test_cli_runner().invoke(args=["reads-upgrade"])
     assert failed.exit_code == 1 and "the reads' database is unavailable (OperationalError)" in failed.output
+
+
+def test_a_reader_code_starts_with_a_letter_or_digit(app):
+    # "-dr1" went into the CSV as "'-dr1" (escaped as a formula), unlike the API's "-dr1".
+    answer = send_read(app.test_client(), "0" * 32, "unsure", reader="-dr1")
+    assert answer.status_code == 400 and "starting with a letter or digit" in answer.get_json()["error"]

@@ -2,6 +2,10 @@
 with a message naming it, and no word switches a security setting off."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from fracture_web import create_app
@@ -94,3 +98,13 @@ def test_another_process_can_read_the_same_table():
     table = [setting for setting in SETTINGS if setting.name in ("MODEL_DIR", "THREADS")]
     assert from_environ({"FRACTURE_THREADS": "2", "FRACTURE_API_TOKEN": "false"}, table) == {"THREADS": 2}
     assert all(setting.description for setting in SETTINGS)
+
+
+def test_gunicorn_stops_with_one_line_for_an_operating_point_the_model_lacks(tiny_model_dir, tmp_path):
+    # It exited with a traceback, and gunicorn would have restarted the worker for ever.
+    env = os.environ | {"FRACTURE_MODEL_DIR": str(tiny_model_dir), "FRACTURE_OPERATING_POINT": "bogus",
+                        "FRACTURE_DATABASE_URL": f"sqlite:///{tmp_path / 'reads.sqlite3'}"}
+    done = subprocess.run([sys.executable, "-c", "import fracture_web.wsgi"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 3  # gunicorn's boot error: it stops instead of restarting workers
+    assert "cannot start: Unknown operating point 'bogus'" in done.stderr and "Traceback" not in done.stderr

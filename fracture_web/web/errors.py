@@ -60,6 +60,8 @@ def handle_http_error(err: HTTPException):
     """An HTTP error by its status: its row's message, or Werkzeug's description for a status not in the table."""
     status = err.code or 500
     refusal = refusals.BY_STATUS.get(status)
+    if status == 413 and request.endpoint == "access.sign_in":  # no site's token is that long
+        refusal = refusals.WRONG_TOKEN
     if refusal is None:
         return respond(err.description or "Something went wrong.", status)
     limit_mb = (request.max_content_length or 0) // (1024 * 1024)

@@ -33,7 +33,7 @@ ID = re.compile(r"[0-9a-f]{32}(-[0-9]{1,2})?|(?=[0-9.]{1,64}$)[0-9]+(\.[0-9]+)+"
 #: A finding's number as the result page's read form sends it (ASCII digits: ``int`` reads others too).
 RANK = re.compile(r"[1-9][0-9]?")
 #: A reader code the site chooses (letters, digits, ".", "_", "-"): never a name.
-READER = re.compile(r"[A-Za-z0-9._-]{1,32}")
+READER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}")
 
 
 def init_app(app: Flask) -> None:
@@ -89,8 +89,8 @@ def _checked(analysis_id: object, read: object, reader: object, findings_right: 
     if read not in READS:
         raise Refused(READ_MALFORMED, problem=f"'read' must be one of {', '.join(READS)}.")
     if reader is not None and (not isinstance(reader, str) or not READER.fullmatch(reader)):
-        raise Refused(READ_MALFORMED, problem="'reader' is a code of up to 32 letters, digits, '.', '_' or '-' "
-                                              "(never a name).")
+        raise Refused(READ_MALFORMED, problem="'reader' is a code of up to 32 letters, digits, '.', '_' or '-', "
+                                              "starting with a letter or digit (never a name).")
     if findings_right is not None and not (isinstance(findings_right, list) and all(
             isinstance(rank, int) and not isinstance(rank, bool) and 1 <= rank <= 99 for rank in findings_right)):
         raise Refused(READ_MALFORMED, problem="'findings_right' lists the numbers (1, 2, ...) of the findings that "
