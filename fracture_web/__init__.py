@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from . import config
 from .config import PROJECT_ROOT, WEB, Settings
+from .quiet_logs import withhold_quoted_values
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -31,6 +32,7 @@ def create_app(test_config: dict | None = None, environ: Mapping[str, str] | Non
                       uploads, views)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    withhold_quoted_values()  # pydicom quotes a header's values (a name, a birth date) in its warnings
     settings = Settings.from_environ(environ) if settings is None else settings
     app = Flask(__name__, instance_relative_config=True,
                 template_folder=str(PROJECT_ROOT / "templates"),

@@ -41,7 +41,7 @@ from pydicom.pixels.utils import _get_jpg_parameters, get_expected_length
 from pydicom.uid import (DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, JPEG2000TransferSyntaxes,
                          JPEGLSTransferSyntaxes, JPEGTransferSyntaxes, RLELossless)
 
-from .jpeg_stream import check_intact
+from . import jpeg_stream
 from .pixels import (MAX_PIXELS, DecodedImage, InvalidImageError, check_dimensions, check_not_blank, normalise,
                      reduction, shrink)
 
@@ -53,6 +53,11 @@ MODALITY_NAMES = {"CT": "a CT scan", "MR": "an MRI scan", "US": "an ultrasound i
                   "NM": "a nuclear medicine image", "XA": "an angiogram", "RF": "a fluoroscopy image",
                   "MG": "a mammogram", "SR": "a structured report", "PR": "a presentation state",
                   "SEG": "a segmentation", "KO": "a key object note"}
+#: Fewest grey levels a window or VOI LUT may leave of an image (a window of width 1 leaves 2).
+MIN_GREY_LEVELS = 16
+#: Photometric interpretations of colour images, named when a colour image is refused.
+COLOUR_PHOTOMETRICS = frozenset({"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_PARTIAL_422", "YBR_PARTIAL_420", "YBR_ICT",
+                                 "YBR_RCT", "PALETTE COLOR", "HSV", "ARGB", "CMYK", "XYB"})
 UNSTATED_WARNING = ("The DICOM header does not say this is a radiograph (no CR or DX modality); "
                     "check that it is a plain X-ray.")
 #: Header elements shown with the result: (keyword, key). None of them identifies the patient.
@@ -72,7 +77,7 @@ READ_ELEMENTS = ["SpecificCharacterSet", "SOPClassUID", "Modality", "BodyPartExa
                  "NumberOfFrames", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
                  "PlanarConfiguration", "RescaleSlope", "RescaleIntercept", "RescaleType", "ModalityLUTSequence",
                  "WindowCenter", "WindowWidth", "VOILUTFunction", "VOILUTSequence", "PresentationLUTShape",
-                 "PixelData", "FloatPixelData", "DoubleFloatPixelData"]
+                 "PixelPaddingValue", "PixelPaddingRangeLimit", "PixelData", "FloatPixelData", "DoubleFloatPixelData"]
 
 DAMAGED = "The file looks like DICOM but could not be read; it may be damaged or incomplete."
 #: The most a deflated dataset may inflate to: the largest image allowed, at 16 bits, and a megabyte of header.
@@ -114,9 +119,13 @@ def decode_dataset(ds: pydicom.Dataset, long_side: int | None = None) -> Decoded
     ds = needed_elements(ds)
     warnings = check_radiograph(ds)
     try:
-        frames = int(ds.get("NumberOfFrames") or 1)
+        declared = ds.get("NumberOfFrames")
+        declared = 1 if declared in (None, "") else declared
+        frames = int(declared)
+        if frames != float(declared) or frames < 1:
+            raise ValueError(declared)
     except (TypeError, ValueError) as err:
-        raise InvalidImageError("The DICOM file's Number of Frames is not a whole number; "
+        raise InvalidImageError("The DICOM file's Number of Frames is not a whole number of at least 1; "
                                 "the file may be damaged.") from err
     if frames > 1:
         warnings += (f"The DICOM file holds {frames} frames; only the first was analysed.",)
@@ -129,11 +138,21 @@ def decode_dataset(ds: pydicom.Dataset, long_side: int | None = None) -> Decoded
     except InvalidImageError:
         raise
     except DAMAGE as err:
-        syntax = ds.file_meta.get("TransferSyntaxUID", "unknown")
-        name = getattr(syntax, "name", syntax)
-        raise InvalidImageError(f"The DICOM image data could not be decoded ({name}); "
+        raise InvalidImageError(f"The DICOM image data could not be decoded ({syntax_name(ds)}); "
                                 "the file may be damaged.") from err
     return DecodedImage(pixels, size, warnings, header_context(ds))
+
+
+def syntax_name(ds: pydicom.Dataset) -> str:
+    """The dataset's transfer syntax, named for a message (:func:`syntax_name_of`)."""
+    return syntax_name_of(ds.file_meta.get("TransferSyntaxUID"))
+
+
+def syntax_name_of(syntax: object) -> str:
+    """A transfer syntax's name, or its UID where that is a valid UID; never any other text a
+    header holds (it could hold a name)."""
+    uid = pydicom.uid.UID(str(syntax or ""))
+    return uid.name if uid.is_valid else "an unreadable transfer syntax"
 
 
 def needed_elements(ds: pydicom.Dataset) -> pydicom.Dataset:
@@ -147,6 +166,9 @@ def needed_elements(ds: pydicom.Dataset) -> pydicom.Dataset:
             if keyword in ds:
                 kept[keyword] = ds[keyword]  # parsed (and an ambiguous VR resolved) in its own dataset
         kept.walk(lambda _ds, _elem: None)  # parse every value of the sequences too
+        for keyword in ("PhotometricInterpretation", "PresentationLUTShape"):  # as checked: "monochrome1" too
+            if keyword in kept:
+                setattr(kept, keyword, str(kept[keyword].value).strip().upper())
     except DAMAGE as err:
         raise InvalidImageError(DAMAGED) from err
     return kept
@@ -161,8 +183,9 @@ def encoded_first_frame(ds: pydicom.Dataset, factor: int = 1) -> tuple[np.ndarra
     syntax = ds.file_meta.TransferSyntaxUID
     codestream = get_frame(ds.PixelData, 0, number_of_frames=int(ds.get("NumberOfFrames") or 1))
     check_frame_size(codestream, syntax, (int(ds.Rows), int(ds.Columns)))
-    if syntax in JPEGTransferSyntaxes:
-        check_intact(codestream)
+    if (syntax in JPEGTransferSyntaxes or syntax in JPEGLSTransferSyntaxes) and jpeg_stream.frame(codestream) in \
+            jpeg_stream.FRAMES:  # a JPEG codestream, whatever the syntax says (pydicom's decoder reads any)
+        jpeg_stream.check_intact(codestream)
     if factor > 1 and syntax in JPEG2000TransferSyntaxes:
         reduced = _jpeg2000_reduced(ds, codestream, factor)
         if reduced is not None:
@@ -191,7 +214,7 @@ def check_frame_size(codestream: bytes, syntax: pydicom.uid.UID, size: tuple[int
         _check_rle_segments(codestream, size)
         return
     else:
-        raise InvalidImageError(f"DICOM images compressed as {syntax.name} are not supported; send the image "
+        raise InvalidImageError(f"DICOM images compressed as {syntax_name_of(syntax)} are not supported; send the image "
                                 "uncompressed, or as JPEG, JPEG-LS, JPEG 2000 or RLE.")
     if declared != size or samples != 1:
         found = ("no readable size" if None in declared or samples is None
@@ -362,13 +385,19 @@ def check_radiograph(ds: pydicom.Dataset) -> tuple[str, ...]:
                                 "document. Upload the radiograph itself.")
     modality = str(ds.get("Modality") or "").strip().upper()
     if modality not in RADIOGRAPH_MODALITIES | UNSTATED_MODALITIES:
-        kind = MODALITY_NAMES.get(modality, "not a plain radiograph")
-        raise InvalidImageError(f"This DICOM file is {kind} (modality {modality}), not an X-ray radiograph; "
+        kind = f"{MODALITY_NAMES[modality]} (modality {modality})" if modality in MODALITY_NAMES \
+            else "of another modality"  # an unknown value is not repeated: it could be anything, a name too
+        raise InvalidImageError(f"This DICOM file is {kind}, not an X-ray radiograph; "
                                 "the model reads plain radiographs (CR or DX) only.")
     photometric = str(ds.get("PhotometricInterpretation") or "").strip().upper()
     if photometric not in ("MONOCHROME1", "MONOCHROME2") or int(ds.get("SamplesPerPixel") or 1) != 1:
-        raise InvalidImageError(f"This DICOM image is in colour ({photometric or 'unknown'}); radiographs are "
+        named = photometric if photometric in COLOUR_PHOTOMETRICS else "unknown"
+        raise InvalidImageError(f"This DICOM image is in colour ({named}); radiographs are "
                                 "grayscale (MONOCHROME1 or MONOCHROME2).")
+    high_bit = ds.get("HighBit")
+    if high_bit is not None and int(ds.get("BitsStored") or 0) and int(high_bit) != int(ds.BitsStored) - 1:
+        raise InvalidImageError(f"This DICOM image keeps its {int(ds.BitsStored)} bits in an unusual place (High Bit "
+                                f"{int(high_bit)}), which is not supported; export it with High Bit = Bits Stored - 1.")
     if "PixelData" not in ds:
         raise InvalidImageError("DICOM images with floating-point pixel data are not supported (whole numbers "
                                 "of 8 to 16 bits are).")
@@ -390,7 +419,7 @@ def grayscale_pipeline(stored: np.ndarray, ds: pydicom.Dataset, factor: int = 1)
     stored = stored.astype(np.int16 if stored.dtype.kind == "i" else np.uint8 if stored.dtype.itemsize == 1
                            else np.uint16, copy=False)  # BitsStored <= 16 fits; native byte order
     with np.errstate(invalid="ignore", over="ignore"):  # NaN and infinity are refused, not warned about
-        lut = grayscale_lut(ds, stored.dtype, int(stored.min()), int(stored.max()))
+        lut = grayscale_lut(ds, stored.dtype, *_picture_range(stored, ds))
     small = shrink(stored, factor)  # area averages stay within the stored range
     # indexing casts the 16-bit indices in small buffers (np.take would widen them all to 64 bits first)
     return lut[small.view(np.uint8 if small.dtype == np.uint8 else np.uint16)]
@@ -409,7 +438,8 @@ def grayscale_lut(ds: pydicom.Dataset, dtype: np.dtype, low: int, high: int) -> 
     """
     unsigned = np.dtype(f"u{np.dtype(dtype).itemsize}")
     codes = np.arange(np.iinfo(unsigned).max + 1).astype(unsigned).view(dtype)
-    held = (codes >= low) & (codes <= high)
+    padding = _padding(ds, codes)
+    held = (codes >= low) & (codes <= high) & ~padding
     values = apply_modality_lut(codes, ds)
     if not np.isfinite(values[held]).all():
         raise InvalidImageError("The DICOM file's Rescale Slope, Rescale Intercept or Modality LUT turns its pixels "
@@ -418,12 +448,35 @@ def grayscale_lut(ds: pydicom.Dataset, dtype: np.dtype, low: int, high: int) -> 
         out_low, out_high = _voi_output_range(ds)
         unit = np.clip((apply_voi_lut(_as_lut_input(values, ds), ds) - out_low) / (out_high - out_low), 0.0, 1.0)
         check_not_blank(unit[held])
+        levels = len(np.unique(np.rint(unit[held] * 255.0)))
+        if levels < MIN_GREY_LEVELS:
+            raise InvalidImageError(f"The DICOM file's window or VOI LUT leaves the image only {levels} grey levels "
+                                    "(a window far too narrow?), too few to read; export it with its usual window.")
     else:
         unit = np.clip(normalise(values, check_not_blank(values[held])), 0.0, 1.0)
     inverse = str(ds.get("PresentationLUTShape") or "").strip().upper() == "INVERSE"
     if str(ds.PhotometricInterpretation).strip().upper() == "MONOCHROME1" or inverse:
         unit = 1.0 - unit
+    unit[padding] = 0.0  # black, as the letterbox pads
     return (np.rint(unit * 255.0) / 255.0).astype(np.float32)
+
+
+def _picture_range(stored: np.ndarray, ds: pydicom.Dataset) -> tuple[int, int]:
+    """The lowest and highest stored values of the picture: padding (:func:`_padding`) left out."""
+    picture = stored[~_padding(ds, stored)] if "PixelPaddingValue" in ds else stored
+    if picture.size == 0:
+        raise InvalidImageError("The image is blank (every pixel is padding).")
+    return int(picture.min()), int(picture.max())
+
+
+def _padding(ds: pydicom.Dataset, codes: np.ndarray) -> np.ndarray:
+    """Which stored values are Pixel Padding (outside the picture: PS3.3 C.7.5.1.1.2), the Pixel Padding
+    Value alone or up to the Pixel Padding Range Limit; they take no part in the image's range."""
+    value, limit = ds.get("PixelPaddingValue"), ds.get("PixelPaddingRangeLimit")
+    if value is None:
+        return np.zeros(codes.shape, dtype=bool)
+    first, last = sorted((int(value), int(limit if limit is not None else value)))
+    return (codes >= first) & (codes <= last)
 
 
 def _has_voi(ds: pydicom.Dataset) -> bool:

@@ -2,6 +2,9 @@
 pipeline, refusals a person understands, and no patient data on the way out."""
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -164,3 +167,65 @@ def test_unused_high_bits_are_ignored_as_the_standard_says(gray, as_png):
     ds = radiograph_dataset(gray.astype(np.uint16) * 16, bits_stored=12)
     ds.PixelData = (np.frombuffer(ds.PixelData, np.uint16) | 0xA000).tobytes()  # junk above bit 12
     np.testing.assert_array_equal(decode_image(to_bytes(ds)).pixels, as_png)
+
+
+def test_a_refusal_never_repeats_a_header_value_it_does_not_know(gray):
+    # Any element can hold a name; a refusal names only values from the standard's vocabulary.
+    for elements in ({"Modality": "Doe^Jane"}, {"PhotometricInterpretation": "Doe Jane"}):
+        with pytest.raises(InvalidImageError) as refused:
+            decode_image(to_bytes(radiograph_dataset(gray, **elements)))
+        assert "doe" not in str(refused.value).lower()
+    data = to_bytes(radiograph_dataset(gray)).replace(b"1.2.840.10008.1.2.1\x00", b"Doe^Jane PID-0451 \x00\x00", 1)
+    with pytest.raises(InvalidImageError) as refused:
+        decode_image(data)
+    assert "Doe" not in str(refused.value) and "PID" not in str(refused.value)
+
+
+def test_lower_case_monochrome1_is_read_as_monochrome1(gray, as_png):
+    ds = radiograph_dataset(255 - gray, "MONOCHROME1")
+    ds.PhotometricInterpretation = "monochrome1"  # accepted by the check, then refused by pydicom as "damaged"
+    np.testing.assert_array_equal(decode_image(to_bytes(ds)).pixels, as_png)
+
+
+def test_an_image_whose_bits_sit_above_the_high_bit_it_declares_is_refused_not_misread(gray):
+    values = gray.astype(np.uint16) * 16
+    ds = radiograph_dataset(values, bits_stored=12)
+    ds.HighBit, ds.PixelData = 15, (values << 4).tobytes()  # bits 4-15: read as 0-11 it was posterised garbage
+    with pytest.raises(InvalidImageError, match="High Bit 15"):
+        decode_image(to_bytes(ds))
+
+
+def test_a_window_that_leaves_two_grey_levels_is_refused(gray):
+    with pytest.raises(InvalidImageError, match="only 2 grey levels"):
+        decode_image(to_bytes(radiograph_dataset(gray, WindowCenter=128, WindowWidth=1)))
+
+
+def test_pixel_padding_takes_no_part_in_the_images_brightness_range(gray, as_png):
+    stored = gray.astype(np.uint16) * 8 + 500
+    stored[:, :60] = 4095  # the detector's unexposed border, declared as padding
+    decoded = decode_image(to_bytes(radiograph_dataset(stored, bits_stored=12, PixelPaddingValue=4095))).pixels
+    assert decoded[:, :60].max() == 0.0  # black, as the letterbox pads
+    assert decoded[:, 60:].max() == 1.0 and decoded[:, 60:].min() == 0.0  # the anatomy spans the full range
+
+
+@pytest.mark.parametrize("frames", ["-2", "2.5", "0"])
+def test_a_number_of_frames_that_is_not_a_count_is_refused_saying_so(gray, frames):
+    with pytest.raises(InvalidImageError, match="not a whole number of at least 1"):
+        decode_image(to_bytes(radiograph_dataset(gray, NumberOfFrames=frames)))
+
+
+def test_the_web_apps_log_never_quotes_the_header_values_pydicom_warns_about(gray, tmp_path):
+    # pydicom warns "Invalid value for VR UI: '<the value>'", and a header can hold a name anywhere.
+    upload = tmp_path / "upload.dcm"
+    upload.write_bytes(to_bytes(radiograph_dataset(gray)).replace(b"1.2.840.10008.1.2.1\x00",
+                                                                   b"Doe^Jane PID-0451 \x00\x00", 1))
+    script = ("import sys; from fracture_web import create_app\n"
+              f"app = create_app({{'TESTING': True, 'LOAD_MODEL': False, 'DATABASE_URL': 'sqlite:///{tmp_path}/r.db'}})\n"
+              "from fracture_web.imaging import decode_image\n"
+              "try:\n"
+              f"    decode_image(open({str(upload)!r}, 'rb').read())\n"
+              "except ValueError as err:\n"
+              "    print('refused')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "refused" in done.stdout, done.stderr
+    assert "text withheld" in done.stderr and "Doe" not in done.stderr and "PID-0451" not in done.stderr

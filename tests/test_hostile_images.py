@@ -417,3 +417,11 @@ def test_the_audit_trail_stays_valid_json_after_hostile_uploads(tiny_model_dir, 
     def refuse(constant: str):
         raise AssertionError(f"{constant} in an audit line is not JSON")
     assert [json.loads(line, parse_constant=refuse)["verdict"] for line in lines] in (["fractured"], ["not_fractured"])
+
+
+def test_a_damaged_jpeg_frame_is_refused_whatever_transfer_syntax_it_is_labelled_with(gray):
+    # pydicom's decoder reads a baseline JPEG labelled JPEG-LS; the damage check went by the label.
+    ds = jpeg_baseline(radiograph_dataset(gray))
+    ds.PixelData = encapsulate([zeroed_mid_stream(get_frame(ds.PixelData, 0, number_of_frames=1))])
+    ds.file_meta.TransferSyntaxUID = JPEGLSLossless
+    assert refusal(to_bytes(ds)) == DAMAGED_JPEG

@@ -1,6 +1,6 @@
 """How the node and a worker start, written once: log to stdout (pynetdicom's request dumps left out,
 and the text of pydicom's and highdicom's messages and of Python warnings withheld, since they may
-quote patient data: :mod:`~fracture_web.dicom_node.quiet_logs`), read the settings once, build what
+quote patient data: :mod:`~fracture_web.quiet_logs`), read the settings once, build what
 the process runs, and serve its metrics."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TypeVar
 from ..config import Settings, SettingsError
 from ..inference import ModelLoadError, UnknownOperatingPointError
 from .config import NodeConfig, node_config
-from .quiet_logs import withhold_quoted_values
+from ..quiet_logs import withhold_quoted_values
 from .scp import serve_metrics
 
 log = logging.getLogger(__name__)
