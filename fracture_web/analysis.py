@@ -198,8 +198,14 @@ def analyse_study(files: Sequence[bytes], model: FractureModel, operating_point:
     if len(failed) == len(results):
         reasons = " ".join(f"File {number}: {error}" for number, error in failed)
         raise EmptyStudyError(f"None of the study's files could be analysed. {reasons}")
-    verdict = combine([image.analysis.prediction for image in results if image.analysis is not None])
+    readable = [(number, image.analysis) for number, image in enumerate(results, start=1)
+                if image.analysis is not None]
+    verdict = combine([analysis.prediction for _, analysis in readable])
     warnings = (f"{len(failed)} of {len(results)} files could not be analysed.",) if failed else ()
+    top, analysis = max(readable, key=lambda item: item[1].prediction.probability)  # the view combine chose
+    if analysis.warnings:
+        warnings += (f"The study's verdict is file {top}'s, which carries a warning of its own (below): "
+                     "weigh the verdict with it.",)
     return StudyAnalysis(verdict, tuple(results), warnings)
 
 

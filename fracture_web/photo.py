@@ -23,6 +23,10 @@ from .pixels import InvalidImageError
 #: Mean spread between a pixel's B, G and R (8-bit levels) from which an image is a photo; a
 #: radiograph stored in colour has none.
 MIN_CAST = 0.5
+#: Share of the pixels that must carry the cast (a spread of ``CAST_LEVELS`` or more): a camera's
+#: cast covers the photo (a tenth of it at the least, in rendered photos), where a radiograph
+#: file's coloured marker or annotation covers a few hundredths.
+MIN_CAST_SHARE, CAST_LEVELS = 0.05, 2
 #: The film's share of the photo: smaller is a detail, larger is the photo's own frame.
 MIN_AREA, MAX_AREA = 0.12, 0.97
 #: How far the film's border must stand out from just outside it (mean grey, 0-1).
@@ -62,10 +66,11 @@ class PhotoReading:
 
 
 def has_colour_cast(bgr: np.ndarray) -> bool:
-    """True where a uint8 BGR image has colour at all, as every camera photo has."""
+    """True where a uint8 BGR image has colour over much of it, as every camera photo has (not
+    where a grey radiograph carries a small coloured mark)."""
     blue, green, red = cv2.split(np.ascontiguousarray(bgr[::2, ::2]))
     spread = cv2.subtract(cv2.max(cv2.max(blue, green), red), cv2.min(cv2.min(blue, green), red))
-    return cv2.mean(spread)[0] >= MIN_CAST
+    return cv2.mean(spread)[0] >= MIN_CAST and float(np.mean(spread >= CAST_LEVELS)) >= MIN_CAST_SHARE
 
 
 def read_photo(bgr: np.ndarray) -> PhotoReading | None:
@@ -160,10 +165,12 @@ def _sample(image: np.ndarray, points: np.ndarray) -> np.ndarray | None:
 
 
 def _order(quad: np.ndarray) -> np.ndarray:
-    """The four points as top-left, top-right, bottom-right, bottom-left."""
-    by_sum, by_diff = quad.sum(axis=1), quad[:, 1] - quad[:, 0]
-    return np.array([quad[np.argmin(by_sum)], quad[np.argmin(by_diff)], quad[np.argmax(by_sum)],
-                     quad[np.argmax(by_diff)]], np.float32)
+    """The four points in turn round their centre, clockwise as the image shows them, from the
+    top-left one (the least x + y): each point once, also for a film turned 45 degrees, where
+    choosing each corner on its own picked one point twice and warped the film to a strip."""
+    centre = quad.mean(axis=0)
+    turn = quad[np.argsort(np.arctan2(quad[:, 1] - centre[1], quad[:, 0] - centre[0]))]
+    return np.roll(turn, -int(np.argmin(turn.sum(axis=1))), axis=0).astype(np.float32)
 
 
 def straighten(grey: np.ndarray, corners: np.ndarray) -> np.ndarray:

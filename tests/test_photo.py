@@ -78,6 +78,34 @@ def test_a_plain_radiograph_is_never_taken_for_a_photo():
             assert decoded.warnings == () and decoded.size == picture.shape
 
 
+def test_a_radiograph_file_with_a_coloured_marker_is_read_as_the_file_it_is():
+    # A red side marker (a 30-pixel dot) made it a "photo": the film searched for in it, the verdict
+    # drawn from a quadrilateral of background, under a warning that it was straightened.
+    framed = cv2.copyMakeBorder(radiograph(SAMPLES[0]), 32, 32, 32, 32, cv2.BORDER_CONSTANT, value=0)
+    marked = cv2.cvtColor(framed, cv2.COLOR_GRAY2BGR)
+    cv2.circle(marked, (framed.shape[1] - 40, 30), 14, (0, 0, 255), -1)
+    assert read_photo(marked) is None
+    decoded = decode_image(cv2.imencode(".png", marked)[1].tobytes())
+    assert decoded.warnings == () and decoded.size == decoded.pixels.shape == framed.shape
+
+
+@pytest.mark.parametrize("kite", [[[600, 150], [1000, 650], [600, 1450], [200, 650]],
+                                  [[620, 140], [1010, 700], [580, 1460], [190, 620]]])
+def test_a_film_photographed_turned_about_45_degrees_under_perspective_is_straightened_whole(kite):
+    # Each corner was chosen on its own (least x + y, least y - x ...): the top point won twice,
+    # and the film was warped to a strip a few pixels wide, then read.
+    film = cv2.copyMakeBorder(radiograph(SAMPLES[1]), 20, 20, 20, 20, cv2.BORDER_CONSTANT, value=245)
+    height, width = film.shape
+    frame = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
+    grey = cv2.warpPerspective(film, cv2.getPerspectiveTransform(frame, np.float32(kite)), (1200, 1600),
+                               borderValue=40)
+    photo = cv2.merge([grey, grey, np.clip(grey.astype(int) + 6, 0, 255).astype(np.uint8)])  # a light box's cast
+    reading = read_photo(photo)
+    assert reading is not None and reading.warning == PHOTO_WARNING
+    assert len({tuple(np.round(corner)) for corner in reading.corners}) == 4
+    assert min(reading.pixels.shape) > 0.5 * min(height, width)
+
+
 def test_a_photo_with_no_film_in_it_is_read_as_it_is_with_the_warning():
     # The film photographed so close that it fills the picture: no edge to find.
     original = radiograph(SAMPLES[2])

@@ -154,3 +154,18 @@ def test_a_file_sent_twice_in_a_study_is_read_once_and_said_so(client):
     study = client.post("/api/v1/studies", data=files(view, view)).get_json()
     assert study["images"][1] == {"error": "The same file as file 1; each view is read once."}
     assert study["probability"] == study["images"][0]["probability"]
+
+
+def test_a_study_verdict_drawn_from_a_view_with_a_warning_says_so_at_the_top(reads_url):
+    # The study's verdict is its most suspicious view's; when that view was read with a warning
+    # (cut off, out of scope, a photo ...), the warning sat only on that view's row.
+    fractured = next(path for path in SAMPLES if "_fractured" in path.name).read_bytes()
+    normal = next(path for path in SAMPLES if "not_fractured" in path.name).read_bytes()
+    cut_off = fractured[:len(fractured) * 9 // 10]
+    client = create_app({"TESTING": True, "DATABASE_URL": reads_url}).test_client()  # the shipped model
+    study = client.post("/api/v1/studies", data=files(normal, cut_off)).get_json()
+    assert study["images"][1]["warnings"] and study["probability"] == study["images"][1]["probability"]
+    assert any("verdict is file 2's, which carries a warning" in warning for warning in study["warnings"])
+    calm = client.post("/api/v1/studies", data=files(normal[:len(normal) * 9 // 10], fractured)).get_json()
+    assert calm["probability"] == calm["images"][1]["probability"]
+    assert not any("verdict is file" in warning for warning in calm["warnings"])
