@@ -17,7 +17,7 @@ from .dicom import decode_dataset, patient_fingerprint
 from .imaging import decode_image, is_dicom, to_model_input
 from .inference import FractureModel, Prediction
 from .photo import WARNINGS as PHOTO_WARNINGS
-from .pixels import DecodedImage, InvalidImageError
+from .pixels import BLURRED, MIN_SHARPNESS, DecodedImage, InvalidImageError
 from .study import EmptyStudyError, MixedPatientsError, StudyVerdict, combine
 from .timings import StageTimings
 
@@ -130,7 +130,8 @@ def analyse_decoded(decoded: DecodedImage, model: FractureModel, operating_point
         outputs = model.outputs(letterboxed[np.newaxis])
     with timings.stage("findings"):
         prediction = model.read(outputs, operating_point, decoded.size)
-    warnings = decoded.warnings + (() if prediction.in_scope else (OUT_OF_SCOPE,))
+    warnings = decoded.warnings + (() if decoded.content.sharpness >= MIN_SHARPNESS else (BLURRED,)) \
+        + (() if prediction.in_scope else (OUT_OF_SCOPE,))
     source = "photo" if set(decoded.warnings) & set(PHOTO_WARNINGS) else "file"
     if not images:
         return Analysis(prediction, warnings, context=decoded.context, source=source)

@@ -34,6 +34,12 @@ MIN_SPREAD = 0.1
 #: Smallest correlation of neighbouring pixels: below it the image is random noise. (Radiographs,
 #: also noisy, compressed or photographed ones, correlate above 0.6; noise near 0.)
 MIN_NEIGHBOUR_CORRELATION = 0.3
+#: Sharpness (mean absolute Laplacian after a light blur, at ``CHECK_SIDE``, per unit of spread) below which a file is
+#: read with a warning: under the sharpest 99.5% of FracAtlas images, above any of them blurred by
+#: 1% of their short side (``python -m bench.content_checks``), where sensitivity falls.
+MIN_SHARPNESS = 0.0025
+BLURRED = ("The image is blurred: less sharp than the radiographs the model was trained on (a low-resolution "
+           "copy, or a blurred export?), and fine fractures may be missed. Use the original file where there is one.")
 NEARLY_BLANK = ("The image is nearly blank: almost all of its pixels have the same brightness (a few extreme "
                 "values can stretch a real image into this). Export it again with its usual brightness range.")
 NOISE = "The image is random noise, not a radiograph: its neighbouring pixels are unrelated."
@@ -43,6 +49,15 @@ NOT_A_NUMBER = ("The image holds values that are not numbers (NaN or infinity), 
 
 class InvalidImageError(ValueError):
     """The upload is not an image we can read; the message is meant for a person."""
+
+
+@dataclass(frozen=True)
+class Content:
+    """What the content checks measure of an image (:func:`content_measures`)."""
+
+    spread: float
+    correlation: float
+    sharpness: float
 
 
 @dataclass(frozen=True)
@@ -59,13 +74,14 @@ class DecodedImage:
     size: tuple[int, int]
     warnings: tuple[str, ...] = ()
     context: dict[str, str] = field(default_factory=dict)
+    content: Content = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # the decoders' shared promise: a NaN or infinite pixel, or an image without a picture,
         # never reaches the model
         if not np.isfinite(self.pixels).all():
             raise InvalidImageError(NOT_A_NUMBER)
-        check_content(self.pixels)
+        object.__setattr__(self, "content", check_content(self.pixels))
 
 
 def check_dimensions(width: int, height: int) -> None:
@@ -89,23 +105,29 @@ def check_not_blank(pixels: np.ndarray) -> tuple[float, float]:
     return low, high
 
 
-def check_content(pixels: np.ndarray) -> None:
+def check_content(pixels: np.ndarray) -> Content:
     """Refuse a [0, 1] image that holds no picture a verdict could rest on: nearly blank (the middle
     99% of its pixels within ``MIN_SPREAD``) or random noise (neighbours correlate below
-    ``MIN_NEIGHBOUR_CORRELATION``)."""
-    spread, correlation = content_measures(pixels)
-    if spread < MIN_SPREAD:
+    ``MIN_NEIGHBOUR_CORRELATION``); returns what was measured."""
+    content = content_measures(pixels)
+    if content.spread < MIN_SPREAD:
         raise InvalidImageError(NEARLY_BLANK)
-    if correlation < MIN_NEIGHBOUR_CORRELATION:
+    if content.correlation < MIN_NEIGHBOUR_CORRELATION:
         raise InvalidImageError(NOISE)
+    return content
 
 
-def content_measures(pixels: np.ndarray) -> tuple[float, float]:
-    """What :func:`check_content` weighs, on the image shrunk to ``CHECK_SIDE``: the span of its
-    middle 99% of pixels, and the lower of its horizontal and vertical neighbours' correlations."""
+def content_measures(pixels: np.ndarray) -> Content:
+    """What the content checks weigh, on the image shrunk to ``CHECK_SIDE``: the span of its middle
+    99% of pixels, the lower of its horizontal and vertical neighbours' correlations, and its
+    sharpness (the mean absolute Laplacian after a light blur, which noise barely moves, per unit of
+    that span: a low-contrast image is not a blurred one)."""
     small = _at_most(pixels, CHECK_SIDE).astype(np.float32, copy=False)
     low, high = np.percentile(small, [0.5, 99.5])
-    return float(high - low), min(_correlation(small[:, :-1], small[:, 1:]), _correlation(small[:-1], small[1:]))
+    correlation = min(_correlation(small[:, :-1], small[:, 1:]), _correlation(small[:-1], small[1:]))
+    spread = float(high - low)
+    edges = float(np.abs(cv2.Laplacian(cv2.GaussianBlur(small, (0, 0), 0.7), cv2.CV_32F)).mean())
+    return Content(spread, correlation, edges / max(spread, MIN_CONTRAST))
 
 
 def _at_most(image: np.ndarray, side: int) -> np.ndarray:

@@ -26,7 +26,8 @@ from fracture_web.dicom import MAX_INFLATED_BYTES
 from fracture_web.imaging import decode_image
 from fracture_web.jpeg_stream import DAMAGED_JPEG
 from fracture_web.inference import Prediction
-from fracture_web.pixels import NEARLY_BLANK, NOISE, InvalidImageError
+from fracture_web.analysis import analyse
+from fracture_web.pixels import BLURRED, NEARLY_BLANK, NOISE, InvalidImageError
 from fracture_web.shifts import PHOTO_SHIFTS, SHIFTS
 from fracture_web.study import combine
 
@@ -425,3 +426,12 @@ def test_a_damaged_jpeg_frame_is_refused_whatever_transfer_syntax_it_is_labelled
     ds.PixelData = encapsulate([zeroed_mid_stream(get_frame(ds.PixelData, 0, number_of_frames=1))])
     ds.file_meta.TransferSyntaxUID = JPEGLSLossless
     assert refusal(to_bytes(ds)) == DAMAGED_JPEG
+
+
+def test_a_blurred_radiograph_is_read_with_a_warning_and_a_sharp_one_without(model):
+    # Blurred by 1% of its short side, a fractured sample read "no fracture" without a word.
+    for path in SAMPLES:
+        sharp = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        blurred = cv2.GaussianBlur(sharp, (0, 0), 0.01 * min(sharp.shape))
+        assert BLURRED not in analyse(cv2.imencode(".png", sharp)[1].tobytes(), model, images=False).warnings
+        assert BLURRED in analyse(cv2.imencode(".png", blurred)[1].tobytes(), model, images=False).warnings
