@@ -43,6 +43,7 @@ class Analysis:
     context: dict[str, str] = field(default_factory=dict)
     display_scale: float = 1.0  # display pixels per pixel of the uploaded image
     source: str = "file"  # "photo" for a phone photo of a film or a screen (read straightened)
+    size: tuple[int, int] | None = None  # (height, width) of the image the findings' boxes are in
 
     def shown_findings(self) -> list[dict]:
         """The findings as the page draws them over ``xray``: rank (1 = highest score), level,
@@ -60,14 +61,16 @@ class Analysis:
         operating point, model version, calibration ("development", or "site" where the operating
         points were re-fitted locally), findings (boxes in the image's pixels, highest score first)),
         warnings, for a DICOM upload ``dicom`` with the header's non-identifying context and, for a
-        phone photo of a film or a screen, ``"source": "photo"`` (its findings are in the
-        straightened film's pixels)."""
+        phone photo of a film or a screen, ``"source": "photo"`` and ``image_size``: the size of the
+        image its findings are in (the straightened film, which the display images show)."""
         written = self.prediction.as_dict(rounded=True)
         facts = {key: written[key] for key in API_FIELDS} | {"warnings": list(self.warnings)}
         if self.context:
             facts["dicom"] = dict(self.context)
         if self.source != "file":
             facts["source"] = self.source
+            if self.size is not None:
+                facts["image_size"] = {"width": self.size[1], "height": self.size[0]}
         return facts
 
     @property
@@ -134,14 +137,14 @@ def analyse_decoded(decoded: DecodedImage, model: FractureModel, operating_point
         + (() if prediction.in_scope else (OUT_OF_SCOPE,))
     source = "photo" if set(decoded.warnings) & set(PHOTO_WARNINGS) else "file"
     if not images:
-        return Analysis(prediction, warnings, context=decoded.context, source=source)
+        return Analysis(prediction, warnings, context=decoded.context, source=source, size=decoded.size)
     with timings.stage("render"):
         shown = (overlay.model_view(letterboxed, image.shape[:2]) if model_view
                  else overlay.display_image(image, display_max_side))
         heat = overlay.heatmap_on_image(prediction.heatmap, shown.shape[:2], model.input_size)
         blended = overlay.blend(shown, heat)
     return Analysis(prediction, warnings, shown, blended, decoded.context,
-                    display_scale=shown.shape[1] / decoded.size[1], source=source)
+                    display_scale=shown.shape[1] / decoded.size[1], source=source, size=decoded.size)
 
 
 @dataclass(frozen=True)

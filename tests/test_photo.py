@@ -148,6 +148,11 @@ def test_the_api_says_photo(client):
     photo = render_photo(radiograph(SAMPLES[3]), "monitor", np.random.default_rng(4)).image
     body = client.post("/api/v1/predict", data={"file": (io.BytesIO(jpeg(photo)), "phone.jpg")}).get_json()
     assert body["source"] == "photo" and PHOTO_WARNING in body["warnings"]
+    # Its boxes are in the straightened film's pixels, which the photo's own size does not give.
+    film = decode_image(jpeg(photo)).size
+    assert body["image_size"] == {"width": film[1], "height": film[0]} and film != photo.shape[:2]
+    for finding in body["findings"]:
+        assert 0 <= finding["box"][0] < finding["box"][2] <= film[1] and 0 <= finding["box"][1] < finding["box"][3] <= film[0]
 
 
 def test_the_robustness_table_has_a_photographed_section_read_as_uploaded_and_as_is(tmp_path):
