@@ -17,6 +17,7 @@ agree with the DICOM header's size before anything is decoded. No Flask, no Tens
 """
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import importlib.util
@@ -53,6 +54,8 @@ MODALITY_NAMES = {"CT": "a CT scan", "MR": "an MRI scan", "US": "an ultrasound i
                   "NM": "a nuclear medicine image", "XA": "an angiogram", "RF": "a fluoroscopy image",
                   "MG": "a mammogram", "SR": "a structured report", "PR": "a presentation state",
                   "SEG": "a segmentation", "KO": "a key object note"}
+#: Elements the reading mends (case, a signed LUT start), in its own copy.
+MENDED = frozenset({"PhotometricInterpretation", "PresentationLUTShape", "ModalityLUTSequence", "VOILUTSequence"})
 #: Fewest grey levels a window or VOI LUT may leave of an image (a window of width 1 leaves 2).
 MIN_GREY_LEVELS = 16
 #: Photometric interpretations of colour images, named when a colour image is refused.
@@ -143,6 +146,18 @@ def decode_dataset(ds: pydicom.Dataset, long_side: int | None = None) -> Decoded
     return DecodedImage(pixels, size, warnings, header_context(ds))
 
 
+def _signed_lut_starts(ds: pydicom.Dataset) -> None:
+    """A LUT Descriptor's first mapped value as a signed number for signed pixels: explicit-VR files
+    often write the descriptor as US (65408 for -128), which pydicom then cannot index with."""
+    if int(ds.get("PixelRepresentation") or 0) != 1:
+        return
+    for keyword in ("ModalityLUTSequence", "VOILUTSequence"):
+        for item in ds.get(keyword) or ():
+            descriptor = item.get("LUTDescriptor")
+            if descriptor is not None and len(descriptor) == 3 and int(descriptor[1]) > 0x7FFF:
+                item.LUTDescriptor = [int(descriptor[0]), int(descriptor[1]) - 0x10000, int(descriptor[2])]
+
+
 def syntax_name(ds: pydicom.Dataset) -> str:
     """The dataset's transfer syntax, named for a message (:func:`syntax_name_of`)."""
     return syntax_name_of(ds.file_meta.get("TransferSyntaxUID"))
@@ -163,12 +178,14 @@ def needed_elements(ds: pydicom.Dataset) -> pydicom.Dataset:
     kept.set_original_encoding(*ds.original_encoding)
     try:
         for keyword in READ_ELEMENTS:
-            if keyword in ds:
-                kept[keyword] = ds[keyword]  # parsed (and an ambiguous VR resolved) in its own dataset
+            if keyword in ds:  # parsed (and an ambiguous VR resolved) in its own dataset; a copy where
+                # the reading mends it below, so that the caller's dataset is left as it came
+                kept[keyword] = copy.deepcopy(ds[keyword]) if keyword in MENDED else ds[keyword]
         kept.walk(lambda _ds, _elem: None)  # parse every value of the sequences too
         for keyword in ("PhotometricInterpretation", "PresentationLUTShape"):  # as checked: "monochrome1" too
             if keyword in kept:
                 setattr(kept, keyword, str(kept[keyword].value).strip().upper())
+        _signed_lut_starts(kept)
     except DAMAGE as err:
         raise InvalidImageError(DAMAGED) from err
     return kept

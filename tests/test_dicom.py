@@ -11,7 +11,7 @@ import pytest
 from pydicom import Dataset
 from pydicom.sequence import Sequence
 
-from fracture_web.dicom import UNSTATED_WARNING
+from fracture_web.dicom import UNSTATED_WARNING, decode_dataset
 from fracture_web.imaging import decode_image, preprocess
 from fracture_web.pixels import InvalidImageError
 
@@ -229,3 +229,17 @@ def test_the_web_apps_log_never_quotes_the_header_values_pydicom_warns_about(gra
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "refused" in done.stdout, done.stderr
     assert "text withheld" in done.stderr and "Doe" not in done.stderr and "PID-0451" not in done.stderr
+
+
+def test_a_voi_lut_whose_descriptor_is_written_unsigned_for_signed_pixels_is_read(gray, as_png):
+    # Explicit-VR files often write the LUT Descriptor as US (65408 for -128); it was refused as damaged.
+    item = Dataset()
+    item.LUTDescriptor = [256, 65408, 16]
+    item["LUTDescriptor"].VR = "US"
+    item.LUTData = (np.arange(256) * 257).astype(np.uint16).tobytes()
+    item["LUTData"].VR = "OW"
+    source = radiograph_dataset(gray.astype(np.int16) - 128, bits_stored=8, VOILUTSequence=Sequence([item]))
+    np.testing.assert_array_equal(decode_image(to_bytes(source)).pixels, as_png)
+    # A dataset parsed whole (the DICOM node's) is read the same, and left as it came.
+    np.testing.assert_array_equal(decode_dataset(source).pixels, as_png)
+    assert list(source.VOILUTSequence[0].LUTDescriptor) == [256, 65408, 16]
