@@ -54,6 +54,8 @@ MODALITY_NAMES = {"CT": "a CT scan", "MR": "an MRI scan", "US": "an ultrasound i
                   "NM": "a nuclear medicine image", "XA": "an angiogram", "RF": "a fluoroscopy image",
                   "MG": "a mammogram", "SR": "a structured report", "PR": "a presentation state",
                   "SEG": "a segmentation", "KO": "a key object note"}
+#: Image attributes that hold one number (a second value would make every check of them fail).
+SINGLE_NUMBERS = ("Rows", "Columns", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "SamplesPerPixel")
 #: Elements the reading mends (case, a signed LUT start), in its own copy.
 MENDED = frozenset({"PhotometricInterpretation", "PresentationLUTShape", "ModalityLUTSequence", "VOILUTSequence"})
 #: Fewest grey levels a window or VOI LUT may leave of an image (a window of width 1 leaves 2).
@@ -186,6 +188,8 @@ def needed_elements(ds: pydicom.Dataset) -> pydicom.Dataset:
             if keyword in kept:
                 setattr(kept, keyword, str(kept[keyword].value).strip().upper())
         _signed_lut_starts(kept)
+        if any(keyword in kept and kept[keyword].VM != 1 for keyword in SINGLE_NUMBERS):
+            raise ValueError("an image attribute holds several values")
     except DAMAGE as err:
         raise InvalidImageError(DAMAGED) from err
     return kept
@@ -200,8 +204,8 @@ def encoded_first_frame(ds: pydicom.Dataset, factor: int = 1) -> tuple[np.ndarra
     syntax = ds.file_meta.TransferSyntaxUID
     codestream = get_frame(ds.PixelData, 0, number_of_frames=int(ds.get("NumberOfFrames") or 1))
     check_frame_size(codestream, syntax, (int(ds.Rows), int(ds.Columns)))
-    if (syntax in JPEGTransferSyntaxes or syntax in JPEGLSTransferSyntaxes) and jpeg_stream.frame(codestream) in \
-            jpeg_stream.FRAMES:  # a JPEG codestream, whatever the syntax says (pydicom's decoder reads any)
+    if syntax in JPEGTransferSyntaxes or (syntax in JPEGLSTransferSyntaxes and jpeg_stream.frame(codestream)
+                                          in jpeg_stream.FRAMES):  # pydicom's decoder reads a JPEG under either
         jpeg_stream.check_intact(codestream)
     if factor > 1 and syntax in JPEG2000TransferSyntaxes:
         reduced = _jpeg2000_reduced(ds, codestream, factor)
@@ -435,8 +439,11 @@ def grayscale_pipeline(stored: np.ndarray, ds: pydicom.Dataset, factor: int = 1)
     """
     stored = stored.astype(np.int16 if stored.dtype.kind == "i" else np.uint8 if stored.dtype.itemsize == 1
                            else np.uint16, copy=False)  # BitsStored <= 16 fits; native byte order
+    low, high = _picture_range(stored, ds)
     with np.errstate(invalid="ignore", over="ignore"):  # NaN and infinity are refused, not warned about
-        lut = grayscale_lut(ds, stored.dtype, *_picture_range(stored, ds))
+        lut = grayscale_lut(ds, stored.dtype, low, high)
+    if "PixelPaddingValue" in ds:
+        stored = _blackened_padding(stored, ds, lut, low, high)
     small = shrink(stored, factor)  # area averages stay within the stored range
     # indexing casts the 16-bit indices in small buffers (np.take would widen them all to 64 bits first)
     return lut[small.view(np.uint8 if small.dtype == np.uint8 else np.uint16)]
@@ -478,6 +485,19 @@ def grayscale_lut(ds: pydicom.Dataset, dtype: np.dtype, low: int, high: int) -> 
     return (np.rint(unit * 255.0) / 255.0).astype(np.float32)
 
 
+def _blackened_padding(stored: np.ndarray, ds: pydicom.Dataset, lut: np.ndarray, low: int, high: int) -> np.ndarray:
+    """``stored`` with its padding set to the picture's stored value that shows darkest, so that
+    shrinking averages the picture's edge with black, as it is shown, not with the padding's value."""
+    padding = _padding(ds, stored)
+    if not padding.any():
+        return stored
+    codes = np.arange(low, high + 1).astype(stored.dtype)
+    darkest = codes[np.argmin(lut[codes.view(np.uint8 if stored.dtype.itemsize == 1 else np.uint16)])]
+    blackened = stored.copy()
+    blackened[padding] = darkest
+    return blackened
+
+
 def _picture_range(stored: np.ndarray, ds: pydicom.Dataset) -> tuple[int, int]:
     """The lowest and highest stored values of the picture: padding (:func:`_padding`) left out."""
     picture = stored[~_padding(ds, stored)] if "PixelPaddingValue" in ds else stored
@@ -492,8 +512,14 @@ def _padding(ds: pydicom.Dataset, codes: np.ndarray) -> np.ndarray:
     value, limit = ds.get("PixelPaddingValue"), ds.get("PixelPaddingRangeLimit")
     if value is None:
         return np.zeros(codes.shape, dtype=bool)
-    first, last = sorted((int(value), int(limit if limit is not None else value)))
+    signed = int(ds.get("PixelRepresentation") or 0) == 1
+    first, last = sorted(_as_stored(int(v), signed) for v in (value, limit if limit is not None else value))
     return (codes >= first) & (codes <= last)
+
+
+def _as_stored(value: int, signed: bool) -> int:
+    """A 16-bit value written unsigned (as explicit-VR files often do) as the signed pixels read it."""
+    return value - 0x10000 if signed and value > 0x7FFF else value
 
 
 def _has_voi(ds: pydicom.Dataset) -> bool:

@@ -23,10 +23,13 @@ from .pixels import InvalidImageError
 
 #: What libjpeg may say of a JPEG that is not damage: a file that ends early (the decoders count the
 #: rows it leaves grey), a depth or colour conversion this decoder lacks (OpenCV then reads the file,
-#: or it is refused as unreadable), an unknown JFIF revision, and an encoder's padding before the end
-#: marker. Anything else it says is damage, and the file is refused.
+#: or it is refused as unreadable), an unknown JFIF revision, zeroes where a baseline scan header
+#: has fixed values (some phone cameras write them), and an encoder's padding before the end marker
+#: or a marker that only a header holds (SOF, DQT, DRI, APPn, COM). Bytes before a restart marker,
+#: a scan or a Huffman table (which follow compressed data) are damage, as is anything else it says.
 NOT_DAMAGE = re.compile(r"Premature end of JPEG file|Unsupported JPEG data precision|Unsupported color conversion"
-                        r"|Warning: unknown JFIF revision|Corrupt JPEG data: [12] extraneous bytes? before marker 0xd9")
+                        r"|Warning: unknown JFIF revision|Invalid SOS parameters for sequential JPEG"
+                        r"|Corrupt JPEG data: [12] extraneous bytes? before marker 0x(d9|c[0-35-9abd-f]|d[bd]|e[0-9a-f]|fe)$")
 #: What TurboJPEG says of a colour subsampling it cannot name (and so cannot check).
 ODD_SUBSAMPLING = "Could not determine subsampling level"
 DAMAGED_JPEG = ("The JPEG's compressed data is damaged (the decoder found corrupt data), so parts of the image "
@@ -81,15 +84,20 @@ def check_intact(data: bytes) -> None:
 
 
 def check_scans(data: bytes) -> None:
-    """Refuse a JPEG with more than ``MAX_SCANS`` start-of-scan markers (a marker cannot occur in
-    the compressed data itself, where every 0xFF byte is followed by 0x00)."""
-    if data.count(b"\xff\xda") > MAX_SCANS:
+    """Refuse a JPEG with more than ``MAX_SCANS`` start-of-scan markers between its first scan and
+    its end marker (neither occurs in compressed data, where every 0xFF byte is followed by 0x00 or
+    a restart marker; what follows the end, such as a phone's motion-photo video, is not counted)."""
+    first = next((position for marker, position in header_segments(data) if marker == START_OF_SCAN), None)
+    if first is None:
+        return
+    end = data.find(b"\xff\xd9", first)
+    if data.count(b"\xff\xda", first, end if end >= 0 else len(data)) > MAX_SCANS:
         raise InvalidImageError(TOO_MANY_SCANS)
 
 
 def _refuse_damage(err: ValueError) -> None:
     message = str(err)
-    if message.startswith(ODD_SUBSAMPLING):
+    if ODD_SUBSAMPLING in message:  # TurboJPEG names its function first
         raise InvalidImageError(UNCHECKABLE_JPEG) from None
     if not NOT_DAMAGE.match(message):
         raise InvalidImageError(DAMAGED_JPEG) from None

@@ -243,3 +243,11 @@ def test_a_voi_lut_whose_descriptor_is_written_unsigned_for_signed_pixels_is_rea
     # A dataset parsed whole (the DICOM node's) is read the same, and left as it came.
     np.testing.assert_array_equal(decode_dataset(source).pixels, as_png)
     assert list(source.VOILUTSequence[0].LUTDescriptor) == [256, 65408, 16]
+
+
+def test_a_shrunk_image_shows_its_padding_black_up_to_the_picture_not_a_white_seam(gray):
+    picture = cv2.resize(gray, (1600, 2000)).astype(np.uint16) * 8 + 500
+    picture[:, :301] = 4095  # padding brighter than any picture value: averaged with it, the edge went white
+    decoded = decode_image(to_bytes(radiograph_dataset(picture, bits_stored=12, PixelPaddingValue=4095)), 256).pixels
+    assert decoded.shape == (1000, 800)  # halved: the last shrunk column of padding holds a picture column too
+    assert decoded[:, :150].max() == 0.0 and decoded[:, 150].max() < 0.6

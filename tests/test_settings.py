@@ -108,3 +108,9 @@ def test_gunicorn_stops_with_one_line_for_an_operating_point_the_model_lacks(tin
                           text=True, timeout=120)
     assert done.returncode == 3  # gunicorn's boot error: it stops instead of restarting workers
     assert "cannot start: Unknown operating point 'bogus'" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_database_password_with_a_slash_is_taken_as_the_database_library_reads_it():
+    url = "postgresql://app:Xk9/tQ+7wZ==@db.internal:5432/reads"  # generated passwords hold '/' and '+'
+    assert from_environ({"FRACTURE_DATABASE_URL": url}, [s for s in SETTINGS if s.name == "DATABASE_URL"]) == \
+        {"DATABASE_URL": url}

@@ -39,7 +39,12 @@ def test_a_study_answers_for_each_view_as_if_alone_and_for_the_study_as_its_most
     assert (study["label"] == "fractured") == (study["probability"] >= study["threshold"])
     assert study["threshold"] == top["threshold"] and study["operating_point"] == top["operating_point"]
     assert study["model_version"] == top["model_version"]
-    assert study["warnings"] == ["1 of 4 files could not be analysed."]
+    assert study["warnings"][0] == "1 of 4 files could not be analysed."
+    # and, where the view the verdict comes from has warnings of its own, that it has
+    assert study["warnings"][1:] == (["The study's verdict is file {}'s, which carries a warning of its own (below): "
+                                      "weigh the verdict with it.".format(1 + study["images"].index(
+                                          next(e for e in study["images"] if e.get("probability") == top["probability"])))]
+                                     if top["warnings"] else [])
 
 
 def test_a_study_takes_the_operating_point_and_heatmaps_as_a_single_image_does(client):
@@ -50,7 +55,7 @@ def test_a_study_takes_the_operating_point_and_heatmaps_as_a_single_image_does(c
     assert [same_answer(entry) for entry in study["images"]] == [same_answer(answer) for answer in alone]
     assert study["operating_point"] == "high_sensitivity"
     assert all(entry["heatmap_png"] for entry in study["images"])
-    assert study["warnings"] == []
+    assert not any("could not be analysed" in warning for warning in study["warnings"])  # every file was read
 
 
 def test_a_study_with_no_readable_file_is_refused_with_each_files_reason(client):

@@ -189,11 +189,24 @@ def url(*schemes: str) -> Kind:
         if address.rstrip("/") + "/" in (start.rstrip("/") + "/" for start in starts):
             raise ValueError("names no host or file after its scheme")
         try:
-            urlsplit(address).port
+            _port(address)
         except ValueError:
             raise ValueError("has a port that is not a number from 0 to 65535") from None
         return address.rstrip("/")
     return Kind(f"{' or '.join(schemes)} URL", parse)
+
+
+def _port(address: str) -> int | None:
+    """A URL's port as the library that will open it reads it (SQLAlchemy takes a password up to the
+    last '@', with any '/' in it); ``ValueError`` when it is not a port."""
+    if address.startswith(("postgresql", "sqlite")):
+        from sqlalchemy.engine import make_url  # only where a database URL is read
+        from sqlalchemy.exc import ArgumentError
+        try:
+            return make_url(address).port
+        except ArgumentError as err:
+            raise ValueError(str(err)) from None
+    return urlsplit(address).port
 
 
 def _secret(value: Any) -> str | None:
