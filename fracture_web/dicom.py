@@ -156,8 +156,8 @@ def _signed_lut_starts(ds: pydicom.Dataset) -> None:
     for keyword in ("ModalityLUTSequence", "VOILUTSequence"):
         for item in ds.get(keyword) or ():
             descriptor = item.get("LUTDescriptor")
-            if descriptor is not None and len(descriptor) == 3 and int(descriptor[1]) > 0x7FFF:
-                item.LUTDescriptor = [int(descriptor[0]), int(descriptor[1]) - 0x10000, int(descriptor[2])]
+            if descriptor is not None and len(descriptor) == 3:
+                item.LUTDescriptor = [int(descriptor[0]), _as_stored(int(descriptor[1]), True), int(descriptor[2])]
 
 
 def syntax_name(ds: pydicom.Dataset) -> str:
@@ -439,11 +439,12 @@ def grayscale_pipeline(stored: np.ndarray, ds: pydicom.Dataset, factor: int = 1)
     """
     stored = stored.astype(np.int16 if stored.dtype.kind == "i" else np.uint8 if stored.dtype.itemsize == 1
                            else np.uint16, copy=False)  # BitsStored <= 16 fits; native byte order
-    low, high = _picture_range(stored, ds)
+    padding = _padding(ds, stored) if "PixelPaddingValue" in ds else None
+    low, high = _picture_range(stored, padding)
     with np.errstate(invalid="ignore", over="ignore"):  # NaN and infinity are refused, not warned about
         lut = grayscale_lut(ds, stored.dtype, low, high)
-    if "PixelPaddingValue" in ds:
-        stored = _blackened_padding(stored, ds, lut, low, high)
+    if padding is not None and padding.any():
+        stored = _blackened_padding(stored, padding, lut, low, high)
     small = shrink(stored, factor)  # area averages stay within the stored range
     # indexing casts the 16-bit indices in small buffers (np.take would widen them all to 64 bits first)
     return lut[small.view(np.uint8 if small.dtype == np.uint8 else np.uint16)]
@@ -485,12 +486,9 @@ def grayscale_lut(ds: pydicom.Dataset, dtype: np.dtype, low: int, high: int) -> 
     return (np.rint(unit * 255.0) / 255.0).astype(np.float32)
 
 
-def _blackened_padding(stored: np.ndarray, ds: pydicom.Dataset, lut: np.ndarray, low: int, high: int) -> np.ndarray:
-    """``stored`` with its padding set to the picture's stored value that shows darkest, so that
-    shrinking averages the picture's edge with black, as it is shown, not with the padding's value."""
-    padding = _padding(ds, stored)
-    if not padding.any():
-        return stored
+def _blackened_padding(stored: np.ndarray, padding: np.ndarray, lut: np.ndarray, low: int, high: int) -> np.ndarray:
+    """``stored`` with its ``padding`` pixels set to the picture's stored value that shows darkest, so
+    that shrinking averages the picture's edge with black, as it is shown, not with the padding's value."""
     codes = np.arange(low, high + 1).astype(stored.dtype)
     darkest = codes[np.argmin(lut[codes.view(np.uint8 if stored.dtype.itemsize == 1 else np.uint16)])]
     blackened = stored.copy()
@@ -498,9 +496,9 @@ def _blackened_padding(stored: np.ndarray, ds: pydicom.Dataset, lut: np.ndarray,
     return blackened
 
 
-def _picture_range(stored: np.ndarray, ds: pydicom.Dataset) -> tuple[int, int]:
-    """The lowest and highest stored values of the picture: padding (:func:`_padding`) left out."""
-    picture = stored[~_padding(ds, stored)] if "PixelPaddingValue" in ds else stored
+def _picture_range(stored: np.ndarray, padding: np.ndarray | None) -> tuple[int, int]:
+    """The lowest and highest stored values of the picture: its ``padding`` pixels left out."""
+    picture = stored if padding is None else stored[~padding]
     if picture.size == 0:
         raise InvalidImageError("The image is blank (every pixel is padding).")
     return int(picture.min()), int(picture.max())

@@ -57,10 +57,10 @@ def decode(data: bytes, colour: bool, scale: int) -> np.ndarray | None:
     modes give; refuses data libjpeg reports damaged. ``None`` where this decode does not stand
     in for OpenCV's, which then reads the file: one with an EXIF block (checked on its own), or
     one libjpeg cannot read whole or convert (cut off, 12-bit)."""
-    check_scans(data)
     if has_exif(data):
         check_intact(data)
         return None
+    check_scans(data)
     try:
         height, width = simplejpeg.decode_jpeg_header(data)[:2]
         decoded = simplejpeg.decode_jpeg(data, colorspace="BGR" if colour else "GRAY", min_factor=scale,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .pixels import InvalidImageError
+from .pixels import InvalidImageError, edge_strength
 
 #: Mean spread between a pixel's B, G and R (8-bit levels) from which an image is a photo; a
 #: radiograph stored in colour has none.
@@ -94,7 +94,7 @@ def check_readable(grey: np.ndarray) -> None:
     small = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     if np.percentile(small, 99) < MIN_BRIGHTNESS:
         raise InvalidImageError(TOO_DARK)
-    if np.abs(cv2.Laplacian(cv2.GaussianBlur(small, (0, 0), 0.7), cv2.CV_32F)).mean() < MIN_SHARPNESS:
+    if edge_strength(small) < MIN_SHARPNESS:
         raise InvalidImageError(TOO_BLURRED)
 
 
