@@ -169,3 +169,46 @@ def test_an_ensemble_serving_the_first_members_map_leaves_the_others_locators_ou
     assert not np.allclose(served["mean"]["fracture_map"], own_map, atol=1e-3)
     np.testing.assert_allclose(served["first"]["probability"], served["mean"]["probability"], atol=1e-6)
     assert costs["first"] < costs["mean"]
+
+
+def test_an_ensemble_can_show_its_other_networks_the_image_mirrored(tmp_path):
+    """A second look at no extra cost: the second network reads the mirror image, and what it
+    points at is mirrored back onto the image before the maps are averaged."""
+    import keras
+    import tensorflow as tf
+
+    from fracture_web.training.export import export_savedmodel
+    from fracture_web.training.network import build_network, inference_network
+    from fracture_web.training.scope import Scope
+
+    first, second = (build_network(64, imagenet=False, backbone="lite0") for _ in range(2))
+    second.get_layer("fracture_map").bias.assign([2.0])
+    width = first.outputs[1].shape[-1] + second.outputs[1].shape[-1]
+    export_savedmodel([first, second], (1.0, 0.0), Scope(np.zeros(width, np.float32), np.eye(width, dtype=np.float32), 1.0),
+                      tmp_path / "mirrored", mirror_others=True)
+    images = np.random.default_rng(6).random((2, 64, 64, 1), np.float32)
+    served = tf.saved_model.load(str(tmp_path / "mirrored")).signatures["serving_default"](image=tf.constant(images))
+    mirror = np.ascontiguousarray(images[:, :, ::-1])
+    (logit, _, map_logits), (mirror_logit, _, mirror_map_logits) = (
+        [keras.ops.convert_to_numpy(out) for out in inference_network(network)(seen)]
+        for network, seen in ((first, images), (second, mirror)))
+    np.testing.assert_allclose(served["probability"], sigmoid((logit[:, 0] + mirror_logit[:, 0]) / 2), atol=1e-5)
+    expected_map = (sigmoid(map_logits[..., 0]) + sigmoid(mirror_map_logits[..., 0])[:, :, ::-1]) / 2
+    np.testing.assert_allclose(served["fracture_map"], expected_map, atol=1e-5)
+
+
+def test_a_shipped_ensemble_is_fitted_again_with_mirrored_views(ensemble_dir, tiny_model_dir, small_member,
+                                                                 tiny_dataset, tmp_path):
+    out = tmp_path / "mirrored"
+    done = run_script("train_model.py", "--ensemble", str(ensemble_dir), "--ensemble-views", "mirrored",
+                      "--data-dir", str(tiny_dataset), "--out", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert metadata["training"]["ensemble_views"] == "mirrored"
+    images = np.random.default_rng(7).random((3, 64, 64, 1), np.float32)
+    mean = (member_logits(tiny_model_dir, images) + member_logits(small_member, images[:, :, ::-1].copy())) / 2
+    slope, intercept = metadata["calibration"]["slope_intercept"]
+    served = FractureModel(out, backend="tensorflow").outputs(images)["probability"]
+    np.testing.assert_allclose(served, sigmoid(slope * mean + intercept), atol=1e-4)
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "mirrored left to right" in card and "--ensemble-views mirrored --out model/" in card
