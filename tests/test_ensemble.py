@@ -184,8 +184,8 @@ def test_an_ensemble_can_show_its_other_networks_the_image_mirrored(tmp_path):
     first, second = (build_network(64, imagenet=False, backbone="lite0") for _ in range(2))
     second.get_layer("fracture_map").bias.assign([2.0])
     width = first.outputs[1].shape[-1] + second.outputs[1].shape[-1]
-    export_savedmodel([first, second], (1.0, 0.0), Scope(np.zeros(width, np.float32), np.eye(width, dtype=np.float32), 1.0),
-                      tmp_path / "mirrored", mirror_others=True)
+    scope = Scope(np.zeros(width, np.float32), np.eye(width, dtype=np.float32), 1.0)
+    export_savedmodel([first, second], (1.0, 0.0), scope, tmp_path / "mirrored", mirror_others=True)
     images = np.random.default_rng(6).random((2, 64, 64, 1), np.float32)
     served = tf.saved_model.load(str(tmp_path / "mirrored")).signatures["serving_default"](image=tf.constant(images))
     mirror = np.ascontiguousarray(images[:, :, ::-1])

@@ -62,9 +62,8 @@ def export_savedmodel(networks: keras.Model | Sequence[keras.Model], platt: tupl
     (``S``), and each other member sees the input resized to its own size. The ensemble's logit is
     the mean of its members' logits, calibrated by ``platt``; its maps are the means of theirs on the first
     member's grids (its fracture map, that of the first ``map_members`` only, where given: the
-    others' locators are then left out of the graph, and their cost with them). With ``mirror_others``
-    every member after the first sees the input mirrored left to right (a second look at the image
-    for no extra cost), its maps mirrored back before they are averaged.
+    others' locators are then left out of the graph, and their cost with them). ``mirror_others``
+    shows every member after the first the input mirrored left to right, its maps mirrored back.
 
     ``fracture_map`` is the locator's probability of a fracture in each cell (stride 8) (trained on
     the radiologists' outlines); ``heatmap``, what the page overlays, is that map scaled so its peak
