@@ -96,7 +96,7 @@ def load_members(folders: list[Path]) -> list[Member]:
     return members
 
 
-def _shared_split(members: list[Member], records: Records) -> tuple[Records, Records]:
+def shared_split(members: list[Member], records: Records) -> tuple[Records, Records]:
     """The one train/validation split of ``records`` that every member was trained on (the first
     member's). Refused where their seeds draw different validation images (data with no split
     column): one member's training images would then calibrate the ensemble."""
@@ -117,14 +117,15 @@ def ensemble_logits_and_features(networks: list[keras.Model], images: np.ndarray
     for n, network in enumerate(networks):
         size = network.input_shape[1]
         seen = images[:, :, ::-1] if mirror_others and n > 0 else images
-        parts = [logits_and_features(network, _resized(np.ascontiguousarray(seen[i:i + RESIZE_CHUNK]), size))
+        parts = [logits_and_features(network, resized_for(np.ascontiguousarray(seen[i:i + RESIZE_CHUNK]), size))
                  for i in range(0, len(images), RESIZE_CHUNK)]
         logits.append(np.concatenate([p[0] for p in parts]))
         features.append(np.concatenate([p[1] for p in parts]))
     return np.mean(logits, axis=0), np.concatenate(features, axis=1)
 
 
-def _resized(images: np.ndarray, size: int) -> np.ndarray:
+def resized_for(images: np.ndarray, size: int) -> np.ndarray:
+    """``images`` as a member of input ``size`` sees them (:func:`~.export.member_input`)."""
     from .export import member_input  # needs TensorFlow
 
     return keras.ops.convert_to_numpy(member_input(keras.ops.convert_to_tensor(images), size))
@@ -136,7 +137,7 @@ def fit_ensemble(members: list[Member], data_dir: Path, mirror_others: bool = Fa
     summary (what ``build_metadata`` reads) and the detector."""
     started = time.monotonic()
     first = recipe_of(members[0].metadata["training"])
-    train_rec, val_rec = _shared_split(members, read_records(data_dir))
+    train_rec, val_rec = shared_split(members, read_records(data_dir))
     networks = [m.network for m in members]
     val = load_split(val_rec, members[0].input_size)
     logits, val_features = ensemble_logits_and_features(networks, val.images, mirror_others)
