@@ -80,9 +80,6 @@ def _add_instead_of_training(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ensemble-maps", choices=("mean", "first"), default="mean",
                         help="with --ensemble: average the members' fracture maps, or serve the first's (the member "
                              "with the largest input) and leave the others' locators out of the call")
-    parser.add_argument("--ensemble-views", choices=("same", "mirrored"), default="same",
-                        help="with --ensemble: show every network the image, or show the networks after the first "
-                             "the image mirrored left to right (a second look at no extra cost; maps mirrored back)")
     parser.add_argument("--report-only", action="store_true",
                         help="skip training and export; score the model in --out on its validation split of --data-dir "
                              "again and rewrite its finding levels, metrics.json, plots and model card")
@@ -126,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.report_only:
             report_again(args.out, args.data_dir)
         elif args.ensemble:
-            run_ensemble(args.ensemble, paths, maps=args.ensemble_maps, views=args.ensemble_views)
+            run_ensemble(args.ensemble, paths, maps=args.ensemble_maps)
         else:
             run(train_config(args), paths, train=not args.export_only, limit=args.limit, resume=args.resume)
     except (DatasetError, TrainingError, ResumeError, EnsembleError) as err:

@@ -108,16 +108,13 @@ def shared_split(members: list[Member], records: Records) -> tuple[Records, Reco
     return splits[seeds[0]]
 
 
-def ensemble_logits_and_features(networks: list[keras.Model], images: np.ndarray,
-                                 mirror_others: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def ensemble_logits_and_features(networks: list[keras.Model], images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The ensemble's fracture logits (the members' mean) and its pooled features (the members'
-    side by side) for ``images`` at the first member's input size; with ``mirror_others``, every
-    member after the first sees them mirrored left to right (as the served graph shows them)."""
+    side by side) for ``images`` at the first member's input size."""
     logits, features = [], []
-    for n, network in enumerate(networks):
+    for network in networks:
         size = network.input_shape[1]
-        seen = images[:, :, ::-1] if mirror_others and n > 0 else images
-        parts = [logits_and_features(network, resized_for(np.ascontiguousarray(seen[i:i + RESIZE_CHUNK]), size))
+        parts = [logits_and_features(network, resized_for(images[i:i + RESIZE_CHUNK], size))
                  for i in range(0, len(images), RESIZE_CHUNK)]
         logits.append(np.concatenate([p[0] for p in parts]))
         features.append(np.concatenate([p[1] for p in parts]))
@@ -131,19 +128,17 @@ def resized_for(images: np.ndarray, size: int) -> np.ndarray:
     return keras.ops.convert_to_numpy(member_input(keras.ops.convert_to_tensor(images), size))
 
 
-def fit_ensemble(members: list[Member], data_dir: Path, mirror_others: bool = False) -> tuple[dict, Scope]:
+def fit_ensemble(members: list[Member], data_dir: Path) -> tuple[dict, Scope]:
     """Calibrate the ensemble and fit its in-scope detector on ``data_dir``'s split (as training does
-    for one network; ``mirror_others`` as in :func:`ensemble_logits_and_features`); returns its
-    summary (what ``build_metadata`` reads) and the detector."""
+    for one network); returns its summary (what ``build_metadata`` reads) and the detector."""
     started = time.monotonic()
     first = recipe_of(members[0].metadata["training"])
     train_rec, val_rec = shared_split(members, read_records(data_dir))
     networks = [m.network for m in members]
     val = load_split(val_rec, members[0].input_size)
-    logits, val_features = ensemble_logits_and_features(networks, val.images, mirror_others)
+    logits, val_features = ensemble_logits_and_features(networks, val.images)
     summary = calibrate(val, logits)
-    train_images = load_split(train_rec, members[0].input_size).images
-    train_features = ensemble_logits_and_features(networks, train_images, mirror_others)[1]
+    train_features = ensemble_logits_and_features(networks, load_split(train_rec, members[0].input_size).images)[1]
     summary.update(config=first.as_dict(), history={}, data_dir=str(data_dir), n_train=len(train_rec),
                    n_val=len(val.labels), trained_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                    keras_backend=keras.backend.backend(), wall_time_min=round((time.monotonic() - started) / 60, 1),

@@ -35,17 +35,12 @@ def _onto(maps: tf.Tensor, shape: tuple[int, int]) -> tf.Tensor:
     return tf.image.resize(maps[..., None], shape, method="bilinear")[..., 0]
 
 
-def _member_outputs(serving: keras.Model, kernel, image: tf.Tensor, mirrored: bool = False) -> tuple[tf.Tensor, ...]:
+def _member_outputs(serving: keras.Model, kernel, image: tf.Tensor) -> tuple[tf.Tensor, ...]:
     """One member's fracture logit (B,), class activation map before its ReLU (B, h32, w32; its
-    spatial mean is the logit less the bias), fracture map (B, h, w) and pooled features (B, C).
-    A ``mirrored`` member sees the image mirrored left to right; its maps are mirrored back."""
-    seen = tf.reverse(image, axis=[2]) if mirrored else image
-    logit, features, map_logits = serving(member_input(seen, serving.input_shape[1]), training=False)
+    spatial mean is the logit less the bias), fracture map (B, h, w) and pooled features (B, C)."""
+    logit, features, map_logits = serving(member_input(image, serving.input_shape[1]), training=False)
     cam = tf.einsum("bhwc,c->bhw", features, tf.cast(kernel[:, 0], features.dtype))
-    fracture_map = tf.sigmoid(map_logits[..., 0])
-    if mirrored:
-        cam, fracture_map = tf.reverse(cam, axis=[2]), tf.reverse(fracture_map, axis=[2])
-    return logit[:, 0], cam, fracture_map, tf.reduce_mean(features, axis=[1, 2])
+    return logit[:, 0], cam, tf.sigmoid(map_logits[..., 0]), tf.reduce_mean(features, axis=[1, 2])
 
 
 def _mean(tensors: Sequence[tf.Tensor]) -> tf.Tensor:
@@ -54,7 +49,7 @@ def _mean(tensors: Sequence[tf.Tensor]) -> tf.Tensor:
 
 
 def export_savedmodel(networks: keras.Model | Sequence[keras.Model], platt: tuple[float, float], scope: Scope,
-                      out_dir: Path, map_members: int | None = None, mirror_others: bool = False) -> None:
+                      out_dir: Path, map_members: int | None = None) -> None:
     """Export ``image (B, S, S, 1) float32 in [0, 1] -> {probability (B,), heatmap (B, h, w),
     cam (B, h32, w32), fracture_map (B, h, w), atypicality (B,)}``.
 
@@ -62,8 +57,7 @@ def export_savedmodel(networks: keras.Model | Sequence[keras.Model], platt: tupl
     (``S``), and each other member sees the input resized to its own size. The ensemble's logit is
     the mean of its members' logits, calibrated by ``platt``; its maps are the means of theirs on the first
     member's grids (its fracture map, that of the first ``map_members`` only, where given: the
-    others' locators are then left out of the graph, and their cost with them). ``mirror_others``
-    shows every member after the first the input mirrored left to right, its maps mirrored back.
+    others' locators are then left out of the graph, and their cost with them).
 
     ``fracture_map`` is the locator's probability of a fracture in each cell (stride 8) (trained on
     the radiologists' outlines); ``heatmap``, what the page overlays, is that map scaled so its peak
@@ -86,8 +80,8 @@ def export_savedmodel(networks: keras.Model | Sequence[keras.Model], platt: tupl
     projection = tf.constant(scope.projection)
 
     def serve(image: tf.Tensor) -> dict[str, tf.Tensor]:
-        logits, cams, maps, pooled = zip(*(_member_outputs(serving, kernel, image, mirrored=mirror_others and n > 0)
-                                           for n, (serving, kernel) in enumerate(zip(servings, kernels))))
+        logits, cams, maps, pooled = zip(*(_member_outputs(serving, kernel, image)
+                                           for serving, kernel in zip(servings, kernels)))
         probability = tf.sigmoid(slope * _mean(logits) + intercept)
         cam = tf.nn.relu(_mean([_onto(one, cams[0].shape[1:3]) for one in cams]))
         fracture_map = _mean([_onto(one, maps[0].shape[1:3]) for one in maps[:map_members]])

@@ -91,20 +91,19 @@ def _validate(paths: RunPaths, seed: int) -> None:
     write_tflite(val, paths.out)
 
 
-def run_ensemble(members: list[Path], paths: RunPaths, maps: str = "mean", views: str = "same") -> None:
+def run_ensemble(members: list[Path], paths: RunPaths, maps: str = "mean") -> None:
     """Serve the trained models in the folders ``members`` as one (:mod:`.ensemble`): calibrate and
     fit the in-scope detector on ``paths.data_dir``, export to ``paths.out`` and validate the export
     as :func:`run` does. ``maps``: "mean" averages the members' fracture maps, "first" serves the
-    map of the member with the largest input (the others' locators then cost nothing). ``views``:
-    "same" shows every member the image, "mirrored" shows the members after the first the image
-    mirrored left to right. Needs the TensorFlow backend and the data."""
+    map of the member with the largest input (the others' locators then cost nothing). Needs the
+    TensorFlow backend and the data."""
     from .ensemble import fit_ensemble, load_members  # needs TensorFlow
 
     if paths.data_dir is None:
         raise TrainingError("an ensemble is calibrated on the data: give --data-dir")
     loaded = load_members(members)
-    summary, scope = fit_ensemble(loaded, paths.data_dir, mirror_others=views == "mirrored")
-    summary.update(ensemble_maps=maps, ensemble_views=views)
+    summary, scope = fit_ensemble(loaded, paths.data_dir)
+    summary["ensemble_maps"] = maps
     log.info("ensemble of %s: validation AUC %.4f (members alone %s)", ", ".join(m.metadata["model_version"] for m in loaded),
              summary["validation"]["auc"], ", ".join(f"{m['validation_auc']:.4f}" for m in summary["members"]))
     metadata = _export(paths.out, [m.network for m in loaded], summary, scope)
@@ -148,8 +147,7 @@ def _export(out_dir: Path, networks: list[keras.Model], summary: dict, scope: Sc
     for stale in [*out_dir.glob("*.tflite"), out_dir / PARITY_FILE]:  # exports of an earlier SavedModel
         stale.unlink(missing_ok=True)
     export_savedmodel(networks, summary["platt"], scope, out_dir,
-                      map_members=1 if summary.get("ensemble_maps") == "first" else None,
-                      mirror_others=summary.get("ensemble_views") == "mirrored")
+                      map_members=1 if summary.get("ensemble_maps") == "first" else None)
     stride = networks[0].input_shape[1] // networks[0].outputs[2].shape[1]
     metadata = build_metadata(summary, scope, map_stride=stride)
     (out_dir / "metadata.json").write_text(to_json(metadata))
@@ -186,8 +184,8 @@ def build_metadata(summary: dict, scope: Scope, map_stride: int) -> dict:
                      "trained_at": summary["trained_at"], "keras_backend": summary["keras_backend"],
                      "wall_time_min": summary.get("wall_time_min"), "resumed": summary.get("resumed", False),
                      "config": config, "history": summary["history"],
-                     **({"members": summary["members"], "ensemble_maps": summary["ensemble_maps"],
-                         "ensemble_views": summary.get("ensemble_views", "same")} if "members" in summary else {})},
+                     **({"members": summary["members"], "ensemble_maps": summary["ensemble_maps"]}
+                        if "members" in summary else {})},
         "validation_metrics": val,
     }
 
