@@ -9,13 +9,13 @@ sensitivity falls), with the lowest (or, blurred, the highest) of each.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from bench.report import emit
 from fracture_web.config import PROJECT_ROOT
 from fracture_web.imaging import decode_image
 from fracture_web.pixels import (MIN_NEIGHBOUR_CORRELATION, MIN_SHARPNESS, MIN_SPREAD, Content, InvalidImageError,
@@ -60,10 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                                               for p in sample]) for shift in SHIFTS + PHOTO_SHIFTS},
               "blurred": {"sigma_share_of_short_side": BLUR, "images": len(sample), "highest_sharpness": max(sharpness),
                           "warned": float(np.mean(np.array(sharpness) < MIN_SHARPNESS))}}
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(report, args.out)
     return 0
 
 

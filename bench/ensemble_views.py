@@ -17,13 +17,13 @@ of an ensemble fitted that way (`docs/model.md`).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from bench.report import emit
 from fracture_web.config import PROJECT_ROOT
 from fracture_web.datasets import load_split, read_records
 from fracture_web.evaluation.diagnostic_accuracy import roc_auc
@@ -81,10 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the report here as JSON")
     args = parser.parse_args(argv)
     result = {"model": str(args.model), **report(*view_logits(args.model, args.data_dir))}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

@@ -30,7 +30,19 @@ def tflite_name(variant: str) -> str:
 
 
 def convert(model_dir: Path, variant: str) -> bytes:
-    """The SavedModel's ``serving_default`` as a ``.tflite`` flatbuffer for one image at a time.
+    """The SavedModel's ``serving_default`` as a ``.tflite`` flatbuffer for one image at a time."""
+    with tempfile.TemporaryDirectory() as staging:
+        converter = frozen_converter(model_dir, Path(staging))
+        if variant != "float32":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # alone: dynamic-range int8 weights
+        if variant == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        return converter.convert()
+
+
+def frozen_converter(model_dir: Path, staging: Path) -> tf.lite.TFLiteConverter:
+    """A TFLite converter of the SavedModel's ``serving_default`` for one image at a time, staged in
+    ``staging`` (which must outlive the conversion).
 
     The signature reads its weights from resource variables, which TFLite would keep as
     (uninitialised) variables; freezing them to constants first gives a self-contained graph
@@ -48,14 +60,8 @@ def convert(model_dir: Path, variant: str) -> bytes:
 
     module = tf.Module()
     module.serve = serve
-    with tempfile.TemporaryDirectory() as staging:
-        tf.saved_model.save(module, staging, signatures={SIGNATURE: serve})
-        converter = tf.lite.TFLiteConverter.from_saved_model(staging, signature_keys=[SIGNATURE])
-        if variant != "float32":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # alone: dynamic-range int8 weights
-        if variant == "float16":
-            converter.target_spec.supported_types = [tf.float16]
-        return converter.convert()
+    tf.saved_model.save(module, str(staging), signatures={SIGNATURE: serve})
+    return tf.lite.TFLiteConverter.from_saved_model(str(staging), signature_keys=[SIGNATURE])
 
 
 def export_tflite(model_dir: Path, variants: Sequence[str], records: Records | None = None) -> dict | None:
