@@ -25,7 +25,7 @@ from bench.flops import multiply_adds
 from fracture_web.config import DEFAULT_TFLITE_FILE
 from fracture_web.imaging import preprocess
 from fracture_web.inference import read_metadata
-from fracture_web.runtimes import available_cores, load_litert, load_savedmodel
+from fracture_web.runtimes import Runner, available_cores, load_litert, load_savedmodel
 
 SAMPLES = sorted((Path(__file__).resolve().parents[1] / "data" / "samples").glob("*.jpg"))
 
@@ -51,8 +51,16 @@ def time_calls(models: list[Path], images: list[Path], rounds: int, runtime: str
         runners[str(model_dir)] = (load_litert(model_dir / DEFAULT_TFLITE_FILE, threads) if runtime == "litert"
                                    else load_savedmodel(model_dir, threads))
         inputs[str(model_dir)] = [preprocess(path.read_bytes(), size)[np.newaxis] for path in images]
-        for batch in inputs[str(model_dir)][:3]:  # warm up: graph tracing and first allocations
-            runners[str(model_dir)](batch)
+    return interleaved_calls(runners, inputs, rounds)
+
+
+def interleaved_calls(runners: dict[str, Runner], inputs: dict[str, list[np.ndarray]],
+                      rounds: int) -> dict[str, list[float]]:
+    """Per runner, the ms of every call on its ``inputs`` (batches), the runners called in turn,
+    round after round, after a warm-up (graph tracing and first allocations)."""
+    for name, run in runners.items():
+        for batch in inputs[name][:3]:
+            run(batch)
     times: dict[str, list[float]] = {name: [] for name in runners}
     for _ in range(rounds):
         for name, run in runners.items():

@@ -19,11 +19,11 @@ import argparse
 import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.compare_models import interleaved_calls
 from bench.report import emit
 from fracture_web.config import DEFAULT_TFLITE_FILE, PROJECT_ROOT
 from fracture_web.datasets import Records, load_split, read_records
@@ -56,18 +56,6 @@ def int8_tflite(model_dir: Path, representative: np.ndarray) -> bytes:
         return debugger.get_nondebug_quantized_model()
 
 
-def p50_ms(runners: dict[str, object], images: np.ndarray, rounds: int) -> dict[str, float]:
-    """Each runner's median call on one image, the runners called in turn, round after round."""
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
-            for image in images:
-                started = time.perf_counter()
-                run(image[np.newaxis])
-                times[name].append(time.perf_counter() - started)
-    return {name: round(1000 * float(np.median(t)), 2) for name, t in times.items()}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path, default=PROJECT_ROOT / "model")
@@ -83,16 +71,20 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         int8 = Path(folder) / "model_int8.tflite"
         int8.write_bytes(int8_tflite(args.model, representative))
-        runners = {"float32": load_litert(args.model / DEFAULT_TFLITE_FILE, 2), "int8": load_litert(int8, 2)}
+        threads = available_cores()
+        runners = {"float32": load_litert(args.model / DEFAULT_TFLITE_FILE, threads),
+                   "int8": load_litert(int8, threads)}
         if args.reference:
-            runners["reference float32"] = load_litert(args.reference / DEFAULT_TFLITE_FILE, 2)
+            runners["reference float32"] = load_litert(args.reference / DEFAULT_TFLITE_FILE, threads)
         images = load_split(val, size)
-        timing = p50_ms(runners, images.images[:8], args.rounds)
+        sample = [image[np.newaxis] for image in images.images[:8]]
+        calls = interleaved_calls(runners, {name: sample for name in runners}, args.rounds)
+        timing = {name: round(float(np.median(ms)), 2) for name, ms in calls.items()}
         outputs = {name: runners[name](images.images) for name in ("float32", "int8")}
     difference = np.abs(outputs["int8"]["probability"] - outputs["float32"]["probability"])
     result = {
         "model": metadata["model_version"], "machine": {"cpu": platform.machine(), "cores_usable": available_cores()},
-        "runtime": "litert, 2 threads", "image_size": size, "p50_ms": timing,
+        "runtime": f"litert, {threads} threads", "image_size": size, "p50_ms": timing,
         "reference": read_metadata(args.reference)["model_version"] if args.reference else None,
         "validation_images": int(len(images.labels)),
         "auc": {name: round(float(roc_auc(images.labels, out["probability"])), 4) for name, out in outputs.items()},
