@@ -8,8 +8,9 @@
 #     fracture-web python -m fracture_web.dicom_node         the DICOM node
 #   docker run -e FRACTURE_BROKER_URL=redis://... -e ... fracture-web python -m fracture_web.dicom_node.worker
 # tests/test_container.py builds the slim image from this file and asks the running container for a verdict.
-# The model folder as the chosen install serves it: the slim install (LiteRT only) keeps the verified
-# float32 .tflite file with its parity report and the metadata, not the SavedModel nor the other exports.
+# The model folder as the chosen install serves it: the slim install (LiteRT only) keeps the .tflite files
+# its parity report vouches for (int8 and float32) with the report and the metadata, not the SavedModel nor
+# the other exports.
 FROM python:3.11-slim AS model
 ARG REQUIREMENTS=requirements.txt
 COPY model /model

@@ -76,7 +76,7 @@ from fracture_web.config import DEFAULT_TFLITE_FILE, defaults
 from fracture_web.datasets import read_records
 from fracture_web.imaging import decode_image, is_dicom, preprocess, to_model_input
 from fracture_web.inference import FractureModel, read_metadata
-from fracture_web.runtimes import SIGNATURE, available_cores, load_onnx, onnx_file
+from fracture_web.runtimes import FLOAT_TFLITE_FILE, SIGNATURE, available_cores, load_onnx, served_file
 
 ROOT = Path(__file__).resolve().parent.parent
 FRACATLAS = ROOT.parent / "shared" / "data" / "fracatlas"
@@ -152,11 +152,16 @@ def direct_onnx(path: Path) -> Callable[[np.ndarray], object]:
 
 
 def bare_calls(model_dir: Path) -> dict[str, Callable[[np.ndarray], object]]:
-    """The bare model call of each runtime the app can serve, by the backend name ``/healthz`` gives;
-    ONNX Runtime's where the model folder has an ONNX export (``onnx``: the file that backend serves),
-    and the int8 file's beside it where there is one (``onnx_int8``)."""
-    calls = {"litert": direct_litert(model_dir / DEFAULT_TFLITE_FILE), "tensorflow": direct_signature(model_dir)}
-    served = model_dir / onnx_file(model_dir, str(read_metadata(model_dir)["model_version"]))
+    """The bare model call of each runtime the app can serve, by the backend name ``/healthz`` gives
+    (``litert``: the ``.tflite`` file that backend serves, and the float32 file's beside it where
+    that is another, ``litert_float32``); ONNX Runtime's where the model folder has an ONNX export
+    (``onnx``: the file that backend serves), and the int8 file's beside it where there is one (``onnx_int8``)."""
+    version = str(read_metadata(model_dir)["model_version"])
+    tflite = served_file(model_dir, "litert", DEFAULT_TFLITE_FILE, version)
+    calls = {"litert": direct_litert(model_dir / tflite), "tensorflow": direct_signature(model_dir)}
+    if tflite != FLOAT_TFLITE_FILE:
+        calls["litert_float32"] = direct_litert(model_dir / FLOAT_TFLITE_FILE)
+    served = model_dir / served_file(model_dir, "onnx", DEFAULT_TFLITE_FILE, version)
     if served.is_file():
         calls["onnx"] = direct_onnx(served)
     if (model_dir / "model_int8.onnx").is_file() and served.name != "model_int8.onnx":
@@ -175,7 +180,8 @@ def served_runtime(port: int) -> str:
 def model_only(model_dir: Path, bare: dict[str, Callable], inputs: list[np.ndarray], runs: int) -> dict:
     """Batch-1 latency with the heatmap: each runtime's bare call, then each of the app's runtimes."""
     results = {f"bare_{name}": percentiles(time_calls(call, inputs, runs)) for name, call in bare.items()}
-    runtimes = {"app_tensorflow": {"backend": "tensorflow"}, "app_litert_float32": {"backend": "litert"},
+    runtimes = {"app_tensorflow": {"backend": "tensorflow"}, "app_litert": {"backend": "litert"},
+                "app_litert_float32": {"backend": "litert", "tflite_file": FLOAT_TFLITE_FILE},
                 "app_litert_float16": {"backend": "litert", "tflite_file": "model_float16.tflite"}}
     if "onnx" in bare:
         runtimes["app_onnx"] = {"backend": "onnx"}
@@ -453,7 +459,7 @@ def build_report(args: argparse.Namespace) -> dict:
     bare = bare_calls(args.model)
     report["model_only_ms"] = model_only(args.model, bare, inputs, args.runs)
     report["request_steps_ms"] = stage_breakdown(FractureModel(args.model), data[0], args.runs)
-    macs = multiply_adds(args.model / DEFAULT_TFLITE_FILE)
+    macs = multiply_adds(args.model / FLOAT_TFLITE_FILE)
     ghz, peak = cpu_peak_gflops(len(os.sched_getaffinity(0)))
     report["floor"] = {"multiply_adds": macs, "gflops_per_image": 2 * macs / 1e9, "cpu_ghz": ghz,
                        "peak_gflops_assumed": peak, "floor_ms_at_peak": 2 * macs / 1e9 / peak * 1000}

@@ -2,11 +2,12 @@
 
     python -m bench.compare_models --models /tmp/previous-model model --out benchmarks/model-call.json
 
-Each model is loaded as the app loads it (its float32 ``.tflite`` through LiteRT, what the app
-serves, or with ``--runtime savedmodel`` its SavedModel through TensorFlow; one image per call) and
-called on the same real radiographs; the calls are interleaved, round after round, so that a busy moment of the machine falls on every model alike. It reports each model's p50 and p90
-in ms, its ratio to the first model's p50, and its multiply-adds (from ``model_float32.tflite``
-beside it, where there is one). An issue's "the model call may grow by at most 15%" is checked
+Each model is loaded as the app loads it (the ``.tflite`` file the app serves from its folder,
+through LiteRT, or with ``--runtime savedmodel`` its SavedModel through TensorFlow; one image per
+call) and called on the same real radiographs; the calls are interleaved, round after round, so
+that a busy moment of the machine falls on every model alike. It reports each model's file, p50
+and p90 in ms, its ratio to the first model's p50, and its multiply-adds (from
+``model_float32.tflite`` beside it, where there is one). An issue's "the model call may grow by at most 15%" is checked
 here, not in a test.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ from bench.flops import multiply_adds
 from fracture_web.config import DEFAULT_TFLITE_FILE
 from fracture_web.imaging import preprocess
 from fracture_web.inference import read_metadata
-from fracture_web.runtimes import Runner, available_cores, load_litert, load_savedmodel
+from fracture_web.runtimes import FLOAT_TFLITE_FILE, Runner, available_cores, load_litert, load_savedmodel, served_file
 
 SAMPLES = sorted((Path(__file__).resolve().parents[1] / "data" / "samples").glob("*.jpg"))
 
@@ -48,10 +49,15 @@ def time_calls(models: list[Path], images: list[Path], rounds: int, runtime: str
     runners, inputs = {}, {}
     for model_dir in models:
         size = int(read_metadata(model_dir)["input_size"])
-        runners[str(model_dir)] = (load_litert(model_dir / DEFAULT_TFLITE_FILE, threads) if runtime == "litert"
+        runners[str(model_dir)] = (load_litert(model_dir / served_tflite(model_dir), threads) if runtime == "litert"
                                    else load_savedmodel(model_dir, threads))
         inputs[str(model_dir)] = [preprocess(path.read_bytes(), size)[np.newaxis] for path in images]
     return interleaved_calls(runners, inputs, rounds)
+
+
+def served_tflite(model_dir: Path) -> str:
+    """The ``.tflite`` file the app serves from ``model_dir`` by default."""
+    return served_file(model_dir, "litert", DEFAULT_TFLITE_FILE, str(read_metadata(model_dir)["model_version"]))
 
 
 def interleaved_calls(runners: dict[str, Runner], inputs: dict[str, list[np.ndarray]],
@@ -77,9 +83,10 @@ def summarise(models: list[Path], times: dict[str, list[float]], runtime: str) -
     rows = {}
     for model_dir in models:
         calls = times[str(model_dir)]
-        tflite = model_dir / DEFAULT_TFLITE_FILE
+        tflite = model_dir / FLOAT_TFLITE_FILE
         rows[str(model_dir)] = {
             "model_version": read_metadata(model_dir)["model_version"], "calls": len(calls),
+            "file": served_tflite(model_dir) if runtime == "litert" else "the SavedModel",
             "p50_ms": float(np.percentile(calls, 50)), "p90_ms": float(np.percentile(calls, 90)),
             "p50_ratio_to_first": float(np.percentile(calls, 50)) / reference,
             "multiply_adds": multiply_adds(tflite) if tflite.is_file() else None}

@@ -17,7 +17,8 @@ from .config import DEFAULT_BACKEND, DEFAULT_TFLITE_FILE
 from .findings import Finding, FindingLevels, box_scale_from_metadata, locate
 from .pixels import InvalidImageError
 from .probability import recalibrate
-from .runtimes import BACKENDS, ModelLoadError, available_cores, load_runtime, resolve_backend
+from .runtimes import (BACKENDS, ModelLoadError, available_cores, calibrated, file_calibration, load_runtime,
+                       resolve_backend, served_file)
 
 log = logging.getLogger(__name__)
 
@@ -125,9 +126,10 @@ class FractureModel:
     """A loaded model with its operating points; call :meth:`predict` with a model input.
 
     ``backend`` is ``"tensorflow"`` (the SavedModel in ``model_dir``), ``"litert"`` (the
-    ``tflite_file`` in ``model_dir``) or ``"auto"`` (LiteRT where that file is a verified stand-in
-    for the SavedModel, see :func:`fracture_web.runtimes.resolve_backend`); ``self.backend`` is the
-    one chosen. ``threads`` is how many cores one image may use (default: all this process may run on).
+    ``tflite_file`` in ``model_dir``; ``"auto"``: the fastest one its parity report vouches for),
+    ``"onnx"`` or ``"auto"`` (the fastest export verified to stand in for the SavedModel, see
+    :func:`fracture_web.runtimes.resolve_backend`); ``self.backend`` is the one chosen and
+    ``self.served_file`` the export it serves (None for the SavedModel). ``threads`` is how many cores one image may use (default: all this process may run on).
     """
 
     def __init__(self, model_dir: Path, default_operating_point: str | None = None, *,
@@ -152,8 +154,13 @@ class FractureModel:
         if backend not in BACKENDS:
             raise ModelLoadError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
         self.backend = resolve_backend(backend, Path(model_dir), tflite_file, self.version)
-        self._call_runtime = load_runtime(Path(model_dir), self.backend, tflite_file, self.version,
-                                          threads or available_cores())
+        self.served_file = served_file(Path(model_dir), self.backend, tflite_file, self.version)
+        self.file_calibration = file_calibration(Path(model_dir), self.backend, self.served_file, self.version)
+        if self.file_calibration is not None and self.site_platt is None:  # a site's re-fit comes first
+            self.thresholds = {name: float(self.file_calibration["thresholds"][name]) for name in self.thresholds}
+            if self.finding_levels is not None:
+                self.finding_levels = FindingLevels.from_metadata(self.metadata, self.thresholds)
+        self._call_runtime = load_runtime(Path(model_dir), self.backend, self.served_file, threads or available_cores())
         self.default_operating_point = self.resolve(default_operating_point or own_default)
 
     def resolve(self, operating_point: str | None) -> str:
@@ -177,9 +184,9 @@ class FractureModel:
 
     def outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every output of the network for a (B, S, S, 1) batch: probability, heatmap, cam, fracture map
-        and atypicality. A site's re-fitted calibration, when the
-        metadata has one, is applied to the probability."""
-        outputs = self._call_runtime(batch.astype(np.float32, copy=False))
+        and atypicality. The served file's own calibration (a quantised file's), then a site's
+        re-fitted calibration, when the metadata has one, are applied."""
+        outputs = calibrated(self._call_runtime(batch.astype(np.float32, copy=False)), self.file_calibration)
         if self.site_platt:
             outputs["probability"] = recalibrate(outputs["probability"], *self.site_platt)
         return outputs

@@ -1,8 +1,8 @@
 """The shipped SavedModel as ONNX files for ONNX Runtime, checked against it and timed beside it.
 
 The float32 file keeps the ``serving_default`` signature's input (``image``) and every output by
-name, with a batch of any size. The int8 file (dynamic-range: int8 weights) is kept only where its AUC and its findings' hit rate on
-the validation images stay close to the SavedModel's (``runtimes.parity_problem``). The report,
+name, with a batch of any size. The int8 file (dynamic-range: int8 weights) is kept only where what
+a reader sees on the validation images stays close to the SavedModel's (``runtimes.parity_problem``). The report,
 ``ONNX_PARITY_FILE``, also holds each runtime's call as timed interleaved on this machine: what the
 ``auto`` backend ranks the runtimes by. Needs TensorFlow, tf2onnx and onnxruntime
 (requirements-export.txt).
@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
 
 from .datasets import Records, load_images
-from .evaluation.parity import check_runtime_parity
-from .runtimes import (ONNX_FILE, ONNX_PARITY_FILE, SAVEDMODEL_CALL, SIGNATURE, Runner, available_cores,
-                       load_litert, load_onnx, load_savedmodel, parity_problem)
+from .evaluation.parity import check_runtime_parity, time_calls
+from .runtimes import (FLOAT_TFLITE_FILE, ONNX_FILE, ONNX_PARITY_FILE, SAVEDMODEL_CALL, SIGNATURE, available_cores,
+                       load_litert, load_onnx, load_savedmodel)
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +26,6 @@ log = logging.getLogger(__name__)
 INT8_FILE = "model_int8.onnx"
 #: The ONNX operator set written (ONNX Runtime runs it; tf2onnx converts every op of the network to it).
 OPSET = 17
-#: The float LiteRT file timed beside the ONNX files when the model folder has one.
-TFLITE_FILE = "model_float32.tflite"
 
 
 def convert(model_dir: Path) -> bytes:
@@ -106,26 +103,13 @@ def quantise(float_path: Path, int8_path: Path) -> None:
     quantize_dynamic(str(float_path), str(int8_path), per_channel=True, weight_type=QuantType.QInt8)
 
 
-def time_calls(calls: dict[str, Runner], image: np.ndarray, rounds: int = 30) -> dict[str, float]:
-    """Each call's p50 in milliseconds on one image, the calls taking turns round by round (after
-    three untimed rounds) so that a busy moment of the machine falls on all alike."""
-    times: dict[str, list[float]] = {name: [] for name in calls}
-    for round_number in range(-3, rounds):
-        for name, call in calls.items():
-            started = time.perf_counter()
-            call(image[np.newaxis])
-            if round_number >= 0:
-                times[name].append(time.perf_counter() - started)
-    return {name: float(np.median(seconds) * 1000) for name, seconds in times.items()}
-
-
 def timed_calls(model_dir: Path, files: list[str], image: np.ndarray, threads: int) -> dict[str, float]:
     """The p50 of the SavedModel's call, the float LiteRT file's where there is one, and each ONNX
     file's, timed interleaved (:func:`time_calls`) with the cores the app would give them."""
     calls = {SAVEDMODEL_CALL: load_savedmodel(model_dir, threads),
              **{file: load_onnx(model_dir / file, threads) for file in files}}
-    if (model_dir / TFLITE_FILE).is_file():
-        calls[TFLITE_FILE] = load_litert(model_dir / TFLITE_FILE, threads)
+    if (model_dir / FLOAT_TFLITE_FILE).is_file():
+        calls[FLOAT_TFLITE_FILE] = load_litert(model_dir / FLOAT_TFLITE_FILE, threads)
     return time_calls(calls, image)
 
 
@@ -141,24 +125,14 @@ def export_onnx(model_dir: Path, val: Records, data_dir: Path, int8: bool = True
         quantise(model_dir / ONNX_FILE, model_dir / INT8_FILE)
         files["int8"] = INT8_FILE
     report = check_runtime_parity(model_dir, val, data_dir, {
-        variant: (file, load_onnx(model_dir / file, threads)) for variant, file in files.items()})
-    if "int8" in files:
-        judge_int8(model_dir, report)
+        variant: (file, load_onnx(model_dir / file, threads)) for variant, file in files.items()},
+        quantised=frozenset(files) - {"float32"})
+    for variant in report["variants"].values():
+        if variant.get("problem"):
+            log.warning("%s export refused: %s", variant["file"], variant["problem"])
     kept = [v["file"] for v in report["variants"].values() if (model_dir / v["file"]).is_file()]
     image = load_images(val.subset(np.arange(len(val)) == 0), size)[0][0]  # the first validation image
     report["call_ms"] = timed_calls(model_dir, kept, image, threads)
     report["threads"] = threads
     (model_dir / ONNX_PARITY_FILE).write_text(json.dumps(report, indent=2) + "\n")
     return report
-
-
-def judge_int8(model_dir: Path, report: dict) -> None:
-    """Mark the int8 variant quantised and whether it passed; remove its file when it did not."""
-    int8 = report["variants"]["int8"] | {"quantised": True}
-    problem = parity_problem(int8, report) if report["savedmodel_finding_hit_rate"] is not None else (
-        "no outlines to measure its findings' hit rate on")
-    report["variants"]["int8"] = int8 | {"accepted": problem is None, "problem": problem}
-    if problem is not None:
-        log.warning("int8 export refused: %s", problem)
-        (model_dir / INT8_FILE).unlink()
-

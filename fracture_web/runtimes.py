@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .probability import recalibrate
+
 log = logging.getLogger(__name__)
 
 #: The runtimes a model can be served with (the ``BACKEND`` setting); ``auto`` picks one per model folder.
@@ -36,10 +38,19 @@ PARITY_TOLERANCE = 1e-3
 ONNX_PARITY_FILE = "onnx_parity.json"
 #: The float32 ONNX export: what the ``onnx`` backend serves unless its report vouches for a faster file.
 ONNX_FILE = "model.onnx"
-#: A quantised (int8) variant may stand in where its AUC and its findings' hit rate on the validation
-#: images stay this close to the SavedModel's (its probabilities differ by more than PARITY_TOLERANCE).
+#: A quantised (int8) variant may stand in where, with its own calibration (:func:`file_calibration`), what
+#: a reader sees on the validation images is no worse than with the SavedModel by more than these (its
+#: probabilities differ by more than PARITY_TOLERANCE): its AUC; its sensitivity and specificity at every
+#: operating point; how often its findings (any, and the top one) land on the radiologists' outlines;
+#: and it must give the SavedModel's in-scope verdict on nearly every image.
 QUANTISED_AUC_TOLERANCE = 0.005
+QUANTISED_RATE_TOLERANCE = 0.02
 QUANTISED_HIT_RATE_TOLERANCE = 0.01
+QUANTISED_SCOPE_AGREEMENT = 0.99
+#: The ``TFLITE_FILE`` setting that lets the parity report choose: the fastest file it vouches for.
+FASTEST_TFLITE = "auto"
+#: The float32 ``.tflite`` export: what LiteRT serves when the parity report vouches for no faster file.
+FLOAT_TFLITE_FILE = "model_float32.tflite"
 #: The key of the SavedModel's call among the timed calls of a parity report.
 SAVEDMODEL_CALL = "savedmodel"
 
@@ -63,59 +74,77 @@ def available_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return max(1, min(cores, math.ceil(int(quota) / int(period))))
 
 
-def resolve_backend(backend: str, model_dir: Path, tflite_file: str, model_version: str) -> str:
+def resolve_backend(backend: str, model_dir: Path, tflite_setting: str, model_version: str) -> str:
     """The runtime to serve with: ``backend`` itself, or for ``auto`` the fastest installed runtime
     whose file a parity report vouches for (:func:`stand_in_problem`), TensorFlow where none is
     (a vouched export gives the SavedModel's answers with a fraction of its memory, and needs no
     TensorFlow in a slim install).
 
-    How fast each runtime is comes from ``ONNX_PARITY_FILE``: scripts/export_onnx.py times every
-    runtime's call interleaved on one machine. Without it, LiteRT where it is vouched for: under
-    gunicorn on 2 cores it answered sooner than TensorFlow in every case of an interleaved
-    comparison (docs/performance.md) with a quarter of the memory per worker."""
+    How fast each runtime is comes from the parity reports: scripts/export_tflite.py times the
+    ``.tflite`` files, scripts/export_onnx.py every runtime, each interleaved on one machine. Without
+    timings, LiteRT where it is vouched for: under gunicorn on 2 cores it answered sooner than
+    TensorFlow in every case of an interleaved comparison (docs/performance.md) with a quarter of
+    the memory per worker."""
     if backend != "auto":
         return backend
     model_dir = Path(model_dir)
-    onnx = onnx_file(model_dir, model_version)
-    candidates = {"litert": (tflite_file, stand_in_problem(model_dir, tflite_file, model_version)),
-                  "onnx": (onnx, stand_in_problem(model_dir, onnx, model_version, ONNX_PARITY_FILE))}
+    candidates = {name: served_file(model_dir, name, tflite_setting, model_version) for name in RUNTIME_PACKAGES}
     call_ms = _call_ms(model_dir, model_version)
-    ranked = sorted(candidates, key=lambda name: call_ms.get(candidates[name][0], math.inf))
-    for name in ranked:
-        file, problem = candidates[name]
+    for name in sorted(candidates, key=lambda name: call_ms.get(candidates[name], math.inf)):
+        problem = stand_in_problem(model_dir, candidates[name], model_version, PARITY_FILES[name])
         if problem is None:
             if importlib.util.find_spec(RUNTIME_PACKAGES[name]) is not None:
                 return name
             problem = f"{RUNTIME_PACKAGES[name]} is not installed"
-        log.info("not serving %s through %s: %s", file, name, problem)
+        log.info("not serving %s through %s: %s", candidates[name], name, problem)
     return "tensorflow"
 
 
 #: The package each runtime other than TensorFlow is imported from.
 RUNTIME_PACKAGES = {"litert": "ai_edge_litert", "onnx": "onnxruntime"}
+#: The parity report that vouches for each runtime's files.
+PARITY_FILES = {"litert": PARITY_FILE, "onnx": ONNX_PARITY_FILE}
+
+
+def served_file(model_dir: Path, backend: str, tflite_setting: str, model_version: str) -> str | None:
+    """The file in ``model_dir`` that ``backend`` serves: for ``litert`` the ``tflite_setting`` file,
+    or for ``FASTEST_TFLITE`` the fastest ``.tflite`` file its parity report vouches for (else
+    ``FLOAT_TFLITE_FILE``); for ``onnx`` the fastest vouched ``.onnx`` file (else ``ONNX_FILE``);
+    None for ``tensorflow`` (the SavedModel)."""
+    if backend == "litert":
+        return (fastest_vouched(Path(model_dir), model_version, PARITY_FILE, FLOAT_TFLITE_FILE)
+                if tflite_setting == FASTEST_TFLITE else tflite_setting)
+    if backend == "onnx":
+        return fastest_vouched(Path(model_dir), model_version, ONNX_PARITY_FILE, ONNX_FILE)
+    return None
 
 
 def _call_ms(model_dir: Path, model_version: str) -> dict[str, float]:
-    """Each runtime's call in milliseconds (keyed by file, the SavedModel's by ``SAVEDMODEL_CALL``) as
-    the ONNX parity report of this model version measured them; empty without one."""
-    try:
-        report = json.loads((model_dir / ONNX_PARITY_FILE).read_text())
-        return {str(k): float(v) for k, v in report["call_ms"].items()} if report["model_version"] == model_version else {}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return {}
+    """Each export's call in milliseconds (the SavedModel's keyed by ``SAVEDMODEL_CALL``) as the parity
+    reports of this model version timed them, the ONNX report's where both timed a file; empty
+    without them."""
+    calls: dict[str, float] = {}
+    for parity_file in (PARITY_FILE, ONNX_PARITY_FILE):
+        try:
+            report = json.loads((model_dir / parity_file).read_text())
+            if report["model_version"] == model_version:
+                calls |= {str(k): float(v) for k, v in report["call_ms"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+    return calls
 
 
-def onnx_file(model_dir: Path, model_version: str) -> str:
-    """The ONNX file the ``onnx`` backend serves: of the files the ONNX parity report vouches for,
-    the one whose call was fastest; ``ONNX_FILE`` without such a report."""
+def fastest_vouched(model_dir: Path, model_version: str, parity_file: str, default: str) -> str:
+    """Of the files the report ``parity_file`` vouches for, the one whose call was fastest (the first
+    reported where none was timed); ``default`` where it vouches for none."""
     try:
-        report = json.loads((Path(model_dir) / ONNX_PARITY_FILE).read_text())
+        report = json.loads((model_dir / parity_file).read_text())
         files = [variant["file"] for variant in report["variants"].values()]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return ONNX_FILE
-    vouched = [file for file in files if stand_in_problem(model_dir, file, model_version, ONNX_PARITY_FILE) is None]
-    call_ms = _call_ms(Path(model_dir), model_version)
-    return min(vouched, key=lambda file: call_ms.get(file, math.inf), default=ONNX_FILE)
+        return default
+    vouched = [file for file in files if stand_in_problem(model_dir, file, model_version, parity_file) is None]
+    call_ms = _call_ms(model_dir, model_version)
+    return min(vouched, key=lambda file: call_ms.get(file, math.inf), default=default)
 
 
 def stand_in_problem(model_dir: Path, file: str, model_version: str, parity_file: str = PARITY_FILE) -> str | None:
@@ -139,29 +168,77 @@ def stand_in_problem(model_dir: Path, file: str, model_version: str, parity_file
 
 def parity_problem(checked: dict, report: dict) -> str | None:
     """Why a variant's parity figures fall short, or None: a float export's probabilities within
-    ``PARITY_TOLERANCE`` of the SavedModel's; a quantised one's AUC and findings' hit rate within
-    ``QUANTISED_AUC_TOLERANCE`` and ``QUANTISED_HIT_RATE_TOLERANCE`` of the SavedModel's."""
+    ``PARITY_TOLERANCE`` of the SavedModel's; a quantised one's figures within the ``QUANTISED_*``
+    tolerances of the SavedModel's (:func:`quantised_problems`)."""
     file = checked["file"]
     if not checked.get("quantised"):
         if not checked["max_probability_diff"] <= PARITY_TOLERANCE:
             return f"{file} differs from the SavedModel by {checked['max_probability_diff']:.2g} in probability"
         return None
-    if not abs(checked["auc"] - report["savedmodel_auc"]) <= QUANTISED_AUC_TOLERANCE:
-        return f"{file}'s AUC is {checked['auc']:.4f}, the SavedModel's {report['savedmodel_auc']:.4f}"
-    if not abs(checked["finding_hit_rate"] - report["savedmodel_finding_hit_rate"]) <= QUANTISED_HIT_RATE_TOLERANCE:
-        return (f"{file}'s findings hit {checked['finding_hit_rate']:.3f} of the fractures, "
-                f"the SavedModel's {report['savedmodel_finding_hit_rate']:.3f}")
-    return None
+    problems = quantised_problems(checked, report)
+    return f"{file}: " + "; ".join(problems) if problems else None
 
 
-def load_runtime(model_dir: Path, backend: str, tflite_file: str, model_version: str, threads: int) -> Runner:
-    """The call of ``backend`` (``tensorflow``, ``litert`` or ``onnx``) on ``model_dir``'s export;
-    ``ModelLoadError`` when it cannot be loaded."""
-    exports = {"litert": (tflite_file, "scripts/export_tflite.py", load_litert),
-               "onnx": (onnx_file(model_dir, model_version), "scripts/export_onnx.py", load_onnx)}
+def quantised_problems(checked: dict, report: dict) -> list[str]:
+    """Each way a quantised variant's AUC, verdicts (at its own operating points) or findings fall
+    short of the SavedModel's by more than the ``QUANTISED_*`` tolerances."""
+    problems = []
+    if not checked["auc"] >= report["savedmodel_auc"] - QUANTISED_AUC_TOLERANCE:
+        problems.append(f"AUC {checked['auc']:.4f} against the SavedModel's {report['savedmodel_auc']:.4f}")
+    for point, expected in report["savedmodel_operating_points"].items():
+        for rate, value in expected.items():
+            own = checked["operating_points"][point][rate]
+            if not own >= value - QUANTISED_RATE_TOLERANCE:
+                problems.append(f"{rate} {own:.3f} at {point} against {value:.3f}")
+    agreement = checked.get("in_scope_agreement")
+    if agreement is not None and not agreement >= QUANTISED_SCOPE_AGREEMENT:
+        problems.append(f"the same in-scope verdict on only {agreement:.1%} of the images")
+    expected, own = report.get("savedmodel_findings"), checked.get("findings")
+    if expected is None or own is None:
+        return [*problems, "no outlines to measure its findings on"]
+    for figure in ("finding_hit_rate", "top_finding_hit_rate"):
+        if not own[figure] >= expected[figure] - QUANTISED_HIT_RATE_TOLERANCE:
+            problems.append(f"{figure.replace('_', ' ')} {own[figure]:.3f} against {expected[figure]:.3f}")
+    return problems
+
+
+def file_calibration(model_dir: Path, backend: str, file: str | None, model_version: str) -> dict | None:
+    """The served export's own calibration, or None: a quantised file's Platt scaling (``platt``),
+    operating points (``thresholds``) and in-scope scale (``scope_scale``), fitted on the validation
+    images by its parity check and kept in the report that vouches for this very file. A float
+    export answers as the SavedModel, whose calibration is in its graph."""
+    if file is None or backend not in PARITY_FILES:
+        return None
+    try:
+        report = json.loads((Path(model_dir) / PARITY_FILES[backend]).read_text())
+        variant = next(v for v in report["variants"].values() if v.get("file") == file)
+        if (report["model_version"] != model_version or "calibration" not in variant
+                or variant["sha256"] != hashlib.sha256((Path(model_dir) / file).read_bytes()).hexdigest()):
+            return None
+        return variant["calibration"]
+    except (StopIteration, OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def calibrated(outputs: dict[str, np.ndarray], calibration: dict | None) -> dict[str, np.ndarray]:
+    """``outputs`` with an export's own calibration (:func:`file_calibration`) applied: its Platt
+    scaling to the probability, its scale to the in-scope distance."""
+    if calibration is None:
+        return outputs
+    slope, intercept = calibration["platt"]
+    outputs["probability"] = recalibrate(outputs["probability"], slope, intercept)
+    if "atypicality" in outputs:
+        outputs["atypicality"] = (outputs["atypicality"] / calibration["scope_scale"]).astype(np.float32)
+    return outputs
+
+
+def load_runtime(model_dir: Path, backend: str, file: str | None, threads: int) -> Runner:
+    """The call of ``backend`` (``tensorflow``, ``litert`` or ``onnx``) on ``model_dir``'s SavedModel
+    or its export ``file`` (:func:`served_file`); ``ModelLoadError`` when it cannot be loaded."""
+    exports = {"litert": ("scripts/export_tflite.py", load_litert), "onnx": ("scripts/export_onnx.py", load_onnx)}
     if backend not in exports:
         return load_savedmodel(model_dir, threads)
-    file, script, load = exports[backend]
+    script, load = exports[backend]
     path = Path(model_dir) / file
     if not path.is_file():
         raise ModelLoadError(f"No {backend} model at {path} (make one with {script})")

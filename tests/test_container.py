@@ -22,6 +22,9 @@ import pytest
 from bench.loadgen import post_file
 from bench.local_server import free_port, wait_ready
 from containers import BASE_IMAGE, Buildah, missing_tools
+from fracture_web.config import DEFAULT_TFLITE_FILE
+from fracture_web.runtimes import served_file
+
 from helpers import ROOT, SAMPLES
 
 IMAGE = "fracture-web:slim"
@@ -73,13 +76,21 @@ def test_the_slim_image_is_small_runs_as_a_user_and_keeps_its_health_check(build
     assert config["Healthcheck"]["Test"][0] == "CMD-SHELL"
 
 
+def shipped_tflite_file() -> str:
+    """The ``.tflite`` file LiteRT serves from the checkout's model folder by default."""
+    version = json.loads((ROOT / "model" / "metadata.json").read_text())["model_version"]
+    return served_file(ROOT / "model", "litert", DEFAULT_TFLITE_FILE, version)
+
+
 def test_the_running_container_answers_healthz_and_gives_a_verdict(buildah, tmp_path):
     config, port = image_config(buildah), free_port()
     env = {"PORT": str(port), "BIND": f"127.0.0.1:{port}", "WEB_CONCURRENCY": "1"}
     with buildah.running(IMAGE, config["Cmd"], tmp_path / "gunicorn.log", env) as server:
         wait_ready(port, server)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as response:
-            assert json.load(response)["backend"] == "litert"
+            served = json.load(response)
+        # The slim image serves the file the shipped model's parity report vouches for as the fastest.
+        assert (served["backend"], served["model_file"]) == ("litert", shipped_tflite_file())
         status, body = post_file(port, SAMPLES[0])
         assert status == 200 and json.loads(body)["label"] in ("fractured", "not_fractured")
         # The image's own HEALTHCHECK, run inside it as Docker would.

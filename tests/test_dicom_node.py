@@ -131,7 +131,7 @@ def test_the_node_is_configured_by_environment(tmp_path):
     assert (config.backend, config.threads) == ("auto", None)
     slim = from_environment({"FRACTURE_DICOM_DEST_HOST": "h", "FRACTURE_DICOM_DEST_AE_TITLE": "A",
                              "FRACTURE_BACKEND": "litert", "FRACTURE_THREADS": "1"})
-    assert (slim.backend, slim.tflite_file, slim.threads) == ("litert", "model_float32.tflite", 1)
+    assert (slim.backend, slim.tflite_file, slim.threads) == ("litert", "auto", 1)
     with pytest.raises(NodeConfigError, match="^FRACTURE_DICOM_PORT takes a whole number"):
         from_environment({"FRACTURE_DICOM_DEST_HOST": "h", "FRACTURE_DICOM_DEST_AE_TITLE": "A",
                           "FRACTURE_DICOM_PORT": "eleven"})

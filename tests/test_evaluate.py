@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score, roc_curve as sklearn_roc_curve
 
 from helpers import ROOT, run_script, synthetic_xray
 from fracture_web.evaluation.diagnostic_accuracy import calibration_bins, expected_calibration_error, roc_auc, roc_curve
-from fracture_web.evaluation.model_card import render
+from fracture_web.evaluation.model_card import render_folder
 from fracture_web.evaluation.report import evaluate
 from fracture_web.evaluation.scoring import EvaluationError, score_folder
 from fracture_web.imaging import preprocess
@@ -194,9 +194,7 @@ def test_auc_counts_ties_as_half():
 
 def test_model_card_template_renders_the_committed_card():
     model_dir = ROOT / "model"
-    metadata = json.loads((model_dir / "metadata.json").read_text())
-    metrics = json.loads((model_dir / "metrics.json").read_text())
-    assert render(metadata, metrics) == (model_dir / "MODEL_CARD.md").read_text()
+    assert render_folder(model_dir) == (model_dir / "MODEL_CARD.md").read_text()
 
 
 def test_only_one_readable_class_is_refused(tmp_path):

@@ -88,13 +88,27 @@ def test_auto_serves_the_fastest_vouched_runtime_and_refuses_a_changed_onnx_file
     assert auto_with(savedmodel=40, onnx=20, litert=30) == "litert"
 
 
-REPORT = {"savedmodel_auc": 0.900, "savedmodel_finding_hit_rate": 0.60}
+POINTS = {"balanced": {"sensitivity": 0.80, "specificity": 0.90}, "high_sensitivity": {"sensitivity": 0.95, "specificity": 0.60}}
+REPORT = {"savedmodel_auc": 0.900, "savedmodel_operating_points": POINTS,
+          "savedmodel_findings": {"finding_hit_rate": 0.60, "top_finding_hit_rate": 0.55}}
+CLOSE = {"auc": 0.896, "operating_points": {"balanced": {"sensitivity": 0.79, "specificity": 0.91},
+                                            "high_sensitivity": POINTS["high_sensitivity"]},
+         "in_scope_agreement": 0.995, "findings": {"finding_hit_rate": 0.595, "top_finding_hit_rate": 0.55}}
 
 
-@pytest.mark.parametrize("auc, hit_rate, passes", [(0.896, 0.595, True), (0.894, 0.60, False), (0.90, 0.585, False)])
-def test_an_int8_file_stands_in_only_within_its_auc_and_hit_rate_tolerances(auc, hit_rate, passes):
-    int8 = {"file": "model_int8.onnx", "quantised": True, "max_probability_diff": 0.05, "auc": auc,
-            "finding_hit_rate": hit_rate}
+@pytest.mark.parametrize("change, passes", [
+    ({}, True),
+    ({"auc": 0.910}, True),  # better than the SavedModel is no reason to refuse
+    ({"auc": 0.894}, False),
+    ({"operating_points": POINTS | {"balanced": {"sensitivity": 0.77, "specificity": 0.90}}}, False),
+    ({"operating_points": POINTS | {"high_sensitivity": {"sensitivity": 0.95, "specificity": 0.57}}}, False),
+    ({"in_scope_agreement": 0.98}, False),
+    ({"findings": {"finding_hit_rate": 0.585, "top_finding_hit_rate": 0.55}}, False),
+    ({"findings": {"finding_hit_rate": 0.60, "top_finding_hit_rate": 0.53}}, False),
+    ({"findings": None}, False),
+])
+def test_an_int8_file_stands_in_only_while_what_a_reader_sees_stays_within_tolerance(change, passes):
+    int8 = {"file": "model_int8.onnx", "quantised": True, "max_probability_diff": 0.05, **CLOSE, **change}
     assert (parity_problem(int8, REPORT) is None) == passes
     assert parity_problem(int8 | {"quantised": False}, REPORT) is not None  # as a float file: too far
 

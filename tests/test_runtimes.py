@@ -29,15 +29,19 @@ def lite_model_dir(tiny_model_dir: Path, tiny_dataset: Path, tmp_path_factory) -
     """The tiny test model with its .tflite files, written (and parity-checked) by scripts/export_tflite.py."""
     model_dir = tmp_path_factory.mktemp("lite") / "model"
     shutil.copytree(tiny_model_dir, model_dir, ignore=shutil.ignore_patterns("*.tflite", "tflite_parity.json"))
-    done = run_script("export_tflite.py", "--model", str(model_dir), "--variants", "float32", "float16",
-                      "--data-dir", str(tiny_dataset))
+    done = run_script("export_tflite.py", "--model", str(model_dir), "--data-dir", str(tiny_dataset))
     assert done.returncode == 0, done.stdout + done.stderr
     return model_dir
 
 
-def test_export_writes_both_variants_and_reports_their_parity(lite_model_dir):
+def test_export_writes_each_variant_and_reports_its_parity_on_the_models_validation_images(lite_model_dir,
+                                                                                            tiny_dataset):
+    from fracture_web.datasets import read_records
+    from fracture_web.training.splits import split_train_val
+
     report = json.loads((lite_model_dir / "tflite_parity.json").read_text())
-    assert report["images"] == 48 and set(report["variants"]) == {"float32", "float16"}
+    assert report["images"] == len(split_train_val(read_records(tiny_dataset))[1].labels)
+    assert set(report["variants"]) == {"float32", "float16", "int8"}
     assert report["variants"]["float32"]["file"] == "model_float32.tflite"
     assert report["variants"]["float32"]["sha256"] == hashlib.sha256(
         (lite_model_dir / "model_float32.tflite").read_bytes()).hexdigest()
@@ -45,6 +49,34 @@ def test_export_writes_both_variants_and_reports_their_parity(lite_model_dir):
     assert report["variants"]["float32"]["auc"] == pytest.approx(report["savedmodel_auc"], abs=1e-3)
     float16 = (lite_model_dir / "model_float16.tflite").stat().st_size
     assert float16 < 0.6 * (lite_model_dir / "model_float32.tflite").stat().st_size
+    assert set(report["call_ms"]) == {"model_float32.tflite", "model_float16.tflite"}  # the files kept, timed
+
+
+def test_an_int8_file_whose_findings_cannot_be_checked_is_not_kept(lite_model_dir):
+    # The tiny dataset has no outlines, so what the int8 file's findings would show is unknown: refused.
+    int8 = json.loads((lite_model_dir / "tflite_parity.json").read_text())["variants"]["int8"]
+    assert int8["quantised"] and not int8["accepted"] and "outlines" in int8["problem"]
+    assert set(int8["operating_points"]) == {"balanced", "high_sensitivity"}
+    assert not (lite_model_dir / "model_int8.tflite").exists()
+    assert FractureModel(lite_model_dir).served_file == "model_float32.tflite"
+
+
+def test_the_int8_file_is_smaller_and_answers_every_output(tiny_model_dir, tiny_dataset, tmp_path):
+    from fracture_web.datasets import load_split, read_records
+    from fracture_web.runtimes import load_litert
+    from fracture_web.training.tflite import convert
+
+    images = load_split(read_records(tiny_dataset), 64).images
+    int8 = tmp_path / "model_int8.tflite"
+    int8.write_bytes(convert(tiny_model_dir, "int8", images[::6]))
+    # int8 weights in the network; the in-scope check's statistics stay float32
+    assert int8.stat().st_size < 0.6 * len(convert(tiny_model_dir, "float32"))
+    lite = load_litert(int8, 1)(images[:4])
+    savedmodel = FractureModel(tiny_model_dir, backend="tensorflow").outputs(images[:4])
+    assert set(lite) == set(savedmodel)
+    for name, expected in savedmodel.items():
+        assert lite[name].shape == expected.shape and np.all(np.isfinite(lite[name]))
+    assert np.all((lite["heatmap"] >= 0) & (lite["heatmap"] <= 1))  # the map's scaling stayed float32
 
 
 # float16 halves the file; on the tiny network (barely trained, so its map's cells sit on the steep part of
@@ -147,16 +179,49 @@ def test_auto_serves_the_tflite_file_only_while_its_parity_report_vouches_for_it
     assert backend_with(parity) == "tensorflow"
 
 
-def test_the_shipped_tflite_file_was_exported_from_the_shipped_model():
+def test_auto_serves_the_fastest_tflite_file_its_report_vouches_for(lite_model_dir, tmp_path):
+    model_dir = tmp_path / "model"
+    shutil.copytree(lite_model_dir, model_dir)
+    shutil.copy(model_dir / "model_float16.tflite", model_dir / "model_int8.tflite")  # stands in for a quantised file
+    parity_file = model_dir / "tflite_parity.json"
+    report = json.loads(parity_file.read_text())
+    report["savedmodel_findings"] = {"finding_hit_rate": 0.6, "top_finding_hit_rate": 0.5}
+    report["variants"]["int8"] |= {
+        "sha256": hashlib.sha256((model_dir / "model_int8.tflite").read_bytes()).hexdigest(),
+        "auc": report["savedmodel_auc"], "operating_points": report["savedmodel_operating_points"],
+        "in_scope_agreement": 1.0, "findings": report["savedmodel_findings"]}
+
+    def served(int8_ms: float, **int8_figures) -> tuple[str, str]:
+        variants = report["variants"] | {"int8": report["variants"]["int8"] | int8_figures}
+        call_ms = {"model_float32.tflite": 30.0, "model_int8.tflite": int8_ms}
+        parity_file.write_text(json.dumps(report | {"variants": variants, "call_ms": call_ms}))
+        model = FractureModel(model_dir)
+        return model.backend, model.served_file
+
+    assert served(15.0) == ("litert", "model_int8.tflite")
+    assert served(45.0) == ("litert", "model_float32.tflite")  # vouched for, but slower
+    balanced = report["savedmodel_operating_points"]["balanced"]
+    missed = {"balanced": balanced | {"sensitivity": balanced["sensitivity"] - 0.05}}
+    assert served(15.0, operating_points=report["savedmodel_operating_points"] | missed)[1] == "model_float32.tflite"
+    assert served(15.0, in_scope_agreement=0.9)[1] == "model_float32.tflite"
+    served(15.0)
+    named = FractureModel(model_dir, backend="litert", tflite_file="model_float32.tflite")
+    assert named.served_file == "model_float32.tflite"  # a file named in the settings is served as named
+    client = create_app({"TESTING": True, "MODEL_DIR": str(model_dir)}).test_client()
+    assert client.get("/healthz").get_json()["model_file"] == "model_int8.tflite"
+
+
+def test_the_shipped_tflite_files_were_exported_from_the_shipped_model():
     model_dir = PROJECT_ROOT / "model"
     parity = json.loads((model_dir / "tflite_parity.json").read_text())
     savedmodel = FractureModel(model_dir, backend="tensorflow")
     assert parity["model_version"] == savedmodel.version and parity["images"] > 400
-    assert FractureModel(model_dir).backend == "litert"  # what the app serves by default
+    served = FractureModel(model_dir)  # what the app serves by default
+    assert served.backend == "litert" and served.served_file in {v["file"] for v in parity["variants"].values()}
     assert parity["variants"]["float32"]["max_probability_diff"] <= 1e-3
     expected = outputs_on_samples(savedmodel)["probability"]
-    lite = outputs_on_samples(FractureModel(model_dir, backend="litert"))["probability"]
-    np.testing.assert_allclose(lite, expected, atol=1e-3)
+    lite = outputs_on_samples(FractureModel(model_dir, backend="litert", tflite_file="model_float32.tflite"))
+    np.testing.assert_allclose(lite["probability"], expected, atol=1e-3)
 
 
 #: What requirements.txt holds only for TensorFlow and ONNX Runtime: all the slim install (LiteRT only) leaves out.
@@ -208,3 +273,23 @@ def test_two_models_calls_are_timed_in_one_run_with_their_multiply_adds(lite_mod
                        "--images", str(SAMPLES[0]), "--rounds", "1", "--out", str(out))
     assert served.returncode == 0, served.stderr
     assert json.loads(out.read_text())["runtime"] == "litert"
+
+
+def test_a_quantised_files_own_calibration_finds_as_many_fractures_as_the_savedmodel():
+    from fracture_web.evaluation.diagnostic_accuracy import confusion_rates
+    from fracture_web.evaluation.parity import fit_file_calibration
+    from fracture_web.runtimes import calibrated
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([1, 0], [80, 320])
+    probability = 1 / (1 + np.exp(-(rng.normal(0, 1, 400) + 2.0 * labels - 1.5)))
+    outputs = {"probability": probability.astype(np.float32), "atypicality": rng.gamma(4, 0.1, 400).astype(np.float32)}
+    calibration = fit_file_calibration(outputs, labels, {"balanced": 0.80, "high_sensitivity": 0.95})
+    served = calibrated({name: value.copy() for name, value in outputs.items()}, calibration)
+    for name, sensitivity in {"balanced": 0.80, "high_sensitivity": 0.95}.items():
+        threshold = calibration["thresholds"][name]
+        assert confusion_rates(labels, served["probability"], threshold)["sensitivity"] >= sensitivity
+        # the highest such threshold: a hair above it finds fewer
+        assert confusion_rates(labels, served["probability"], np.nextafter(threshold, 1))["sensitivity"] < sensitivity
+    assert np.mean(served["atypicality"] > 1.0) == pytest.approx(0.01, abs=0.0026)  # flags 1 in 100, as the SavedModel
+    assert calibration["ece"] < 0.1

@@ -44,7 +44,7 @@ from flask import Flask
 from fracture_web.config import Settings, for_command_line
 from fracture_web.datasets import DatasetError, check_distinct_files, read_records, skipped_note
 from fracture_web.evaluation.diagnostic_accuracy import to_json
-from fracture_web.evaluation.model_card import render
+from fracture_web.evaluation.model_card import read_parity, render
 from fracture_web.evaluation.scoring import EvaluationError, score_records
 from fracture_web.evaluation.site import (MARGIN_KEY, SITE_KEY, check_out, check_size, fit_site, site_metadata,
                                           write_site_model)
@@ -151,7 +151,7 @@ def site_files(model_dir: Path, metadata: dict) -> dict[str, str]:
     files = {"site_metrics.json": to_json(metadata[SITE_KEY]) + "\n"}
     metrics, card = Path(model_dir) / "metrics.json", Path(model_dir) / "MODEL_CARD.md"
     if metrics.is_file():
-        files["MODEL_CARD.md"] = render(metadata, json.loads(metrics.read_text()))
+        files["MODEL_CARD.md"] = render(metadata, json.loads(metrics.read_text()), read_parity(model_dir))
     elif card.is_file():
         files["MODEL_CARD.md"] = stale_card_note(metadata[SITE_KEY]) + card.read_text(encoding="utf-8", errors="replace")
     return files

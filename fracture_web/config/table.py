@@ -17,8 +17,9 @@ PREFIX = "FRACTURE_"
 #: The runtime the model is served with unless ``BACKEND`` says otherwise: the fastest of the model
 #: folder's exports verified to stand in for its SavedModel, else TensorFlow (runtimes.resolve_backend).
 DEFAULT_BACKEND = "auto"
-#: The LiteRT file served by default, written by scripts/export_tflite.py beside the SavedModel.
-DEFAULT_TFLITE_FILE = "model_float32.tflite"
+#: The LiteRT file served by default: the fastest of the ``.tflite`` files written by
+#: scripts/export_tflite.py that its parity report vouches for (runtimes.served_file).
+DEFAULT_TFLITE_FILE = "auto"
 
 #: Who reads a setting: the web app (create_app), the DICOM node, its Celery workers, the command lines.
 WEB, NODE, WORKER, CLI = "web", "node", "worker", "cli"
@@ -61,13 +62,14 @@ MODEL = (
     Setting("BACKEND", choice("auto", "tensorflow", "litert", "onnx"), DEFAULT_BACKEND, MODEL_USERS,
             "Runtime: `auto` serves the fastest of the model folder's exports whose parity report vouches for "
             "that very file (same model version, same SHA-256, probabilities within its tolerance of the "
-            "SavedModel's; for int8, AUC and findings' hit rate): the `.tflite` file through LiteRT "
+            "SavedModel's; for int8, AUC, operating points, in-scope verdicts and findings): the `.tflite` file through LiteRT "
             "(`tflite_parity.json`) or the `.onnx` file through ONNX Runtime (`onnx_parity.json`, which also "
             "times each runtime), else the SavedModel through TensorFlow; `tensorflow` always the SavedModel; "
             "`litert` always the `.tflite` file; `onnx` always an `.onnx` file (the fastest vouched one, else "
             "`model.onnx`); neither needs TensorFlow. `/healthz` says which one runs."),
     Setting("TFLITE_FILE", text, DEFAULT_TFLITE_FILE, MODEL_USERS,
-            "The `.tflite` file in the model folder that the `auto` and `litert` backends serve."),
+            "The `.tflite` file in the model folder that the `auto` and `litert` backends serve; `auto`: the "
+            "fastest one `tflite_parity.json` vouches for (`model_float32.tflite` where it vouches for none)."),
     Setting("THREADS", optional(integer(1, 1024)), None, MODEL_USERS,
             "Cores one image may use (latency first).", shown="every core the process may use"),
     Setting("OPERATING_POINT", optional(text), None, MODEL_USERS,

@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 HIGH_SENSITIVITY = 0.90
 #: The normal quantile of a one-sided 95% bound.
 ONE_SIDED_95 = 1.6448536269514722
+#: Validation images the in-scope check may flag: its threshold is this quantile of their distances.
+IN_SCOPE_QUANTILE = 0.99
 #: The rule that places the ``high_sensitivity`` point, in words (stored in the metadata).
 HIGH_SENSITIVITY_RULE = "highest threshold whose one-sided 95% Wilson lower bound of sensitivity reaches the target"
 
@@ -62,6 +64,14 @@ def choose_operating_points(labels: np.ndarray, probs: np.ndarray,
     balanced = thresholds[int(np.argmax(tpr - fpr))]
     high_sens = high_sensitivity_threshold(labels, probs, min_sensitivity)
     return {"balanced": float(balanced), "high_sensitivity": high_sens}
+
+
+def matched_sensitivity_threshold(labels: np.ndarray, probs: np.ndarray, sensitivity: float) -> float:
+    """The highest threshold at which ``probs`` call at least ``sensitivity`` of the fractured images
+    fractured: where another model's operating point found as many of them."""
+    fractured = np.sort(np.asarray(probs)[np.asarray(labels) == 1])[::-1]
+    needed = max(1, math.ceil(round(sensitivity * len(fractured), 9)))
+    return float(fractured[needed - 1])
 
 
 def sensitivity_lower_bound(detected: np.ndarray | int, fractured: int) -> np.ndarray:

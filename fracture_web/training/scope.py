@@ -14,8 +14,8 @@ import keras
 import numpy as np
 from sklearn.covariance import LedoitWolf
 
-#: Validation images that may be flagged: the threshold is this quantile of their distances.
-IN_SCOPE_QUANTILE = 0.99
+from ..evaluation.calibration import IN_SCOPE_QUANTILE
+
 
 
 @dataclass(frozen=True)

@@ -219,11 +219,12 @@ def studies_api():
 
 @bp.get("/healthz")
 def healthz():
-    """200 with the model version and the runtime serving it once the model is loaded, 503 before."""
+    """200 with the model version, the runtime serving it and the export it serves (null for the
+    SavedModel) once the model is loaded, 503 before."""
     model = get_model()
     if model is None:
-        return jsonify(status="loading", model_version=None, backend=None), 503
-    return jsonify(status="ok", model_version=model.version, backend=model.backend)
+        return jsonify(status="loading", model_version=None, backend=None, model_file=None), 503
+    return jsonify(status="ok", model_version=model.version, backend=model.backend, model_file=model.served_file)
 
 
 def _data_uri(data: bytes, media_type: str = "image/png") -> str:
