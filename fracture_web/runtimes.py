@@ -225,6 +225,7 @@ def calibrated(outputs: dict[str, np.ndarray], calibration: dict | None) -> dict
     scaling to the probability, its scale to the in-scope distance."""
     if calibration is None:
         return outputs
+    outputs = dict(outputs)
     slope, intercept = calibration["platt"]
     outputs["probability"] = recalibrate(outputs["probability"], slope, intercept)
     if "atypicality" in outputs:

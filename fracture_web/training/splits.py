@@ -3,7 +3,6 @@ else a stratified split that keeps duplicate groups on one side (scikit-learn)."
 from __future__ import annotations
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
 
 from ..datasets import Records
 
@@ -13,6 +12,8 @@ def split_train_val(records: Records, val_fraction: float = 0.15, seed: int = 0)
     if "split" in records.columns:
         split = np.array(records.columns["split"])
         return records.subset(split == "train"), records.subset(split == "val")
+    from sklearn.model_selection import StratifiedGroupKFold  # the training install; FracAtlas needs none
+
     groups = _groups(records)
     folds = StratifiedGroupKFold(n_splits=max(2, round(1 / val_fraction)), shuffle=True, random_state=seed)
     train_index, val_index = next(folds.split(np.zeros(len(records)), records.labels, groups))
