@@ -38,8 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"e.g. balanced or high_sensitivity (default: {point})")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--backend", choices=BACKENDS, default=settings["BACKEND"],
-                        help="auto serves the verified .tflite file where there is one, else the SavedModel; "
-                             f"litert runs {settings['TFLITE_FILE']} without TensorFlow (default: %(default)s)")
+                        help="auto serves the fastest verified export where there is one, else the SavedModel; "
+                             "litert runs a .tflite file without TensorFlow (FRACTURE_TFLITE_FILE: "
+                             f"{settings['TFLITE_FILE']}) (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=settings["THREADS"],
                         help=f"cores one image may use (default: {threads})")
     parser.set_defaults(tflite_file=settings["TFLITE_FILE"])
