@@ -7,6 +7,7 @@ LiteRT and ONNX Runtime) never needs TensorFlow. No Flask.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -147,6 +148,19 @@ def fastest_vouched(model_dir: Path, model_version: str, parity_file: str, defau
     return min(vouched, key=lambda file: call_ms.get(file, math.inf), default=default)
 
 
+def file_digest(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, as the parity reports record it. Choosing and loading a
+    runtime asks for the same files' digests several times: each is hashed once while the file
+    keeps its size and modification time (:func:`_digest`)."""
+    stat = Path(path).stat()
+    return _digest(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _digest(path: str, size: int, modified_ns: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def stand_in_problem(model_dir: Path, file: str, model_version: str, parity_file: str = PARITY_FILE) -> str | None:
     """Why ``file`` (a .tflite or .onnx export) may not stand in for the SavedModel in ``model_dir``,
     or None when it may: the parity report ``parity_file`` names this model version and this very
@@ -157,7 +171,7 @@ def stand_in_problem(model_dir: Path, file: str, model_version: str, parity_file
         checked = next(v for v in report["variants"].values() if v.get("file") == file)
         if report["model_version"] != model_version:
             return f"{parity_file} is about model {report['model_version']}, not {model_version}"
-        if checked["sha256"] != hashlib.sha256(path.read_bytes()).hexdigest():
+        if checked["sha256"] != file_digest(path):
             return f"{file} changed after its parity check"
         return parity_problem(checked, report)
     except StopIteration:
@@ -213,7 +227,7 @@ def file_calibration(model_dir: Path, backend: str, file: str | None, model_vers
         report = json.loads((Path(model_dir) / PARITY_FILES[backend]).read_text())
         variant = next(v for v in report["variants"].values() if v.get("file") == file)
         if (report["model_version"] != model_version or "calibration" not in variant
-                or variant["sha256"] != hashlib.sha256((Path(model_dir) / file).read_bytes()).hexdigest()):
+                or variant["sha256"] != file_digest(Path(model_dir) / file)):
             return None
         return variant["calibration"]
     except (StopIteration, OSError, ValueError, KeyError, TypeError, AttributeError):

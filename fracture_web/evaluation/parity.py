@@ -9,7 +9,6 @@ Needs TensorFlow for the SavedModel and each export's runtime; the files themsel
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +20,7 @@ from ..inference import FractureModel
 from ..outlines import outlines_beside
 from ..findings import FindingLevels
 from ..probability import logit, recalibrate
-from ..runtimes import Runner, calibrated, parity_problem
+from ..runtimes import Runner, calibrated, file_digest, parity_problem
 from .calibration import IN_SCOPE_QUANTILE, fit_platt, matched_sensitivity_threshold
 from .diagnostic_accuracy import confusion_rates, expected_calibration_error, roc_auc
 from .localisation import findings_table, locate_records
@@ -98,8 +97,8 @@ def check_runtime_parity(model_dir: Path, records: Records, data_dir: Path | Non
                                                         reference.thresholds)
     for variant, (file_name, run) in candidates.items():
         outputs = batched_outputs(ServedCall(run, reference), split.images, batch_size)
-        digest = hashlib.sha256((Path(model_dir) / file_name).read_bytes()).hexdigest()
-        checked = {"file": file_name, "sha256": digest, **output_differences(expected, outputs, split.labels)}
+        checked = {"file": file_name, "sha256": file_digest(Path(model_dir) / file_name),
+                   **output_differences(expected, outputs, split.labels)}
         if variant in quantised:
             calibration = fit_file_calibration(outputs, split.labels, {
                 name: point["sensitivity"] for name, point in figures["operating_points"].items()})
